@@ -1,0 +1,41 @@
+//! `graft data audit DIR`
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use crate::cli::AuditArgs;
+
+pub fn run(args: AuditArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (dataset, facts) = super::scan_and_analyze(&args.dir)?;
+    let report = graft_data::audit::build_report(&dataset, &facts, args.near_dup_threshold);
+    let elapsed = started.elapsed();
+
+    let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    if json_to_stdout {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print!("{}", report.to_table(args.show));
+        println!(
+            "\nAudited {} files in {:.1} s.",
+            report.files_found,
+            elapsed.as_secs_f64()
+        );
+    }
+    if let Some(path) = args.json.as_ref().filter(|_| !json_to_stdout) {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing JSON report {}", path.display()))?;
+        println!("JSON report: {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        graft_data::audit::plot_class_counts(&report, path)?;
+        if !json_to_stdout {
+            println!("Class chart: {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! One module per subcommand; each turns parsed arguments into library calls and output.
+
+mod audit;
+mod bench;
+pub mod import_idx;
+mod split;
+
+use crate::cli::{BenchCommand, Command, DataCommand};
+
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Data(DataCommand::Audit(a)) => audit::run(a),
+        Command::Data(DataCommand::Split(a)) => split::run(a),
+        Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
+        Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
+    }
+}
+
+/// Scan a folder and analyse every image in parallel, with a progress bar.
+pub(crate) fn scan_and_analyze(
+    dir: &std::path::Path,
+) -> anyhow::Result<(
+    graft_data::scan::Dataset,
+    Vec<Result<graft_data::analyze::ImageFacts, graft_data::decode::DecodeError>>,
+)> {
+    use anyhow::Context;
+    let dataset = graft_data::scan::scan(dir).with_context(|| "scanning the dataset folder")?;
+    tracing::info!(
+        images = dataset.entries.len(),
+        classes = dataset.classes.len(),
+        "scanned"
+    );
+    let pb = crate::progress::bar(dataset.entries.len() as u64, "decode");
+    let facts = graft_data::analyze::analyze(&dataset, &|n| pb.inc(n));
+    pb.finish_and_clear();
+    Ok((dataset, facts))
+}

@@ -1,0 +1,74 @@
+//! Shared helpers for integration tests: run the real `graft` binary and build small synthetic
+//! ImageFolders.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use image::{DynamicImage, RgbImage};
+
+pub fn graft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run graft")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Deterministic blocky pattern: distinct perceptual hash per seed, stable under resizing.
+pub fn pattern(seed: u64, w: u32, h: u32) -> RgbImage {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let cells: Vec<[u8; 3]> = (0..64)
+        .map(|_| {
+            let v = next();
+            [v as u8, (v >> 8) as u8, (v >> 16) as u8]
+        })
+        .collect();
+    RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb(cells[((y * 8 / h) * 8 + x * 8 / w) as usize])
+    })
+}
+
+pub fn save(img: &RgbImage, path: &Path) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    DynamicImage::ImageRgb8(img.clone())
+        .save(path)
+        .expect("save image");
+}
+
+pub fn png_bytes(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    DynamicImage::ImageRgb8(img.clone())
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("encode");
+    out
+}
+
+/// `DIR/<class>/<class>_<i>.png` with `counts[k]` distinct images in class k.
+pub fn make_folder(dir: &Path, classes: &[&str], counts: &[usize]) {
+    for (k, (class, &n)) in classes.iter().zip(counts).enumerate() {
+        for i in 0..n {
+            let seed = (k as u64 + 1) * 100_000 + i as u64;
+            let (w, h) = (40 + (i as u32 % 5) * 8, 40 + (i as u32 % 3) * 8);
+            save(
+                &pattern(seed, w, h),
+                &dir.join(class).join(format!("{class}_{i:03}.png")),
+            );
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! graft's data layer: everything between a folder of photos and a split manifest.
+//!
+//! - [`scan`] finds images in an ImageFolder (`DIR/<class>/…`) or pre-split
+//!   (`DIR/{train,val,test}/<class>/…`) layout.
+//! - [`decode`] turns any supported file into RGB8, honouring EXIF orientation.
+//! - [`hash`] computes content hashes and perceptual hashes, and finds near duplicates.
+//! - [`audit`] checks a dataset before training.
+//! - [`split`] writes a stratified, deterministic train/val/test manifest.
+//! - [`idx`] imports MNIST-format idx files.
+
+pub mod analyze;
+pub mod audit;
+pub mod decode;
+pub mod error;
+pub mod hash;
+pub mod idx;
+pub mod rng;
+pub mod scan;
+pub mod split;
+
+pub use error::DataError;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# graft's main job, end to end, on the embedded demo data (assets/demo: 1,000 Fashion-MNIST
+# images). Today that is: audit the folder, then write a stratified train/val/test manifest.
+# Later stages (feature extraction, heads, evaluation) join this script as they land.
+# Outputs go to runs/demo/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release -p graft-cli
+graft=target/release/graft
+out=runs/demo
+mkdir -p "$out"
+
+"$graft" data audit assets/demo --json "$out/audit.json" --plot "$out/classes.png"
+"$graft" data split assets/demo --ratios 70/15/15 --seed 42 --out "$out/manifest.csv"
+echo
+echo "Done. Open $out/classes.png, $out/audit.json and $out/manifest.csv."
