@@ -123,7 +123,8 @@ pub struct ImportIdxArgs {
     /// Output folder; one sub-folder per class is created inside it.
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
-    /// Class names in label order, comma-separated (e.g. "cat,dog").
+    /// Class names in label order, comma-separated (e.g. "cat,dog"). Without --classes or
+    /// --preset, classes are named 0..N-1, where N is the largest label in the file plus one.
     #[arg(long, value_delimiter = ',', conflicts_with = "preset")]
     pub classes: Option<Vec<String>>,
     /// Known dataset whose class names to use: fashion-mnist, mnist.

@@ -132,16 +132,18 @@ fn first_shared_block(a: u64, b: u64, bounds: &[usize]) -> usize {
     usize::MAX
 }
 
-/// Union–find over indices, for grouping duplicates into clusters.
+/// Union–find over indices (with cluster sizes), for grouping duplicates into clusters.
 #[derive(Debug, Clone)]
 pub struct UnionFind {
     parent: Vec<usize>,
+    size: Vec<usize>,
 }
 
 impl UnionFind {
     pub fn new(n: usize) -> Self {
         UnionFind {
             parent: (0..n).collect(),
+            size: vec![1; n],
         }
     }
 
@@ -153,13 +155,23 @@ impl UnionFind {
         x
     }
 
-    pub fn union(&mut self, a: usize, b: usize) {
+    /// Size of the cluster holding `x`.
+    pub fn size(&mut self, x: usize) -> usize {
+        let r = self.find(x);
+        self.size[r]
+    }
+
+    /// Merge the clusters of `a` and `b`; returns the root of the merged cluster.
+    pub fn union(&mut self, a: usize, b: usize) -> usize {
         let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            // Smaller index as root keeps cluster ids deterministic.
-            let (lo, hi) = (ra.min(rb), ra.max(rb));
-            self.parent[hi] = lo;
+        if ra == rb {
+            return ra;
         }
+        // Smaller index as root keeps cluster ids deterministic.
+        let (lo, hi) = (ra.min(rb), ra.max(rb));
+        self.parent[hi] = lo;
+        self.size[lo] += self.size[hi];
+        lo
     }
 
     /// Clusters of two or more members, each sorted, ordered by first member.

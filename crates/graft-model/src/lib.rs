@@ -4,6 +4,7 @@
 //! serialization) are read in pure Rust — nothing is ever executed — into an ordered
 //! name → tensor map, and cached as safetensors.
 
+pub mod arch;
 pub mod weights;
 
 pub use weights::{

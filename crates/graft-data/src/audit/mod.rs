@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 pub use background::{BackgroundProbe, ClassProbe};
-pub use duplicates::{find_duplicates, Duplicates};
+pub use duplicates::{find_duplicates, Duplicates, MAX_CLUSTER};
 pub use plot::plot_class_counts;
 
 use crate::analyze::ImageFacts;
@@ -103,6 +103,9 @@ pub struct AuditReport {
     pub near_dup_threshold: u32,
     pub exact_duplicates: Vec<DupGroup>,
     pub near_duplicates: Vec<DupGroup>,
+    /// Near-duplicate links not merged because a cluster would exceed
+    /// `duplicates::MAX_CLUSTER` images (chains of merely similar images).
+    pub near_dup_links_unmerged: usize,
     /// Duplicate groups (exact or near) whose files carry different labels.
     pub label_conflicts: usize,
     /// Duplicate groups spanning more than one split (pre-split layouts): test leakage.
@@ -226,6 +229,7 @@ pub fn build_report(
         unreadable,
         tiny_images,
         near_dup_threshold,
+        near_dup_links_unmerged: dups.unmerged_links,
         exact_duplicates,
         near_duplicates,
         label_conflicts,

@@ -201,7 +201,7 @@ impl Vm<'_> {
     }
 
     fn extend_dict(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("odd number of items for dict keys/values"));
         }
         let mut it = items.into_iter();

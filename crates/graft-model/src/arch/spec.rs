@@ -1,0 +1,196 @@
+//! Architecture description shared by every backend.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncoderKind {
+    MobileNetV2,
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+}
+
+impl EncoderKind {
+    pub const ALL: [EncoderKind; 4] = [
+        EncoderKind::MobileNetV2,
+        EncoderKind::EfficientNetLite0,
+        EncoderKind::EfficientNetLite1,
+        EncoderKind::EfficientNetLite2,
+    ];
+
+    /// The name users type (`--encoder mobilenet-v2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EncoderKind::MobileNetV2 => "mobilenet-v2",
+            EncoderKind::EfficientNetLite0 => "efficientnet-lite0",
+            EncoderKind::EfficientNetLite1 => "efficientnet-lite1",
+            EncoderKind::EfficientNetLite2 => "efficientnet-lite2",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EncoderKind> {
+        let n = name.to_ascii_lowercase().replace('_', "-");
+        EncoderKind::ALL
+            .into_iter()
+            .find(|k| k.name() == n || k.name().replace('-', "") == n.replace('-', ""))
+    }
+
+    /// How images must be prepared for this encoder's pretrained weights.
+    pub fn preprocess(self) -> Preprocess {
+        // torchvision: resize shorter side to 256, centre crop 224, ImageNet mean/std.
+        // EfficientNet-Lite (TF reference): crop fraction 0.875 (size + 32 padding), (x-127)/128.
+        let lite = |size: u32| Preprocess {
+            size,
+            resize_shorter: size + 32,
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+        };
+        match self {
+            EncoderKind::MobileNetV2 => Preprocess {
+                size: 224,
+                resize_shorter: 256,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+            },
+            EncoderKind::EfficientNetLite0 => lite(224),
+            EncoderKind::EfficientNetLite1 => lite(240),
+            EncoderKind::EfficientNetLite2 => lite(260),
+        }
+    }
+}
+
+impl std::fmt::Display for EncoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Resize the shorter side to `resize_shorter`, centre-crop `size`×`size`, scale to 0–1, then
+/// `(x - mean) / std` per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Preprocess {
+    pub size: u32,
+    pub resize_shorter: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding {
+    /// The same number of zeros on every side.
+    Symmetric(usize),
+    /// TensorFlow "SAME": output = ceil(input / stride); when the total padding is odd the
+    /// extra zero goes at the bottom/right.
+    TfSame,
+}
+
+impl Padding {
+    /// (before, after) padding along one axis of length `input`.
+    pub fn amounts(self, input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+        match self {
+            Padding::Symmetric(p) => (p, p),
+            Padding::TfSame => {
+                let out = input.div_ceil(stride);
+                let total = ((out - 1) * stride + kernel).saturating_sub(input);
+                (total / 2, total - total / 2)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Act {
+    /// min(max(x, 0), 6)
+    Relu6,
+}
+
+/// A bias-free convolution followed by inference-mode BatchNorm and an optional activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConvBn {
+    /// State-dict key of the conv weight `[out, in/groups, k, k]`.
+    pub conv: String,
+    /// State-dict key prefix of the BatchNorm (`{bn}.weight`, `.bias`, `.running_mean`,
+    /// `.running_var`).
+    pub bn: String,
+    pub in_ch: usize,
+    pub out_ch: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub groups: usize,
+    pub padding: Padding,
+    pub act: Option<Act>,
+}
+
+/// A sequence of conv layers, with the block input added to its output when `residual`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    pub layers: Vec<ConvBn>,
+    pub residual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Linear {
+    pub weight: String,
+    pub bias: String,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+/// A whole encoder: blocks (stem first, 1×1 head conv last), global average pooling to
+/// `feature_dim` features, and the pretrained ImageNet classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSpec {
+    pub kind: EncoderKind,
+    pub blocks: Vec<Block>,
+    pub feature_dim: usize,
+    pub classifier: Linear,
+    pub bn_eps: f32,
+    pub preprocess: Preprocess,
+}
+
+impl NetSpec {
+    pub fn layers(&self) -> impl Iterator<Item = &ConvBn> {
+        self.blocks.iter().flat_map(|b| b.layers.iter())
+    }
+
+    /// Spatial size of the last feature map for a square input of `size` pixels.
+    pub fn feature_map_size(&self, size: usize) -> usize {
+        self.layers().fold(size, |s, l| {
+            let (a, b) = l.padding.amounts(s, l.kernel, l.stride);
+            (s + a + b - l.kernel) / l.stride + 1
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tf_same_padding() {
+        // 224 input, 3x3 stride 2: output 112, total pad 1 -> (0, 1).
+        assert_eq!(Padding::TfSame.amounts(224, 3, 2), (0, 1));
+        // 5x5 stride 2 on 56: out 28, total (27*2+5-56)=3 -> (1, 2).
+        assert_eq!(Padding::TfSame.amounts(56, 5, 2), (1, 2));
+        // stride 1 is symmetric.
+        assert_eq!(Padding::TfSame.amounts(14, 5, 1), (2, 2));
+        assert_eq!(Padding::Symmetric(1).amounts(7, 3, 1), (1, 1));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for k in EncoderKind::ALL {
+            assert_eq!(EncoderKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(
+            EncoderKind::from_name("MobileNet_V2"),
+            Some(EncoderKind::MobileNetV2)
+        );
+        assert_eq!(
+            EncoderKind::from_name("efficientnetlite0"),
+            Some(EncoderKind::EfficientNetLite0)
+        );
+        assert_eq!(EncoderKind::from_name("resnet"), None);
+    }
+}
