@@ -14,6 +14,7 @@ pub mod decode;
 pub mod error;
 pub mod hash;
 pub mod idx;
+pub mod preprocess;
 pub mod rng;
 pub mod scan;
 pub mod split;

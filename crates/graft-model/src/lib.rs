@@ -5,6 +5,7 @@
 //! name → tensor map, and cached as safetensors.
 
 pub mod arch;
+pub mod encoder;
 pub mod weights;
 
 pub use weights::{

@@ -213,3 +213,62 @@ fn efficientnet_lite0() {
     sd.require("_conv_head.weight", &[1280, 320, 1, 1])
         .expect("head conv");
 }
+
+/// The architecture derived from each real file matches the published one.
+#[test]
+fn specs_from_real_weights() {
+    use graft_model::arch::{spec_for, EncoderKind, Padding};
+    let Some(dir) = weights_dir() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
+        );
+        return;
+    };
+    // (kind, file, blocks incl. stem and head, residual blocks, convs with stride 2)
+    let cases = [
+        (
+            EncoderKind::MobileNetV2,
+            "mobilenet_v2-b0353104.pth",
+            19,
+            10,
+            5,
+        ),
+        (
+            EncoderKind::EfficientNetLite0,
+            "efficientnet-lite0-57934424.pth",
+            18,
+            9,
+            5,
+        ),
+    ];
+    for (kind, file, blocks, residual, stride2) in cases {
+        let path = find(&dir, file, 4).unwrap_or_else(|| panic!("{file} missing"));
+        let sd = load_pth(&path).expect("load");
+        let spec = spec_for(kind, &sd).expect("spec");
+        assert_eq!(spec.blocks.len(), blocks, "{kind}");
+        assert_eq!(
+            spec.blocks.iter().filter(|b| b.residual).count(),
+            residual,
+            "{kind}"
+        );
+        assert_eq!(
+            spec.layers().filter(|l| l.stride == 2).count(),
+            stride2,
+            "{kind}"
+        );
+        assert_eq!(spec.feature_dim, 1280);
+        assert_eq!(spec.classifier.out_features, 1000);
+        assert_eq!(spec.feature_map_size(224), 7, "{kind}");
+        let same = spec.layers().all(|l| l.padding == Padding::TfSame);
+        assert_eq!(same, kind != EncoderKind::MobileNetV2);
+        // A MobileNetV2 file is not an EfficientNet-Lite and vice versa: clear errors.
+        let other = if kind == EncoderKind::MobileNetV2 {
+            EncoderKind::EfficientNetLite0
+        } else {
+            EncoderKind::MobileNetV2
+        };
+        let err = spec_for(other, &sd).expect_err("wrong architecture");
+        assert!(err.to_string().contains(file), "{err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! Architecture description shared by every backend.
 
+pub use graft_data::preprocess::Preprocess;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -64,16 +65,6 @@ impl std::fmt::Display for EncoderKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
-}
-
-/// Resize the shorter side to `resize_shorter`, centre-crop `size`×`size`, scale to 0–1, then
-/// `(x - mean) / std` per channel.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Preprocess {
-    pub size: u32,
-    pub resize_shorter: u32,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,48 @@
+//! What every encoder backend (burn, ONNX Runtime) offers the rest of graft.
+
+use crate::arch::EncoderKind;
+
+/// Outputs of one forward pass over a batch of `n` images.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderOutput {
+    /// Globally average-pooled features, `n × feature_dim`, row-major.
+    pub features: Vec<f32>,
+    /// Pretrained ImageNet logits, `n × 1000` (empty when the backend was asked for features only).
+    pub logits: Vec<f32>,
+    /// Last spatial feature map, `n × feature_dim × h × w` (NCHW), when requested.
+    pub feature_map: Option<Vec<f32>>,
+}
+
+/// A frozen pretrained encoder.
+pub trait ImageEncoder: Send {
+    fn kind(&self) -> EncoderKind;
+    fn feature_dim(&self) -> usize;
+    /// Backend name for logs and benchmarks ("burn-flex", "onnxruntime").
+    fn backend(&self) -> &'static str;
+    /// Run a preprocessed batch: `input` is `n × 3 × size × size` (NCHW) as produced by
+    /// [`crate::arch::Preprocess::apply`].
+    fn encode(
+        &mut self,
+        input: &[f32],
+        n: usize,
+        want_feature_map: bool,
+    ) -> Result<EncoderOutput, EncoderError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    #[error("input has {got} values, expected {expected} ({n} images of 3×{size}×{size})")]
+    BadInput {
+        got: usize,
+        expected: usize,
+        n: usize,
+        size: u32,
+    },
+    #[error("{backend} failed: {detail}")]
+    Backend {
+        backend: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightError),
+}
