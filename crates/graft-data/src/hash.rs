@@ -86,16 +86,12 @@ pub fn near_pairs(hashes: &[u64], threshold: u32) -> Vec<(usize, usize)> {
     }
     let mut pairs = Vec::new();
     for b in 0..blocks {
-        let (lo, hi) = (bounds[b], bounds[b + 1]);
-        let width = hi - lo;
-        let mask = if width == 64 {
-            u64::MAX
-        } else {
-            (1u64 << width) - 1
-        };
         let mut buckets: HashMap<u64, Vec<usize>> = HashMap::new();
         for (i, &h) in hashes.iter().enumerate() {
-            buckets.entry((h >> lo) & mask).or_default().push(i);
+            buckets
+                .entry(block_bits(h, &bounds, b))
+                .or_default()
+                .push(i);
         }
         for members in buckets.values() {
             for (a, &i) in members.iter().enumerate() {
@@ -113,19 +109,24 @@ pub fn near_pairs(hashes: &[u64], threshold: u32) -> Vec<(usize, usize)> {
     pairs
 }
 
+/// The bits of block `k` (between `bounds[k]` and `bounds[k + 1]`) of `h`.
+fn block_bits(h: u64, bounds: &[usize], k: usize) -> u64 {
+    let (lo, hi) = (bounds[k], bounds[k + 1]);
+    let width = hi - lo;
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    (h >> lo) & mask
+}
+
 /// Index of the first block on which two hashes agree; reporting a pair only from that
 /// block means each pair is found exactly once.
 fn first_shared_block(a: u64, b: u64, bounds: &[usize]) -> usize {
     let diff = a ^ b;
     for k in 0..bounds.len() - 1 {
-        let (lo, hi) = (bounds[k], bounds[k + 1]);
-        let width = hi - lo;
-        let mask = if width == 64 {
-            u64::MAX
-        } else {
-            (1u64 << width) - 1
-        };
-        if (diff >> lo) & mask == 0 {
+        if block_bits(diff, bounds, k) == 0 {
             return k;
         }
     }
