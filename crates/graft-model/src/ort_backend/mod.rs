@@ -28,6 +28,9 @@ pub enum OrtError {
     Load { path: PathBuf, detail: String },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    /// A failure to load, remembered from the first attempt.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Export(#[from] crate::onnx::OnnxError),
 }
@@ -102,7 +105,7 @@ pub fn environment() -> Result<&'static Environment, OrtError> {
         Ok(env)
     })
     .as_ref()
-    .map_err(|e| OrtError::Runtime(e.clone()))
+    .map_err(|e| OrtError::Unavailable(e.clone()))
 }
 
 /// Whether ONNX Runtime can be used in this process (loads it on first call).
