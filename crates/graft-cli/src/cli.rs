@@ -180,7 +180,11 @@ Examples:
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Split manifest (CSV from `graft data split`) or dataset folder.
-    #[arg(long, value_name = "MANIFEST_OR_DIR", required_unless_present = "merge")]
+    #[arg(
+        long,
+        value_name = "MANIFEST_OR_DIR",
+        required_unless_present = "merge"
+    )]
     pub data: Option<PathBuf>,
     /// Pretrained encoder: mobilenet-v2, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
     #[arg(long, value_name = "NAME", required_unless_present = "merge")]

@@ -281,7 +281,13 @@ fn produce(
     }
 }
 
-fn decode_batch(source: &Source, chunk: usize, start: usize, end: usize, pre: &Preprocess) -> Batch {
+fn decode_batch(
+    source: &Source,
+    chunk: usize,
+    start: usize,
+    end: usize,
+    pre: &Preprocess,
+) -> Batch {
     let len = pre.len();
     let mut tensor = vec![0.0f32; (end - start) * len];
     let results: Vec<Result<(), String>> = tensor
@@ -410,10 +416,11 @@ impl Consumer<'_> {
         if a.failed.is_empty() {
             remove_if_exists(&self.out.join(&failed))?;
         } else {
-            let json = serde_json::to_vec_pretty(&a.failed).map_err(|e| FeatureError::BadHeader {
-                path: self.out.join(&failed),
-                why: e.to_string(),
-            })?;
+            let json =
+                serde_json::to_vec_pretty(&a.failed).map_err(|e| FeatureError::BadHeader {
+                    path: self.out.join(&failed),
+                    why: e.to_string(),
+                })?;
             write_atomic(self.out, &failed, &tmp_name(&failed), &json)?;
         }
         if self.header.spatial.is_some() {

@@ -121,7 +121,11 @@ impl CacheHeader {
         } else if self.chunk != other.chunk {
             format!("--chunk ({} vs {})", self.chunk, other.chunk)
         } else if self.total != other.total || self.items != other.items {
-            let first = self.items.iter().zip(&other.items).position(|(a, b)| a != b);
+            let first = self
+                .items
+                .iter()
+                .zip(&other.items)
+                .position(|(a, b)| a != b);
             match first {
                 Some(i) => format!("image list (item {i} differs: {})", self.items[i].path),
                 None => format!("image list ({} vs {} images)", self.total, other.total),

@@ -123,7 +123,11 @@ pub fn describe_missing(header: &CacheHeader, missing: &[usize]) -> String {
             )
         })
         .collect();
-    let word = if missing.len() == 1 { "chunk" } else { "chunks" };
+    let word = if missing.len() == 1 {
+        "chunk"
+    } else {
+        "chunks"
+    };
     format!(
         "{word} {} (images {})",
         chunks.join(", "),

@@ -139,7 +139,7 @@ impl FeatureCache {
         self.is_failed.get(i).copied().unwrap_or(false)
     }
 
-    fn bytes(&self, maps: &[Mmap], i: usize, width: usize) -> Option<&[u8]> {
+    fn bytes<'a>(&self, maps: &'a [Mmap], i: usize, width: usize) -> Option<&'a [u8]> {
         if i >= self.header.total {
             return None;
         }

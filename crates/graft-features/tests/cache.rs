@@ -24,8 +24,8 @@ fn round_trip_with_failed_image() {
     let out = tmp.path().join("cache");
     let mut enc = MeanStd::new();
     let mut last = None;
-    let summary = extract(&out, &src, &mut enc, &options(), &mut |p| last = Some(p))
-        .expect("extract");
+    let summary =
+        extract(&out, &src, &mut enc, &options(), &mut |p| last = Some(p)).expect("extract");
     assert_eq!(summary.chunks_total, 3);
     assert_eq!(summary.chunks_written, 3);
     assert_eq!(summary.images_encoded, 9);
@@ -130,7 +130,9 @@ fn shards_and_merge_equal_a_single_run() {
     let reference = files(&single);
 
     // Separate folders, merged.
-    let parts: Vec<PathBuf> = (0..3).map(|i| tmp.path().join(format!("part{i}"))).collect();
+    let parts: Vec<PathBuf> = (0..3)
+        .map(|i| tmp.path().join(format!("part{i}")))
+        .collect();
     for (i, dir) in parts.iter().enumerate() {
         let mut o = options();
         o.shard = Shard { index: i, count: 3 };
@@ -199,8 +201,8 @@ fn a_different_cache_is_refused_unless_forced() {
     let mut fewer = src.clone();
     fewer.items.pop();
     fewer.files.pop();
-    let err = extract(&out, &fewer, &mut MeanStd::new(), &options(), &mut |_| {})
-        .expect_err("refused");
+    let err =
+        extract(&out, &fewer, &mut MeanStd::new(), &options(), &mut |_| {}).expect_err("refused");
     assert!(err.to_string().contains("image list"), "{err}");
 
     let mut forced = changes[0].clone();
@@ -208,8 +210,14 @@ fn a_different_cache_is_refused_unless_forced() {
     let mut enc = MeanStd::new();
     extract(&out, &src, &mut enc, &forced, &mut |_| {}).expect("forced");
     assert_eq!(enc.images, 6);
-    assert_eq!(FeatureCache::open(&out).expect("open").header().weights, "weights-v2");
-    assert!(out.join("notes.txt").exists(), "--force deletes only cache files");
+    assert_eq!(
+        FeatureCache::open(&out).expect("open").header().weights,
+        "weights-v2"
+    );
+    assert!(
+        out.join("notes.txt").exists(),
+        "--force deletes only cache files"
+    );
 }
 
 #[test]
@@ -222,7 +230,11 @@ fn manifest_order_and_changed_files() {
     let mut csv = String::from("path,label,split,hash\n");
     for (i, item) in dir_src.items.iter().enumerate().rev() {
         let split = ["train", "val", "test"][i % 3];
-        let hash = if i == 0 { "0".repeat(64) } else { item.hash.clone() };
+        let hash = if i == 0 {
+            "0".repeat(64)
+        } else {
+            item.hash.clone()
+        };
         csv += &format!("{},{},{split},{hash}\n", item.path, item.label);
     }
     let manifest = data.join("manifest.csv");
@@ -234,7 +246,11 @@ fn manifest_order_and_changed_files() {
     let s = extract(&out, &src, &mut enc, &options(), &mut |_| {}).expect("extract");
     assert_eq!(s.failed.len(), 1);
     assert_eq!(s.failed[0].index, 5);
-    assert!(s.failed[0].reason.contains("changed"), "{}", s.failed[0].reason);
+    assert!(
+        s.failed[0].reason.contains("changed"),
+        "{}",
+        s.failed[0].reason
+    );
     let cache = FeatureCache::open(&out).expect("open");
     assert_eq!(cache.failed(), s.failed.as_slice());
     let all = cache.load_all();
@@ -250,7 +266,13 @@ fn bad_options_and_empty_input_are_errors() {
         files: vec![],
         classes: vec![],
     };
-    let err = extract(tmp.path(), &empty, &mut MeanStd::new(), &options(), &mut |_| {});
+    let err = extract(
+        tmp.path(),
+        &empty,
+        &mut MeanStd::new(),
+        &options(),
+        &mut |_| {},
+    );
     assert!(matches!(err, Err(FeatureError::NoImages)));
     let mut o = options();
     o.batch = 0;

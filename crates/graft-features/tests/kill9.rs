@@ -37,7 +37,14 @@ fn sigkill_mid_extraction_then_resume_is_byte_identical() {
     let src = Source::open(&data).expect("source");
 
     let reference = tmp.path().join("reference");
-    extract(&reference, &src, &mut MeanStd::new(), &options(), &mut |_| {}).expect("reference");
+    extract(
+        &reference,
+        &src,
+        &mut MeanStd::new(),
+        &options(),
+        &mut |_| {},
+    )
+    .expect("reference");
 
     let out = tmp.path().join("killed");
     let mut child = Command::new(std::env::current_exe().expect("current exe"))
@@ -59,8 +66,14 @@ fn sigkill_mid_extraction_then_resume_is_byte_identical() {
     child.kill().expect("SIGKILL"); // SIGKILL on Unix
     child.wait().expect("reap");
     let done = out_shards(&out);
-    assert!(done < 10, "the child was killed before finishing ({done} chunks)");
-    assert!(FeatureCache::open(&out).is_err(), "an interrupted cache is not opened");
+    assert!(
+        done < 10,
+        "the child was killed before finishing ({done} chunks)"
+    );
+    assert!(
+        FeatureCache::open(&out).is_err(),
+        "an interrupted cache is not opened"
+    );
 
     let mut enc = MeanStd::new();
     let s = extract(&out, &src, &mut enc, &options(), &mut |_| {}).expect("resume");

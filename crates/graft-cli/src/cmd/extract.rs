@@ -17,7 +17,10 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     };
     let kind = EncoderKind::from_name(name).with_context(|| {
         let known: Vec<&str> = EncoderKind::ALL.iter().map(|k| k.name()).collect();
-        format!("unknown encoder {name:?}; choose one of {}", known.join(", "))
+        format!(
+            "unknown encoder {name:?}; choose one of {}",
+            known.join(", ")
+        )
     })?;
     let source = Source::open(data).with_context(|| format!("reading {}", data.display()))?;
     let mut encoder = open_encoder(kind)?;
@@ -41,16 +44,10 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         }
     );
     let pb = crate::progress::bar(0, "extract");
-    let summary = graft_features::extract(
-        &args.out,
-        &source,
-        encoder.as_mut(),
-        &opts,
-        &mut |p| {
-            pb.set_length(p.todo as u64);
-            pb.set_position(p.done as u64);
-        },
-    )
+    let summary = graft_features::extract(&args.out, &source, encoder.as_mut(), &opts, &mut |p| {
+        pb.set_length(p.todo as u64);
+        pb.set_position(p.done as u64);
+    })
     .with_context(|| format!("extracting features into {}", args.out.display()))?;
     pb.finish_and_clear();
 
@@ -75,7 +72,10 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             println!("  {}: {}", f.path, f.reason);
         }
         if summary.failed.len() > 10 {
-            println!("  … and {} more (see failed-*.json)", summary.failed.len() - 10);
+            println!(
+                "  … and {} more (see failed-*.json)",
+                summary.failed.len() - 10
+            );
         }
     }
     if summary.cache_complete {

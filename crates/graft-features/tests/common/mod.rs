@@ -43,7 +43,8 @@ pub fn make_folder(dir: &Path, n: usize, classes: usize, corrupt: &[usize]) {
             let v = (x * 17 + y * 31 + i as u32 * 13) as u8;
             image::Rgb([v, v.wrapping_mul(3), 255 - v])
         });
-        img.save(class.join(format!("img{i:03}.png"))).expect("save");
+        img.save(class.join(format!("img{i:03}.png")))
+            .expect("save");
     }
 }
 
