@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ fn sigkill_mid_extraction_then_resume_is_byte_identical() {
         .spawn()
         .expect("spawn child");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while out_shards(&out) < 3 {
+    while shard_files(&out) < 3 {
         assert!(Instant::now() < deadline, "child made no progress");
         if let Some(status) = child.try_wait().expect("wait") {
             panic!("child finished before it could be killed: {status}");
@@ -65,7 +65,7 @@ fn sigkill_mid_extraction_then_resume_is_byte_identical() {
     }
     child.kill().expect("SIGKILL"); // SIGKILL on Unix
     child.wait().expect("reap");
-    let done = out_shards(&out);
+    let done = shard_files(&out);
     assert!(
         done < 10,
         "the child was killed before finishing ({done} chunks)"
@@ -80,12 +80,4 @@ fn sigkill_mid_extraction_then_resume_is_byte_identical() {
     assert!(s.chunks_skipped >= 3 && s.cache_complete);
     assert!(enc.images < IMAGES - 1, "finished chunks were not redone");
     assert_eq!(files(&out), files(&reference));
-}
-
-fn out_shards(dir: &PathBuf) -> usize {
-    if dir.exists() {
-        shard_files(dir)
-    } else {
-        0
-    }
 }

@@ -22,8 +22,12 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             known.join(", ")
         )
     })?;
-    let source = Source::open(data).with_context(|| format!("reading {}", data.display()))?;
+    if !data.exists() {
+        anyhow::bail!("{} does not exist", data.display());
+    }
+    // Encoder before data: loading weights fails fast, hashing a large folder does not.
     let mut encoder = open_encoder(kind)?;
+    let source = Source::open(data).with_context(|| format!("reading {}", data.display()))?;
     let opts = ExtractOptions {
         batch: args.batch,
         chunk: args.chunk,
