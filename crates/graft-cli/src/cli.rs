@@ -14,7 +14,8 @@ graft expects an ImageFolder layout: one sub-folder per class, images inside\n\
 (DIR/<class>/*.jpg), or a pre-split one (DIR/{train,val,test}/<class>/*.jpg).\n\n\
 Typical first steps:\n  \
 graft data audit photos/            # counts, imbalance, corrupt files, duplicates, bias\n  \
-graft data split photos/ --out manifest.csv   # stratified train/val/test manifest",
+graft data split photos/ --out manifest.csv   # stratified train/val/test manifest\n  \
+graft extract --data manifest.csv --encoder mobilenet-v2 --out features/   # feature cache",
     after_help = "Set GRAFT_LOG=debug (or pass -vv) for detailed logs."
 )]
 pub struct Cli {
@@ -36,6 +37,10 @@ pub enum Command {
     /// Inspect, split and import datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run a pretrained encoder over every image once and keep the features (a resumable,
+    /// sharded f16 cache that head training reads).
+    #[command(after_help = EXTRACT_HELP)]
+    Extract(ExtractArgs),
     /// Benchmarks that compare graft against a reference in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -149,4 +154,63 @@ pub struct BenchAuditArgs {
     /// Skip the single-threaded reference (only time graft).
     #[arg(long)]
     pub no_reference: bool,
+}
+
+const EXTRACT_HELP: &str = "\
+The cache folder holds cache.json (encoder, weights, preprocessing, image list) and one
+shard-NNNNN.f16 file per chunk of --chunk images, in manifest order (or sorted path order for
+a folder). Each shard is written to a .tmp file and renamed, so an interrupted run (Ctrl-C,
+crash, kill -9, power loss) loses at most the chunks in progress: run the same command again and
+it skips every finished chunk.
+
+Images that cannot be decoded, or whose content changed since the manifest was written, get a
+zero row, are listed in failed-NNNNN.json and are left out when training.
+
+Sharding: --shard i/N processes only chunks k with k % N == i, so N processes or machines can
+work on one cache. Point them at one shared folder, or at separate folders and gather them with
+--merge, which also tells exactly which chunks are still missing.
+
+Examples:
+  graft extract --data manifest.csv --encoder mobilenet-v2 --out features/
+  graft extract --data photos/ --encoder efficientnet-lite0 --out features/ --spatial
+  graft extract --data manifest.csv --encoder mobilenet-v2 --out part0/ --shard 0/2   # machine A
+  graft extract --data manifest.csv --encoder mobilenet-v2 --out part1/ --shard 1/2   # machine B
+  graft extract --merge --out features/ --from part0/ --from part1/";
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Split manifest (CSV from `graft data split`) or dataset folder.
+    #[arg(
+        long,
+        value_name = "MANIFEST_OR_DIR",
+        required_unless_present = "merge"
+    )]
+    pub data: Option<PathBuf>,
+    /// Pretrained encoder: mobilenet-v2, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
+    #[arg(long, value_name = "NAME", required_unless_present = "merge")]
+    pub encoder: Option<String>,
+    /// Cache folder (created if needed).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = graft_features::DEFAULT_BATCH, value_name = "N")]
+    pub batch: usize,
+    /// Images per shard file (the unit of resuming and sharding).
+    #[arg(long, default_value_t = graft_features::DEFAULT_CHUNK, value_name = "N")]
+    pub chunk: usize,
+    /// Process only chunks k with k % N == i (0 <= i < N).
+    #[arg(long, value_name = "i/N", default_value = "0/1")]
+    pub shard: graft_features::Shard,
+    /// Also keep each image's last spatial feature map (for attention-pool heads; much larger).
+    #[arg(long)]
+    pub spatial: bool,
+    /// Delete a cache made with other settings in --out instead of refusing to touch it.
+    #[arg(long)]
+    pub force: bool,
+    /// Check that the cache in --out is complete, copying finished chunks from the --from folders.
+    #[arg(long, conflicts_with_all = ["data", "encoder", "spatial", "force"])]
+    pub merge: bool,
+    /// With --merge: a folder written by another `--shard` run (repeatable).
+    #[arg(long, value_name = "DIR", requires = "merge")]
+    pub from: Vec<PathBuf>,
 }

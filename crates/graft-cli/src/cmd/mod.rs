@@ -2,6 +2,8 @@
 
 mod audit;
 mod bench;
+pub mod encoder;
+mod extract;
 pub mod import_idx;
 mod split;
 
@@ -12,6 +14,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Audit(a)) => audit::run(a),
         Command::Data(DataCommand::Split(a)) => split::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
+        Command::Extract(a) => extract::run(a),
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
     }
 }
