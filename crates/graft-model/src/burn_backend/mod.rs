@@ -59,7 +59,7 @@ fn read(t: Tensor<2>) -> Result<Vec<f32>, EncoderError> {
 }
 
 fn to_vec(d: TensorData) -> Result<Vec<f32>, EncoderError> {
-    d.into_vec::<f32>().map_err(|e| EncoderError::Backend {
+    d.try_into_vec::<f32>().map_err(|e| EncoderError::Backend {
         backend: BACKEND,
         detail: format!("reading the output tensor: {e:?}"),
     })

@@ -48,10 +48,7 @@ impl ConvBnLayer {
         }
         let shape = [l.out_ch, l.in_ch / l.groups, k, k];
         Ok(Self {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(weight, shape),
-                device,
-            )),
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, shape), device)),
             bias: Param::from_tensor(Tensor::from_data(TensorData::new(bias, [l.out_ch]), device)),
             kernel: k,
             stride: l.stride,
@@ -161,7 +158,11 @@ impl EncoderNet {
         let feature_map = self.forward_map(x);
         let [n, c, _, _] = feature_map.dims();
         let features: Tensor<2> = feature_map.clone().mean_dim(3).mean_dim(2).reshape([n, c]);
-        let logits = linear(features.clone(), self.fc_weight.val(), Some(self.fc_bias.val()));
+        let logits = linear(
+            features.clone(),
+            self.fc_weight.val(),
+            Some(self.fc_bias.val()),
+        );
         NetOutput {
             feature_map,
             features,
