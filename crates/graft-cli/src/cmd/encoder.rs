@@ -1,19 +1,52 @@
 //! Where `graft` gets a pretrained encoder from. The one place backends are chosen.
 
-use graft_model::arch::EncoderKind;
+use std::sync::Once;
+
+use anyhow::Context;
+use graft_model::arch::{spec_for, EncoderKind};
+use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
+use graft_model::ort_backend::{OrtEncoder, OrtOptions};
+
+/// Which engine runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Backend {
+    /// ONNX Runtime when its library is found, else burn (said once).
+    #[default]
+    Auto,
+    /// ONNX Runtime only (fails if the library is missing).
+    Ort,
+    /// burn's pure-Rust `flex` backend (no setup, slower).
+    Burn,
+}
 
 /// A ready encoder of `kind` (weights found, verified and loaded).
-pub fn open_encoder(kind: EncoderKind) -> anyhow::Result<Box<dyn ImageEncoder>> {
-    anyhow::bail!(
-        "encoders not yet available: this build of graft has no backend to run {kind} \
-         (the burn and ONNX Runtime encoders are not merged yet)"
-    )
+pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<dyn ImageEncoder>> {
+    let cache = graft_model::fetch::cache_dir();
+    let weights = graft_model::fetch::load(kind, &cache)
+        .with_context(|| format!("loading the {kind} weights"))?;
+    let spec = spec_for(kind, &weights)?;
+    if backend != Backend::Burn {
+        match OrtEncoder::new(&spec, &weights, OrtOptions::default()) {
+            Ok(enc) => return Ok(Box::new(enc)),
+            Err(err) if backend == Backend::Auto => {
+                static SAID: Once = Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "note: ONNX Runtime unavailable ({err}); using the slower burn encoder. \
+                         Run scripts/fetch-onnxruntime.sh or set ORT_DYLIB_PATH for full speed."
+                    )
+                });
+            }
+            Err(err) => return Err(err).context("opening the ONNX Runtime encoder"),
+        }
+    }
+    Ok(Box::new(BurnEncoder::new(kind, &weights)?))
 }
 
 /// Identity of the pretrained weights of `kind`, stored in caches so features of other weights
 /// are never mixed in: the published file name, whose suffix is the start of its sha256
-/// (checked when the weights are loaded).
+/// (checked when the weights are fetched).
 pub fn weights_id(kind: EncoderKind) -> &'static str {
     match kind {
         EncoderKind::MobileNetV2 => "mobilenet_v2-b0353104",

@@ -26,7 +26,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} does not exist", data.display());
     }
     // Encoder before data: loading weights fails fast, hashing a large folder does not.
-    let mut encoder = open_encoder(kind)?;
+    let mut encoder = open_encoder(kind, args.backend)?;
     let source = Source::open(data).with_context(|| format!("reading {}", data.display()))?;
     let opts = ExtractOptions {
         batch: args.batch,

@@ -5,9 +5,10 @@ mod bench;
 pub mod encoder;
 mod extract;
 pub mod import_idx;
+mod models;
 mod split;
 
-use crate::cli::{BenchCommand, Command, DataCommand};
+use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -15,6 +16,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Split(a)) => split::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
+        Command::Models(ModelsCommand::List) => models::list(),
+        Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
+        Command::Models(ModelsCommand::Import(a)) => models::import(a),
+        Command::Models(ModelsCommand::Predict(a)) => models::predict(a),
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
     }
 }

