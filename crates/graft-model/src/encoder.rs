@@ -29,6 +29,22 @@ pub trait ImageEncoder: Send {
     ) -> Result<EncoderOutput, EncoderError>;
 }
 
+/// Check that `input` holds `n ≥ 1` images of 3×`size`×`size`; every backend's `encode`
+/// starts here.
+pub fn check_batch(input: &[f32], n: usize, size: u32) -> Result<(), EncoderError> {
+    let s = size as usize;
+    let expected = n * 3 * s * s;
+    if input.len() != expected || n == 0 {
+        return Err(EncoderError::BadInput {
+            got: input.len(),
+            expected,
+            n,
+            size,
+        });
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
     #[error("input has {got} values, expected {expected} ({n} images of 3×{size}×{size})")]

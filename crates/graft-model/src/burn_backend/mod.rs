@@ -85,16 +85,8 @@ impl ImageEncoder for BurnEncoder {
         want_feature_map: bool,
     ) -> Result<EncoderOutput, EncoderError> {
         let size = self.spec.preprocess.size;
+        crate::encoder::check_batch(input, n, size)?;
         let s = size as usize;
-        let expected = n * 3 * s * s;
-        if input.len() != expected || n == 0 {
-            return Err(EncoderError::BadInput {
-                got: input.len(),
-                expected,
-                n,
-                size,
-            });
-        }
         let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [n, 3, s, s]), &self.device);
         let out = self.net.forward(x);
         Ok(EncoderOutput {

