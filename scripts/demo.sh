@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p graft-cli
-graft=target/release/graft
+# Ask cargo where it builds (CARGO_TARGET_DIR or a config may move it from ./target).
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+graft=$target_dir/release/graft
 out=runs/demo
 mkdir -p "$out"
 
