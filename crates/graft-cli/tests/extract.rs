@@ -45,6 +45,7 @@ fn merge_reports_missing_chunks_then_completes() {
         resize_shorter: 8,
         mean: [0.5; 3],
         std: [0.5; 3],
+        filter: Default::default(),
     };
     let parts: Vec<_> = (0..2)
         .map(|i| tmp.path().join(format!("part{i}")))

@@ -2,7 +2,7 @@
 //! crop a square, scale to 0–1, normalise per channel, lay out as CHW `f32`.
 //!
 //! This mirrors the torchvision evaluation transform (`Resize(s)`, `CenterCrop(c)`, `ToTensor`,
-//! `Normalize`): antialiased bilinear resizing, the new long side truncated like torchvision's
+//! `Normalize`): antialiased bilinear (or PIL-style bicubic) resizing, the new long side truncated like torchvision's
 //! `int(s * long / short)`, and the crop offset rounded like `int(round((h - c) / 2))`.
 
 use fast_image_resize as fr;
@@ -17,6 +17,20 @@ pub struct Preprocess {
     pub resize_shorter: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Resampling filter of the resize; each encoder uses the one it was evaluated with.
+    #[serde(default)]
+    pub filter: Filter,
+}
+
+/// Antialiased resampling filters (support scaled by the reduction factor, as in PIL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    /// Triangle filter: torchvision's default (`InterpolationMode.BILINEAR`).
+    #[default]
+    Bilinear,
+    /// Cubic convolution with a = -0.5 (PIL `BICUBIC`, timm's EfficientNet evaluation).
+    Bicubic,
 }
 
 impl Preprocess {
@@ -38,7 +52,7 @@ impl Preprocess {
         } else {
             (((s as u64 * w as u64) / h as u64).max(s as u64) as u32, s)
         };
-        let resized = resize_bilinear(img, nw, nh);
+        let resized = resize(img, nw, nh, self.filter);
         let c = self.size;
         let left = ((nw - c) as f64 / 2.0).round() as u32;
         let top = ((nh - c) as f64 / 2.0).round() as u32;
@@ -68,14 +82,23 @@ impl Preprocess {
 
 /// Antialiased bilinear (triangle filter scaled to the reduction), as PIL and torchvision do.
 pub fn resize_bilinear(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    resize(img, width, height, Filter::Bilinear)
+}
+
+/// Antialiased resize with `filter`, as PIL does it.
+pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     if img.dimensions() == (width, height) {
         return img.clone();
     }
     let src =
         fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3);
     let mut dst = fr::images::Image::new(width, height, fr::PixelType::U8x3);
-    let opts =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    let kernel = match filter {
+        Filter::Bilinear => fr::FilterType::Bilinear,
+        // Catmull-Rom is the a = -0.5 cubic that PIL calls BICUBIC.
+        Filter::Bicubic => fr::FilterType::CatmullRom,
+    };
+    let opts = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(kernel));
     let done = src
         .ok()
         .and_then(|src| fr::Resizer::new().resize(&src, &mut dst, &opts).ok());
@@ -95,6 +118,7 @@ mod tests {
         resize_shorter: 256,
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
+        filter: Filter::Bilinear,
     };
 
     #[test]
@@ -121,5 +145,16 @@ mod tests {
         // Top of the crop is in the dark half, bottom in the light half.
         assert!(crop.get_pixel(100, 5)[0] < 10);
         assert!(crop.get_pixel(100, 218)[0] > 245);
+    }
+
+    #[test]
+    fn bicubic_overshoots_at_edges_where_bilinear_does_not() {
+        // A hard step, enlarged: the cubic kernel's negative lobes ring, the triangle does not.
+        let img = RgbImage::from_fn(8, 8, |x, _| image::Rgb(if x < 4 { [60; 3] } else { [200; 3] }));
+        let lin = resize(&img, 32, 32, Filter::Bilinear);
+        let cub = resize(&img, 32, 32, Filter::Bicubic);
+        let row = |im: &RgbImage| (0..32).map(|x| im.get_pixel(x, 16)[0]).collect::<Vec<_>>();
+        assert!(row(&lin).iter().all(|&v| (60..=200).contains(&v)));
+        assert!(row(&cub).iter().any(|&v| !(60..=200).contains(&v)), "{:?}", row(&cub));
     }
 }

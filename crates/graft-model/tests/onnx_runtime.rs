@@ -306,6 +306,7 @@ fn tiny_net(size: u32) -> (NetSpec, StateDict) {
             resize_shorter: size,
             mean: [0.5; 3],
             std: [0.25; 3],
+            filter: Default::default(),
         },
     };
     (spec, w)

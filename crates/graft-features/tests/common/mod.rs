@@ -18,6 +18,7 @@ pub fn preprocess() -> Preprocess {
         resize_shorter: SIZE,
         mean: [0.5; 3],
         std: [0.25; 3],
+        filter: Default::default(),
     }
 }
 

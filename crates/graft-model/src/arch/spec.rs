@@ -1,6 +1,6 @@
 //! Architecture description shared by every backend.
 
-pub use graft_data::preprocess::Preprocess;
+pub use graft_data::preprocess::{Filter, Preprocess};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -40,12 +40,14 @@ impl EncoderKind {
     /// How images must be prepared for this encoder's pretrained weights.
     pub fn preprocess(self) -> Preprocess {
         // torchvision: resize shorter side to 256, centre crop 224, ImageNet mean/std.
-        // EfficientNet-Lite (TF reference): crop fraction 0.875 (size + 32 padding), (x-127)/128.
+        // EfficientNet-Lite: crop fraction 0.875 (size + 32), bicubic, (x-127)/128 — the
+        // evaluation transform its reference probabilities were measured with.
         let lite = |size: u32| Preprocess {
             size,
             resize_shorter: size + 32,
             mean: [127.0 / 255.0; 3],
             std: [128.0 / 255.0; 3],
+            filter: Filter::Bicubic,
         };
         match self {
             EncoderKind::MobileNetV2 => Preprocess {
@@ -53,6 +55,7 @@ impl EncoderKind {
                 resize_shorter: 256,
                 mean: [0.485, 0.456, 0.406],
                 std: [0.229, 0.224, 0.225],
+                filter: Filter::Bilinear,
             },
             EncoderKind::EfficientNetLite0 => lite(224),
             EncoderKind::EfficientNetLite1 => lite(240),
