@@ -42,6 +42,18 @@ pub enum Command {
     /// sharded f16 cache that head training reads).
     #[command(after_help = EXTRACT_HELP)]
     Extract(ExtractArgs),
+    /// Train classifier heads on a feature cache (a sweep of heads × learning rates; the best
+    /// one by validation macro-F1 is kept in a run folder).
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Evaluate a trained run on its test split: metrics.json, per_class.csv, figures and a
+    /// self-contained report.html.
+    #[command(
+        after_help = "Examples:\n  graft eval --run runs/train\n  graft eval --run runs/train --split val\n\n\
+Writes into the run folder: metrics.json (eval section), per_class.csv, confusion_matrix.png,\n\
+reliability.png, misclassified.png, correct.png and report.html (open it in a browser)."
+    )]
+    Eval(EvalArgs),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -149,6 +161,62 @@ pub enum BenchCommand {
     /// Time `graft data audit` against a straightforward single-threaded pass over the same
     /// folder, in the same run, and report the speed-up and peak memory.
     Audit(BenchAuditArgs),
+    /// Time feature extraction with ONNX Runtime, with burn, and with a reference PyTorch
+    /// script (torchvision MobileNetV2 on the CPU, same images, batch and threads) in one run;
+    /// report images/s, peak memory of each process and whether the features agree.
+    #[command(after_help = BENCH_EXTRACT_HELP)]
+    Extract(BenchExtractArgs),
+}
+
+const BENCH_EXTRACT_HELP: &str = "\
+Each engine runs as its own process (graft extract --backend ort|burn, then python), one after
+the other, so peak RSS is per process. Images are an evenly spaced sample of DATA when --limit
+is given; burn and PyTorch may time a smaller sample of the same images (--burn-limit,
+--reference-limit): their speed per image does not depend on how many there are.
+
+The PyTorch reference needs a Python with torch and torchvision (pip install torch
+torchvision); point --python at it. Without one, the reference is skipped and said so.
+
+Examples:
+  graft bench extract data/fashion-mnist --limit 2000
+  graft bench extract data/fashion-mnist --python .venv/bin/python --reference-limit 5000";
+
+#[derive(Debug, Args)]
+pub struct BenchExtractArgs {
+    /// Dataset folder or split manifest.
+    pub data: PathBuf,
+    /// Encoder to time (the PyTorch reference exists for mobilenet-v2 only).
+    #[arg(long, default_value = "mobilenet-v2", value_name = "NAME")]
+    pub encoder: String,
+    /// Images per forward pass, for every engine.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch: usize,
+    /// Use an evenly spaced sample of this many images (default: all).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Images for the burn run (a prefix of the sample; 0 skips burn).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub burn_limit: usize,
+    /// Images for the PyTorch reference (a prefix of the sample; default: all of it).
+    #[arg(long, value_name = "N")]
+    pub reference_limit: Option<usize>,
+    /// Python interpreter with torch + torchvision for the reference.
+    #[arg(
+        long,
+        default_value = "python3",
+        env = "GRAFT_BENCH_PYTHON",
+        value_name = "PATH"
+    )]
+    pub python: PathBuf,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Keep the work folder (caches, manifests) here instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +288,9 @@ pub struct ExtractArgs {
     /// With --merge: a folder written by another `--shard` run (repeatable).
     #[arg(long, value_name = "DIR", requires = "merge")]
     pub from: Vec<PathBuf>,
+    /// Also write a JSON summary of this run (images, seconds, images/s, backend, peak RSS).
+    #[arg(long, value_name = "FILE", conflicts_with = "merge")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,4 +351,90 @@ pub struct PredictArgs {
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5, value_name = "K")]
     pub top: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Sweep heads × learning rates on cached features; keep the best in runs/NAME.
+    #[command(after_help = TRAIN_HEADS_HELP)]
+    Heads(TrainHeadsArgs),
+}
+
+const TRAIN_HEADS_HELP: &str = "\
+Heads: linear (logistic regression), mlp (one hidden layer of 256, dropout 0.2), or
+mlp:HIDDEN[:DROPOUT]. Every head is trained with every learning rate (AdamW, warmup + cosine,
+label smoothing, gradient clipping), in parallel, one per core; each stops early when validation
+macro-F1 has not improved for --patience epochs, and keeps its best epoch.
+
+Validation rows come from the cache's val split; without one, --val-fraction of each train class
+is held out (seeded). Imbalanced classes (largest/smallest > 1.5) get class weights by default.
+
+The run folder gets model.safetensors + model.json (the best head), sweep.csv (every
+configuration), history.csv (the best one's epochs) and metrics.json.
+
+Examples:
+  graft train heads --features features/
+  graft train heads --features features/ --heads linear,mlp:512:0.5 --lrs 1e-3,3e-3 --name mine
+  graft train heads --features features/ --balance sampling --epochs 30";
+
+#[derive(Debug, Args)]
+pub struct TrainHeadsArgs {
+    /// Feature cache written by `graft extract`.
+    #[arg(long, value_name = "DIR")]
+    pub features: PathBuf,
+    /// Run folder name under --runs (default: the next free one of train, train2, …).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder holding run folders.
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub runs: PathBuf,
+    /// Heads to compare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "linear,mlp,mlp:512:0.5")]
+    pub heads: Vec<graft_train::HeadSpec>,
+    /// Learning rates to compare, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "3e-4,1e-3,3e-3")]
+    pub lrs: Vec<f32>,
+    /// Most epochs per configuration.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Rows per optimisation step.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    /// Label smoothing of the cross-entropy targets (0 = none).
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f32,
+    /// Class imbalance: auto, weights, sampling, none.
+    #[arg(long, default_value = "auto")]
+    pub balance: graft_train::Balance,
+    /// Largest gradient norm (0 = no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    pub clip: f32,
+    /// Stop a configuration after this many epochs without a better val macro-F1 (0 = never).
+    #[arg(long, default_value_t = 4)]
+    pub patience: usize,
+    /// Share of each train class held out as val when the cache has no val split.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Seed for initialisation, shuffling, dropout and the val hold-out.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run folder written by `graft train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Split to evaluate: test, val or train.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Feature cache to read (default: the one the run was trained on, from run.json).
+    #[arg(long, value_name = "DIR")]
+    pub features: Option<PathBuf>,
+    /// Images timed one at a time for the latency figures (0 = skip).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub latency: usize,
 }

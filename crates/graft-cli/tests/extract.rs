@@ -117,15 +117,15 @@ fn extract_without_weights_says_how_to_fetch_them() {
     assert!(stderr(&o).contains("unknown encoder"), "{}", stderr(&o));
 }
 
-/// Real MobileNetV2 weights through both engines: the caches must agree (f16 storage).
-#[test]
-fn onnx_runtime_and_burn_extract_the_same_features() {
+/// A graft cache folder under `tmp` with the real MobileNetV2 weights imported, or `None` when
+/// the test weights are not available (allowed only outside CI).
+fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf> {
     let Some(weights) = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR") else {
         assert!(
             std::env::var_os("CI").is_none(),
             "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
         );
-        return;
+        return None;
     };
     let pth = walk_find(
         std::path::Path::new(&weights),
@@ -133,8 +133,7 @@ fn onnx_runtime_and_burn_extract_the_same_features() {
         4,
     )
     .expect("MobileNetV2 weights under GRAFT_TEST_WEIGHTS_DIR");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let cache = tmp.path().join("cache");
+    let cache = tmp.join("cache");
     let o = graft_with_cache(
         &cache,
         &[
@@ -146,6 +145,16 @@ fn onnx_runtime_and_burn_extract_the_same_features() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    Some(cache)
+}
+
+/// Real MobileNetV2 weights through both engines: the caches must agree (f16 storage).
+#[test]
+fn onnx_runtime_and_burn_extract_the_same_features() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
     let data = tmp.path().join("data");
     make_folder(&data, &["a", "b"], &[3, 2]);
     let mut rows = Vec::new();
@@ -208,4 +217,117 @@ fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::pat
         .collect();
     subdirs.sort();
     subdirs.iter().find_map(|d| walk_find(d, name, depth - 1))
+}
+
+fn shard_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("shard-") && n.ends_with(".f16"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Every file of a cache folder, by name, with its bytes.
+fn folder_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("cache folder")
+        .filter_map(Result::ok)
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The real binary, the real encoder, SIGKILL part-way: the rerun finishes the missing chunks
+/// and the cache is byte-identical to an uninterrupted run.
+#[test]
+fn kill_9_mid_extraction_then_rerun_equals_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    make_folder(&data, &["a", "b"], &[20, 20]);
+    let chunks = 10; // 40 images in chunks of 4
+    let args = |out: &std::path::Path| {
+        vec![
+            "extract".to_string(),
+            "--data".into(),
+            data.to_string_lossy().into_owned(),
+            "--encoder".into(),
+            "mobilenet-v2".into(),
+            // burn: slow enough to be caught part-way, and no library needed.
+            "--backend".into(),
+            "burn".into(),
+            "--chunk".into(),
+            "4".into(),
+            "--batch".into(),
+            "4".into(),
+            "--out".into(),
+            out.to_string_lossy().into_owned(),
+        ]
+    };
+
+    let killed = tmp.path().join("killed");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args(&killed))
+        .env("GRAFT_CACHE", &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start graft extract");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while shard_files(&killed).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chunk written in 120 s"
+        );
+        if child.try_wait().expect("poll").is_some() {
+            panic!("graft extract ended before it could be killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
+    child.wait().expect("reap");
+    let done_at_kill = shard_files(&killed).len();
+    assert!(
+        done_at_kill < chunks,
+        "all {chunks} chunks were done before the kill; the test proves nothing"
+    );
+
+    let o = graft_with_cache(
+        &cache,
+        &args(&killed).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stdout(&o);
+    assert!(
+        said.contains(&format!("{done_at_kill} already done")),
+        "rerun should skip the {done_at_kill} finished chunks: {said}"
+    );
+
+    let clean = tmp.path().join("clean");
+    let o = graft_with_cache(
+        &cache,
+        &args(&clean).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (folder_bytes(&killed), folder_bytes(&clean));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "same files (no leftover .tmp)");
+    assert_eq!(shard_files(&clean).len(), chunks);
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{name} differs between the resumed and the clean run"
+        );
+    }
 }

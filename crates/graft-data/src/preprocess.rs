@@ -150,11 +150,17 @@ mod tests {
     #[test]
     fn bicubic_overshoots_at_edges_where_bilinear_does_not() {
         // A hard step, enlarged: the cubic kernel's negative lobes ring, the triangle does not.
-        let img = RgbImage::from_fn(8, 8, |x, _| image::Rgb(if x < 4 { [60; 3] } else { [200; 3] }));
+        let img = RgbImage::from_fn(8, 8, |x, _| {
+            image::Rgb(if x < 4 { [60; 3] } else { [200; 3] })
+        });
         let lin = resize(&img, 32, 32, Filter::Bilinear);
         let cub = resize(&img, 32, 32, Filter::Bicubic);
         let row = |im: &RgbImage| (0..32).map(|x| im.get_pixel(x, 16)[0]).collect::<Vec<_>>();
         assert!(row(&lin).iter().all(|&v| (60..=200).contains(&v)));
-        assert!(row(&cub).iter().any(|&v| !(60..=200).contains(&v)), "{:?}", row(&cub));
+        assert!(
+            row(&cub).iter().any(|&v| !(60..=200).contains(&v)),
+            "{:?}",
+            row(&cub)
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod format;
 pub mod merge;
+pub mod origin;
 pub mod reader;
 pub mod shard;
 pub mod source;
@@ -21,6 +22,7 @@ pub use extract::{
 };
 pub use format::{CacheHeader, CacheItem, FailedItem, SpatialDims};
 pub use merge::{merge, MergeReport};
+pub use origin::Origin;
 pub use reader::{FeatureCache, LoadedFeatures};
 pub use shard::Shard;
 pub use source::Source;

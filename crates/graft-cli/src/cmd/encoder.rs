@@ -27,7 +27,11 @@ pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<d
         .with_context(|| format!("loading the {kind} weights"))?;
     let spec = spec_for(kind, &weights)?;
     if backend != Backend::Burn {
-        match OrtEncoder::new(&spec, &weights, OrtOptions::default()) {
+        // ONNX Runtime gets as many threads as graft's pool (`--threads`, default all cores).
+        let opts = OrtOptions {
+            intra_threads: Some(rayon::current_num_threads()),
+        };
+        match OrtEncoder::new(&spec, &weights, opts) {
             Ok(enc) => return Ok(Box::new(enc)),
             Err(err) if backend == Backend::Auto => {
                 static SAID: Once = Once::new();

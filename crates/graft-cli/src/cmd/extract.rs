@@ -54,6 +54,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     })
     .with_context(|| format!("extracting features into {}", args.out.display()))?;
     pb.finish_and_clear();
+    graft_features::Origin::of(data).write(&args.out)?;
 
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     println!(
@@ -81,6 +82,22 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
                 summary.failed.len() - 10
             );
         }
+    }
+    if let Some(path) = &args.report {
+        let report = serde_json::json!({
+            "encoder": kind.name(),
+            "backend": encoder.backend(),
+            "images": summary.images_encoded,
+            "failed": summary.failed.len(),
+            "seconds": secs,
+            "images_per_s": summary.images_encoded as f64 / secs,
+            "batch": args.batch,
+            "threads": rayon::current_num_threads(),
+            "peak_rss_mb": crate::cmd::peak_rss_mb(),
+            "cache_complete": summary.cache_complete,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     if summary.cache_complete {
         println!("Cache complete: {}", args.out.display());

@@ -3,12 +3,14 @@
 mod audit;
 mod bench;
 pub mod encoder;
+mod eval;
 mod extract;
 pub mod import_idx;
 mod models;
 mod split;
+mod train_heads;
 
-use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand};
+use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, TrainCommand};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -16,11 +18,14 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Split(a)) => split::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Train(TrainCommand::Heads(a)) => train_heads::run(a),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),
         Command::Models(ModelsCommand::Predict(a)) => models::predict(a),
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
+        Command::Bench(BenchCommand::Extract(a)) => bench::extract(a),
     }
 }
 
@@ -42,4 +47,17 @@ pub(crate) fn scan_and_analyze(
     let facts = graft_data::analyze::analyze(&dataset, &|n| pb.inc(n));
     pb.finish_and_clear();
     Ok((dataset, facts))
+}
+
+/// Peak resident set size of this process so far (Linux; 0 elsewhere).
+pub(crate) fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }

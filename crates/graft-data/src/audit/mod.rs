@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub use background::{BackgroundProbe, ClassProbe};
 pub use duplicates::{find_duplicates, Duplicates, MAX_CLUSTER};
-pub use plot::plot_class_counts;
+pub use plot::{ensure_font, plot_class_counts};
 
 use crate::analyze::ImageFacts;
 use crate::decode::DecodeError;

@@ -8,6 +8,7 @@ use graft_data::analyze::facts_of;
 use graft_data::hash::hamming;
 
 use crate::cli::BenchAuditArgs;
+use crate::cmd::peak_rss_mb;
 
 pub fn audit(args: BenchAuditArgs) -> anyhow::Result<()> {
     let dataset = graft_data::scan::scan(&args.dir)?;
@@ -31,7 +32,7 @@ pub fn audit(args: BenchAuditArgs) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let (dataset, facts) = super::scan_and_analyze(&args.dir)?;
+    let (dataset, facts) = crate::cmd::scan_and_analyze(&args.dir)?;
     let report = graft_data::audit::build_report(
         &dataset,
         &facts,
@@ -83,17 +84,4 @@ pub fn audit(args: BenchAuditArgs) -> anyhow::Result<()> {
         peak_rss_mb()
     );
     Ok(())
-}
-
-/// Peak resident set size of this process so far (Linux; 0 elsewhere).
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }

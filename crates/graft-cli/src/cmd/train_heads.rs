@@ -1,0 +1,237 @@
+//! `graft train heads`: the head sweep on a feature cache, written to a run folder.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use graft_features::FeatureCache;
+use graft_train::model::write_atomic;
+use graft_train::{
+    best, evaluate, run_sweep, Dataset, HeadModel, ModelMeta, SweepConfig, SweepEntry, TrainConfig,
+};
+use serde_json::json;
+
+use crate::cli::TrainHeadsArgs;
+
+pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
+    let cache = FeatureCache::open(&args.features).with_context(|| {
+        format!(
+            "opening the feature cache {} (make one with `graft extract`)",
+            args.features.display()
+        )
+    })?;
+    let loaded = cache.load_all();
+    let header = cache.header();
+    let ds = Dataset::new(
+        loaded.feature_dim,
+        loaded.features,
+        loaded.labels,
+        &loaded.splits,
+        header.classes.clone(),
+        args.val_fraction,
+        args.seed,
+    )
+    .with_context(|| format!("preparing {}", args.features.display()))?;
+    let sweep = SweepConfig {
+        heads: args.heads.clone(),
+        lrs: args.lrs.clone(),
+        base: TrainConfig {
+            epochs: args.epochs,
+            batch: args.batch,
+            weight_decay: args.weight_decay,
+            label_smoothing: args.label_smoothing,
+            balance: args.balance,
+            clip: args.clip,
+            patience: args.patience,
+            seed: args.seed,
+            ..TrainConfig::default()
+        },
+    };
+    let runs = sweep.runs();
+    if runs.is_empty() {
+        anyhow::bail!("nothing to train: give at least one --heads and one --lrs value");
+    }
+    let dir = run_dir(&args.runs, args.name.as_deref())?;
+    println!(
+        "Training {} heads ({} × {} learning rates) on {} train / {} val rows of {} features, \
+         {} classes{}, {} threads",
+        runs.len(),
+        sweep.heads.len(),
+        sweep.lrs.len(),
+        ds.train.len(),
+        ds.val.len(),
+        ds.dim,
+        ds.classes.len(),
+        if ds.val_held_out {
+            format!(
+                " (val held out of train, {:.0}%)",
+                args.val_fraction * 100.0
+            )
+        } else {
+            String::new()
+        },
+        rayon::current_num_threads()
+    );
+    let started = Instant::now();
+    let pb = crate::progress::bar(runs.len() as u64, "sweep");
+    let entries = run_sweep(&ds, &sweep, &|e: &SweepEntry| {
+        pb.inc(1);
+        tracing::info!(
+            head = %e.config.head,
+            lr = e.config.lr,
+            f1 = e.outcome.val_macro_f1,
+            "finished"
+        );
+    });
+    pb.finish_and_clear();
+    let sweep_secs = started.elapsed().as_secs_f64();
+    let Some(b) = best(&entries) else {
+        anyhow::bail!("the sweep produced no result");
+    };
+
+    let winner = &entries[b];
+    let model = HeadModel {
+        meta: ModelMeta {
+            format_version: 1,
+            head: winner.config.head,
+            classes: ds.classes.clone(),
+            feature_dim: ds.dim,
+            encoder: header.encoder.clone(),
+            weights: header.weights.clone(),
+            preprocess: header.preprocess,
+            train: winner.config.clone(),
+        },
+        head: winner.outcome.head.clone(),
+        standardizer: ds.standardizer.clone(),
+    };
+    model.save(&dir)?;
+    let features = std::fs::canonicalize(&args.features).unwrap_or_else(|_| args.features.clone());
+    write_atomic(
+        &dir.join(super::eval::RUN_FILE),
+        (serde_json::to_string_pretty(&json!({ "features": features }))? + "\n").as_bytes(),
+    )?;
+    write_atomic(&dir.join("sweep.csv"), sweep_csv(&entries).as_bytes())?;
+    write_atomic(&dir.join("history.csv"), history_csv(winner).as_bytes())?;
+
+    let test = (!ds.test.is_empty()).then(|| evaluate(&winner.outcome.head, &ds, &ds.test));
+    let metrics = json!({
+        "features": args.features,
+        "encoder": header.encoder,
+        "best": {
+            "head": winner.config.head.to_string(),
+            "lr": winner.config.lr,
+            "best_epoch": winner.outcome.best_epoch,
+            "balance": winner.outcome.balance.to_string(),
+            "val_macro_f1": winner.outcome.val_macro_f1,
+            "val_accuracy": winner.outcome.val_acc,
+            "test_macro_f1": test.as_ref().map(|t| t.macro_f1()),
+            "test_accuracy": test.as_ref().map(|t| t.accuracy()),
+        },
+        "rows": {"train": ds.train.len(), "val": ds.val.len(), "test": ds.test.len()},
+        "val_held_out_of_train": ds.val_held_out,
+        "sweep_seconds": sweep_secs,
+        "sweep": sweep,
+    });
+    write_atomic(
+        &dir.join("metrics.json"),
+        (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
+    )?;
+
+    println!("{}", sweep_table(&entries, b));
+    println!(
+        "Sweep: {} configurations in {:.1} s. Best: {} lr {} (val macro-F1 {:.4}, val acc {:.4}{}).",
+        entries.len(),
+        sweep_secs,
+        winner.config.head,
+        winner.config.lr,
+        winner.outcome.val_macro_f1,
+        winner.outcome.val_acc,
+        match &test {
+            Some(t) => format!(
+                "; test acc {:.4}, macro-F1 {:.4} on {} images",
+                t.accuracy(),
+                t.macro_f1(),
+                ds.test.len()
+            ),
+            None => String::new(),
+        }
+    );
+    println!("Run folder: {}", dir.display());
+    Ok(())
+}
+
+/// `runs/NAME`, or the first free of `runs/train`, `runs/train2`, …
+fn run_dir(runs: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
+    let dir = match name {
+        Some(n) => runs.join(n),
+        None => (1..)
+            .map(|i| {
+                runs.join(if i == 1 {
+                    "train".into()
+                } else {
+                    format!("train{i}")
+                })
+            })
+            .find(|d| !d.exists())
+            .context("no free run name")?,
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn sweep_table(entries: &[SweepEntry], best: usize) -> String {
+    let mut s =
+        String::from("  head            lr       epochs  best  val macro-F1  val acc   time\n");
+    for (i, e) in entries.iter().enumerate() {
+        let o = &e.outcome;
+        let _ = writeln!(
+            s,
+            "{} {:<15} {:<8} {:>6} {:>5}  {:>11.4}  {:>7.4} {:>5.1} s",
+            if i == best { "*" } else { " " },
+            e.config.head.to_string(),
+            e.config.lr,
+            o.history.len(),
+            o.best_epoch,
+            o.val_macro_f1,
+            o.val_acc,
+            o.seconds
+        );
+    }
+    s
+}
+
+fn sweep_csv(entries: &[SweepEntry]) -> String {
+    let mut s = String::from(
+        "head,lr,epochs_run,best_epoch,stopped_early,balance,val_macro_f1,val_accuracy,seconds\n",
+    );
+    for e in entries {
+        let o = &e.outcome;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{:.6},{:.6},{:.3}",
+            e.config.head,
+            e.config.lr,
+            o.history.len(),
+            o.best_epoch,
+            o.stopped_early,
+            o.balance,
+            o.val_macro_f1,
+            o.val_acc,
+            o.seconds
+        );
+    }
+    s
+}
+
+fn history_csv(e: &SweepEntry) -> String {
+    let mut s = String::from("epoch,train_loss,val_macro_f1,val_accuracy,lr,seconds\n");
+    for h in &e.outcome.history {
+        let _ = writeln!(
+            s,
+            "{},{:.6},{:.6},{:.6},{:.6e},{:.3}",
+            h.epoch, h.train_loss, h.val_macro_f1, h.val_acc, h.lr, h.seconds
+        );
+    }
+    s
+}

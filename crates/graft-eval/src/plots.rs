@@ -1,0 +1,198 @@
+//! PNG figures of an evaluation, drawn with plotters (text needs a system TrueType font; see
+//! `graft_data::audit::ensure_font`).
+
+use std::path::Path;
+
+use image::RgbImage;
+use plotters::prelude::*;
+
+use crate::calibration::Calibration;
+use crate::EvalError;
+use graft_train::Confusion;
+
+fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
+    move |why| EvalError::Plot {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
+fn short(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        name.to_string()
+    } else {
+        let mut s: String = name.chars().take(max - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Row-normalised confusion matrix as a heatmap: rows true class, columns predicted; cells
+/// carry the share of the row (as a percentage) when there is room.
+pub fn confusion_matrix(c: &Confusion, classes: &[String], out: &Path) -> Result<(), EvalError> {
+    let e = err(out);
+    graft_data::audit::ensure_font().map_err(&e)?;
+    let n = classes.len().max(1);
+    let cell = (600 / n).clamp(12, 48) as i32;
+    let label_w = 150;
+    let (w, h) = (
+        label_w + cell * n as i32 + 40,
+        90 + cell * n as i32 + label_w,
+    );
+    let root = BitMapBackend::new(out, (w as u32, h as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let title = TextStyle::from(("sans-serif", 20).into_font());
+    root.draw_text(
+        &format!("Confusion matrix (row-normalised), {} images", c.total()),
+        &title,
+        (10, 10),
+    )
+    .map_err(|x| e(x.to_string()))?;
+    let norm = c.row_normalised();
+    let (x0, y0) = (label_w, 50);
+    let small = ("sans-serif", (cell / 2).clamp(9, 14)).into_font();
+    let label_font = ("sans-serif", 13).into_font();
+    for t in 0..n {
+        for p in 0..n {
+            let v = norm[t * n + p];
+            // White → dark blue.
+            let shade = |lo: f64, hi: f64| (lo + (hi - lo) * v) as u8;
+            let colour = RGBColor(shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0));
+            let (x, y) = (x0 + p as i32 * cell, y0 + t as i32 * cell);
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                colour.filled(),
+            ))
+            .map_err(|x| e(x.to_string()))?;
+            if n <= 20 && v >= 0.005 {
+                let text_colour = if v > 0.5 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    format!("{:.0}", v * 100.0),
+                    (x + 3, y + cell / 3),
+                    small.clone().color(&text_colour),
+                ))
+                .map_err(|x| e(x.to_string()))?;
+            }
+        }
+        let ty = y0 + t as i32 * cell + cell / 3;
+        root.draw(&Text::new(
+            short(&classes[t], 18),
+            (8, ty),
+            label_font.clone(),
+        ))
+        .map_err(|x| e(x.to_string()))?;
+    }
+    let below = y0 + n as i32 * cell + 6;
+    for (p, name) in classes.iter().enumerate() {
+        let x = x0 + p as i32 * cell + cell / 3;
+        let style = TextStyle::from(label_font.clone()).transform(FontTransform::Rotate90);
+        root.draw_text(&short(name, 18), &style, (x, below))
+            .map_err(|x| e(x.to_string()))?;
+    }
+    root.draw_text(
+        "true ↓   predicted →",
+        &TextStyle::from(label_font),
+        (8, y0 - 18),
+    )
+    .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration.
+pub fn reliability(cal: &Calibration, out: &Path) -> Result<(), EvalError> {
+    let e = err(out);
+    graft_data::audit::ensure_font().map_err(&e)?;
+    let root = BitMapBackend::new(out, (520, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Reliability (ECE {:.3})", cal.ece),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("confidence")
+        .y_desc("accuracy")
+        .disable_mesh()
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .draw_series(cal.bins.iter().filter(|b| b.count > 0).map(|b| {
+            Rectangle::new(
+                [(b.lo + 0.004, 0.0), (b.hi - 0.004, b.accuracy)],
+                RGBColor(49, 130, 189).filled(),
+            )
+        }))
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, 0.0), (1.0, 1.0)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// One gallery tile: the image and its caption lines.
+pub struct Tile {
+    pub image: Option<RgbImage>,
+    pub lines: Vec<String>,
+    /// Red caption (a mistake) or green (right).
+    pub wrong: bool,
+}
+
+/// A grid of thumbnails with captions under a title.
+pub fn gallery(title: &str, tiles: &[Tile], out: &Path) -> Result<(), EvalError> {
+    let e = err(out);
+    graft_data::audit::ensure_font().map_err(&e)?;
+    let (thumb, cols) = (128u32, 6u32);
+    let cap = 40u32;
+    let rows = (tiles.len() as u32).div_ceil(cols).max(1);
+    let (w, h) = (cols * (thumb + 12) + 12, 44 + rows * (thumb + cap + 12));
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    for (i, t) in tiles.iter().enumerate() {
+        let (cx, cy) = (
+            12 + (i as u32 % cols) * (thumb + 12),
+            44 + (i as u32 / cols) * (thumb + cap + 12),
+        );
+        if let Some(img) = &t.image {
+            let small = graft_data::preprocess::resize_bilinear(img, thumb, thumb);
+            image::imageops::overlay(&mut canvas, &small, i64::from(cx), i64::from(cy));
+        }
+    }
+    {
+        let root = BitMapBackend::with_buffer(canvas.as_mut(), (w, h)).into_drawing_area();
+        root.draw_text(
+            title,
+            &TextStyle::from(("sans-serif", 20).into_font()),
+            (12, 12),
+        )
+        .map_err(|x| e(x.to_string()))?;
+        for (i, t) in tiles.iter().enumerate() {
+            let (cx, cy) = (
+                12 + (i as u32 % cols) * (thumb + 12),
+                44 + (i as u32 / cols) * (thumb + cap + 12),
+            );
+            let colour = if t.wrong {
+                RGBColor(190, 30, 30)
+            } else {
+                RGBColor(30, 120, 40)
+            };
+            for (k, line) in t.lines.iter().take(2).enumerate() {
+                root.draw(&Text::new(
+                    short(line, 20),
+                    (cx as i32, (cy + thumb + 4 + 17 * k as u32) as i32),
+                    ("sans-serif", 13).into_font().color(&colour),
+                ))
+                .map_err(|x| e(x.to_string()))?;
+            }
+        }
+        root.present().map_err(|x| e(x.to_string()))?;
+    }
+    canvas.save(out).map_err(|x| e(x.to_string()))
+}
