@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # graft's main job, end to end, on the embedded demo data (assets/demo: 1,000 Fashion-MNIST
-# images). Today that is: audit the folder, then write a stratified train/val/test manifest.
-# Later stages (feature extraction, heads, evaluation) join this script as they land.
-# Outputs go to runs/demo/.
+# images): `graft train assets/demo` audits and splits the folder, fetches the MobileNetV2
+# weights, extracts features, sweeps 9 heads and writes an evaluation report.
+# Outputs go to runs/demo/; rerunning skips every stage whose inputs did not change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,15 +11,9 @@ cargo build --release -p graft-cli
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 graft=$target_dir/release/graft
-out=runs/demo
-mkdir -p "$out"
-
-"$graft" data audit assets/demo --json "$out/audit.json" --plot "$out/classes.png"
-"$graft" data split assets/demo --ratios 70/15/15 --seed 42 --out "$out/manifest.csv"
 
 # ONNX Runtime makes extraction several times faster; without it graft uses burn and says so.
 scripts/fetch-onnxruntime.sh >/dev/null || echo "note: ONNX Runtime not fetched; using burn"
-"$graft" models fetch mobilenet-v2
-"$graft" extract --data "$out/manifest.csv" --encoder mobilenet-v2 --out "$out/features"
+"$graft" train assets/demo --name demo
 echo
-echo "Done. Open $out/classes.png, $out/audit.json, $out/manifest.csv; features in $out/features/."
+echo "Open runs/demo/report.html in a browser."

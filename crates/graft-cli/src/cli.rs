@@ -42,10 +42,11 @@ pub enum Command {
     /// sharded f16 cache that head training reads).
     #[command(after_help = EXTRACT_HELP)]
     Extract(ExtractArgs),
-    /// Train classifier heads on a feature cache (a sweep of heads × learning rates; the best
-    /// one by validation macro-F1 is kept in a run folder).
-    #[command(subcommand)]
-    Train(TrainCommand),
+    /// The one command: audit → split → extract → head sweep → evaluation report, for a folder
+    /// of labelled photos. Rerun it after an interruption and it continues; stages whose inputs
+    /// did not change are skipped. `graft train heads` runs only the head sweep.
+    #[command(after_help = TRAIN_HELP)]
+    Train(Box<TrainArgs>),
     /// Evaluate a trained run on its test split: metrics.json, per_class.csv, figures and a
     /// self-contained report.html.
     #[command(
@@ -54,6 +55,15 @@ Writes into the run folder: metrics.json (eval section), per_class.csv, confusio
 reliability.png, misclassified.png, correct.png and report.html (open it in a browser)."
     )]
     Eval(EvalArgs),
+    /// Classify photos with a trained run: top-k classes with probabilities, and a warning
+    /// when the model is unsure.
+    #[command(
+        after_help = "Examples:\n  graft predict --run runs/train leaf1.jpg leaf2.jpg\n  \
+graft predict --run runs/train photos/*.jpg --top 3 --threshold 0.8 --json preds.json\n\n\
+Exit status is 0 even for uncertain predictions; unreadable images are reported and skipped\n\
+(exit status 1 if any)."
+    )]
+    Predict(PredictRunArgs),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -353,6 +363,79 @@ pub struct PredictArgs {
     pub top: usize,
 }
 
+const TRAIN_HELP: &str = "\
+Every setting has a default; a config file (--config graft.toml) changes any of them and flags
+change them again. The resolved settings are saved as runs/NAME/config.toml, so
+`graft train --config runs/NAME/config.toml` repeats a run (same seed, same metrics on CPU).
+
+Stages and their files in runs/NAME/:
+  audit + split   audit.json, classes.png, manifest.csv   (skipped if files and settings unchanged)
+  extract         features/ (resumable chunks)              (finished chunks are never redone)
+  heads           model.safetensors, model.json, sweep.csv, history.csv, metrics.json
+  eval            report.html, per_class.csv, confusion_matrix.png, reliability.png, galleries
+
+Examples:
+  graft train photos/
+  graft train photos/ --encoder efficientnet-lite0 --name leaves-lite0
+  graft train --config graft.toml --epochs 20
+  graft train --config runs/photos-mobilenet-v2/config.toml      # reproduce
+
+Config file (TOML; every key optional):
+  data = \"photos\"
+  encoder = \"mobilenet-v2\"
+  [split]   ratios = \"70/15/15\"  seed = 42
+  [heads]   heads = [\"linear\", \"mlp\"]  lrs = [1e-3, 3e-3]  epochs = 10  balance = \"auto\"
+  [eval]    split = \"test\"  latency = 50";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub command: Option<TrainCommand>,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+/// Flags of `graft train DIR`. All optional: unset ones come from --config, then defaults.
+#[derive(Debug, Args, Default)]
+pub struct PipelineArgs {
+    /// Folder of labelled photos (DIR/<class>/... or DIR/{train,val,test}/<class>/...).
+    pub dir: Option<PathBuf>,
+    /// Settings file (TOML), e.g. a run's config.toml to reproduce it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Pretrained encoder [default: mobilenet-v2].
+    #[arg(long, value_name = "NAME")]
+    pub encoder: Option<String>,
+    /// Run folder name [default: <folder name>-<encoder>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Folder holding run folders [default: runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs: Option<PathBuf>,
+    /// Train/val/test percentages [default: 70/15/15].
+    #[arg(long, value_name = "TRAIN/VAL/TEST")]
+    pub ratios: Option<String>,
+    /// Seed for the split, initialisation and shuffling [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Heads to compare, comma-separated [default: linear,mlp,mlp:512:0.5].
+    #[arg(long, value_delimiter = ',')]
+    pub heads: Option<Vec<String>>,
+    /// Learning rates to compare, comma-separated [default: 3e-4,1e-3,3e-3].
+    #[arg(long, value_delimiter = ',')]
+    pub lrs: Option<Vec<f32>>,
+    /// Most epochs per head [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Class imbalance: auto, weights, sampling, none [default: auto].
+    #[arg(long)]
+    pub balance: Option<String>,
+    /// Engine for the encoder: auto, ort, burn [default: auto].
+    #[arg(long, value_enum)]
+    pub backend: Option<crate::cmd::encoder::Backend>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     /// Sweep heads × learning rates on cached features; keep the best in runs/NAME.
@@ -437,4 +520,26 @@ pub struct EvalArgs {
     /// Images timed one at a time for the latency figures (0 = skip).
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub latency: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictRunArgs {
+    /// Run folder written by `graft train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Images to classify.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub top: usize,
+    /// Below this top-1 probability the prediction is flagged as uncertain.
+    #[arg(long, default_value_t = 0.70, value_name = "P")]
+    pub threshold: f32,
+    /// Engine for the encoder: auto, ort, burn.
+    #[arg(long, value_enum, default_value_t = crate::cmd::encoder::Backend::Auto)]
+    pub backend: crate::cmd::encoder::Backend,
+    /// Also write the predictions as JSON to this file ("-" for stdout only JSON).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

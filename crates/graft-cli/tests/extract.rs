@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{graft, make_folder, stderr, stdout};
+use common::{cache_with_mobilenet, graft, graft_with_cache, make_folder, stderr, stdout};
 use graft_data::preprocess::Preprocess;
 use graft_features::{ExtractOptions, Shard, Source};
 use graft_model::arch::EncoderKind;
@@ -75,14 +75,6 @@ fn merge_reports_missing_chunks_then_completes() {
     assert_eq!(cache.load_all().len(), 9);
 }
 
-fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_CACHE", cache)
-        .output()
-        .expect("run graft")
-}
-
 #[test]
 fn extract_without_weights_says_how_to_fetch_them() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -115,37 +107,6 @@ fn extract_without_weights_says_how_to_fetch_them() {
         "y",
     ]);
     assert!(stderr(&o).contains("unknown encoder"), "{}", stderr(&o));
-}
-
-/// A graft cache folder under `tmp` with the real MobileNetV2 weights imported, or `None` when
-/// the test weights are not available (allowed only outside CI).
-fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf> {
-    let Some(weights) = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
-        );
-        return None;
-    };
-    let pth = walk_find(
-        std::path::Path::new(&weights),
-        "mobilenet_v2-b0353104.pth",
-        4,
-    )
-    .expect("MobileNetV2 weights under GRAFT_TEST_WEIGHTS_DIR");
-    let cache = tmp.join("cache");
-    let o = graft_with_cache(
-        &cache,
-        &[
-            "models",
-            "import",
-            pth.to_str().expect("utf8"),
-            "--arch",
-            "mobilenet-v2",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    Some(cache)
 }
 
 /// Real MobileNetV2 weights through both engines: the caches must agree (f16 storage).
@@ -199,24 +160,6 @@ fn onnx_runtime_and_burn_extract_the_same_features() {
     }
     // Both engines compute in f32 and differ ~1e-5; the cache rounds to f16 (rel. 1e-3).
     assert!(max < 2e-3, "ORT and burn features differ by {max}");
-}
-
-fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::path::PathBuf> {
-    let direct = dir.join(name);
-    if direct.is_file() {
-        return Some(direct);
-    }
-    if depth == 0 {
-        return None;
-    }
-    let mut subdirs: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    subdirs.sort();
-    subdirs.iter().find_map(|d| walk_find(d, name, depth - 1))
 }
 
 fn shard_files(dir: &std::path::Path) -> Vec<String> {

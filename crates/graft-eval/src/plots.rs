@@ -35,9 +35,15 @@ pub fn confusion_matrix(c: &Confusion, classes: &[String], out: &Path) -> Result
     let n = classes.len().max(1);
     let cell = (600 / n).clamp(12, 48) as i32;
     let label_w = 150;
+    // Column labels are written downwards: about 8 px per character, at most 18 characters.
+    let longest = classes
+        .iter()
+        .map(|c| c.chars().count().min(18))
+        .max()
+        .unwrap_or(4) as i32;
     let (w, h) = (
         label_w + cell * n as i32 + 40,
-        90 + cell * n as i32 + label_w,
+        70 + cell * n as i32 + 8 * longest,
     );
     let root = BitMapBackend::new(out, (w as u32, h as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;

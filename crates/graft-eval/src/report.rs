@@ -77,6 +77,7 @@ tr.best td{font-weight:600;background:#f1f8ee}
 figure{background:#fff;border-radius:10px;padding:12px;margin:0 0 16px;box-shadow:0 1px 3px #0001}
 figure img{max-width:100%;height:auto} figcaption{color:#5b6477;font-size:13px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:16px}
+.grid figure:nth-child(n+3){grid-column:1/-1}
 footer{color:#8a93a6;font-size:12px;margin-top:30px}
 </style></head><body><main>\n",
     );

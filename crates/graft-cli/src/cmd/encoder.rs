@@ -9,7 +9,18 @@ use graft_model::encoder::ImageEncoder;
 use graft_model::ort_backend::{OrtEncoder, OrtOptions};
 
 /// Which engine runs the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// ONNX Runtime when its library is found, else burn (said once).
     #[default]

@@ -7,6 +7,8 @@ mod eval;
 mod extract;
 pub mod import_idx;
 mod models;
+mod pipeline;
+mod predict;
 mod split;
 mod train_heads;
 
@@ -19,7 +21,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Train(TrainCommand::Heads(a)) => train_heads::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Train(t) => match t.command {
+            Some(TrainCommand::Heads(a)) => train_heads::run(a),
+            None => pipeline::run(t.pipeline),
+        },
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),

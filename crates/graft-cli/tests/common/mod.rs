@@ -72,3 +72,62 @@ pub fn make_folder(dir: &Path, classes: &[&str], counts: &[usize]) {
         }
     }
 }
+
+/// `graft` with `GRAFT_CACHE` pointing at `cache`.
+pub fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_CACHE", cache)
+        .output()
+        .expect("run graft")
+}
+
+/// A graft cache folder under `tmp` with the real MobileNetV2 weights imported, or `None` when
+/// the test weights are not available (allowed only outside CI).
+pub fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf> {
+    let Some(weights) = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
+        );
+        return None;
+    };
+    let pth = walk_find(
+        std::path::Path::new(&weights),
+        "mobilenet_v2-b0353104.pth",
+        4,
+    )
+    .expect("MobileNetV2 weights under GRAFT_TEST_WEIGHTS_DIR");
+    let cache = tmp.join("cache");
+    let o = graft_with_cache(
+        &cache,
+        &[
+            "models",
+            "import",
+            pth.to_str().expect("utf8"),
+            "--arch",
+            "mobilenet-v2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    Some(cache)
+}
+
+/// First file called `name` under `dir`, at most `depth` folders down.
+pub fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::path::PathBuf> {
+    let direct = dir.join(name);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    if depth == 0 {
+        return None;
+    }
+    let mut subdirs: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    subdirs.iter().find_map(|d| walk_find(d, name, depth - 1))
+}

@@ -55,6 +55,7 @@ pub fn save_safetensors(sd: &StateDict, path: &Path) -> Result<(), WeightError> 
         ),
     ]);
     let out = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| st_err(path, e))?;
+    let out = canonical_header(out).map_err(|e| st_err(path, e))?;
 
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -81,6 +82,28 @@ pub fn save_safetensors(sd: &StateDict, path: &Path) -> Result<(), WeightError> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The same file with its JSON header keys sorted: the metadata map is a `HashMap`, whose order
+/// changes from run to run, and equal weights must give byte-identical files.
+fn canonical_header(file: Vec<u8>) -> Result<Vec<u8>, String> {
+    let n = file
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or("file shorter than its header")? as usize;
+    let header = file.get(8..8 + n).ok_or("header longer than the file")?;
+    // serde_json's map is a BTreeMap: re-serialising sorts every object's keys.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + file.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&file[8 + n..]);
+    Ok(out)
 }
 
 /// Read a safetensors file into a [`StateDict`]. Order and original dtypes come from
@@ -224,6 +247,12 @@ mod tests {
             .expect("ls")
             .collect();
         assert_eq!(left.len(), 1);
+        // Same weights, same bytes, every time (the metadata map has no fixed order).
+        let first = fs::read(&path).expect("read");
+        for _ in 0..8 {
+            save_safetensors(&sd, &path).expect("save");
+            assert_eq!(fs::read(&path).expect("read"), first);
+        }
     }
 
     #[test]

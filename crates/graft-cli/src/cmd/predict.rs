@@ -1,0 +1,86 @@
+//! `graft predict --run RUN IMAGE...`: a trained classifier on new photos.
+
+use anyhow::{bail, Context};
+use graft_model::arch::EncoderKind;
+use graft_train::HeadModel;
+use serde_json::json;
+
+use crate::cli::PredictRunArgs;
+
+pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold must be between 0 and 1");
+    }
+    let model = HeadModel::load(&args.run)
+        .with_context(|| format!("loading the model of run {}", args.run.display()))?;
+    let kind = EncoderKind::from_name(&model.meta.encoder)
+        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))?;
+    let mut encoder = super::encoder::open_encoder(kind, args.backend)?;
+    let pre = model.meta.preprocess;
+    let classes = &model.meta.classes;
+    let json_only = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let mut results = Vec::new();
+    let mut failures = 0;
+    for path in &args.images {
+        let img = match graft_data::decode::read_and_decode(path) {
+            Ok((_, img)) => img,
+            Err(e) => {
+                failures += 1;
+                eprintln!("{}: cannot read this image ({e}); skipped", path.display());
+                results.push(json!({"image": path, "error": e.to_string()}));
+                continue;
+            }
+        };
+        let out = encoder.encode(&pre.apply(&img), 1, false)?;
+        let probs = model.predict_proba(&out.features, 1);
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let top: Vec<(usize, f32)> = order
+            .iter()
+            .take(args.top.min(classes.len()))
+            .map(|&k| (k, probs[k]))
+            .collect();
+        let confident = top.first().is_some_and(|&(_, p)| p >= args.threshold);
+        if !json_only {
+            println!("{}", path.display());
+            for &(k, p) in &top {
+                println!("  {:>6.2}%  {}", p * 100.0, classes[k]);
+            }
+            if !confident {
+                println!(
+                    "  uncertain: top probability {:.0}% is below {:.0}%. Retake the photo \
+                     (closer, in focus, good light, one subject) or have it checked by a person.",
+                    top.first().map_or(0.0, |t| t.1) * 100.0,
+                    args.threshold * 100.0
+                );
+            }
+        }
+        results.push(json!({
+            "image": path,
+            "top": top.iter().map(|&(k, p)| json!({"class": classes[k], "probability": p})).collect::<Vec<_>>(),
+            "confident": confident,
+        }));
+    }
+    if let Some(out) = &args.json {
+        let text = serde_json::to_string_pretty(&json!({
+            "run": args.run,
+            "threshold": args.threshold,
+            "predictions": results,
+        }))? + "\n";
+        if json_only {
+            print!("{text}");
+        } else {
+            std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+        }
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} images could not be read",
+            args.images.len()
+        );
+    }
+    Ok(())
+}

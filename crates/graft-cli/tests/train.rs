@@ -1,0 +1,227 @@
+//! `graft train DIR` end to end with the real MobileNetV2 weights: every stage's files, stage
+//! skipping on rerun, reproduction from the saved config, `graft predict`, and a SIGKILL during
+//! extraction that the rerun recovers from without redoing finished stages.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{cache_with_mobilenet, save, stderr, stdout};
+use image::RgbImage;
+
+/// Three classes told apart by colour (red, green, blue) under random blocky texture.
+fn coloured_folder(dir: &Path, per_class: usize) {
+    for (k, class) in ["red", "green", "blue"].iter().enumerate() {
+        for i in 0..per_class {
+            let texture = common::pattern((k * 1000 + i) as u64 + 1, 48, 40);
+            let img = RgbImage::from_fn(48, 40, |x, y| {
+                let t = texture.get_pixel(x, y);
+                let mut p = [t[0] / 3, t[1] / 3, t[2] / 3];
+                p[k] = p[k].saturating_add(170);
+                image::Rgb(p)
+            });
+            save(&img, &dir.join(class).join(format!("{class}_{i:02}.png")));
+        }
+    }
+}
+
+fn run_graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GRAFT_CACHE", cache)
+        .output()
+        .expect("run graft")
+}
+
+fn metrics(run: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(run.join("metrics.json")).expect("metrics.json");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+#[test]
+fn train_dir_writes_a_run_skips_unchanged_stages_and_reproduces() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
+    let data = tmp.path().join("photos");
+    coloured_folder(&data, 20);
+    let o = run_graft(&cache, tmp.path(), &["train", "photos", "--name", "t"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let run = tmp.path().join("runs/t");
+    for f in [
+        "audit.json",
+        "manifest.csv",
+        "features/cache.json",
+        "model.safetensors",
+        "model.json",
+        "sweep.csv",
+        "history.csv",
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.png",
+        "reliability.png",
+        "report.html",
+        "config.toml",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let m = metrics(&run);
+    let acc = m["eval"]["test"]["accuracy"]
+        .as_f64()
+        .expect("test accuracy");
+    assert!(acc >= 0.8, "colour classes should be easy, got {acc}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("sweep.csv"))
+            .expect("sweep")
+            .lines()
+            .count(),
+        10,
+        "header + 9 configurations"
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).expect("report");
+    assert!(html.contains("macro-F1") && html.contains("data:image/png;base64,"));
+
+    // Nothing changed: every stage is skipped.
+    let o = run_graft(&cache, tmp.path(), &["train", "photos", "--name", "t"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).matches("skipped (unchanged)").count(),
+        4,
+        "{}",
+        stdout(&o)
+    );
+
+    // A changed setting reruns only what depends on it.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["train", "photos", "--name", "t", "--lrs", "1e-3"],
+    );
+    let said = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        said.contains("audit + split: data and settings unchanged, skipped"),
+        "{said}"
+    );
+    assert!(said.contains("extract: cache complete, skipped"), "{said}");
+    assert!(said.contains("Training 3 heads"), "{said}");
+
+    // The saved config reproduces the run: same weights, same metrics.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["train", "--config", "runs/t/config.toml", "--name", "again"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = tmp.path().join("runs/again");
+    assert_eq!(
+        std::fs::read(run.join("model.safetensors")).expect("model"),
+        std::fs::read(again.join("model.safetensors")).expect("model")
+    );
+    assert_eq!(
+        metrics(&run)["eval"]["test"]["macro_f1"],
+        metrics(&again)["eval"]["test"]["macro_f1"]
+    );
+
+    // Predict: top-k with a confidence flag that follows the threshold; a bad file is named.
+    let photo = data.join("blue/blue_00.png");
+    let not_image = tmp.path().join("notes.txt");
+    std::fs::write(&not_image, "hello").expect("write");
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "predict",
+            "--run",
+            "runs/t",
+            photo.to_str().expect("utf8"),
+            "--json",
+            "-",
+            "--threshold",
+            "0.9",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let p = &v["predictions"][0];
+    let top = p["top"][0]["probability"].as_f64().expect("probability");
+    assert_eq!(p["top"][0]["class"], "blue");
+    assert_eq!(p["confident"].as_bool(), Some(top >= 0.9));
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "predict",
+            "--run",
+            "runs/t",
+            not_image.to_str().expect("utf8"),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+}
+
+fn shards(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with("shard-") && n.ends_with(".f16")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_during_extraction_the_rerun_keeps_finished_stages_and_chunks() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
+    coloured_folder(&tmp.path().join("photos"), 16);
+    // Small chunks and the burn engine: slow enough to be caught part-way.
+    let config: PathBuf = tmp.path().join("graft.toml");
+    std::fs::write(
+        &config,
+        "data = \"photos\"\nname = \"k\"\nbackend = \"burn\"\n[extract]\nchunk = 4\nbatch = 4\n\
+         [heads]\nheads = [\"linear\"]\nlrs = [0.003]\nepochs = 3\n[eval]\nlatency = 0\n",
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["train", "--config", "graft.toml"])
+        .current_dir(tmp.path())
+        .env("GRAFT_CACHE", &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let features = tmp.path().join("runs/k/features");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while shards(&features) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no chunk in 180 s");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "finished before it could be killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let done = shards(&features);
+    assert!(done < 12, "all chunks done before the kill");
+
+    let o = run_graft(&cache, tmp.path(), &["train", "--config", "graft.toml"]);
+    let said = stdout(&o);
+    assert!(o.status.success(), "{said}\n{}", stderr(&o));
+    assert!(
+        said.contains("audit + split: data and settings unchanged, skipped"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{done} already done")), "{said}");
+    assert!(tmp.path().join("runs/k/report.html").is_file());
+}
