@@ -176,6 +176,31 @@ pub enum BenchCommand {
     /// report images/s, peak memory of each process and whether the features agree.
     #[command(after_help = BENCH_EXTRACT_HELP)]
     Extract(BenchExtractArgs),
+    /// Time graft's default head sweep (3 heads × 3 learning rates) against the same sweep
+    /// written in PyTorch, on the same standardised features, in one run.
+    #[command(after_help = "Example:\n  graft bench heads --features runs/fm/features --python .venv/bin/python")]
+    Heads(BenchHeadsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchHeadsArgs {
+    /// Feature cache written by `graft extract`.
+    #[arg(long, value_name = "DIR")]
+    pub features: PathBuf,
+    /// Most epochs per configuration (both sides).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Python interpreter with torch + numpy for the reference.
+    #[arg(long, default_value = "python3", env = "GRAFT_BENCH_PYTHON", value_name = "PATH")]
+    pub python: PathBuf,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 const BENCH_EXTRACT_HELP: &str = "\

@@ -32,6 +32,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::Predict(a)) => models::predict(a),
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
         Command::Bench(BenchCommand::Extract(a)) => bench::extract(a),
+        Command::Bench(BenchCommand::Heads(a)) => bench::heads(a),
     }
 }
 

@@ -2,6 +2,8 @@
 
 mod audit;
 mod extract;
+mod heads;
 
 pub use audit::audit;
 pub use extract::extract;
+pub use heads::heads;

@@ -1,0 +1,180 @@
+//! `graft bench heads`: graft's head sweep against the same sweep in PyTorch, on the same
+//! standardised feature rows, in one invocation.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use graft_features::FeatureCache;
+use graft_train::{best, run_sweep, Balance, Dataset, SweepConfig, TrainConfig};
+use serde_json::{json, Value};
+
+use crate::cli::BenchHeadsArgs;
+
+const TORCH_SCRIPT: &str = include_str!("../../../../../scripts/bench/torch_heads.py");
+
+pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
+    let cache = FeatureCache::open(&args.features)
+        .with_context(|| format!("opening {}", args.features.display()))?;
+    let loaded = cache.load_all();
+    let ds = Dataset::new(
+        loaded.feature_dim,
+        loaded.features,
+        loaded.labels,
+        &loaded.splits,
+        cache.classes().to_vec(),
+        0.1,
+        args.seed,
+    )?;
+    let sweep = SweepConfig {
+        base: TrainConfig {
+            epochs: args.epochs,
+            seed: args.seed,
+            ..TrainConfig::default()
+        },
+        ..SweepConfig::default()
+    };
+    let threads = rayon::current_num_threads();
+    println!(
+        "bench heads: {} configurations, {} train / {} val rows × {} features, {} classes, {threads} threads",
+        sweep.runs().len(),
+        ds.train.len(),
+        ds.val.len(),
+        ds.dim,
+        ds.classes.len()
+    );
+    let t = Instant::now();
+    let entries = run_sweep(&ds, &sweep, &|_| {});
+    let graft_s = t.elapsed().as_secs_f64();
+    let b = best(&entries).context("empty sweep")?;
+    println!("  graft sweep      {graft_s:>7.1} s   best {} lr {} val macro-F1 {:.4}",
+        entries[b].config.head, entries[b].config.lr, entries[b].outcome.val_macro_f1);
+
+    let mut out = json!({
+        "train_rows": ds.train.len(),
+        "threads": threads,
+        "graft": {
+            "seconds": graft_s,
+            "runs": entries.iter().map(|e| json!({
+                "head": e.config.head.to_string(),
+                "lr": e.config.lr,
+                "val_macro_f1": e.outcome.val_macro_f1,
+                "epochs_run": e.outcome.history.len(),
+                "seconds": e.outcome.seconds,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    if args.no_reference {
+        println!("  pytorch reference skipped (--no-reference)");
+    } else {
+        match reference(&args, &ds, &sweep, threads) {
+            Ok(r) => {
+                let torch_s = r["seconds"].as_f64().unwrap_or(0.0);
+                println!(
+                    "  pytorch {:<8} {torch_s:>7.1} s   (same 9 configurations, one after the other, {} threads)",
+                    r["torch"].as_str().unwrap_or("?").split('+').next().unwrap_or("?"),
+                    r["threads"]
+                );
+                println!("  per configuration (val macro-F1 graft / pytorch, seconds graft / pytorch):");
+                if let Some(runs) = r["runs"].as_array() {
+                    for (e, t) in entries.iter().zip(runs) {
+                        println!(
+                            "    {:<14} {:<8} {:.4} / {:.4}   {:>5.1} / {:>5.1}",
+                            e.config.head.to_string(),
+                            e.config.lr,
+                            e.outcome.val_macro_f1,
+                            t["val_macro_f1"].as_f64().unwrap_or(0.0),
+                            e.outcome.seconds,
+                            t["seconds"].as_f64().unwrap_or(0.0)
+                        );
+                    }
+                }
+                println!("  speed-up graft / pytorch: {:.2}x", torch_s / graft_s.max(1e-9));
+                out["pytorch"] = r;
+                out["speedup"] = json!(torch_s / graft_s.max(1e-9));
+            }
+            Err(e) => println!("  pytorch reference skipped: {e:#}"),
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn write_rows(path: &Path, ds: &Dataset, rows: &[usize]) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for &i in rows {
+        for v in &ds.x[i * ds.dim..(i + 1) * ds.dim] {
+            f.write_all(&v.to_le_bytes())?;
+        }
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn write_labels(path: &Path, ds: &Dataset, rows: &[usize]) -> anyhow::Result<()> {
+    let bytes: Vec<u8> = rows
+        .iter()
+        .flat_map(|&i| (ds.y[i] as u32).to_le_bytes())
+        .collect();
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+fn reference(
+    args: &BenchHeadsArgs,
+    ds: &Dataset,
+    sweep: &SweepConfig,
+    threads: usize,
+) -> anyhow::Result<Value> {
+    let probe = Command::new(&args.python)
+        .args(["-c", "import torch, numpy"])
+        .output()
+        .with_context(|| format!("{} not runnable", args.python.display()))?;
+    if !probe.status.success() {
+        bail!(
+            "{} cannot import torch and numpy (pip install torch numpy, then --python PATH)",
+            args.python.display()
+        );
+    }
+    let balance = ds.resolve(sweep.base.balance);
+    if balance == Balance::Sampling {
+        bail!("the reference implements class weights, not balanced sampling");
+    }
+    let work = std::env::temp_dir().join(format!("graft-bench-heads-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = (|| -> anyhow::Result<Value> {
+        write_rows(&work.join("train_x.f32"), ds, &ds.train)?;
+        write_labels(&work.join("train_y.u32"), ds, &ds.train)?;
+        write_rows(&work.join("val_x.f32"), ds, &ds.val)?;
+        write_labels(&work.join("val_y.u32"), ds, &ds.val)?;
+        let meta = json!({
+            "dim": ds.dim,
+            "classes": ds.classes.len(),
+            "class_weights": (balance == Balance::Weights).then(|| ds.class_weights()),
+            "runs": sweep.runs(),
+        });
+        std::fs::write(work.join("sweep.json"), serde_json::to_vec(&meta)?)?;
+        let script = work.join("torch_heads.py");
+        std::fs::write(&script, TORCH_SCRIPT)?;
+        eprintln!("running the PyTorch reference sweep …");
+        let out = Command::new(&args.python)
+            .arg(&script)
+            .arg("--work")
+            .arg(&work)
+            .args(["--threads", &threads.to_string()])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("starting the PyTorch reference")?;
+        if !out.status.success() {
+            bail!("the PyTorch reference failed ({})", out.status);
+        }
+        Ok(serde_json::from_slice(&out.stdout).context("reading the reference's JSON")?)
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
