@@ -14,6 +14,7 @@ mod loss;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod seeds;
 pub mod sweep;
 pub mod trainer;
 
@@ -22,5 +23,6 @@ pub use error::TrainError;
 pub use head::{Head, HeadSpec};
 pub use metrics::{ClassMetrics, Confusion};
 pub use model::{HeadModel, ModelMeta};
+pub use seeds::{repeat_seeds, MeanCi, SeedReport};
 pub use sweep::{best, run_sweep, SweepConfig, SweepEntry};
 pub use trainer::{evaluate, train_head, EpochRecord, TrainConfig, TrainOutcome};

@@ -200,6 +200,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
             patience: h.patience,
             val_fraction: h.val_fraction,
             seed: h.seed,
+            seeds: 1,
         })?;
         stages.mark("heads", fp)?;
     }

@@ -115,6 +115,14 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     write_atomic(&dir.join("history.csv"), history_csv(winner).as_bytes())?;
 
     let test = (!ds.test.is_empty()).then(|| evaluate(&winner.outcome.head, &ds, &ds.test));
+    let seeds = (args.seeds > 1).then(|| {
+        let list: Vec<u64> = (0..args.seeds as u64).map(|i| args.seed + i).collect();
+        eprintln!(
+            "Retraining the best configuration with {} seeds …",
+            list.len()
+        );
+        graft_train::repeat_seeds(&ds, &winner.config, &list)
+    });
     let metrics = json!({
         "features": args.features,
         "encoder": header.encoder,
@@ -131,6 +139,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         "rows": {"train": ds.train.len(), "val": ds.val.len(), "test": ds.test.len()},
         "val_held_out_of_train": ds.val_held_out,
         "sweep_seconds": sweep_secs,
+        "seeds": seeds,
         "sweep": sweep,
     });
     write_atomic(
@@ -157,6 +166,17 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             None => String::new(),
         }
     );
+    if let Some(r) = &seeds {
+        println!(
+            "Over {} seeds ({} split): accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4} (mean ± 95% CI)",
+            r.seeds.len(),
+            r.split,
+            r.accuracy.mean,
+            r.accuracy.ci95,
+            r.macro_f1.mean,
+            r.macro_f1.ci95
+        );
+    }
     println!("Run folder: {}", dir.display());
     Ok(())
 }

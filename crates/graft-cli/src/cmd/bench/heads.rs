@@ -49,8 +49,10 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
     let entries = run_sweep(&ds, &sweep, &|_| {});
     let graft_s = t.elapsed().as_secs_f64();
     let b = best(&entries).context("empty sweep")?;
-    println!("  graft sweep      {graft_s:>7.1} s   best {} lr {} val macro-F1 {:.4}",
-        entries[b].config.head, entries[b].config.lr, entries[b].outcome.val_macro_f1);
+    println!(
+        "  graft sweep      {graft_s:>7.1} s   best {} lr {} val macro-F1 {:.4}",
+        entries[b].config.head, entries[b].config.lr, entries[b].outcome.val_macro_f1
+    );
 
     let mut out = json!({
         "train_rows": ds.train.len(),
@@ -77,7 +79,9 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
                     r["torch"].as_str().unwrap_or("?").split('+').next().unwrap_or("?"),
                     r["threads"]
                 );
-                println!("  per configuration (val macro-F1 graft / pytorch, seconds graft / pytorch):");
+                println!(
+                    "  per configuration (val macro-F1 graft / pytorch, seconds graft / pytorch):"
+                );
                 if let Some(runs) = r["runs"].as_array() {
                     for (e, t) in entries.iter().zip(runs) {
                         println!(
@@ -91,7 +95,10 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
                         );
                     }
                 }
-                println!("  speed-up graft / pytorch: {:.2}x", torch_s / graft_s.max(1e-9));
+                println!(
+                    "  speed-up graft / pytorch: {:.2}x",
+                    torch_s / graft_s.max(1e-9)
+                );
                 out["pytorch"] = r;
                 out["speedup"] = json!(torch_s / graft_s.max(1e-9));
             }
