@@ -12,11 +12,16 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Turn a folder of labelled photos into a trained, evaluated image classifier.\n\n\
 graft expects an ImageFolder layout: one sub-folder per class, images inside\n\
 (DIR/<class>/*.jpg), or a pre-split one (DIR/{train,val,test}/<class>/*.jpg).\n\n\
-Typical first steps:\n  \
+The one command:\n  \
+graft train photos/                 # audit, split, extract, sweep heads, report → runs/\n  \
+graft predict --run runs/photos-mobilenet-v2 leaf.jpg\n\n\
+Stage by stage:\n  \
 graft data audit photos/            # counts, imbalance, corrupt files, duplicates, bias\n  \
 graft data split photos/ --out manifest.csv   # stratified train/val/test manifest\n  \
 graft models fetch mobilenet-v2     # pretrained encoder weights into the local cache\n  \
-graft extract --data manifest.csv --encoder mobilenet-v2 --out features/   # feature cache",
+graft extract --data manifest.csv --encoder mobilenet-v2 --out features/   # feature cache\n  \
+graft train heads --features features/   # head sweep → runs/train\n  \
+graft eval --run runs/train         # metrics, figures, report.html",
     after_help = "Set GRAFT_LOG=debug (or pass -vv) for detailed logs."
 )]
 pub struct Cli {
