@@ -225,3 +225,25 @@ fn killed_during_extraction_the_rerun_keeps_finished_stages_and_chunks() {
     assert!(said.contains(&format!("{done} already done")), "{said}");
     assert!(tmp.path().join("runs/k/report.html").is_file());
 }
+
+#[test]
+fn presplit_folder_without_test_is_evaluated_on_val_with_a_note() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
+    coloured_folder(&tmp.path().join("photos/train"), 10);
+    coloured_folder(&tmp.path().join("photos/val"), 4);
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train", "photos", "--name", "v", "--heads", "linear", "--lrs", "0.003",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no test images"), "{}", stderr(&o));
+    let m = metrics(&tmp.path().join("runs/v"));
+    assert_eq!(m["eval"]["val"]["images"], 12);
+    assert_eq!(m["val_held_out_of_train"], false);
+}

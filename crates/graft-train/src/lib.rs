@@ -6,6 +6,7 @@
 //! gradients, AdamW — on a single-threaded SGEMM: one head per core, several heads of a sweep
 //! in parallel, and the same seed always gives the same weights.
 
+pub mod attention;
 pub mod data;
 mod dense;
 pub mod error;

@@ -56,10 +56,25 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             model.meta.weights
         );
     }
-    let split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
-    let rows: Vec<usize> = (0..cache.len())
-        .filter(|&i| !cache.is_failed(i) && h.items[i].split == Some(split))
-        .collect();
+    let mut split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let rows_of = |split: Split| -> Vec<usize> {
+        (0..cache.len())
+            .filter(|&i| !cache.is_failed(i) && h.items[i].split == Some(split))
+            .collect()
+    };
+    let mut rows = rows_of(split);
+    if rows.is_empty() && split == Split::Test {
+        let val = rows_of(Split::Val);
+        if !val.is_empty() {
+            eprintln!(
+                "note: the data has no test images; evaluating the val split instead (an \
+                 optimistic estimate: val also chose the head). Keep a test split for an \
+                 unbiased one."
+            );
+            split = Split::Val;
+            rows = val;
+        }
+    }
     if rows.is_empty() {
         bail!(
             "{} has no {} images to evaluate; try --split val",
