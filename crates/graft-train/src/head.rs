@@ -246,6 +246,13 @@ impl Head {
 
     /// Class probabilities for `n` rows (inference: no dropout).
     pub fn predict_proba(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let mut out = self.logits(x, n);
+        softmax_rows(&mut out, self.classes());
+        out
+    }
+
+    /// Logits for `n` rows (inference: no dropout).
+    pub fn logits(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mut act = Activations::default();
         // Large sets in blocks, so the hidden layer never needs n × hidden at once.
         let mut out = Vec::with_capacity(n * self.classes());
@@ -253,7 +260,6 @@ impl Head {
         for start in (0..n).step_by(4096) {
             let m = (n - start).min(4096);
             self.forward(&x[start * d..(start + m) * d], m, None, &mut act);
-            softmax_rows(&mut act.logits, self.classes());
             out.extend_from_slice(&act.logits);
         }
         out

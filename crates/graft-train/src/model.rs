@@ -28,6 +28,13 @@ pub struct ModelMeta {
     pub weights: String,
     pub preprocess: Preprocess,
     pub train: TrainConfig,
+    /// Logits are divided by this before the softmax (temperature scaling, fitted on val).
+    #[serde(default = "one")]
+    pub temperature: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// A trained head ready to predict from raw (unstandardised) feature rows.
@@ -43,7 +50,15 @@ impl HeadModel {
     pub fn predict_proba(&self, features: &[f32], n: usize) -> Vec<f32> {
         let mut x = features[..n * self.meta.feature_dim].to_vec();
         self.standardizer.apply(&mut x);
-        self.head.predict_proba(&x, n)
+        let mut logits = self.head.logits(&x, n);
+        let t = if self.meta.temperature > 0.0 {
+            self.meta.temperature
+        } else {
+            1.0
+        };
+        logits.iter_mut().for_each(|v| *v /= t);
+        crate::dense::softmax_rows(&mut logits, self.head.classes());
+        logits
     }
 
     /// Write both files into `dir` (each atomically: temporary file, then rename).
@@ -138,6 +153,7 @@ mod tests {
                     filter: Default::default(),
                 },
                 train: TrainConfig::default(),
+                temperature: 1.5,
             },
             head,
             standardizer: Standardizer {

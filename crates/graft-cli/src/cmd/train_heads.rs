@@ -91,6 +91,13 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     };
 
     let winner = &entries[b];
+    // Temperature scaling on val: honest confidences for the "uncertain" threshold and ECE.
+    let (val_x, val_y) = ds.gather(&ds.val);
+    let val_logits = winner.outcome.head.logits(&val_x, ds.val.len());
+    let c = ds.classes.len();
+    let temperature = graft_train::calibrate::fit_temperature(&val_logits, &val_y, c);
+    let nll_before = graft_train::calibrate::nll(&val_logits, &val_y, c, 1.0);
+    let nll_after = graft_train::calibrate::nll(&val_logits, &val_y, c, f64::from(temperature));
     let model = HeadModel {
         meta: ModelMeta {
             format_version: 1,
@@ -101,6 +108,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             weights: header.weights.clone(),
             preprocess: header.preprocess,
             train: winner.config.clone(),
+            temperature,
         },
         head: winner.outcome.head.clone(),
         standardizer: ds.standardizer.clone(),
@@ -139,6 +147,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         "rows": {"train": ds.train.len(), "val": ds.val.len(), "test": ds.test.len()},
         "val_held_out_of_train": ds.val_held_out,
         "sweep_seconds": sweep_secs,
+        "temperature": {"value": temperature, "val_nll_before": nll_before, "val_nll_after": nll_after},
         "seeds": seeds,
         "sweep": sweep,
     });
@@ -177,6 +186,9 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             r.macro_f1.ci95
         );
     }
+    println!(
+        "Calibration: temperature {temperature:.3} (val NLL {nll_before:.4} → {nll_after:.4})."
+    );
     println!("Run folder: {}", dir.display());
     Ok(())
 }
