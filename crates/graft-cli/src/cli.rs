@@ -69,6 +69,14 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
 (exit status 1 if any)."
     )]
     Predict(PredictRunArgs),
+    /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
+    /// Runtime against graft on the run's test images, with a model card.
+    #[command(
+        after_help = "Example:\n  graft export --run runs/photos-mobilenet-v2\n\n\
+Writes model.onnx (input \"input\" [N,3,S,S], outputs \"probabilities\" and \"features\") and\n\
+model_card.md (sha256, size, preprocessing, classes, metrics, limits) into the run folder."
+    )]
+    Export(ExportArgs),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -583,4 +591,17 @@ pub struct PredictRunArgs {
     /// Also write the predictions as JSON to this file ("-" for stdout only JSON).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run folder written by `graft train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Output format (onnx).
+    #[arg(long, default_value = "onnx")]
+    pub format: String,
+    /// Test images to validate the export on.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub validate: usize,
 }

@@ -162,6 +162,29 @@ fn train_dir_writes_a_run_skips_unchanged_stages_and_reproduces() {
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+
+    // Export: one ONNX file that ONNX Runtime runs like graft, and a card naming its hash.
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ORT_DYLIB_PATH must be set in CI"
+        );
+        return;
+    }
+    let o = run_graft(&cache, tmp.path(), &["export", "--run", "runs/t"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("same top-1 on 9/9"), "{}", stdout(&o));
+    let onnx = std::fs::read(run.join("model.onnx")).expect("model.onnx");
+    assert!(onnx.windows(13).any(|w| w == b"probabilities"));
+    let card = std::fs::read_to_string(run.join("model_card.md")).expect("card");
+    let sha = graft_model::weights::sha256_file(&run.join("model.onnx")).expect("sha");
+    assert!(card.contains(&sha), "{card}");
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["export", "--run", "runs/t", "--format", "tflite"],
+    );
+    assert!(!o.status.success() && stderr(&o).contains("--format onnx"));
 }
 
 fn shards(dir: &Path) -> usize {

@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 pub mod encoder;
 mod eval;
+mod export;
 mod extract;
 pub mod import_idx;
 mod models;
@@ -21,6 +22,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Train(t) => match t.command {
             Some(TrainCommand::Heads(a)) => train_heads::run(a),

@@ -132,6 +132,23 @@ pub fn session_from_onnx(model: &[u8], opts: OrtOptions) -> Result<Session, OrtE
     Ok(builder.commit_from_memory(model)?)
 }
 
+/// Run a model with one image input `input` (`[n, 3, size, size]`) and return its `output`.
+pub fn run_images(
+    session: &mut Session,
+    input: &[f32],
+    n: usize,
+    size: usize,
+    output: &str,
+) -> Result<Vec<f32>, OrtError> {
+    let tensor = TensorRef::from_array_view(([n, 3, size, size], input))?;
+    let outputs = session.run(ort::inputs!["input" => tensor])?;
+    let v = outputs
+        .get(output)
+        .ok_or_else(|| OrtError::Runtime(format!("no output `{output}`")))?;
+    let (_, data) = v.try_extract_tensor::<f32>()?;
+    Ok(data.to_vec())
+}
+
 /// A pretrained encoder exported to ONNX and run by ONNX Runtime.
 pub struct OrtEncoder {
     session: Session,
