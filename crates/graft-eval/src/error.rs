@@ -4,7 +4,7 @@ use std::path::PathBuf;
 pub enum EvalError {
     #[error("cannot draw {path}: {why}")]
     Plot { path: PathBuf, why: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

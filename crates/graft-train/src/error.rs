@@ -10,7 +10,7 @@ pub enum TrainError {
     BadHeadSpec(String),
     #[error("{path}: {why}")]
     BadCheckpoint { path: PathBuf, why: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

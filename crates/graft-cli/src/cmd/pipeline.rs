@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use graft_data::scan::Split;
 use graft_data::split::{parse_ratios, plan_split, write_manifest, SplitOptions};
 use graft_train::model::write_atomic;
 
@@ -14,6 +15,7 @@ use crate::cli::{EvalArgs, ExtractArgs, PipelineArgs, TrainHeadsArgs};
 use crate::config::Config;
 
 const STAGES_FILE: &str = "stages.json";
+const UNCHANGED: &str = "skipped (unchanged)";
 
 /// Fingerprints of the stages already done in a run folder.
 struct Stages {
@@ -111,7 +113,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     write_atomic(&config_path, saved.to_toml(&config_path)?.as_bytes())?;
     let mut stages = Stages::load(&run);
     let started = Instant::now();
-    let mut timings: Vec<(&str, f64, bool)> = Vec::new();
+    let mut timings: Vec<(&str, f64, Option<&str>)> = Vec::new();
     println!(
         "Run {} ({} on {})",
         run.display(),
@@ -132,7 +134,11 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         prepare(&data, &run, &manifest, &cfg)?;
         stages.mark("prepare", fp)?;
     }
-    timings.push(("audit + split", t.elapsed().as_secs_f64(), skipped));
+    timings.push((
+        "audit + split",
+        t.elapsed().as_secs_f64(),
+        skipped.then_some(UNCHANGED),
+    ));
 
     // 2. extract (resumable by itself: finished chunks are kept)
     let t = Instant::now();
@@ -166,7 +172,11 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         })?;
         stages.mark("extract", fp)?;
     }
-    timings.push(("extract", t.elapsed().as_secs_f64(), skipped));
+    timings.push((
+        "extract",
+        t.elapsed().as_secs_f64(),
+        skipped.then_some(UNCHANGED),
+    ));
 
     // 3. heads
     let t = Instant::now();
@@ -204,7 +214,11 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         })?;
         stages.mark("heads", fp)?;
     }
-    timings.push(("heads", t.elapsed().as_secs_f64(), skipped));
+    timings.push((
+        "heads",
+        t.elapsed().as_secs_f64(),
+        skipped.then_some(UNCHANGED),
+    ));
 
     // 4. eval + report
     let t = Instant::now();
@@ -213,8 +227,20 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         toml::to_string(&cfg.eval)?.as_bytes(),
     ]);
     let skipped = stages.is_done("eval", &fp) && run.join("report.html").is_file();
+    let held_out = graft_features::format::read_header(&features)
+        .map(|h| {
+            h.items
+                .iter()
+                .any(|it| matches!(it.split, Some(Split::Test) | Some(Split::Val)))
+        })
+        .unwrap_or(true);
     if skipped {
         println!("[4/5] eval: model unchanged, skipped");
+    } else if !held_out {
+        println!(
+            "[4/5] eval: no test or val images in the split, nothing to evaluate on \
+             (give the test split a share, e.g. --ratios 70/15/15)"
+        );
     } else {
         println!("[4/5] evaluation");
         super::eval::run(EvalArgs {
@@ -225,26 +251,34 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
         })?;
         stages.mark("eval", fp)?;
     }
-    timings.push(("eval", t.elapsed().as_secs_f64(), skipped));
+    let why = if skipped {
+        Some(UNCHANGED)
+    } else if !held_out {
+        Some("skipped (no test or val images)")
+    } else {
+        None
+    };
+    timings.push(("eval", t.elapsed().as_secs_f64(), why));
 
     // 5. summary
     println!("[5/5] summary");
-    for (stage, secs, skipped) in &timings {
-        println!(
-            "  {stage:<14} {}",
-            if *skipped {
-                "skipped (unchanged)".to_string()
-            } else {
-                format!("{secs:.1} s")
-            }
-        );
+    for (stage, secs, why) in &timings {
+        match why {
+            Some(why) => println!("  {stage:<14} {why}"),
+            None => println!("  {stage:<14} {secs:.1} s"),
+        }
     }
     print_result(&run)?;
-    println!(
-        "Done in {:.1} s. Report: {}",
-        started.elapsed().as_secs_f64(),
-        run.join("report.html").display()
-    );
+    let report = run.join("report.html");
+    if report.is_file() {
+        println!(
+            "Done in {:.1} s. Report: {}",
+            started.elapsed().as_secs_f64(),
+            report.display()
+        );
+    } else {
+        println!("Done in {:.1} s.", started.elapsed().as_secs_f64());
+    }
     println!(
         "Next: graft predict --run {} photo.jpg   ·   reproduce: graft train --config {}",
         run.display(),
