@@ -15,6 +15,44 @@ use graft_train::HeadModel;
 
 use crate::cli::EvalArgs;
 
+/// The feature cache in `features`, checked to hold the encoder and weights `model` was
+/// trained on.
+pub fn open_run_cache(features: &Path, model: &HeadModel) -> anyhow::Result<FeatureCache> {
+    let cache = FeatureCache::open(features)
+        .with_context(|| format!("opening the feature cache {}", features.display()))?;
+    let h = cache.header();
+    if h.encoder != model.meta.encoder || h.weights != model.meta.weights {
+        bail!(
+            "{} holds {} ({}) features, but the run was trained on {} ({})",
+            features.display(),
+            h.encoder,
+            h.weights,
+            model.meta.encoder,
+            model.meta.weights
+        );
+    }
+    Ok(cache)
+}
+
+/// Usable rows (failed images left out) of `split`; when that is test and there is none, the
+/// val rows instead. Returns the split the rows belong to.
+pub fn held_out_rows(cache: &FeatureCache, split: Split) -> (Split, Vec<usize>) {
+    let items = &cache.header().items;
+    let rows_of = |s: Split| -> Vec<usize> {
+        (0..cache.len())
+            .filter(|&i| !cache.is_failed(i) && items[i].split == Some(s))
+            .collect()
+    };
+    let rows = rows_of(split);
+    if rows.is_empty() && split == Split::Test {
+        let val = rows_of(Split::Val);
+        if !val.is_empty() {
+            return (Split::Val, val);
+        }
+    }
+    (split, rows)
+}
+
 /// `run.json`: what a run was trained from.
 pub const RUN_FILE: &str = "run.json";
 
@@ -43,37 +81,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
     let features = features_of(&args.run, args.features.as_deref())?;
-    let cache = FeatureCache::open(&features)
-        .with_context(|| format!("opening the feature cache {}", features.display()))?;
+    let cache = open_run_cache(&features, &model)?;
     let h = cache.header();
-    if h.encoder != model.meta.encoder || h.weights != model.meta.weights {
-        bail!(
-            "{} holds {} ({}) features, but the run was trained on {} ({})",
-            features.display(),
-            h.encoder,
-            h.weights,
-            model.meta.encoder,
-            model.meta.weights
+    let asked: Split = args.split.parse().map_err(anyhow::Error::msg)?;
+    let (split, rows) = held_out_rows(&cache, asked);
+    if split != asked {
+        eprintln!(
+            "note: the data has no test images; evaluating the val split instead (an \
+             optimistic estimate: val also chose the head). Keep a test split for an \
+             unbiased one."
         );
-    }
-    let mut split: Split = args.split.parse().map_err(anyhow::Error::msg)?;
-    let rows_of = |split: Split| -> Vec<usize> {
-        (0..cache.len())
-            .filter(|&i| !cache.is_failed(i) && h.items[i].split == Some(split))
-            .collect()
-    };
-    let mut rows = rows_of(split);
-    if rows.is_empty() && split == Split::Test {
-        let val = rows_of(Split::Val);
-        if !val.is_empty() {
-            eprintln!(
-                "note: the data has no test images; evaluating the val split instead (an \
-                 optimistic estimate: val also chose the head). Keep a test split for an \
-                 unbiased one."
-            );
-            split = Split::Val;
-            rows = val;
-        }
     }
     if rows.is_empty() {
         bail!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use graft_data::scan::Split;
-use graft_features::{FeatureCache, Origin};
+use graft_features::Origin;
 use graft_model::arch::{spec_for, EncoderKind};
 use graft_model::ort_backend::{run_images, session_from_onnx, OrtOptions};
 use graft_train::model::write_atomic;
@@ -103,37 +103,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
 /// Up to `--validate` images of the run's test split (val if none), from its feature cache.
 fn validation_images(args: &ExportArgs, model: &HeadModel) -> anyhow::Result<Vec<PathBuf>> {
     let features = super::eval::features_of(&args.run, None)?;
-    let cache = FeatureCache::open(&features)?;
+    let cache = super::eval::open_run_cache(&features, model)?;
     let origin = Origin::read(&features).with_context(|| {
         format!(
             "{} does not say where its images are (source.json)",
             features.display()
         )
     })?;
-    let h = cache.header();
-    if h.encoder != model.meta.encoder {
-        bail!(
-            "{} holds {} features, the run uses {}",
-            features.display(),
-            h.encoder,
-            model.meta.encoder
-        );
-    }
-    let pick = |s: Split| -> Vec<PathBuf> {
-        h.items
-            .iter()
-            .enumerate()
-            .filter(|(i, it)| it.split == Some(s) && !cache.is_failed(*i))
-            .take(args.validate)
-            .map(|(_, it)| origin.root.join(&it.path))
-            .collect()
-    };
-    let test = pick(Split::Test);
-    Ok(if test.is_empty() {
-        pick(Split::Val)
-    } else {
-        test
-    })
+    let items = &cache.header().items;
+    let (_, rows) = super::eval::held_out_rows(&cache, Split::Test);
+    Ok(rows
+        .iter()
+        .take(args.validate)
+        .map(|&i| origin.root.join(&items[i].path))
+        .collect())
 }
 
 fn model_card(
