@@ -207,7 +207,15 @@ pub struct BenchHeadsArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Python interpreter with torch + numpy for the reference.
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
+/// How `graft bench` finds and runs its PyTorch reference, and where results go.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// Python interpreter with PyTorch for the reference (torch + torchvision for extract,
+    /// torch + numpy for heads; checked before it runs).
     #[arg(
         long,
         default_value = "python3",
@@ -255,23 +263,11 @@ pub struct BenchExtractArgs {
     /// Images for the PyTorch reference (a prefix of the sample; default: all of it).
     #[arg(long, value_name = "N")]
     pub reference_limit: Option<usize>,
-    /// Python interpreter with torch + torchvision for the reference.
-    #[arg(
-        long,
-        default_value = "python3",
-        env = "GRAFT_BENCH_PYTHON",
-        value_name = "PATH"
-    )]
-    pub python: PathBuf,
-    /// Skip the PyTorch reference.
-    #[arg(long)]
-    pub no_reference: bool,
     /// Keep the work folder (caches, manifests) here instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
-    /// Write the results as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
 }
 
 #[derive(Debug, Args)]

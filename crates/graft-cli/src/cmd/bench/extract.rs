@@ -93,7 +93,7 @@ pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
     }
 
     let mut reference_note = None;
-    if args.no_reference {
+    if args.reference.no_reference {
         reference_note = Some("skipped (--no-reference)".to_string());
     } else if kind != EncoderKind::MobileNetV2 {
         reference_note = Some(format!(
@@ -136,7 +136,7 @@ pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
             ratios.insert(format!("ort_over_{name}"), json!(x));
         }
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.reference.json {
         let out = json!({
             "encoder": kind.name(),
             "images": rows.len(),
@@ -251,17 +251,7 @@ fn run_torch(
     work: &Path,
     threads: usize,
 ) -> anyhow::Result<(Timing, Vec<Vec<f32>>, String)> {
-    let probe = Command::new(&args.python)
-        .args(["-c", "import torch, torchvision"])
-        .output()
-        .with_context(|| format!("{} not runnable", args.python.display()))?;
-    if !probe.status.success() {
-        bail!(
-            "{} cannot import torch and torchvision (pip install torch torchvision, then \
-             --python PATH)",
-            args.python.display()
-        );
-    }
+    super::require_python(&args.reference.python, &["torch", "torchvision"])?;
     let weights = graft_model::fetch::cache_dir()
         .join("models")
         .join(format!("{}.safetensors", args.encoder));
@@ -283,7 +273,7 @@ fn run_torch(
     std::fs::write(&script, TORCH_SCRIPT)?;
     eprintln!("running the PyTorch reference on {n} images …");
     let t = Instant::now();
-    let out = Command::new(&args.python)
+    let out = Command::new(&args.reference.python)
         .arg(&script)
         .arg("--list")
         .arg(&list)

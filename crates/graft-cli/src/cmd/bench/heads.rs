@@ -68,7 +68,7 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
             })).collect::<Vec<_>>(),
         },
     });
-    if args.no_reference {
+    if args.reference.no_reference {
         println!("  pytorch reference skipped (--no-reference)");
     } else {
         match reference(&args, &ds, &sweep, threads) {
@@ -105,7 +105,7 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
             Err(e) => println!("  pytorch reference skipped: {e:#}"),
         }
     }
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.reference.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -138,16 +138,7 @@ fn reference(
     sweep: &SweepConfig,
     threads: usize,
 ) -> anyhow::Result<Value> {
-    let probe = Command::new(&args.python)
-        .args(["-c", "import torch, numpy"])
-        .output()
-        .with_context(|| format!("{} not runnable", args.python.display()))?;
-    if !probe.status.success() {
-        bail!(
-            "{} cannot import torch and numpy (pip install torch numpy, then --python PATH)",
-            args.python.display()
-        );
-    }
+    super::require_python(&args.reference.python, &["torch", "numpy"])?;
     let balance = ds.resolve(sweep.base.balance);
     if balance == Balance::Sampling {
         bail!("the reference implements class weights, not balanced sampling");
@@ -169,7 +160,7 @@ fn reference(
         let script = work.join("torch_heads.py");
         std::fs::write(&script, TORCH_SCRIPT)?;
         eprintln!("running the PyTorch reference sweep …");
-        let out = Command::new(&args.python)
+        let out = Command::new(&args.reference.python)
             .arg(&script)
             .arg("--work")
             .arg(&work)

@@ -7,3 +7,21 @@ mod heads;
 pub use audit::audit;
 pub use extract::extract;
 pub use heads::heads;
+
+/// Fail with the install hint unless `python` can import every module of `modules`.
+fn require_python(python: &std::path::Path, modules: &[&str]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let probe = std::process::Command::new(python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .with_context(|| format!("{} not runnable", python.display()))?;
+    if !probe.status.success() {
+        anyhow::bail!(
+            "{} cannot import {} (pip install {}, then --python PATH)",
+            python.display(),
+            modules.join(" and "),
+            modules.join(" ")
+        );
+    }
+    Ok(())
+}
