@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod serve;
+pub use serve::{BenchServeArgs, ServeArgs};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "graft",
@@ -21,7 +24,9 @@ graft data split photos/ --out manifest.csv   # stratified train/val/test manife
 graft models fetch mobilenet-v2     # pretrained encoder weights into the local cache\n  \
 graft extract --data manifest.csv --encoder mobilenet-v2 --out features/   # feature cache\n  \
 graft train heads --features features/   # head sweep → runs/train\n  \
-graft eval --run runs/train         # metrics, figures, report.html",
+graft eval --run runs/train         # metrics, figures, report.html\n  \
+graft export --run runs/train       # one validated ONNX file + model card\n  \
+graft serve --run runs/train        # HTTP API + web page on http://127.0.0.1:8080",
     after_help = "Set GRAFT_LOG=debug (or pass -vv) for detailed logs."
 )]
 pub struct Cli {
@@ -77,6 +82,11 @@ Writes model.onnx (input \"input\" [N,3,S,S], outputs \"probabilities\" and \"fe
 model_card.md (sha256, size, preprocessing, classes, metrics, limits) into the run folder."
     )]
     Export(ExportArgs),
+    /// Serve a trained run over HTTP: a JSON API for apps and a web page for people
+    /// (upload or take a photo, see the diagnosis). Micro-batched ONNX Runtime inference,
+    /// Prometheus metrics, optional API keys and rate limits.
+    #[command(after_help = serve::SERVE_HELP)]
+    Serve(ServeArgs),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -195,6 +205,12 @@ pub enum BenchCommand {
         after_help = "Example:\n  graft bench heads --features runs/fm/features --python .venv/bin/python"
     )]
     Heads(BenchHeadsArgs),
+    /// Load-test `graft serve` on 127.0.0.1: throughput and P50/P95/P99 latency of /predict at
+    /// 1, 8 and 32 concurrent clients, errors counted, against the model's own latency in-process.
+    #[command(
+        after_help = "Example:\n  graft bench serve --run runs/photos-mobilenet-v2 --json serve-bench.json"
+    )]
+    Serve(BenchServeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -7,24 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{cache_with_mobilenet, save, stderr, stdout};
-use image::RgbImage;
-
-/// Three classes told apart by colour (red, green, blue) under random blocky texture.
-fn coloured_folder(dir: &Path, per_class: usize) {
-    for (k, class) in ["red", "green", "blue"].iter().enumerate() {
-        for i in 0..per_class {
-            let texture = common::pattern((k * 1000 + i) as u64 + 1, 48, 40);
-            let img = RgbImage::from_fn(48, 40, |x, y| {
-                let t = texture.get_pixel(x, y);
-                let mut p = [t[0] / 3, t[1] / 3, t[2] / 3];
-                p[k] = p[k].saturating_add(170);
-                image::Rgb(p)
-            });
-            save(&img, &dir.join(class).join(format!("{class}_{i:02}.png")));
-        }
-    }
-}
+use common::{cache_with_mobilenet, coloured_folder, stderr, stdout};
 
 fn run_graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_graft"))

@@ -24,6 +24,8 @@ pub enum DecodeError {
     Corrupt { format: String, why: String },
     #[error("image has zero width or height")]
     ZeroSize,
+    #[error("image is {width}×{height} pixels; the limit is {max} megapixels")]
+    TooLarge { width: u32, height: u32, max: u64 },
 }
 
 /// Read a file and decode it. Returns the raw bytes too, since callers hash them.
@@ -35,6 +37,12 @@ pub fn read_and_decode(path: &Path) -> Result<(Vec<u8>, RgbImage), DecodeError> 
 
 /// Decode bytes of any supported format into RGB8 with EXIF orientation applied.
 pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    decode_bytes_limited(bytes, u64::MAX)
+}
+
+/// [`decode_bytes`], refusing images over `max_pixels` from their header alone, before any
+/// pixel memory is allocated (a few KB of PNG can claim to be gigapixels).
+pub fn decode_bytes_limited(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -49,6 +57,14 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
         why: e.to_string(),
     };
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            max: max_pixels / 1_000_000,
+        });
+    }
     // A broken EXIF block should not make a readable photo unusable: fall back to upright.
     let orientation = decoder
         .orientation()
@@ -181,6 +197,21 @@ mod tests {
             decode_bytes(&jpeg),
             Err(DecodeError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn the_pixel_limit_is_checked_from_the_header() {
+        let img = DynamicImage::ImageRgb8(RgbImage::new(3000, 2000));
+        let png = png_bytes(&img);
+        assert_eq!(
+            decode_bytes_limited(&png, 5_000_000),
+            Err(DecodeError::TooLarge {
+                width: 3000,
+                height: 2000,
+                max: 5
+            })
+        );
+        assert!(decode_bytes_limited(&png, 6_000_000).is_ok());
     }
 
     #[test]

@@ -329,6 +329,7 @@ fn tiny_network_matches_reference() {
         &w,
         OrtOptions {
             intra_threads: Some(1),
+            ..OrtOptions::default()
         },
     )
     .expect("session");

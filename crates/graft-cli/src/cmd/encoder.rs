@@ -41,6 +41,7 @@ pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<d
         // ONNX Runtime gets as many threads as graft's pool (`--threads`, default all cores).
         let opts = OrtOptions {
             intra_threads: Some(rayon::current_num_threads()),
+            ..OrtOptions::default()
         };
         match OrtEncoder::new(&spec, &weights, opts) {
             Ok(enc) => return Ok(Box::new(enc)),

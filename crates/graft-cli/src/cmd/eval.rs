@@ -332,3 +332,22 @@ fn read_sweep(dir: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     rows[best][0] = format!("★ {}", rows[best][0]);
     Some((head, rows))
 }
+
+/// Paths of up to `n` images of the run's test split (val if none), from its feature cache.
+pub fn held_out_images(run: &Path, model: &HeadModel, n: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let features = features_of(run, None)?;
+    let cache = open_run_cache(&features, model)?;
+    let origin = Origin::read(&features).with_context(|| {
+        format!(
+            "{} does not say where its images are (source.json)",
+            features.display()
+        )
+    })?;
+    let items = &cache.header().items;
+    let (_, rows) = held_out_rows(&cache, Split::Test);
+    Ok(rows
+        .iter()
+        .take(n)
+        .map(|&i| origin.root.join(&items[i].path))
+        .collect())
+}

@@ -2,11 +2,8 @@
 //! run's test images, with a model card.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use graft_data::scan::Split;
-use graft_features::Origin;
 use graft_model::arch::{spec_for, EncoderKind};
 use graft_model::ort_backend::{run_images, session_from_onnx, OrtOptions};
 use graft_train::model::write_atomic;
@@ -23,15 +20,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let kind = EncoderKind::from_name(&model.meta.encoder)
-        .with_context(|| format!("unknown encoder {:?}", model.meta.encoder))?;
-    let weights = graft_model::fetch::load(kind, &graft_model::fetch::cache_dir())
-        .with_context(|| format!("loading the {kind} weights"))?;
-    let spec = spec_for(kind, &weights)?;
-    let bytes = graft_export::classifier_to_onnx(&spec, &weights, &model)?;
+    let kind = encoder_kind(&model)?;
+    let bytes = build_onnx(&model)?;
 
     // Validate before writing: the file on disk is always one that passed.
-    let images = validation_images(&args, &model)?;
+    let images = super::eval::held_out_images(&args.run, &model, args.validate)?;
     let pre = model.meta.preprocess;
     let mut input = Vec::with_capacity(images.len() * pre.len());
     let mut used = Vec::new();
@@ -47,6 +40,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let opts = OrtOptions {
         intra_threads: Some(rayon::current_num_threads()),
+        ..OrtOptions::default()
     };
     let mut session = session_from_onnx(&bytes, opts).context(
         "ONNX Runtime is needed to validate the export (scripts/fetch-onnxruntime.sh or ORT_DYLIB_PATH)",
@@ -100,23 +94,18 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Up to `--validate` images of the run's test split (val if none), from its feature cache.
-fn validation_images(args: &ExportArgs, model: &HeadModel) -> anyhow::Result<Vec<PathBuf>> {
-    let features = super::eval::features_of(&args.run, None)?;
-    let cache = super::eval::open_run_cache(&features, model)?;
-    let origin = Origin::read(&features).with_context(|| {
-        format!(
-            "{} does not say where its images are (source.json)",
-            features.display()
-        )
-    })?;
-    let items = &cache.header().items;
-    let (_, rows) = super::eval::held_out_rows(&cache, Split::Test);
-    Ok(rows
-        .iter()
-        .take(args.validate)
-        .map(|&i| origin.root.join(&items[i].path))
-        .collect())
+fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
+    EncoderKind::from_name(&model.meta.encoder)
+        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
+}
+
+/// The run's classifier as ONNX bytes (encoder weights from graft's cache), not validated.
+pub fn build_onnx(model: &HeadModel) -> anyhow::Result<Vec<u8>> {
+    let kind = encoder_kind(model)?;
+    let weights = graft_model::fetch::load(kind, &graft_model::fetch::cache_dir())
+        .with_context(|| format!("loading the {kind} weights"))?;
+    let spec = spec_for(kind, &weights)?;
+    Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
 }
 
 fn model_card(

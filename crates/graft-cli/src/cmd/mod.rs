@@ -10,6 +10,7 @@ pub mod import_idx;
 mod models;
 mod pipeline;
 mod predict;
+mod serve;
 mod split;
 mod train_heads;
 
@@ -24,6 +25,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Train(t) => match t.command {
             Some(TrainCommand::Heads(a)) => train_heads::run(a),
             None => pipeline::run(t.pipeline),
@@ -35,6 +37,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
         Command::Bench(BenchCommand::Extract(a)) => bench::extract(a),
         Command::Bench(BenchCommand::Heads(a)) => bench::heads(a),
+        Command::Bench(BenchCommand::Serve(a)) => bench::serve(a),
     }
 }
 

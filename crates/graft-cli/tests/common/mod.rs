@@ -131,3 +131,24 @@ pub fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std:
     subdirs.sort();
     subdirs.iter().find_map(|d| walk_find(d, name, depth - 1))
 }
+
+/// Three classes told apart by colour (red, green, blue) under random blocky texture.
+pub fn coloured_folder(dir: &Path, per_class: usize) {
+    for (k, class) in ["red", "green", "blue"].iter().enumerate() {
+        for i in 0..per_class {
+            let img = coloured((k * 1000 + i) as u64 + 1, k);
+            save(&img, &dir.join(class).join(format!("{class}_{i:02}.png")));
+        }
+    }
+}
+
+/// One image of colour class `k` (0 red, 1 green, 2 blue) with texture `seed`.
+pub fn coloured(seed: u64, k: usize) -> RgbImage {
+    let texture = pattern(seed, 48, 40);
+    RgbImage::from_fn(48, 40, |x, y| {
+        let t = texture.get_pixel(x, y);
+        let mut p = [t[0] / 3, t[1] / 3, t[2] / 3];
+        p[k] = p[k].saturating_add(170);
+        image::Rgb(p)
+    })
+}

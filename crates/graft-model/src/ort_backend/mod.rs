@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
-use ort::session::{OutputSelector, RunOptions, Session};
+pub use ort::session::Session;
+use ort::session::{OutputSelector, RunOptions};
 use ort::value::TensorRef;
 
 use crate::arch::{EncoderKind, NetSpec};
@@ -118,6 +119,10 @@ pub fn available() -> bool {
 pub struct OrtOptions {
     /// Threads used inside each operator; all cores when `None`.
     pub intra_threads: Option<usize>,
+    /// Whether idle worker threads spin waiting for the next run (`None`: ONNX Runtime's
+    /// default, spinning). Spinning wins for back-to-back batches; a server sharing its cores
+    /// with request decoding does better without it.
+    pub spinning: Option<bool>,
 }
 
 /// A session over a serialised ONNX model.
@@ -129,6 +134,11 @@ pub fn session_from_onnx(model: &[u8], opts: OrtOptions) -> Result<Session, OrtE
     let mut builder = Session::builder(env)?
         .with_intra_threads(threads)
         .map_err(ort::Error::from)?;
+    if let Some(spin) = opts.spinning {
+        builder = builder
+            .with_intra_op_spinning(spin)
+            .map_err(ort::Error::from)?;
+    }
     Ok(builder.commit_from_memory(model)?)
 }
 

@@ -29,7 +29,7 @@ pub use error::WeightError;
 pub use safetensors_io::{load_safetensors, save_safetensors};
 pub use statedict::StateDict;
 pub use tensor::{DType, Tensor};
-pub use verify::{expected_hash_prefix, sha256_file, verify_hash_prefix};
+pub use verify::{expected_hash_prefix, sha256_bytes, sha256_file, verify_hash_prefix};
 
 /// Load a `torch.save`d state dict, detecting the zip (≥1.6) or legacy layout.
 pub fn load_pth(path: impl AsRef<Path>) -> Result<StateDict, WeightError> {

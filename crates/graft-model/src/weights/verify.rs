@@ -23,11 +23,16 @@ pub fn sha256_file(path: &Path) -> Result<String, WeightError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lowercase hex sha256 of bytes in memory.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The hex hash prefix in a name like `name-<hex>.ext`: the text after the last `-` of
@@ -91,6 +96,7 @@ mod tests {
             hash,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        assert_eq!(sha256_bytes(b"abc"), hash);
 
         let bad = dir.path().join("abc-00000000.bin");
         std::fs::write(&bad, b"abc").expect("write");

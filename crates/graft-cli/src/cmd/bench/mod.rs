@@ -3,10 +3,12 @@
 mod audit;
 mod extract;
 mod heads;
+mod serve;
 
 pub use audit::audit;
 pub use extract::extract;
 pub use heads::heads;
+pub use serve::serve;
 
 /// Fail with the install hint unless `python` can import every module of `modules`.
 fn require_python(python: &std::path::Path, modules: &[&str]) -> anyhow::Result<()> {

@@ -1,0 +1,110 @@
+//! Arguments of `graft serve` and `graft bench serve`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+pub const SERVE_HELP: &str = "\
+Endpoints:
+  GET  /                 web page: upload, drag-and-drop or take a photo, see the top 3
+  POST /predict          one image: multipart field \"image\" or the raw body (Content-Type image/*)
+                         ?top=K&threshold=P override the defaults per request
+  POST /predict/batch    several images as multipart file fields
+  GET  /health           200 while the model runs
+  GET  /version          model, run, sha256 of the ONNX file, classes
+  GET  /metrics          Prometheus: requests by status, latency histogram, predictions by class,
+                         low-confidence rate, batch sizes
+
+The model is RUN/model.onnx (from `graft export`); without it the same graph is built at start-up.
+Per-class details (crop, disease, severity, recommended action, …) come from RUN/classes.toml or
+--classes-info, one table per class:
+  [Tomato___Late_blight]
+  crop = \"Tomato\"
+  action = \"Remove affected leaves; apply a copper fungicide.\"
+
+Images are decoded in memory and never written to disk.
+
+Examples:
+  graft serve --run runs/leaves-mobilenet-v2
+  graft serve --run runs/leaves-mobilenet-v2 --host 0.0.0.0 --port 8000 --api-key \"$KEY\" --rate-limit 120
+  curl -F image=@leaf.jpg http://127.0.0.1:8080/predict
+  curl --data-binary @leaf.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8080/predict";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Run folder written by `graft train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Address to listen on (0.0.0.0 to accept other machines).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 = any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Below this top-1 probability a prediction is marked not confident.
+    #[arg(long, default_value_t = 0.70, value_name = "P")]
+    pub threshold: f32,
+    /// Classes returned per image.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub top: usize,
+    /// Require this API key (repeat for several; comma-separated in GRAFT_API_KEYS).
+    #[arg(
+        long = "api-key",
+        value_name = "KEY",
+        env = "GRAFT_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Requests per minute per API key (per client address without keys); 0 = no limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rate_limit: u32,
+    /// Largest request body, in MB.
+    #[arg(long, default_value_t = 10, value_name = "MB")]
+    pub max_body_mb: usize,
+    /// Largest image, in megapixels (checked before decoding).
+    #[arg(long, default_value_t = 40, value_name = "MP")]
+    pub max_megapixels: u64,
+    /// Images per /predict/batch request, at most.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_batch_images: usize,
+    /// Whole-request time limit, in seconds.
+    #[arg(long, default_value_t = 30, value_name = "S")]
+    pub timeout: u64,
+    /// Origin allowed to call the API from another site's page (repeat; "*" = any).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// Per-class information (default: RUN/classes.toml when present).
+    #[arg(long, value_name = "FILE")]
+    pub classes_info: Option<PathBuf>,
+    /// Most images the model runs at once when requests queue up.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub batch: usize,
+    /// How long a queued request may wait for others to share its batch, in milliseconds.
+    #[arg(long, default_value_t = 2, value_name = "MS")]
+    pub batch_wait_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Run folder written by `graft train`.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Image to send (default: the first image of the run's test split).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Concurrent clients, one level after another.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,32",
+        value_name = "N,N,…"
+    )]
+    pub concurrency: Vec<usize>,
+    /// Requests per level (after a short warm-up).
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    pub requests: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}

@@ -1,0 +1,150 @@
+//! `graft serve --run RUN`: the run's classifier behind an HTTP API and a web page.
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use graft_serve::batcher::BatchConfig;
+use graft_serve::{ClassInfo, ServeOptions, ServedModel};
+use graft_train::HeadModel;
+
+use crate::cli::ServeArgs;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold must be between 0 and 1");
+    }
+    if args.top == 0 || args.batch == 0 || args.max_batch_images == 0 {
+        bail!("--top, --batch and --max-batch-images must be at least 1");
+    }
+    let host: IpAddr = args.host.parse().with_context(|| {
+        format!(
+            "--host {:?} is not an IP address (127.0.0.1 for this machine only, 0.0.0.0 for all)",
+            args.host
+        )
+    })?;
+    let served = load_model(&args.run, args.classes_info.as_deref())?;
+    let opts = ServeOptions {
+        addr: SocketAddr::new(host, args.port),
+        threshold: args.threshold,
+        top: args.top,
+        api_keys: args.api_keys.clone(),
+        rate_limit: (args.rate_limit > 0).then_some(args.rate_limit),
+        max_body: args.max_body_mb << 20,
+        max_pixels: args.max_megapixels * 1_000_000,
+        max_batch_images: args.max_batch_images,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        cors_origins: args.cors_origins.clone(),
+        batch: BatchConfig {
+            max_batch: args.batch,
+            max_wait: Duration::from_millis(args.batch_wait_ms),
+            ..BatchConfig::default()
+        },
+        threads: Some(rayon::current_num_threads()),
+    };
+    let auth = if opts.api_keys.iter().any(|k| !k.is_empty()) {
+        "API key required"
+    } else {
+        "no API key"
+    };
+    let limit = opts
+        .rate_limit
+        .map_or("no rate limit".to_string(), |n| format!("{n} requests/min"));
+    let name = served.name.clone();
+    let origin = served.onnx_origin.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(graft_serve::serve(
+        served,
+        opts,
+        |addr| {
+            println!("Serving {name} ({origin}; {auth}; {limit})");
+            println!("  web page  http://{addr}/");
+            println!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
+            println!("Ctrl-C stops after the requests in flight.");
+            let _ = std::io::stdout().flush();
+        },
+        shutdown_signal(),
+    ))?;
+    println!("Stopped.");
+    Ok(())
+}
+
+/// The run's model as the service needs it: ONNX bytes (RUN/model.onnx, or built now when it is
+/// missing or older than the model), classes and preprocessing, and the per-class information.
+pub fn load_model(run: &Path, classes_info: Option<&Path>) -> anyhow::Result<ServedModel> {
+    let model = HeadModel::load(run)
+        .with_context(|| format!("loading the model of run {}", run.display()))?;
+    let file = run.join("model.onnx");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = match (
+        modified(&file),
+        modified(&run.join(graft_train::model::META_FILE)),
+    ) {
+        (Some(onnx), Some(meta)) => onnx >= meta,
+        _ => false,
+    };
+    let (onnx, onnx_origin) = if fresh {
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        (bytes, "model.onnx".to_string())
+    } else {
+        if file.exists() {
+            eprintln!(
+                "note: {} is older than the model; serving a graph built from the model now \
+                 (run `graft export` to refresh the file)",
+                file.display()
+            );
+        }
+        (
+            super::export::build_onnx(&model)?,
+            "built at start-up; `graft export` writes and validates model.onnx".to_string(),
+        )
+    };
+    let info_path: Option<PathBuf> = classes_info
+        .map(Path::to_path_buf)
+        .or_else(|| Some(run.join("classes.toml")).filter(|p| p.is_file()));
+    let class_info = match &info_path {
+        Some(p) => ClassInfo::load(p, &model.meta.classes)?,
+        None => ClassInfo::default(),
+    };
+    let name = run
+        .file_name()
+        .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned());
+    Ok(ServedModel {
+        name,
+        run: run.display().to_string(),
+        onnx,
+        onnx_origin,
+        encoder: model.meta.encoder.clone(),
+        preprocess: model.meta.preprocess,
+        classes: model.meta.classes.clone(),
+        class_info,
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    eprintln!("Shutting down…");
+}

@@ -1,0 +1,42 @@
+//! The prediction service: an exported graft classifier behind an HTTP API and a web page.
+//!
+//! - `POST /predict` (multipart field or raw image body) and `POST /predict/batch` (multipart,
+//!   several images) answer JSON with the top-k classes, their probabilities, a `confident` flag
+//!   and per-class information from an optional `classes.toml`.
+//! - `GET /health`, `GET /version`, `GET /metrics` (Prometheus text format), `GET /` (the page).
+//!
+//! Images are decoded in memory and never written to disk. Decoding and preprocessing run on
+//! the blocking pool, one request each; inference runs on one ONNX Runtime session owned by a
+//! worker thread that groups queued images into batches ([`batcher`]).
+
+pub mod batcher;
+pub mod class_info;
+mod error;
+mod guard;
+mod metrics;
+mod page;
+mod routes;
+mod server;
+
+pub use class_info::ClassInfo;
+pub use error::ApiError;
+pub use server::{serve, ServeOptions, ServedModel};
+
+/// Errors that stop the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    #[error("{path}: {why}")]
+    ClassInfo {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}

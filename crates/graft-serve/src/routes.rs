@@ -1,0 +1,481 @@
+//! The API's handlers and the two middlewares (request accounting, key + rate checks).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use graft_data::decode::DecodeError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::batcher::BatchError;
+use crate::metrics::ModelLabels;
+use crate::server::App;
+use crate::ApiError;
+
+type Shared = State<Arc<App>>;
+
+/// Routes by the name they are counted under in `/metrics`.
+const ROUTES: [&str; 9] = [
+    "/",
+    "/app.js",
+    "/style.css",
+    "/health",
+    "/version",
+    "/metrics",
+    "/predict",
+    "/predict/batch",
+    "other",
+];
+
+/// Counts every response by route and status, with its latency.
+pub(crate) async fn track(State(app): Shared, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other");
+    let resp = next.run(req).await;
+    app.metrics
+        .request(route, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// API key and rate limit, for the prediction routes.
+pub(crate) async fn guard(
+    State(app): Shared,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match app.guard.admit(req.headers(), client.ip(), Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => {
+            let mut resp = e.into_response();
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            resp
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    top: Option<usize>,
+    threshold: Option<f32>,
+}
+
+struct Settings {
+    top: usize,
+    threshold: f32,
+}
+
+fn settings(app: &App, uri: &axum::http::Uri) -> Result<Settings, ApiError> {
+    let Query(p) = Query::<Params>::try_from_uri(uri).map_err(|e| {
+        ApiError::bad_request(
+            "bad_query",
+            format!("{}; the query may set top=K and threshold=P", e.body_text()),
+        )
+    })?;
+    let top = p.top.unwrap_or(app.opts.top);
+    if top == 0 {
+        return Err(ApiError::bad_request("bad_query", "top must be at least 1"));
+    }
+    let threshold = p.threshold.unwrap_or(app.opts.threshold);
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            "threshold must be between 0 and 1",
+        ));
+    }
+    Ok(Settings {
+        top: top.min(app.model.classes.len()),
+        threshold,
+    })
+}
+
+/// One uploaded image: a name for messages and its bytes.
+struct Upload {
+    name: String,
+    bytes: Bytes,
+}
+
+const CONTENT_TYPES: &str = "send the image as multipart/form-data (field \"image\"), or as the raw \
+     request body with Content-Type image/jpeg, image/png, image/webp, … or application/octet-stream";
+
+/// The images of a request: multipart file fields, or the raw body.
+///
+/// The whole body is read first (up to the body limit) whatever follows: an answer sent before
+/// the body is read makes the server close the connection, which keep-alive clients see as a
+/// failed next request.
+async fn uploads(req: Request, max: usize, max_body: usize) -> Result<Vec<Upload>, ApiError> {
+    // The boundary parameter is case-sensitive: lower-case only a copy for matching.
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let lower = ctype.as_deref().map(str::to_ascii_lowercase);
+    let body = read_body(req.into_body(), max_body).await?;
+    let single = |bytes: Bytes| {
+        vec![Upload {
+            name: "body".into(),
+            bytes,
+        }]
+    };
+    match lower.as_deref() {
+        Some(c) if c.starts_with("multipart/form-data") => {
+            multipart_files(ctype.as_deref().unwrap_or(c), body, max).await
+        }
+        None => Ok(single(body)),
+        Some(c) if c.starts_with("image/") || c.starts_with("application/octet-stream") => {
+            Ok(single(body))
+        }
+        Some(c) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_content_type",
+            format!("Content-Type {c} is not accepted; {CONTENT_TYPES}"),
+        )),
+    }
+}
+
+/// How much of an oversized body is read and dropped so the client receives its 413 (a server
+/// that stops reading and closes makes the client fail writing, before it sees any answer).
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// The request body, at most `limit` bytes.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
+        })?;
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else {
+            buf = Vec::new();
+            if seen > limit + DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the request body is over the {:.1} MB limit; send a smaller image \
+                 (about 1000 px on the long side is plenty)",
+                limit as f64 / (1 << 20) as f64
+            ),
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// The file fields of a multipart/form-data body: fields with a filename, or named
+/// image(s)/file(s).
+async fn multipart_files(ctype: &str, body: Bytes, max: usize) -> Result<Vec<Upload>, ApiError> {
+    let bad = |why: String| ApiError::bad_request("bad_multipart", why);
+    let boundary = multer::parse_boundary(ctype)
+        .map_err(|e| bad(format!("{e}; let the HTTP client build the multipart body")))?;
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(body)));
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut out = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("malformed multipart body: {e}")))?
+    {
+        let is_file = field.file_name().is_some()
+            || matches!(field.name(), Some("image" | "images" | "file" | "files"));
+        if !is_file {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .or(field.name())
+            .unwrap_or("image")
+            .to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("malformed multipart body: {e}")))?;
+        out.push(Upload { name, bytes });
+    }
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_image",
+            format!("the form has no file field; {CONTENT_TYPES}"),
+        ));
+    }
+    if out.len() > max {
+        return Err(ApiError::bad_request(
+            "too_many_images",
+            format!("at most {max} images per request"),
+        ));
+    }
+    Ok(out)
+}
+
+fn decode_error(name: &str, e: &DecodeError) -> ApiError {
+    let (status, code) = match e {
+        DecodeError::Empty => (StatusCode::BAD_REQUEST, "empty_image"),
+        DecodeError::UnknownFormat => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image"),
+        DecodeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pixels"),
+        DecodeError::Io(_) | DecodeError::Corrupt { .. } | DecodeError::ZeroSize => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image")
+        }
+    };
+    let hint = match e {
+        DecodeError::Empty => "; the request carried no image bytes",
+        DecodeError::UnknownFormat => "; send JPEG, PNG, WebP, BMP, GIF or TIFF",
+        DecodeError::TooLarge { .. } => "; resize it before sending",
+        _ => "; the file is damaged or cut short, send it again",
+    };
+    ApiError::new(status, code, format!("{name}: {e}{hint}"))
+}
+
+/// Decode and preprocess on the blocking pool (CPU work must not stall the async workers).
+async fn prepare(app: &Arc<App>, upload: Upload) -> Result<Vec<f32>, ApiError> {
+    let app = app.clone();
+    let name = upload.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let img = graft_data::decode::decode_bytes_limited(&upload.bytes, app.opts.max_pixels)
+            .map_err(|e| decode_error(&upload.name, &e))?;
+        Ok(app.model.preprocess.apply(&img))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "corrupt_image",
+            format!("{name}: the image could not be decoded"),
+        ))
+    })
+}
+
+fn batch_error(e: BatchError) -> ApiError {
+    match e {
+        BatchError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server is at capacity; retry shortly",
+        )
+        .retry_after(1),
+        BatchError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the model is not running (the server is shutting down)",
+        ),
+        BatchError::Failed(why) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "inference_failed",
+            format!("the model failed: {why}"),
+        ),
+    }
+}
+
+/// The JSON answer for one image's probabilities.
+fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
+    let classes = &app.model.classes;
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let best = order.first().copied().unwrap_or(0);
+    let p_best = probs.get(best).copied().unwrap_or(0.0);
+    let confident = p_best >= s.threshold;
+    app.metrics.prediction(best, confident);
+    let top: Vec<Value> = order
+        .iter()
+        .take(s.top)
+        .map(|&k| {
+            let mut v = json!({"class": classes[k], "probability": probs[k]});
+            if let Some(info) = app.model.class_info.get(&classes[k]) {
+                v["info"] = Value::Object(info.clone());
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({
+        "prediction": classes[best],
+        "probability": p_best,
+        "confident": confident,
+        "top": top,
+    });
+    if !confident {
+        out["warning"] = json!(format!(
+            "uncertain: {:.0}% is below the {:.0}% threshold. Retake the photo (closer, in focus, \
+             good light, one subject) or have it checked by a person.",
+            p_best * 100.0,
+            s.threshold * 100.0
+        ));
+    }
+    out
+}
+
+pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Value>, ApiError> {
+    let uri = req.uri().clone();
+    let mut images = uploads(req, 1, app.opts.max_body).await.map_err(|e| {
+        if e.code == "too_many_images" {
+            ApiError::bad_request(
+                "too_many_images",
+                "/predict takes one image; send several to /predict/batch",
+            )
+        } else {
+            e
+        }
+    })?;
+    let s = settings(&app, &uri)?;
+    let Some(upload) = images.pop() else {
+        return Err(ApiError::bad_request("no_image", CONTENT_TYPES));
+    };
+    let input = prepare(&app, upload).await?;
+    let probs = app.batcher.predict(input, 1).await.map_err(batch_error)?;
+    let mut out = answer(&app, &probs, &s);
+    out["model"] = json!(app.model.name);
+    out["threshold"] = json!(s.threshold);
+    Ok(Json(out))
+}
+
+pub(crate) async fn predict_batch(
+    State(app): Shared,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let uri = req.uri().clone();
+    let images = uploads(req, app.opts.max_batch_images, app.opts.max_body).await?;
+    let s = settings(&app, &uri)?;
+    // Decode all in parallel; an unreadable image gets its own error entry.
+    let mut tasks = Vec::new();
+    let mut names = Vec::new();
+    for up in images {
+        names.push(up.name.clone());
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move { prepare(&app, up).await }));
+    }
+    let mut input = Vec::new();
+    let mut ok = Vec::new();
+    let mut results: Vec<Value> = Vec::with_capacity(names.len());
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await {
+            Ok(Ok(x)) => {
+                input.extend(x);
+                ok.push(i);
+                results.push(Value::Null);
+            }
+            Ok(Err(e)) => results.push(json!({"error": e.message, "code": e.code})),
+            Err(_) => {
+                results.push(json!({"error": "could not be processed", "code": "corrupt_image"}))
+            }
+        }
+    }
+    if !ok.is_empty() {
+        let c = app.model.classes.len();
+        let probs = app
+            .batcher
+            .predict(input, ok.len())
+            .await
+            .map_err(batch_error)?;
+        for (j, &i) in ok.iter().enumerate() {
+            results[i] = answer(&app, &probs[j * c..(j + 1) * c], &s);
+        }
+    }
+    for (r, name) in results.iter_mut().zip(&names) {
+        r["image"] = json!(name);
+    }
+    Ok(Json(json!({
+        "model": app.model.name,
+        "threshold": s.threshold,
+        "predictions": results,
+    })))
+}
+
+pub(crate) async fn health(State(app): Shared) -> Response {
+    let running = app.batcher.stats().running.load(Ordering::Relaxed);
+    let body = json!({
+        "status": if running { "ok" } else { "model stopped" },
+        "model": app.model.name,
+        "uptime_s": app.started.elapsed().as_secs(),
+    });
+    let status = if running {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(crate) async fn version(State(app): Shared) -> Json<Value> {
+    let m = &app.model;
+    Json(json!({
+        "graft": env!("CARGO_PKG_VERSION"),
+        "model": m.name,
+        "run": m.run,
+        "encoder": m.encoder,
+        "sha256": app.sha256,
+        "onnx": m.onnx_origin,
+        "input_size": m.preprocess.size,
+        "classes": m.classes,
+        "class_info": m.classes.iter().filter(|c| m.class_info.get(c).is_some()).count(),
+        "threshold": app.opts.threshold,
+        "top": app.opts.top,
+        "auth_required": app.guard.auth_required(),
+        "max_body_bytes": app.opts.max_body,
+        "max_batch_images": app.opts.max_batch_images,
+    }))
+}
+
+pub(crate) async fn metrics(State(app): Shared) -> Response {
+    let labels = ModelLabels {
+        run: &app.model.name,
+        sha256: &app.sha256,
+        encoder: &app.model.encoder,
+    };
+    let text = app.metrics.render(
+        &app.model.classes,
+        app.batcher.stats(),
+        &labels,
+        app.started.elapsed(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub(crate) async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no endpoint {} {}; the API is POST /predict, POST /predict/batch, GET /health, \
+             GET /version, GET /metrics, and the web page at /",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}

@@ -1,0 +1,179 @@
+//! Assembling the service: model session, batcher, router with its layers, listener, and a
+//! graceful shutdown that finishes requests in flight.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+use graft_data::preprocess::Preprocess;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::batcher::{BatchConfig, Batcher, OrtInfer};
+use crate::guard::Guard;
+use crate::metrics::Metrics;
+use crate::{page, routes, ClassInfo, ServeError};
+
+/// The classifier to serve and what describes it.
+pub struct ServedModel {
+    /// Display name (the run folder's name).
+    pub name: String,
+    /// The run folder, as given.
+    pub run: String,
+    /// The exported classifier (`input` → `probabilities`).
+    pub onnx: Vec<u8>,
+    /// Where `onnx` came from, for `/version` ("model.onnx" or "built at start-up").
+    pub onnx_origin: String,
+    pub classes: Vec<String>,
+    pub encoder: String,
+    pub preprocess: Preprocess,
+    pub class_info: ClassInfo,
+}
+
+/// Service settings; `Default` is what `graft serve` uses without flags.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    /// Top-1 probability below which a prediction is flagged as not confident.
+    pub threshold: f32,
+    /// Classes returned per image (a request may ask for fewer or more with `?top=`).
+    pub top: usize,
+    /// Accepted API keys; empty = no authentication.
+    pub api_keys: Vec<String>,
+    /// Requests per minute per key (per client address without keys); `None` = unlimited.
+    pub rate_limit: Option<u32>,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// Largest decoded image, in pixels (checked from the header before decoding).
+    pub max_pixels: u64,
+    /// Images per `/predict/batch` request, at most.
+    pub max_batch_images: usize,
+    /// Whole-request time limit.
+    pub timeout: Duration,
+    /// Origins allowed to call the API from a browser (`*` for any); empty = same origin only.
+    pub cors_origins: Vec<String>,
+    pub batch: BatchConfig,
+    /// ONNX Runtime threads (all cores when `None`).
+    pub threads: Option<usize>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threshold: 0.70,
+            top: 3,
+            api_keys: Vec::new(),
+            rate_limit: None,
+            max_body: 10 << 20,
+            max_pixels: 40_000_000,
+            max_batch_images: 32,
+            timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            batch: BatchConfig::default(),
+            threads: None,
+        }
+    }
+}
+
+/// What every handler sees.
+pub(crate) struct App {
+    pub model: ServedModel,
+    pub sha256: String,
+    pub opts: ServeOptions,
+    pub batcher: Batcher,
+    pub metrics: Metrics,
+    pub guard: Guard,
+    pub started: Instant,
+}
+
+/// Serve until `shutdown` completes, then finish the requests in flight and return.
+/// `on_ready` gets the bound address (useful with port 0).
+pub async fn serve(
+    model: ServedModel,
+    opts: ServeOptions,
+    on_ready: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let size = model.preprocess.size as usize;
+    let infer = OrtInfer::new(&model.onnx, size, opts.threads).map_err(ServeError::Runtime)?;
+    let batcher = Batcher::start(
+        infer,
+        opts.batch,
+        model.preprocess.len(),
+        model.classes.len(),
+    );
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.addr,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        sha256: graft_model::weights::sha256_bytes(&model.onnx),
+        metrics: Metrics::new(model.classes.len()),
+        guard: Guard::new(opts.api_keys.clone(), opts.rate_limit),
+        model,
+        batcher,
+        started: Instant::now(),
+        opts,
+    });
+    let router = router(app);
+    on_ready(addr);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
+fn router(app: Arc<App>) -> Router {
+    let predict = Router::new()
+        .route("/predict", post(routes::predict))
+        .route("/predict/batch", post(routes::predict_batch))
+        .route_layer(from_fn_with_state(app.clone(), routes::guard));
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::script))
+        .route("/style.css", get(page::style))
+        .route("/health", get(routes::health))
+        .route("/version", get(routes::version))
+        .route("/metrics", get(routes::metrics))
+        .merge(predict)
+        .fallback(routes::not_found)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            app.opts.timeout,
+        ))
+        .layer(cors(&app.opts.cors_origins))
+        // Outermost, so refusals by the layers inside are counted too.
+        .layer(from_fn_with_state(app.clone(), routes::track))
+        .with_state(app)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ]);
+    if origins.iter().any(|o| o == "*") {
+        base.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        base.allow_origin(list)
+    }
+}
