@@ -571,6 +571,14 @@ struct WebDriver {
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Ending the session closes Chromium, also when an assertion failed.
+impl Drop for WebDriver {
+    fn drop(&mut self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.agent.delete(&url).call();
+    }
+}
+
 impl WebDriver {
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
@@ -753,7 +761,6 @@ fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
     std::fs::write(&out, &png).expect("save screenshot");
     eprintln!("screenshot: {}", out.display());
-    wd.call("DELETE", "", None);
 }
 
 fn get_ok(a: &ureq::Agent, url: &str) -> Option<()> {

@@ -5,9 +5,9 @@
 //! Under light load a request runs alone with at most `max_wait` added; under heavy load the
 //! queue fills while a batch runs, so batches grow by themselves and throughput rises.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -63,8 +63,8 @@ pub struct BatchConfig {
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
-            max_batch: 16,
-            max_wait: Duration::from_millis(2),
+            max_batch: 8,
+            max_wait: Duration::ZERO,
             queue: 256,
         }
     }
@@ -87,16 +87,16 @@ pub struct BatchStats {
     pub images: AtomicU64,
     /// Total time spent inside the model, in microseconds.
     pub busy_us: AtomicU64,
-    /// False once the worker has exited (for `/health`).
-    pub running: AtomicBool,
+    /// Workers still running (for `/health`).
+    pub running: AtomicUsize,
 }
 
-/// Clears `running` when the worker exits, also by panic.
-struct Running<'a>(&'a AtomicBool);
+/// Counts a worker out when it exits, also by panic.
+struct Running<'a>(&'a AtomicUsize);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -115,22 +115,27 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Start the worker thread. `image_len` is the length of one preprocessed image.
+    /// Start one worker thread per model in `models` (copies of the same model: with several,
+    /// batches run side by side). `image_len` is the length of one preprocessed image.
     pub fn start<I: Infer>(
-        infer: I,
+        models: Vec<I>,
         cfg: BatchConfig,
         image_len: usize,
         classes: usize,
     ) -> Batcher {
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(BatchStats::default());
-        stats.running.store(true, Ordering::Relaxed);
-        let worker_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("graft-infer".into())
-            .spawn(move || worker(infer, rx, cfg, image_len, classes, &worker_stats))
-            // Spawning a thread fails only when the OS is out of resources at start-up.
-            .unwrap_or_else(|e| panic!("cannot start the inference thread: {e}"));
+        stats.running.store(models.len(), Ordering::Relaxed);
+        let idle = Arc::new(AtomicUsize::new(0));
+        for (k, infer) in models.into_iter().enumerate() {
+            let (rx, stats, idle) = (rx.clone(), stats.clone(), idle.clone());
+            std::thread::Builder::new()
+                .name(format!("graft-infer-{k}"))
+                .spawn(move || worker(infer, &rx, &idle, cfg, image_len, classes, &stats))
+                // Spawning a thread fails only when the OS is out of resources at start-up.
+                .unwrap_or_else(|e| panic!("cannot start an inference thread: {e}"));
+        }
         Batcher { tx, stats, classes }
     }
 
@@ -154,9 +159,49 @@ impl Batcher {
     }
 }
 
+/// The next batch: the first queued job, then whatever else is queued or arrives within
+/// `max_wait`, up to `max_batch` images, but only while no other worker is idle: an idle
+/// worker runs the next job sooner than a bigger batch would (on a CPU, batching saves little
+/// per image). `None` when every handle is gone.
+fn next_batch(
+    rx: &Mutex<mpsc::Receiver<Job>>,
+    idle: &AtomicUsize,
+    cfg: &BatchConfig,
+) -> Option<(Vec<Job>, usize)> {
+    idle.fetch_add(1, Ordering::SeqCst);
+    // One worker collects at a time; the others wait here.
+    let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+    let first = rx.recv();
+    idle.fetch_sub(1, Ordering::SeqCst);
+    let first = first.ok()?;
+    let mut n = first.n;
+    let mut jobs = vec![first];
+    let deadline = Instant::now() + cfg.max_wait;
+    while n < cfg.max_batch && idle.load(Ordering::SeqCst) == 0 {
+        let next = match rx.try_recv() {
+            Ok(job) => job,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                match rx.recv_timeout(deadline - now) {
+                    Ok(job) => job,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        n += next.n;
+        jobs.push(next);
+    }
+    Some((jobs, n))
+}
+
 fn worker<I: Infer>(
     mut infer: I,
-    rx: mpsc::Receiver<Job>,
+    rx: &Mutex<mpsc::Receiver<Job>>,
+    idle: &AtomicUsize,
     cfg: BatchConfig,
     image_len: usize,
     classes: usize,
@@ -164,28 +209,7 @@ fn worker<I: Infer>(
 ) {
     let _running = Running(&stats.running);
     let mut input = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut n = first.n;
-        let mut jobs = vec![first];
-        let deadline = Instant::now() + cfg.max_wait;
-        while n < cfg.max_batch {
-            let next = match rx.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    match rx.recv_timeout(deadline - now) {
-                        Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            };
-            n += next.n;
-            jobs.push(next);
-        }
+    while let Some((jobs, n)) = next_batch(rx, idle, &cfg) {
         input.clear();
         for job in &jobs {
             input.extend_from_slice(&job.input);
@@ -272,7 +296,7 @@ mod tests {
             max_wait: Duration::from_millis(5),
             queue: 64,
         };
-        let batcher = Batcher::start(echo, cfg, 3, 2);
+        let batcher = Batcher::start(vec![echo], cfg, 3, 2);
         let rt = runtime();
         let results = rt.block_on(async {
             let mut handles = Vec::new();
@@ -300,7 +324,7 @@ mod tests {
             "24 concurrent requests ran one by one: {sizes:?}"
         );
         assert_eq!(batcher.stats().images.load(Ordering::Relaxed), 24);
-        assert!(batcher.stats().running.load(Ordering::Relaxed));
+        assert_eq!(batcher.stats().running.load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -309,7 +333,7 @@ mod tests {
             sizes: Arc::default(),
             delay: Duration::ZERO,
         };
-        let batcher = Batcher::start(echo, BatchConfig::default(), 2, 2);
+        let batcher = Batcher::start(vec![echo], BatchConfig::default(), 2, 2);
         let out = runtime()
             .block_on(batcher.predict(vec![1.0, 1.0, 5.0, 5.0, 9.0, 9.0], 3))
             .expect("prediction");
@@ -325,7 +349,7 @@ mod tests {
             }
         }
         let rt = runtime();
-        let b = Batcher::start(Fail, BatchConfig::default(), 1, 2);
+        let b = Batcher::start(vec![Fail], BatchConfig::default(), 1, 2);
         assert_eq!(
             rt.block_on(b.predict(vec![0.0], 1)),
             Err(BatchError::Failed("broken model".into()))
@@ -341,7 +365,7 @@ mod tests {
             max_wait: Duration::ZERO,
             queue: 1,
         };
-        let b = Batcher::start(echo, cfg, 1, 2);
+        let b = Batcher::start(vec![echo], cfg, 1, 2);
         let busy = rt.block_on(async {
             let mut handles = Vec::new();
             for _ in 0..6 {

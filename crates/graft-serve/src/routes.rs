@@ -411,7 +411,7 @@ pub(crate) async fn predict_batch(
 }
 
 pub(crate) async fn health(State(app): Shared) -> Response {
-    let running = app.batcher.stats().running.load(Ordering::Relaxed);
+    let running = app.batcher.stats().running.load(Ordering::Relaxed) > 0;
     let body = json!({
         "status": if running { "ok" } else { "model stopped" },
         "model": app.model.name,

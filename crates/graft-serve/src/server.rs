@@ -58,7 +58,9 @@ pub struct ServeOptions {
     /// Origins allowed to call the API from a browser (`*` for any); empty = same origin only.
     pub cors_origins: Vec<String>,
     pub batch: BatchConfig,
-    /// ONNX Runtime threads (all cores when `None`).
+    /// Model copies running batches side by side.
+    pub workers: usize,
+    /// ONNX Runtime threads per worker (all cores ÷ workers when `None`).
     pub threads: Option<usize>,
 }
 
@@ -76,6 +78,7 @@ impl Default for ServeOptions {
             timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             batch: BatchConfig::default(),
+            workers: 1,
             threads: None,
         }
     }
@@ -101,9 +104,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let size = model.preprocess.size as usize;
-    let infer = OrtInfer::new(&model.onnx, size, opts.threads).map_err(ServeError::Runtime)?;
+    let workers = opts.workers.max(1);
+    let threads = opts.threads.unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        (cores / workers).max(1)
+    });
+    let models = (0..workers)
+        .map(|_| OrtInfer::new(&model.onnx, size, Some(threads)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServeError::Runtime)?;
     let batcher = Batcher::start(
-        infer,
+        models,
         opts.batch,
         model.preprocess.len(),
         model.classes.len(),

@@ -77,12 +77,18 @@ pub struct ServeArgs {
     /// Per-class information (default: RUN/classes.toml when present).
     #[arg(long, value_name = "FILE")]
     pub classes_info: Option<PathBuf>,
-    /// Most images the model runs at once when requests queue up.
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    /// Most images the model runs at once: requests that queue up while the model is busy
+    /// share the next run.
+    #[arg(long, default_value_t = 8, value_name = "N")]
     pub batch: usize,
-    /// How long a queued request may wait for others to share its batch, in milliseconds.
-    #[arg(long, default_value_t = 2, value_name = "MS")]
+    /// How long the model waits for more requests before running a batch, in milliseconds.
+    /// 0 (the default) runs whatever is queued at once: on a CPU the queue fills by itself
+    /// while a batch runs, and waiting only adds latency (see `graft bench serve`).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
     pub batch_wait_ms: u64,
+    /// Model copies running side by side, each with cores ÷ N ONNX Runtime threads.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -107,4 +113,7 @@ pub struct BenchServeArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Extra `graft serve` flags for the server under test (e.g. "--workers 2").
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub serve_args: Option<String>,
 }

@@ -42,7 +42,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_wait: Duration::from_millis(args.batch_wait_ms),
             ..BatchConfig::default()
         },
-        threads: Some(rayon::current_num_threads()),
+        workers: args.workers.max(1),
+        threads: Some((rayon::current_num_threads() / args.workers.max(1)).max(1)),
     };
     let auth = if opts.api_keys.iter().any(|k| !k.is_empty()) {
         "API key required"

@@ -39,13 +39,22 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
         args.requests
     );
 
-    let direct = direct_latency(&args.run, &bytes, 40)?;
+    let d = direct_latency(&args.run, &bytes, 40)?;
     println!(
-        "  in-process, one image at a time: P50 {:.1} ms  (decode + preprocess + ONNX Runtime)",
-        direct * 1e3
+        "  in-process, one image at a time: P50 {:.1} ms (decode {:.1} + preprocess {:.1} + model {:.1})",
+        d.total * 1e3,
+        d.decode * 1e3,
+        d.preprocess * 1e3,
+        d.model * 1e3
     );
+    let direct = d.total;
 
-    let mut server = Server::start(&args.run)?;
+    let extra: Vec<&str> = args
+        .serve_args
+        .as_deref()
+        .map(|s| s.split_whitespace().collect())
+        .unwrap_or_default();
+    let mut server = Server::start(&args.run, &extra)?;
     let base = format!("http://{}", server.addr);
     let agent = agent();
     wait_healthy(&agent, &base)?;
@@ -128,25 +137,44 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median seconds for one image through the served model, called directly.
-fn direct_latency(run: &Path, bytes: &[u8], n: usize) -> anyhow::Result<f64> {
+/// Median seconds of one image through the served model, called directly: total, and its
+/// decode, preprocess and model parts.
+struct Direct {
+    total: f64,
+    decode: f64,
+    preprocess: f64,
+    model: f64,
+}
+
+fn direct_latency(run: &Path, bytes: &[u8], n: usize) -> anyhow::Result<Direct> {
     let served = super::super::serve::load_model(run, None)?;
     let pre = served.preprocess;
     let mut infer = OrtInfer::new(&served.onnx, pre.size as usize, None)
         .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
-    let mut times = Vec::with_capacity(n);
+    let (mut total, mut dec, mut prep, mut model) = (vec![], vec![], vec![], vec![]);
     for i in 0..n + 5 {
-        let t = Instant::now();
+        let t0 = Instant::now();
         let img = graft_data::decode::decode_bytes(bytes)?;
+        let t1 = Instant::now();
         let input = pre.apply(&img);
+        let t2 = Instant::now();
         infer
             .infer(&input, 1)
             .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
+        let t3 = Instant::now();
         if i >= 5 {
-            times.push(t.elapsed().as_secs_f64());
+            total.push((t3 - t0).as_secs_f64());
+            dec.push((t1 - t0).as_secs_f64());
+            prep.push((t2 - t1).as_secs_f64());
+            model.push((t3 - t2).as_secs_f64());
         }
     }
-    Ok(percentile(&mut times, 0.5))
+    Ok(Direct {
+        total: percentile(&mut total, 0.5),
+        decode: percentile(&mut dec, 0.5),
+        preprocess: percentile(&mut prep, 0.5),
+        model: percentile(&mut model, 0.5),
+    })
 }
 
 fn agent() -> ureq::Agent {
@@ -164,13 +192,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(run: &Path) -> anyhow::Result<Server> {
+    fn start(run: &Path, extra: &[&str]) -> anyhow::Result<Server> {
         let exe = std::env::current_exe().context("locating the graft binary")?;
         let mut child = Command::new(exe)
             .arg("serve")
             .arg("--run")
             .arg(run)
             .args(["--port", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
