@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not a folder; pass the dataset folder that holds one sub-folder per class")]
     NotADirectory { path: PathBuf },
@@ -25,18 +24,13 @@ pub enum DataError {
         .classes.join(", ")
     )]
     ClassesTooSmall { classes: Vec<String> },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {cause}")]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot write CSV {path}: {source}")]
-    Csv {
-        path: PathBuf,
-        #[source]
-        source: csv::Error,
-    },
+    #[error("cannot write CSV {path}: {cause}")]
+    Csv { path: PathBuf, cause: csv::Error },
     #[error("cannot draw plot {path}: {why}")]
     Plot { path: PathBuf, why: String },
 }
@@ -45,7 +39,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -262,13 +262,13 @@ pub fn write_manifest(path: &Path, rows: &[ManifestRow]) -> Result<(), DataError
     };
     std::fs::create_dir_all(&parent).map_err(|e| DataError::Write {
         path: parent.clone(),
-        source: e,
+        cause: e,
     })?;
     let base = std::fs::canonicalize(&parent).map_err(|e| DataError::io(&parent, e))?;
     let tmp = path.with_extension("csv.tmp");
     let csv_err = |e| DataError::Csv {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     };
     {
         let mut w = csv::Writer::from_path(&tmp).map_err(csv_err)?;
@@ -284,12 +284,12 @@ pub fn write_manifest(path: &Path, rows: &[ManifestRow]) -> Result<(), DataError
         }
         w.flush().map_err(|e| DataError::Write {
             path: tmp.clone(),
-            source: e,
+            cause: e,
         })?;
     }
     std::fs::rename(&tmp, path).map_err(|e| DataError::Write {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     })
 }
 
@@ -301,7 +301,7 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestRow>, DataError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let csv_err = |e| DataError::Csv {
         path: path.to_path_buf(),
-        source: e,
+        cause: e,
     };
     let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
     let mut rows = Vec::new();

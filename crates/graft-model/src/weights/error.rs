@@ -10,21 +10,19 @@ use super::pickle::PickleError;
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
     /// The file could not be opened, read, written or renamed.
-    #[error("{}: cannot {action}: {source} (check the path exists and is readable/writable)", path.display())]
+    #[error("{}: cannot {action}: {cause} (check the path exists and is readable/writable)", path.display())]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A pickle stream inside the checkpoint is malformed or uses an opcode we do not read.
-    #[error("{}: malformed pickle in {part}: {source} (the file is truncated or not a PyTorch checkpoint; re-download it, or re-save it with torch.save(model.state_dict(), path))", path.display())]
+    #[error("{}: malformed pickle in {part}: {cause} (the file is truncated or not a PyTorch checkpoint; re-download it, or re-save it with torch.save(model.state_dict(), path))", path.display())]
     Pickle {
         path: PathBuf,
         part: String,
-        #[source]
-        source: PickleError,
+        cause: PickleError,
     },
 
     /// The container structure is wrong (bad magic, short storage data, missing zip entry…).
@@ -70,7 +68,7 @@ impl WeightError {
         WeightError::Io {
             path: path.to_path_buf(),
             action,
-            source,
+            cause: source,
         }
     }
 }
@@ -103,7 +101,11 @@ impl ParseError {
     pub(crate) fn at(self, path: &Path) -> WeightError {
         let path = path.to_path_buf();
         match self {
-            ParseError::Pickle { part, source } => WeightError::Pickle { path, part, source },
+            ParseError::Pickle { part, source } => WeightError::Pickle {
+                path,
+                part,
+                cause: source,
+            },
             ParseError::Format(detail) => WeightError::Format { path, detail },
             ParseError::Unsupported(detail) => WeightError::Unsupported { path, detail },
         }
