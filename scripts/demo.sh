@@ -16,4 +16,5 @@ graft=$target_dir/release/graft
 scripts/fetch-onnxruntime.sh >/dev/null || echo "note: ONNX Runtime not fetched; using burn"
 "$graft" train assets/demo --name demo
 echo
-echo "Open runs/demo/report.html in a browser."
+echo "Open runs/demo/report.html in a browser, or serve the model with a web page:"
+echo "  $graft serve --run runs/demo"

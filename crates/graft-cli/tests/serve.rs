@@ -4,14 +4,18 @@
 //! headless Chromium through chromedriver.
 
 mod common;
+#[path = "serve/http.rs"]
+mod http;
+#[path = "serve/webdriver.rs"]
+mod webdriver;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{cache_with_mobilenet, coloured, coloured_folder, png_bytes, stderr, stdout};
+use http::{agent, assert_error, get, multipart, post, reply, Server};
 use serde_json::Value;
 
 /// A trained and exported run, shared by every test of this file (trained once).
@@ -52,143 +56,6 @@ fn fixture() -> Option<&'static Fixture> {
         .as_ref()
 }
 
-/// `graft serve` on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(f: &Fixture, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
-            .arg("serve")
-            .arg("--run")
-            .arg(&f.run)
-            .args(["--port", "0"])
-            .args(extra)
-            .env("GRAFT_CACHE", &f.cache)
-            .env_remove("GRAFT_API_KEYS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn graft serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("graft serve exited before listening")
-                .expect("read");
-            if let Some(rest) = line.trim().strip_prefix("web page  ") {
-                break rest.trim_end_matches('/').to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "no exit 10 s after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-/// Status, headers we look at, and the body parsed as JSON (Null if it is not JSON).
-struct Reply {
-    status: u16,
-    retry_after: Option<String>,
-    text: String,
-    json: Value,
-}
-
-fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let r = r.expect("request");
-    let status = r.status().as_u16();
-    let retry_after = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = r.into_body().read_to_string().unwrap_or_default();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        retry_after,
-        text,
-        json,
-    }
-}
-
-fn post(a: &ureq::Agent, url: &str, ctype: Option<&str>, body: &[u8]) -> Reply {
-    let mut req = a.post(url);
-    if let Some(c) = ctype {
-        req = req.header("Content-Type", c);
-    }
-    reply(req.send(body))
-}
-
-fn get(a: &ureq::Agent, url: &str) -> Reply {
-    reply(a.get(url).call())
-}
-
-/// A multipart/form-data body with one part per `(field, filename, bytes)`.
-fn multipart(parts: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "graft-test-boundary-7d1f";
-    let mut body = Vec::new();
-    for (field, file, bytes) in parts {
-        body.extend(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend(b"\r\n");
-    }
-    body.extend(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-fn assert_error(r: &Reply, status: u16, code: &str) {
-    assert_eq!(r.status, status, "{}", r.text);
-    assert_eq!(r.json["code"], code, "{}", r.text);
-    assert!(
-        r.json["error"].as_str().is_some_and(|m| m.len() > 10),
-        "error message: {}",
-        r.text
-    );
-}
-
 fn red_png() -> Vec<u8> {
     png_bytes(&coloured(99_001, 0))
 }
@@ -196,7 +63,7 @@ fn red_png() -> Vec<u8> {
 #[test]
 fn predicts_and_answers_bad_input_with_clear_4xx_json() {
     let Some(f) = fixture() else { return };
-    let server = Server::start(f, &["--max-body-mb", "1"]);
+    let server = Server::start(&f.run, &f.cache, &["--max-body-mb", "1"]);
     let a = agent();
 
     // A good image, as the raw body and as a multipart field.
@@ -354,7 +221,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn api_keys_and_rate_limits() {
     let Some(f) = fixture() else { return };
     let server = Server::start(
-        f,
+        &f.run,
+        &f.cache,
         &[
             "--api-key",
             "k-one",
@@ -420,7 +288,7 @@ impl Rng {
 #[test]
 fn ten_thousand_malformed_requests_get_no_server_error() {
     let Some(f) = fixture() else { return };
-    let server = Server::start(f, &["--max-body-mb", "1"]);
+    let server = Server::start(&f.run, &f.cache, &["--max-body-mb", "1"]);
     let png = red_png();
     let mut jpeg = Vec::new();
     image::DynamicImage::ImageRgb8(coloured(5, 2))
@@ -562,178 +430,22 @@ fn bench_serve_reports_latency_levels_without_errors() {
     }
 }
 
-/// chromedriver's W3C WebDriver API, over plain HTTP on 127.0.0.1.
-struct WebDriver {
-    agent: ureq::Agent,
-    base: String,
-    session: String,
-}
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// Ending the session closes Chromium, also when an assertion failed.
-impl Drop for WebDriver {
-    fn drop(&mut self) {
-        let url = format!("{}/session/{}", self.base, self.session);
-        let _ = self.agent.delete(&url).call();
-    }
-}
-
-impl WebDriver {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let r = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            (_, b) => self
-                .agent
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .send(
-                    b.unwrap_or(Value::Object(Default::default()))
-                        .to_string()
-                        .as_bytes(),
-                ),
-        };
-        let r = reply(r);
-        assert_eq!(r.status, 200, "WebDriver {method} {path}: {}", r.text);
-        r.json["value"].clone()
-    }
-
-    fn find(&self, css: &str) -> String {
-        let v = self.call(
-            "POST",
-            "/element",
-            Some(serde_json::json!({"using": "css selector", "value": css})),
-        );
-        v[ELEMENT].as_str().expect("element id").to_string()
-    }
-
-    fn attribute(&self, el: &str, name: &str) -> Value {
-        self.call("GET", &format!("/element/{el}/attribute/{name}"), None)
-    }
-
-    fn text(&self, el: &str) -> String {
-        self.call("GET", &format!("/element/{el}/text"), None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let clean: Vec<u8> = s
-        .bytes()
-        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= u32::from(val(c)) << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
-}
-
 #[test]
 fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
     let Some(f) = fixture() else { return };
-    let chromium = Path::new("/usr/bin/chromium");
-    let driver = Path::new("/usr/bin/chromedriver");
-    if !chromium.exists() || !driver.exists() {
-        assert!(
-            std::env::var_os("GRAFT_REQUIRE_BROWSER").is_none(),
-            "GRAFT_REQUIRE_BROWSER is set but chromium or chromedriver is missing \
-             (apt-get install chromium chromium-driver)"
-        );
-        eprintln!("skipped: install chromium and chromium-driver to run the browser test");
+    let Some(browser) = webdriver::Browser::start() else {
         return;
-    }
-    let server = Server::start(f, &[]);
+    };
+    let server = Server::start(&f.run, &f.cache, &[]);
     let photo = f.root.join("upload-red.png");
     std::fs::write(&photo, red_png()).expect("photo");
-    let port = free_port();
-    let mut chromedriver = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    struct Kill<'a>(&'a mut Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _guard = Kill(&mut chromedriver);
-    let base = format!("http://127.0.0.1:{port}");
-    let a = agent();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get_ok(&a, &format!("{base}/status")).is_none() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let profile = tempfile::tempdir().expect("profile");
-    let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=900,1000",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        },
-    }}});
-    let r = reply(
-        a.post(format!("{base}/session"))
-            .header("Content-Type", "application/json")
-            .send(caps.to_string().as_bytes()),
-    );
-    assert_eq!(r.status, 200, "new session: {}", r.text);
-    let wd = WebDriver {
-        agent: a,
-        base,
-        session: r.json["value"]["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string(),
-    };
-    wd.call(
-        "POST",
-        "/url",
-        Some(serde_json::json!({"url": server.url("/")})),
-    );
-    let input = wd.find("#file");
-    wd.call(
-        "POST",
-        &format!("/element/{input}/value"),
-        Some(serde_json::json!({"text": photo.to_str().expect("utf8")})),
-    );
-    let result = wd.find("#result");
+    browser.goto(&server.url("/"));
+    let input = browser.find("#file");
+    browser.send_keys(&input, photo.to_str().expect("utf8"));
+    let result = browser.find("#result");
     let deadline = Instant::now() + Duration::from_secs(30);
     let state = loop {
-        let s = wd.attribute(&result, "data-state");
+        let s = browser.attribute(&result, "data-state");
         if s == "done" || s == "error" {
             break s;
         }
@@ -743,27 +455,22 @@ fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let status = wd.text(&wd.find("#status"));
-    assert_eq!(state, "done", "page status: {status}");
-    let prediction = wd.text(&wd.find("#prediction"));
-    assert_eq!(prediction, "red", "the page shows the prediction");
-    let bars = wd.text(&wd.find("#bars"));
+    assert_eq!(state, "done", "page status: {}", browser.text("#status"));
+    assert_eq!(
+        browser.text("#prediction"),
+        "red",
+        "the page shows the prediction"
+    );
+    let bars = browser.text("#bars");
     assert!(bars.contains("green") && bars.contains('%'), "{bars}");
-    let info = wd.text(&wd.find("#info"));
+    let info = browser.text("#info");
     assert!(info.contains("brake"), "class info shown: {info}");
-    let model = wd.text(&wd.find("#model"));
-    assert!(model.contains("colours"), "{model}");
+    assert!(browser.text("#model").contains("colours"));
 
-    let shot = wd.call("GET", "/screenshot", None);
-    let png = decode_base64(shot.as_str().expect("base64 screenshot"));
+    let png = browser.screenshot();
     let img = image::load_from_memory(&png).expect("screenshot is an image");
     assert!(img.width() >= 600 && img.height() >= 600);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
     std::fs::write(&out, &png).expect("save screenshot");
     eprintln!("screenshot: {}", out.display());
-}
-
-fn get_ok(a: &ureq::Agent, url: &str) -> Option<()> {
-    let r = a.get(url).call().ok()?;
-    (r.status() == 200).then_some(())
 }

@@ -17,6 +17,11 @@ fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
     }
 }
 
+/// Folder names as people read them: `Tomato___Late_blight` → `Tomato · Late blight`.
+fn tidy(name: &str) -> String {
+    name.replace("___", " · ").replace('_', " ")
+}
+
 fn short(name: &str, max: usize) -> String {
     if name.chars().count() <= max {
         name.to_string()
@@ -34,13 +39,27 @@ pub fn confusion_matrix(c: &Confusion, classes: &[String], out: &Path) -> Result
     graft_data::audit::ensure_font().map_err(&e)?;
     let n = classes.len().max(1);
     let cell = (600 / n).clamp(12, 48) as i32;
-    let label_w = 150;
+    // Past 20 classes, rotated names under the columns become unreadable: columns get numbers
+    // and each row shows its number and name.
+    let numbered = n > 20;
+    let row_label = |t: usize| {
+        if numbered {
+            format!("{:>2} {}", t + 1, short(&tidy(&classes[t]), 28))
+        } else {
+            short(&tidy(&classes[t]), 18)
+        }
+    };
+    let label_w = if numbered { 250 } else { 150 };
     // Column labels are written downwards: about 8 px per character, at most 18 characters.
-    let longest = classes
-        .iter()
-        .map(|c| c.chars().count().min(18))
-        .max()
-        .unwrap_or(4) as i32;
+    let longest = if numbered {
+        3
+    } else {
+        classes
+            .iter()
+            .map(|c| tidy(c).chars().count().min(18))
+            .max()
+            .unwrap_or(4) as i32
+    };
     let (w, h) = (
         label_w + cell * n as i32 + 40,
         70 + cell * n as i32 + 8 * longest,
@@ -81,18 +100,19 @@ pub fn confusion_matrix(c: &Confusion, classes: &[String], out: &Path) -> Result
             }
         }
         let ty = y0 + t as i32 * cell + cell / 3;
-        root.draw(&Text::new(
-            short(&classes[t], 18),
-            (8, ty),
-            label_font.clone(),
-        ))
-        .map_err(|x| e(x.to_string()))?;
+        root.draw(&Text::new(row_label(t), (8, ty), label_font.clone()))
+            .map_err(|x| e(x.to_string()))?;
     }
     let below = y0 + n as i32 * cell + 6;
     for (p, name) in classes.iter().enumerate() {
         let x = x0 + p as i32 * cell + cell / 3;
         let style = TextStyle::from(label_font.clone()).transform(FontTransform::Rotate90);
-        root.draw_text(&short(name, 18), &style, (x, below))
+        let label = if numbered {
+            (p + 1).to_string()
+        } else {
+            short(&tidy(name), 18)
+        };
+        root.draw_text(&label, &style, (x, below))
             .map_err(|x| e(x.to_string()))?;
     }
     root.draw_text(
@@ -201,4 +221,61 @@ pub fn gallery(title: &str, tiles: &[Tile], out: &Path) -> Result<(), EvalError>
         root.present().map_err(|x| e(x.to_string()))?;
     }
     canvas.save(out).map_err(|x| e(x.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 38 PlantVillage-style classes: the figure stays a readable size, names are tidied and
+    /// columns numbered. Set GRAFT_KEEP_PLOTS=DIR to look at it.
+    #[test]
+    fn a_38_class_confusion_matrix_stays_legible() {
+        let crops = [
+            "Apple",
+            "Corn_(maize)",
+            "Grape",
+            "Potato",
+            "Tomato",
+            "Pepper,_bell",
+        ];
+        let classes: Vec<String> = (0..38)
+            .map(|i| {
+                format!(
+                    "{}___{}",
+                    crops[i % crops.len()],
+                    [
+                        "healthy",
+                        "Late_blight",
+                        "Spider_mites Two-spotted_spider_mite"
+                    ][i % 3]
+                ) + &format!("_{i}")
+            })
+            .collect();
+        let mut y = Vec::new();
+        let mut p = Vec::new();
+        for t in 0..38 {
+            // 35:1 imbalance, and some confusion with the neighbour.
+            let count = if t == 0 { 70 } else { 2 + t % 5 };
+            for k in 0..count {
+                y.push(t);
+                p.push(if k % 4 == 0 { (t + 1) % 38 } else { t });
+            }
+        }
+        let conf = Confusion::from_pairs(38, &y, &p);
+        let dir = tempfile::tempdir().expect("tmp");
+        let keep = std::env::var_os("GRAFT_KEEP_PLOTS").map(std::path::PathBuf::from);
+        let out = keep
+            .unwrap_or_else(|| dir.path().to_path_buf())
+            .join("confusion38.png");
+        confusion_matrix(&conf, &classes, &out).expect("render");
+        let img = image::open(&out).expect("png");
+        assert!(
+            img.width() <= 1000 && img.height() <= 800,
+            "{}×{}",
+            img.width(),
+            img.height()
+        );
+        assert_eq!(tidy("Tomato___Late_blight"), "Tomato · Late blight");
+    }
 }

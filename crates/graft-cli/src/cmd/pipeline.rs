@@ -279,9 +279,18 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     } else {
         println!("Done in {:.1} s.", started.elapsed().as_secs_f64());
     }
+    println!("Next:");
+    println!("  graft predict --run {} photo.jpg", run.display());
     println!(
-        "Next: graft predict --run {} photo.jpg   ·   reproduce: graft train --config {}",
-        run.display(),
+        "  graft serve --run {}          # web page + API on http://127.0.0.1:8080",
+        run.display()
+    );
+    println!(
+        "  graft export --run {}         # one validated ONNX file",
+        run.display()
+    );
+    println!(
+        "  graft train --config {}   # reproduce",
         config_path.display()
     );
     Ok(())
