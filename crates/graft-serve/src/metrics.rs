@@ -102,8 +102,12 @@ impl Metrics {
         });
         let (requests, latency, predictions, low) = m;
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP graft_model_info The model being served.");
-        let _ = writeln!(s, "# TYPE graft_model_info gauge");
+        family(
+            &mut s,
+            "graft_model_info",
+            "gauge",
+            "The model being served.",
+        );
         let _ = writeln!(
             s,
             "graft_model_info{{run=\"{}\",sha256=\"{}\",encoder=\"{}\"}} 1",
@@ -111,18 +115,20 @@ impl Metrics {
             esc(model.sha256),
             esc(model.encoder)
         );
-        let _ = writeln!(
-            s,
-            "# HELP graft_uptime_seconds Seconds since the server started."
+        scalar(
+            &mut s,
+            "graft_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+            format!("{:.3}", uptime.as_secs_f64()),
         );
-        let _ = writeln!(s, "# TYPE graft_uptime_seconds gauge");
-        let _ = writeln!(s, "graft_uptime_seconds {:.3}", uptime.as_secs_f64());
 
-        let _ = writeln!(
-            s,
-            "# HELP graft_http_requests_total HTTP requests by route and status."
+        family(
+            &mut s,
+            "graft_http_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
         );
-        let _ = writeln!(s, "# TYPE graft_http_requests_total counter");
         for ((route, status), n) in &requests {
             let _ = writeln!(
                 s,
@@ -130,93 +136,94 @@ impl Metrics {
                 esc(route)
             );
         }
-        let _ = writeln!(
-            s,
-            "# HELP graft_http_request_duration_seconds Time from request to response, by route."
+        let hist = "graft_http_request_duration_seconds";
+        family(
+            &mut s,
+            hist,
+            "histogram",
+            "Time from request to response, by route.",
         );
-        let _ = writeln!(s, "# TYPE graft_http_request_duration_seconds histogram");
         for (route, h) in &latency {
             let r = esc(route);
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     s,
-                    "graft_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
+                    "{hist}_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
                     h.counts[i]
                 );
             }
-            let _ = writeln!(
-                s,
-                "graft_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                s,
-                "graft_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                s,
-                "graft_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(s, "{hist}_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(s, "{hist}_sum{{route=\"{r}\"}} {}", h.sum);
+            let _ = writeln!(s, "{hist}_count{{route=\"{r}\"}} {}", h.count);
         }
 
-        let total: u64 = predictions.iter().sum();
-        let _ = writeln!(
-            s,
-            "# HELP graft_predictions_total Answered images by top-1 class."
+        family(
+            &mut s,
+            "graft_predictions_total",
+            "counter",
+            "Answered images by top-1 class.",
         );
-        let _ = writeln!(s, "# TYPE graft_predictions_total counter");
         for (class, n) in classes.iter().zip(&predictions) {
             let _ = writeln!(s, "graft_predictions_total{{class=\"{}\"}} {n}", esc(class));
         }
-        let _ = writeln!(
-            s,
-            "# HELP graft_low_confidence_total Answered images whose top-1 probability was below the threshold."
+        scalar(
+            &mut s,
+            "graft_low_confidence_total",
+            "counter",
+            "Answered images whose top-1 probability was below the threshold.",
+            low.to_string(),
         );
-        let _ = writeln!(s, "# TYPE graft_low_confidence_total counter");
-        let _ = writeln!(s, "graft_low_confidence_total {low}");
-        let _ = writeln!(
-            s,
-            "# HELP graft_low_confidence_ratio Share of answered images below the threshold."
-        );
-        let _ = writeln!(s, "# TYPE graft_low_confidence_ratio gauge");
+        let total: u64 = predictions.iter().sum();
         let ratio = if total == 0 {
             0.0
         } else {
             low as f64 / total as f64
         };
-        let _ = writeln!(s, "graft_low_confidence_ratio {ratio:.6}");
-
-        let _ = writeln!(s, "# HELP graft_inference_batches_total Model runs.");
-        let _ = writeln!(s, "# TYPE graft_inference_batches_total counter");
-        let _ = writeln!(
-            s,
-            "graft_inference_batches_total {}",
-            batches.batches.load(Ordering::Relaxed)
+        scalar(
+            &mut s,
+            "graft_low_confidence_ratio",
+            "gauge",
+            "Share of answered images below the threshold.",
+            format!("{ratio:.6}"),
         );
-        let _ = writeln!(
-            s,
-            "# HELP graft_inference_images_total Images through the model (÷ batches = mean batch size)."
+        scalar(
+            &mut s,
+            "graft_inference_batches_total",
+            "counter",
+            "Model runs.",
+            batches.batches.load(Ordering::Relaxed).to_string(),
         );
-        let _ = writeln!(s, "# TYPE graft_inference_images_total counter");
-        let _ = writeln!(
-            s,
-            "graft_inference_images_total {}",
-            batches.images.load(Ordering::Relaxed)
+        scalar(
+            &mut s,
+            "graft_inference_images_total",
+            "counter",
+            "Images through the model (÷ batches = mean batch size).",
+            batches.images.load(Ordering::Relaxed).to_string(),
         );
-        let _ = writeln!(
-            s,
-            "# HELP graft_inference_seconds_total Time spent in the model."
-        );
-        let _ = writeln!(s, "# TYPE graft_inference_seconds_total counter");
-        let _ = writeln!(
-            s,
-            "graft_inference_seconds_total {:.6}",
-            batches.busy_us.load(Ordering::Relaxed) as f64 / 1e6
+        scalar(
+            &mut s,
+            "graft_inference_seconds_total",
+            "counter",
+            "Time spent in the model.",
+            format!(
+                "{:.6}",
+                batches.busy_us.load(Ordering::Relaxed) as f64 / 1e6
+            ),
         );
         s
     }
+}
+
+/// The `# HELP` and `# TYPE` lines that open a metric family.
+fn family(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+}
+
+/// A family with one unlabelled sample.
+fn scalar(s: &mut String, name: &str, kind: &str, help: &str, value: String) {
+    family(s, name, kind, help);
+    let _ = writeln!(s, "{name} {value}");
 }
 
 /// Escape a label value (backslash, double quote, newline).
