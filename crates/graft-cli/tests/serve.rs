@@ -82,6 +82,7 @@ fn predicts_and_answers_bad_input_with_clear_4xx_json() {
         "3 classes sum to 1"
     );
     assert_eq!(r.json["confident"], p[0] >= 0.7);
+    assert_eq!(r.json["threshold"], 0.7);
     assert_eq!(
         top[0]["info"]["action"], "brake",
         "class info from classes.toml"

@@ -297,6 +297,11 @@ fn batch_error(e: BatchError) -> ApiError {
     }
 }
 
+/// A setting as the user typed it (0.7, not the f32's 0.699999988).
+fn decimal(x: f32) -> f64 {
+    (f64::from(x) * 1e6).round() / 1e6
+}
+
 /// The JSON answer for one image's probabilities.
 fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
     let classes = &app.model.classes;
@@ -354,7 +359,7 @@ pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Val
     let probs = app.batcher.predict(input, 1).await.map_err(batch_error)?;
     let mut out = answer(&app, &probs, &s);
     out["model"] = json!(app.model.name);
-    out["threshold"] = json!(s.threshold);
+    out["threshold"] = json!(decimal(s.threshold));
     Ok(Json(out))
 }
 
@@ -405,7 +410,7 @@ pub(crate) async fn predict_batch(
     }
     Ok(Json(json!({
         "model": app.model.name,
-        "threshold": s.threshold,
+        "threshold": decimal(s.threshold),
         "predictions": results,
     })))
 }
@@ -437,7 +442,7 @@ pub(crate) async fn version(State(app): Shared) -> Json<Value> {
         "input_size": m.preprocess.size,
         "classes": m.classes,
         "class_info": m.classes.iter().filter(|c| m.class_info.get(c).is_some()).count(),
-        "threshold": app.opts.threshold,
+        "threshold": decimal(app.opts.threshold),
         "top": app.opts.top,
         "auth_required": app.guard.auth_required(),
         "max_body_bytes": app.opts.max_body,
