@@ -152,6 +152,7 @@ fn predicts_and_answers_bad_input_with_clear_4xx_json() {
         "bad_query",
     );
     assert_error(&get(&a, &server.url("/nope")), 404, "not_found");
+    assert_error(&get(&a, &server.url("/predict")), 405, "method_not_allowed");
 
     // A batch with one unreadable image answers the others.
     let (ctype, body) = multipart(&[
@@ -266,6 +267,37 @@ fn api_keys_and_rate_limits() {
     assert_eq!(get(&a, &server.url("/health")).status, 200);
     assert_eq!(get(&a, &server.url("/version")).json["auth_required"], true);
     assert_eq!(get(&a, &server.url("/")).status, 200);
+}
+
+#[test]
+fn a_stalled_upload_times_out_with_json_408() {
+    use std::io::{Read, Write};
+    let Some(f) = fixture() else { return };
+    let server = Server::start(&f.run, &f.cache, &["--timeout", "1"]);
+    let addr = server.base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    // Announce 1000 bytes, send 10, then stall.
+    conn.write_all(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .expect("write");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    // Headers and body may come in separate reads.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains('}') {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no complete response within 10 s: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"timeout\""), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 /// Deterministic xorshift bytes.

@@ -36,7 +36,8 @@ const ROUTES: [&str; 9] = [
     "other",
 ];
 
-/// Counts every response by route and status, with its latency.
+/// Counts every response by route and status, with its latency, and gives the bodiless errors
+/// of the layers below (timeout, wrong method) the API's JSON shape.
 pub(crate) async fn track(State(app): Shared, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = req
@@ -48,9 +49,33 @@ pub(crate) async fn track(State(app): Shared, req: Request, next: Next) -> Respo
         .find(|r| **r == path)
         .copied()
         .unwrap_or("other");
-    let resp = next.run(req).await;
+    let method = req.method().clone();
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    if status == StatusCode::REQUEST_TIMEOUT {
+        resp = ApiError::new(
+            status,
+            "timeout",
+            format!(
+                "the request took longer than {} s (a slow upload, or a server at capacity)",
+                app.opts.timeout.as_secs()
+            ),
+        )
+        .into_response();
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = resp.headers().get(header::ALLOW).cloned();
+        resp = ApiError::new(
+            status,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )
+        .into_response();
+        if let Some(allow) = allow {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
     app.metrics
-        .request(route, resp.status().as_u16(), started.elapsed());
+        .request(route, status.as_u16(), started.elapsed());
     resp
 }
 
