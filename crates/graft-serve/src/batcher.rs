@@ -106,12 +106,11 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<f32>, BatchError>>,
 }
 
-/// Handle to the worker; cloning it is cheap. The worker stops when the last handle is dropped.
+/// Handle to the workers; cloning it is cheap. They stop when the last handle is dropped.
 #[derive(Clone)]
 pub struct Batcher {
     tx: SyncSender<Job>,
     stats: Arc<BatchStats>,
-    classes: usize,
 }
 
 impl Batcher {
@@ -136,7 +135,7 @@ impl Batcher {
                 // Spawning a thread fails only when the OS is out of resources at start-up.
                 .unwrap_or_else(|e| panic!("cannot start an inference thread: {e}"));
         }
-        Batcher { tx, stats, classes }
+        Batcher { tx, stats }
     }
 
     /// Probabilities (`n × classes`) for `n` preprocessed images.
@@ -152,10 +151,6 @@ impl Batcher {
 
     pub fn stats(&self) -> &BatchStats {
         &self.stats
-    }
-
-    pub fn classes(&self) -> usize {
-        self.classes
     }
 }
 

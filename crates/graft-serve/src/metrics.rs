@@ -22,8 +22,8 @@ struct Histogram {
 
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(&'static str, u16), u64>,
-    latency: BTreeMap<&'static str, Histogram>,
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
     predictions: Vec<u64>,
     low_confidence: u64,
 }
@@ -58,10 +58,10 @@ impl Metrics {
 
     /// One finished request. `route` is the matched route (or "other"), never the raw path, so
     /// random paths cannot blow up the number of series.
-    pub fn request(&self, route: &'static str, status: u16, elapsed: Duration) {
+    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
         self.with(|m| {
-            *m.requests.entry((route, status)).or_default() += 1;
-            let h = m.latency.entry(route).or_default();
+            *m.requests.entry((route.to_owned(), status)).or_default() += 1;
+            let h = m.latency.entry(route.to_owned()).or_default();
             let s = elapsed.as_secs_f64();
             for (i, &b) in BUCKETS.iter().enumerate() {
                 if s <= b {

@@ -23,32 +23,17 @@ use crate::ApiError;
 
 type Shared = State<Arc<App>>;
 
-/// Routes by the name they are counted under in `/metrics`.
-const ROUTES: [&str; 9] = [
-    "/",
-    "/app.js",
-    "/style.css",
-    "/health",
-    "/version",
-    "/metrics",
-    "/predict",
-    "/predict/batch",
-    "other",
-];
-
 /// Counts every response by route and status, with its latency, and gives the bodiless errors
 /// of the layers below (timeout, wrong method) the API's JSON shape.
 pub(crate) async fn track(State(app): Shared, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let path = req
+    // Counted under the router's own route, never the raw path: random paths must not add
+    // series to /metrics.
+    let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |m| m.as_str().to_string());
-    let route = ROUTES
-        .iter()
-        .find(|r| **r == path)
-        .copied()
-        .unwrap_or("other");
+        .map_or_else(|| "other".to_string(), |m| m.as_str().to_string());
+    let path = req.uri().path().to_string();
     let method = req.method().clone();
     let mut resp = next.run(req).await;
     let status = resp.status();
@@ -75,7 +60,7 @@ pub(crate) async fn track(State(app): Shared, req: Request, next: Next) -> Respo
         }
     }
     app.metrics
-        .request(route, status.as_u16(), started.elapsed());
+        .request(&route, status.as_u16(), started.elapsed());
     resp
 }
 
@@ -330,17 +315,14 @@ fn decimal(x: f32) -> f64 {
 /// The JSON answer for one image's probabilities.
 fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
     let classes = &app.model.classes;
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let best = order.first().copied().unwrap_or(0);
-    let p_best = probs.get(best).copied().unwrap_or(0.0);
+    let ranked = graft_model::imagenet::top_k_probs(probs, s.top);
+    let (best, p_best) = ranked.first().copied().unwrap_or((0, 0.0));
     let confident = p_best >= s.threshold;
     app.metrics.prediction(best, confident);
-    let top: Vec<Value> = order
+    let top: Vec<Value> = ranked
         .iter()
-        .take(s.top)
-        .map(|&k| {
-            let mut v = json!({"class": classes[k], "probability": probs[k]});
+        .map(|&(k, p)| {
+            let mut v = json!({"class": classes[k], "probability": p});
             if let Some(info) = app.model.class_info.get(&classes[k]) {
                 v["info"] = Value::Object(info.clone());
             }
@@ -395,28 +377,22 @@ pub(crate) async fn predict_batch(
     let uri = req.uri().clone();
     let images = uploads(req, app.opts.max_batch_images, app.opts.max_body).await?;
     let s = settings(&app, &uri)?;
-    // Decode all in parallel; an unreadable image gets its own error entry.
-    let mut tasks = Vec::new();
-    let mut names = Vec::new();
-    for up in images {
-        names.push(up.name.clone());
-        let app = app.clone();
-        tasks.push(tokio::spawn(async move { prepare(&app, up).await }));
-    }
+    // Decode all in parallel (each on the blocking pool); an unreadable image gets its own
+    // error entry.
+    let names: Vec<String> = images.iter().map(|up| up.name.clone()).collect();
+    let prepared =
+        futures_util::future::join_all(images.into_iter().map(|up| prepare(&app, up))).await;
     let mut input = Vec::new();
     let mut ok = Vec::new();
     let mut results: Vec<Value> = Vec::with_capacity(names.len());
-    for (i, t) in tasks.into_iter().enumerate() {
-        match t.await {
-            Ok(Ok(x)) => {
+    for (i, p) in prepared.into_iter().enumerate() {
+        match p {
+            Ok(x) => {
                 input.extend(x);
                 ok.push(i);
                 results.push(Value::Null);
             }
-            Ok(Err(e)) => results.push(json!({"error": e.message, "code": e.code})),
-            Err(_) => {
-                results.push(json!({"error": "could not be processed", "code": "corrupt_image"}))
-            }
+            Err(e) => results.push(json!({"error": e.message, "code": e.code})),
         }
     }
     if !ok.is_empty() {

@@ -60,7 +60,7 @@ pub struct ServeOptions {
     pub batch: BatchConfig,
     /// Model copies running batches side by side.
     pub workers: usize,
-    /// ONNX Runtime threads per worker (all cores ÷ workers when `None`).
+    /// Cores for the model, shared out between the workers (all cores when `None`).
     pub threads: Option<usize>,
 }
 
@@ -105,10 +105,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let size = model.preprocess.size as usize;
     let workers = opts.workers.max(1);
-    let threads = opts.threads.unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        (cores / workers).max(1)
+    let cores = opts.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    let threads = (cores / workers).max(1);
     let models = (0..workers)
         .map(|_| OrtInfer::new(&model.onnx, size, Some(threads)))
         .collect::<Result<Vec<_>, _>>()

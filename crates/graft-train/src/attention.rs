@@ -217,12 +217,9 @@ mod tests {
             let s: f32 = act.attention[i * p..(i + 1) * p].iter().sum();
             assert!((s - 1.0).abs() < 1e-5);
         }
-        let mut dl = act.logits.clone();
-        softmax_rows(&mut dl, k);
-        for i in 0..n {
-            dl[i * k + y[i]] -= 1.0;
-        }
-        dl.iter_mut().for_each(|v| *v /= n as f32);
+        // d(mean CE)/d logits = (softmax − one-hot) / n.
+        let mut dl = Vec::new();
+        crate::loss::cross_entropy(&act.logits, &y, k, 0.0, None, &mut dl);
         let mut grad = head.zeros_like();
         head.backward(&maps, n, &act, &dl, &mut grad);
         let eps = 1e-2f32;

@@ -387,12 +387,9 @@ mod tests {
             };
             let mut act = Activations::default();
             head.forward(&x, n, None, &mut act);
-            let mut p = act.logits.clone();
-            softmax_rows(&mut p, c);
-            for i in 0..n {
-                p[i * c + y[i]] -= 1.0;
-            }
-            p.iter_mut().for_each(|v| *v /= n as f32);
+            // d(mean CE)/d logits = (softmax − one-hot) / n.
+            let mut p = Vec::new();
+            crate::loss::cross_entropy(&act.logits, &y, c, 0.0, None, &mut p);
             let mut grad = head.zeros_like();
             head.backward(&x, n, &act, &p, &mut grad);
             for (li, layer) in head.layers.iter().enumerate() {

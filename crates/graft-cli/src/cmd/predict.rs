@@ -36,13 +36,7 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
         };
         let out = encoder.encode(&pre.apply(&img), 1, false)?;
         let probs = model.predict_proba(&out.features, 1);
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-        let top: Vec<(usize, f32)> = order
-            .iter()
-            .take(args.top.min(classes.len()))
-            .map(|&k| (k, probs[k]))
-            .collect();
+        let top = graft_model::imagenet::top_k_probs(&probs, args.top);
         let confident = top.first().is_some_and(|&(_, p)| p >= args.threshold);
         if !json_only {
             println!("{}", path.display());

@@ -42,8 +42,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_wait: Duration::from_millis(args.batch_wait_ms),
             ..BatchConfig::default()
         },
-        workers: args.workers.max(1),
-        threads: Some((rayon::current_num_threads() / args.workers.max(1)).max(1)),
+        workers: args.workers,
+        threads: Some(rayon::current_num_threads()),
     };
     let keyed = opts.api_keys.iter().any(|k| !k.is_empty());
     if !host.is_loopback() && !keyed {
