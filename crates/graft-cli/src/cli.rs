@@ -77,9 +77,12 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(
-        after_help = "Example:\n  graft export --run runs/photos-mobilenet-v2\n\n\
+        after_help = "Examples:\n  graft export --run runs/photos-mobilenet-v2\n  \
+graft export --run runs/photos-mobilenet-v2 --precision int8\n\n\
 Writes model.onnx (input \"input\" [N,3,S,S], outputs \"probabilities\" and \"features\") and\n\
-model_card.md (sha256, size, preprocessing, classes, metrics, limits) into the run folder."
+model_card.md (sha256, size, preprocessing, classes, metrics, limits) into the run folder.\n\
+--precision int8 writes model.int8.onnx beside it (serve it with `graft serve --precision int8`);\n\
+it is checked for accuracy against the float model on the same held-out images."
     )]
     Export(ExportArgs),
     /// Serve a trained run over HTTP: a JSON API for apps and a web page for people
@@ -613,7 +616,48 @@ pub struct ExportArgs {
     /// Output format (onnx).
     #[arg(long, default_value = "onnx")]
     pub format: String,
-    /// Test images to validate the export on.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    /// Number format: fp32 writes RUN/model.onnx; int8 writes RUN/model.int8.onnx, quantized
+    /// after training with activation ranges observed on training images (about 4× smaller,
+    /// 1.5-2× faster on CPUs with AVX-512 VNNI or AVX-VNNI, usually within a point of accuracy).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
+    /// Held-out (test, else val) images to validate the export on.
+    #[arg(long, default_value_t = 256, value_name = "N")]
     pub validate: usize,
+    /// int8: training images whose activations set the quantization ranges.
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub calibration: usize,
+    /// int8: refuse the file when its accuracy on the validation images is, with 95%
+    /// confidence, more than this below the float model's (0.02 = two points).
+    #[arg(long, default_value_t = 0.02, value_name = "FRACTION")]
+    pub max_accuracy_drop: f64,
+    /// int8: leading encoder blocks kept in float. The default 2 (the stem and the first
+    /// block) costs little speed and keeps most of the accuracy INT8 would lose; 0 quantizes
+    /// every convolution.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub float_blocks: usize,
+}
+
+/// Number format of an exported model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    /// The model file of this precision inside a run folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "model.onnx",
+            Precision::Int8 => "model.int8.onnx",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
 }

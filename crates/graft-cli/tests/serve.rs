@@ -46,6 +46,7 @@ fn fixture() -> Option<&'static Fixture> {
             graft(&["train", "photos", "--name", "colours"]);
             let run = root.join("runs/colours");
             graft(&["export", "--run", "runs/colours"]);
+            graft(&["export", "--run", "runs/colours", "--precision", "int8"]);
             std::fs::write(
                 run.join("classes.toml"),
                 "[red]\nmeaning = \"stop\"\naction = \"brake\"\n\n[green]\nmeaning = \"go\"\n",
@@ -58,6 +59,23 @@ fn fixture() -> Option<&'static Fixture> {
 
 fn red_png() -> Vec<u8> {
     png_bytes(&coloured(99_001, 0))
+}
+
+#[test]
+fn serves_the_int8_model() {
+    let Some(f) = fixture() else { return };
+    let server = Server::start(&f.run, &f.cache, &["--precision", "int8"]);
+    let a = agent();
+    let v = get(&a, &server.url("/version"));
+    assert_eq!(v.json["onnx"], "model.int8.onnx", "{}", v.text);
+    let sha = graft_model::weights::sha256_file(&f.run.join("model.int8.onnx")).expect("sha");
+    assert_eq!(v.json["sha256"], sha.as_str());
+    let r = post(&a, &server.url("/predict"), Some("image/png"), &red_png());
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["prediction"], "red", "{}", r.text);
+    let green = png_bytes(&coloured(99_002, 1));
+    let r = post(&a, &server.url("/predict"), Some("image/png"), &green);
+    assert_eq!(r.json["prediction"], "green", "{}", r.text);
 }
 
 #[test]

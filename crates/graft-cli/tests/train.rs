@@ -162,6 +162,55 @@ fn train_dir_writes_a_run_skips_unchanged_stages_and_reproduces() {
     let card = std::fs::read_to_string(run.join("model_card.md")).expect("card");
     let sha = graft_model::weights::sha256_file(&run.join("model.onnx")).expect("sha");
     assert!(card.contains(&sha), "{card}");
+
+    // INT8: `serve` refuses it until it is exported, with the command that writes it.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "serve",
+            "--run",
+            "runs/t",
+            "--precision",
+            "int8",
+            "--port",
+            "0",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("model.int8.onnx does not exist")
+            && stderr(&o).contains("graft export --run runs/t --precision int8"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["export", "--run", "runs/t", "--precision", "int8"],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("Calibrating INT8"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("drop"), "{}", stdout(&o));
+    let int8 = std::fs::read(run.join("model.int8.onnx")).expect("model.int8.onnx");
+    assert!(int8.windows(14).any(|w| w == b"QuantizeLinear"));
+    assert!(
+        int8.len() * 2 < onnx.len(),
+        "{} vs {}",
+        int8.len(),
+        onnx.len()
+    );
+    // The card and export.json describe both files.
+    let card = std::fs::read_to_string(run.join("model_card.md")).expect("card");
+    let sha8 = graft_model::weights::sha256_file(&run.join("model.int8.onnx")).expect("sha");
+    assert!(card.contains(&sha) && card.contains(&sha8), "{card}");
+    assert!(card.contains("activation ranges from"), "{card}");
+    let records: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("export.json")).expect("export.json"))
+            .expect("json");
+    assert_eq!(records["fp32"]["file"], "model.onnx");
+    assert_eq!(records["int8"]["file"], "model.int8.onnx");
+    assert_eq!(records["int8"]["validated"], 9);
     let o = run_graft(
         &cache,
         tmp.path(),

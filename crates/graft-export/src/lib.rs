@@ -7,7 +7,7 @@
 //! last (`W / T`, `b / T`), so the graph is Gemm (+ Relu) + Softmax and nothing else.
 
 use graft_model::arch::NetSpec;
-use graft_model::onnx::{encoder_graph, gemm, ExportOptions, OnnxError};
+use graft_model::onnx::{encoder_graph_in, gemm, ExportOptions, OnnxError, Precision};
 use graft_model::weights::StateDict;
 use graft_train::HeadModel;
 
@@ -84,6 +84,17 @@ pub fn classifier_to_onnx(
     weights: &StateDict,
     model: &HeadModel,
 ) -> Result<Vec<u8>, ExportError> {
+    classifier_to_onnx_in(spec, weights, model, Precision::Float)
+}
+
+/// [`classifier_to_onnx`] with the encoder's convolutions in `precision` (the head, a few
+/// thousandths of the work, stays float).
+pub fn classifier_to_onnx_in(
+    spec: &NetSpec,
+    weights: &StateDict,
+    model: &HeadModel,
+    precision: Precision<'_>,
+) -> Result<Vec<u8>, ExportError> {
     if spec.feature_dim != model.meta.feature_dim {
         return Err(ExportError::Mismatch {
             encoder: spec.kind.name().to_string(),
@@ -96,7 +107,7 @@ pub fn classifier_to_onnx(
         logits: false,
         feature_map: false,
     };
-    let mut eg = encoder_graph(spec, weights, opts)?;
+    let mut eg = encoder_graph_in(spec, weights, opts, precision)?;
     let g = &mut eg.graph;
     let mut x = eg.features.clone();
     let layers = folded_layers(model);

@@ -10,8 +10,10 @@ use graft_model::arch::{
     spec_for, Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding, Preprocess,
 };
 use graft_model::encoder::ImageEncoder;
-use graft_model::onnx::{encoder_to_onnx, ExportOptions};
-use graft_model::ort_backend::{self, OrtEncoder, OrtOptions};
+use graft_model::onnx::{encoder_graph_in, encoder_to_onnx, Calibration, ExportOptions, Precision};
+use graft_model::ort_backend::{
+    self, calibrate, run_images, session_from_onnx, OrtEncoder, OrtOptions,
+};
 use graft_model::{load_pth, DType, StateDict, Tensor};
 
 fn in_ci() -> bool {
@@ -377,6 +379,93 @@ fn export_is_well_formed_bytes() {
     }
 }
 
+// ---- INT8 -------------------------------------------------------------------------------
+
+/// `output` of the encoder in `precision`, run by ONNX Runtime on `n` images.
+fn run_in(
+    spec: &NetSpec,
+    w: &StateDict,
+    precision: Precision<'_>,
+    input: &[f32],
+    n: usize,
+    output: &str,
+) -> (Vec<f32>, Vec<u8>) {
+    let eg = encoder_graph_in(spec, w, ExportOptions::default(), precision).expect("graph");
+    let bytes = eg.graph.to_model("test", "0");
+    let opts = OrtOptions {
+        intra_threads: Some(1),
+        ..OrtOptions::default()
+    };
+    let mut session = session_from_onnx(&bytes, opts).expect("session");
+    let size = spec.preprocess.size as usize;
+    let out = run_images(&mut session, input, n, size, output).expect("runs");
+    (out, bytes)
+}
+
+fn contains(bytes: &[u8], s: &str) -> bool {
+    bytes.windows(s.len()).any(|w| w == s.as_bytes())
+}
+
+#[test]
+fn int8_tiny_network_stays_close_to_float() {
+    if !ort_ready("int8_tiny_network_stays_close_to_float") {
+        return;
+    }
+    let size = 16;
+    let (spec, w) = tiny_net(size as u32);
+    let n = 8;
+    let input = Lcg(5).vec(n * 3 * size * size, 2.0, 0.0);
+    let opts = OrtOptions {
+        intra_threads: Some(1),
+        ..OrtOptions::default()
+    };
+    let cal = calibrate(&spec, &w, &input, n, 3, opts).expect("calibrates");
+    assert_eq!(cal.images, n);
+    // Every activation INT8 reads is observed: the input, each layer, each residual sum.
+    for key in ["input", "b0.l0", "b1.l2", "b1.add", "b3.add", "b4.l0"] {
+        let (lo, hi) = cal
+            .range(key)
+            .unwrap_or_else(|| panic!("no range for {key}"));
+        assert!(lo < hi, "{key}: {lo}..{hi}");
+    }
+    // A ReLU6 layer's range lies within [0, 6].
+    let (lo, hi) = cal.range("b0.l0").expect("stem");
+    assert!(lo >= 0.0 && hi <= 6.0, "{lo}..{hi}");
+
+    let (float, _) = run_in(&spec, &w, Precision::Float, &input, n, "features");
+    let int8 = Precision::Int8 {
+        calibration: &cal,
+        float_blocks: 0,
+    };
+    let (q, bytes) = run_in(&spec, &w, int8, &input, n, "features");
+    assert!(contains(&bytes, "QuantizeLinear") && contains(&bytes, "DequantizeLinear"));
+    let scale = float.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = max_diff(&float, &q);
+    println!("tiny net INT8: max |int8 - float| = {worst:e} of values up to {scale:e}");
+    assert!(worst > 0.0, "INT8 rounding left no trace: not quantized?");
+    assert!(worst < 0.08 * scale, "{worst} vs {scale}");
+
+    // All blocks kept float: the float graph, bit for bit.
+    let all = Precision::Int8 {
+        calibration: &cal,
+        float_blocks: spec.blocks.len(),
+    };
+    let (same, bytes) = run_in(&spec, &w, all, &input, n, "features");
+    assert_eq!(same, float);
+    assert!(!contains(&bytes, "QuantizeLinear"));
+
+    // A calibration that misses a tensor is an error naming it, not a panic.
+    let empty = Calibration::default();
+    let missing = Precision::Int8 {
+        calibration: &empty,
+        float_blocks: 0,
+    };
+    let err = encoder_graph_in(&spec, &w, ExportOptions::default(), missing)
+        .expect_err("no ranges")
+        .to_string();
+    assert!(err.contains("`input`"), "{err}");
+}
+
 // ---- real encoders ----------------------------------------------------------------------
 
 fn load_image(dir: &Path, name: &str, pre: &Preprocess) -> Vec<f32> {
@@ -445,6 +534,46 @@ fn mobilenet_v2_matches_reference_and_knows_the_cat() {
     );
     assert_eq!(argmax(&coffee), ESPRESSO);
     assert!(coffee[ESPRESSO] > 0.95);
+}
+
+#[test]
+fn mobilenet_v2_int8_still_knows_the_cat_and_the_espresso() {
+    let test = "mobilenet_v2_int8";
+    let Some(dir) = weights_dir(test) else { return };
+    if !ort_ready(test) {
+        return;
+    }
+    let w = load_pth(find(&dir, "mobilenet_v2-b0353104.pth", 4)).expect("loads");
+    let spec = spec_for(EncoderKind::MobileNetV2, &w).expect("spec");
+    let pre = spec.preprocess;
+    let batch = [
+        load_image(&dir, "chelsea.png", &pre),
+        load_image(&dir, "coffee.png", &pre),
+    ]
+    .concat();
+    let cal = calibrate(&spec, &w, &batch, 2, 2, OrtOptions::default()).expect("calibrates");
+    let int8 = Precision::Int8 {
+        calibration: &cal,
+        float_blocks: 2,
+    };
+    let (logits, bytes) = run_in(&spec, &w, int8, &batch, 2, "logits");
+    let (cat, coffee) = (softmax(&logits[..1000]), softmax(&logits[1000..]));
+    println!(
+        "mobilenet-v2 INT8: Egyptian cat {:.3}, espresso {:.3}; {:.1} MB",
+        cat[EGYPTIAN_CAT],
+        coffee[ESPRESSO],
+        bytes.len() as f64 / 1e6
+    );
+    assert_eq!(argmax(&cat), EGYPTIAN_CAT);
+    assert_eq!(argmax(&coffee), ESPRESSO);
+    // The encoder's weights shrink 4×; the float ImageNet classifier (5 MB) stays.
+    let float = encoder_to_onnx(&spec, &w, ExportOptions::default()).expect("exports");
+    assert!(
+        bytes.len() * 10 < float.len() * 6,
+        "{} vs {}",
+        bytes.len(),
+        float.len()
+    );
 }
 
 #[test]

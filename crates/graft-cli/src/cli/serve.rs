@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::Precision;
+
 pub const SERVE_HELP: &str = "\
 Endpoints:
   GET  /                 web page: upload, drag-and-drop or take a photo, see the top 3
@@ -89,6 +91,10 @@ pub struct ServeArgs {
     /// Model copies running side by side, each with cores ÷ N ONNX Runtime threads.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub workers: usize,
+    /// Which exported model to serve: fp32 (RUN/model.onnx, built at start-up when missing)
+    /// or int8 (RUN/model.int8.onnx from `graft export --precision int8`).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Args)]
@@ -116,4 +122,7 @@ pub struct BenchServeArgs {
     /// Extra `graft serve` flags for the server under test (e.g. "--workers 2").
     #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
     pub serve_args: Option<String>,
+    /// Model to load, in the server and in the in-process reference (see `graft serve`).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }

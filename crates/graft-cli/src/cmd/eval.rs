@@ -335,6 +335,20 @@ fn read_sweep(dir: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
 
 /// Paths of up to `n` images of the run's test split (val if none), from its feature cache.
 pub fn held_out_images(run: &Path, model: &HeadModel, n: usize) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(split_images(run, model, Split::Test, n)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// Up to `n` images (path, label) of the run's `split`, spread evenly over the split (a cache
+/// is often ordered by class); test falls back to val as in [`held_out_rows`].
+pub fn split_images(
+    run: &Path,
+    model: &HeadModel,
+    split: Split,
+    n: usize,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let features = features_of(run, None)?;
     let cache = open_run_cache(&features, model)?;
     let origin = Origin::read(&features).with_context(|| {
@@ -344,10 +358,10 @@ pub fn held_out_images(run: &Path, model: &HeadModel, n: usize) -> anyhow::Resul
         )
     })?;
     let items = &cache.header().items;
-    let (_, rows) = held_out_rows(&cache, Split::Test);
-    Ok(rows
-        .iter()
-        .take(n)
-        .map(|&i| origin.root.join(&items[i].path))
+    let (_, rows) = held_out_rows(&cache, split);
+    let take = n.min(rows.len());
+    Ok((0..take)
+        .map(|k| rows[k * rows.len() / take.max(1)])
+        .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
         .collect())
 }

@@ -1,15 +1,42 @@
-//! `graft export --run RUN`: the classifier as one ONNX file, validated against graft on the
-//! run's test images, with a model card.
+//! `graft export --run RUN`: the classifier as one ONNX file (float, or INT8 after calibration),
+//! validated against graft on the run's held-out images, with a model card.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use graft_model::arch::{spec_for, EncoderKind};
-use graft_model::ort_backend::{run_images, session_from_onnx, OrtOptions};
+use graft_data::scan::Split;
+use graft_model::arch::{spec_for, EncoderKind, NetSpec};
+use graft_model::onnx::Precision as GraphPrecision;
+use graft_model::ort_backend::{calibrate, run_images, session_from_onnx, OrtOptions};
+use graft_model::weights::StateDict;
 use graft_train::model::write_atomic;
 use graft_train::HeadModel;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use crate::cli::ExportArgs;
+use crate::cli::{ExportArgs, Precision};
+
+/// `RUN/export.json`: what each exported file is and how it was checked (the card's source).
+const RECORDS_FILE: &str = "export.json";
+/// Images per ONNX Runtime / encoder call while validating and calibrating.
+const CHUNK: usize = 32;
+
+/// One exported file and its check against graft.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExportRecord {
+    file: String,
+    sha256: String,
+    bytes: usize,
+    validated: usize,
+    max_diff: f32,
+    same_top1: usize,
+    /// Accuracy of graft's float model and of the file on the labelled validation images.
+    accuracy_graft: Option<f64>,
+    accuracy_file: Option<f64>,
+    calibration_images: Option<usize>,
+}
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if args.format != "onnx" {
@@ -20,41 +47,71 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let kind = encoder_kind(&model)?;
-    let bytes = build_onnx(&model)?;
+    let (spec, weights) = load_encoder(&model)?;
 
     // Validate before writing: the file on disk is always one that passed.
-    let images = super::eval::held_out_images(&args.run, &model, args.validate)?;
-    let pre = model.meta.preprocess;
-    let mut input = Vec::with_capacity(images.len() * pre.len());
-    let mut used = Vec::new();
-    for p in &images {
-        if let Ok((_, img)) = graft_data::decode::read_and_decode(p) {
-            input.extend(pre.apply(&img));
-            used.push(p.clone());
-        }
-    }
-    let n = used.len();
+    let held = super::eval::split_images(&args.run, &model, Split::Test, args.validate)?;
+    let (input, labels) = preprocess_all(&model, &held);
+    let n = labels.len();
     if n == 0 {
         bail!("no readable test image to validate the export on");
     }
+    let size = model.meta.preprocess.size as usize;
     let opts = OrtOptions {
         intra_threads: Some(rayon::current_num_threads()),
         ..OrtOptions::default()
     };
+
+    let (bytes, calibration_images) = match args.precision {
+        Precision::Fp32 => (
+            graft_export::classifier_to_onnx(&spec, &weights, &model)?,
+            None,
+        ),
+        Precision::Int8 => {
+            let train =
+                super::eval::split_images(&args.run, &model, Split::Train, args.calibration)?;
+            let (cal_input, cal_labels) = preprocess_all(&model, &train);
+            let m = cal_labels.len();
+            if m == 0 {
+                bail!("no readable training image to calibrate INT8 on");
+            }
+            println!("Calibrating INT8 activation ranges on {m} training images…");
+            let cal = calibrate(&spec, &weights, &cal_input, m, CHUNK, opts)
+                .context("observing activation ranges (ONNX Runtime is needed)")?;
+            let graph = GraphPrecision::Int8 {
+                calibration: &cal,
+                float_blocks: args.float_blocks,
+            };
+            (
+                graft_export::classifier_to_onnx_in(&spec, &weights, &model, graph)?,
+                Some(m),
+            )
+        }
+    };
+
     let mut session = session_from_onnx(&bytes, opts).context(
         "ONNX Runtime is needed to validate the export (scripts/fetch-onnxruntime.sh or ORT_DYLIB_PATH)",
     )?;
-    let onnx_probs = run_images(
-        &mut session,
-        &input,
-        n,
-        pre.size as usize,
-        graft_export::PROBABILITIES,
-    )?;
+    let per = 3 * size * size;
+    let mut onnx_probs = Vec::new();
+    for chunk in input.chunks(CHUNK * per) {
+        let k = chunk.len() / per;
+        onnx_probs.extend(run_images(
+            &mut session,
+            chunk,
+            k,
+            size,
+            graft_export::PROBABILITIES,
+        )?);
+    }
+    let kind = encoder_kind(&model)?;
     let mut encoder = super::encoder::open_encoder(kind, super::encoder::Backend::Auto)?;
-    let feats = encoder.encode(&input, n, false)?.features;
-    let graft_probs = model.predict_proba(&feats, n);
+    let mut graft_probs = Vec::new();
+    for chunk in input.chunks(CHUNK * per) {
+        let k = chunk.len() / per;
+        let feats = encoder.encode(chunk, k, false)?.features;
+        graft_probs.extend(model.predict_proba(&feats, k));
+    }
     let c = model.meta.classes.len();
     if onnx_probs.len() != n * c {
         bail!(
@@ -67,23 +124,66 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         .zip(&graft_probs)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    let top = |p: &[f32]| graft_train::metrics::argmax_rows(p, c);
-    let agree = top(&onnx_probs)
+    let top_onnx = graft_train::metrics::argmax_rows(&onnx_probs, c);
+    let top_graft = graft_train::metrics::argmax_rows(&graft_probs, c);
+    let same_top1 = top_onnx
         .iter()
-        .zip(top(&graft_probs))
-        .filter(|(a, b)| **a == *b)
+        .zip(&top_graft)
+        .filter(|(a, b)| a == b)
         .count();
+    let accuracy_graft = accuracy(&top_graft, &labels);
+    let accuracy_file = accuracy(&top_onnx, &labels);
     println!(
-        "Validated on {n} images: max |p_onnx − p_graft| = {max_diff:.2e}, same top-1 on {agree}/{n}"
+        "Validated on {n} held-out images: max |p_onnx − p_graft| = {max_diff:.2e}, same top-1 on {same_top1}/{n}"
     );
-    if max_diff >= 1e-4 || agree != n {
-        bail!("the exported model does not match graft (limit 1e-4, all top-1 equal); not written");
+    match args.precision {
+        Precision::Fp32 => {
+            if max_diff >= 1e-4 || same_top1 != n {
+                bail!("the exported model does not match graft (limit 1e-4, all top-1 equal); not written");
+            }
+        }
+        Precision::Int8 => {
+            let Some(d) = AccuracyDrop::measure(&top_graft, &top_onnx, &labels) else {
+                bail!(
+                    "no validation image has a label the model knows; cannot check INT8 accuracy"
+                );
+            };
+            let (lo, hi) = d.interval();
+            println!(
+                "  accuracy: graft (float) {:.4}, {} {:.4}: drop {:.1} points (95% interval {:.1} to {:.1})",
+                accuracy_graft.unwrap_or(0.0),
+                args.precision.file_name(),
+                accuracy_file.unwrap_or(0.0),
+                d.drop() * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            );
+            if lo > args.max_accuracy_drop {
+                bail!(
+                    "INT8 loses more than --max-accuracy-drop {} of accuracy (95% sure); not \
+                     written. Try --float-blocks with more blocks, or serve the float model.onnx",
+                    args.max_accuracy_drop
+                );
+            }
+        }
     }
 
-    let path = args.run.join("model.onnx");
+    let path = args.run.join(args.precision.file_name());
     write_atomic(&path, &bytes)?;
     let sha = graft_model::weights::sha256_file(&path)?;
-    let card = model_card(&args, &model, &sha, bytes.len(), n, max_diff);
+    let record = ExportRecord {
+        file: args.precision.file_name().to_string(),
+        sha256: sha.clone(),
+        bytes: bytes.len(),
+        validated: n,
+        max_diff,
+        same_top1,
+        accuracy_graft,
+        accuracy_file,
+        calibration_images,
+    };
+    let records = update_records(&args.run, args.precision, record)?;
+    let card = model_card(&args.run, &model, &records);
     write_atomic(&args.run.join("model_card.md"), card.as_bytes())?;
     println!(
         "Wrote {} ({:.1} MB, sha256 {}) and model_card.md",
@@ -94,30 +194,138 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Decoded and preprocessed images (unreadable ones skipped) with their class index, if the
+/// model knows the label.
+fn preprocess_all(
+    model: &HeadModel,
+    images: &[(PathBuf, String)],
+) -> (Vec<f32>, Vec<Option<usize>>) {
+    let pre = model.meta.preprocess;
+    let done: Vec<(Vec<f32>, Option<usize>)> = images
+        .par_iter()
+        .filter_map(|(p, label)| {
+            let (_, img) = graft_data::decode::read_and_decode(p).ok()?;
+            let class = model.meta.classes.iter().position(|c| c == label);
+            Some((pre.apply(&img), class))
+        })
+        .collect();
+    let mut input = Vec::with_capacity(done.len() * pre.len());
+    let mut labels = Vec::with_capacity(done.len());
+    for (x, l) in done {
+        input.extend(x);
+        labels.push(l);
+    }
+    (input, labels)
+}
+
+/// Paired accuracy change from the float model to the exported one on the same images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct AccuracyDrop {
+    /// Labelled images.
+    n: usize,
+    /// Right in float, wrong in the file.
+    lost: usize,
+    /// Wrong in float, right in the file.
+    gained: usize,
+}
+
+impl AccuracyDrop {
+    fn measure(float: &[usize], file: &[usize], labels: &[Option<usize>]) -> Option<AccuracyDrop> {
+        let mut d = AccuracyDrop {
+            n: 0,
+            lost: 0,
+            gained: 0,
+        };
+        for ((&a, &b), l) in float.iter().zip(file).zip(labels) {
+            let Some(l) = *l else { continue };
+            d.n += 1;
+            match (a == l, b == l) {
+                (true, false) => d.lost += 1,
+                (false, true) => d.gained += 1,
+                _ => {}
+            }
+        }
+        (d.n > 0).then_some(d)
+    }
+
+    fn drop(&self) -> f64 {
+        (self.lost as f64 - self.gained as f64) / self.n as f64
+    }
+
+    /// 95% interval of the drop: only the images whose verdict changed carry information
+    /// (McNemar), so a few flips on a small test split do not condemn the file.
+    fn interval(&self) -> (f64, f64) {
+        let half = 1.96 * ((self.lost + self.gained) as f64).sqrt() / self.n as f64;
+        (self.drop() - half, self.drop() + half)
+    }
+}
+
+fn accuracy(pred: &[usize], labels: &[Option<usize>]) -> Option<f64> {
+    let known: Vec<(usize, usize)> = pred
+        .iter()
+        .zip(labels)
+        .filter_map(|(&p, l)| l.map(|l| (p, l)))
+        .collect();
+    if known.is_empty() {
+        return None;
+    }
+    let right = known.iter().filter(|(p, l)| p == l).count();
+    Some(right as f64 / known.len() as f64)
+}
+
+/// Add `record` to RUN/export.json, dropping records of files that are gone or older than the
+/// model (a retrained run makes them stale).
+fn update_records(
+    run: &Path,
+    precision: Precision,
+    record: ExportRecord,
+) -> anyhow::Result<BTreeMap<String, ExportRecord>> {
+    let path = run.join(RECORDS_FILE);
+    let mut records: BTreeMap<String, ExportRecord> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    records.retain(|_, r| file_is_current(run, &r.file));
+    records.insert(precision.name().to_string(), record);
+    let json = serde_json::to_vec_pretty(&records)?;
+    write_atomic(&path, &json)?;
+    Ok(records)
+}
+
+/// Whether RUN/`file` exists and is at least as new as the trained model.
+pub fn file_is_current(run: &Path, file: &str) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(&run.join(file)),
+        modified(&run.join(graft_train::model::META_FILE)),
+    ) {
+        (Some(f), Some(meta)) => f >= meta,
+        _ => false,
+    }
+}
+
 fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
     EncoderKind::from_name(&model.meta.encoder)
         .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
 }
 
-/// The run's classifier as ONNX bytes (encoder weights from graft's cache), not validated.
-pub fn build_onnx(model: &HeadModel) -> anyhow::Result<Vec<u8>> {
+fn load_encoder(model: &HeadModel) -> anyhow::Result<(NetSpec, StateDict)> {
     let kind = encoder_kind(model)?;
     let weights = graft_model::fetch::load(kind, &graft_model::fetch::cache_dir())
         .with_context(|| format!("loading the {kind} weights"))?;
     let spec = spec_for(kind, &weights)?;
+    Ok((spec, weights))
+}
+
+/// The run's float classifier as ONNX bytes (encoder weights from graft's cache), not validated.
+pub fn build_onnx(model: &HeadModel) -> anyhow::Result<Vec<u8>> {
+    let (spec, weights) = load_encoder(model)?;
     Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
 }
 
-fn model_card(
-    args: &ExportArgs,
-    model: &HeadModel,
-    sha: &str,
-    size: usize,
-    validated: usize,
-    max_diff: f32,
-) -> String {
+fn model_card(run: &Path, model: &HeadModel, records: &BTreeMap<String, ExportRecord>) -> String {
     let m = &model.meta;
-    let metrics: serde_json::Value = std::fs::read(args.run.join("metrics.json"))
+    let metrics: serde_json::Value = std::fs::read(run.join("metrics.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -125,17 +333,24 @@ fn model_card(
     let _ = writeln!(
         s,
         "# Model card: {}\n",
-        args.run
-            .file_name()
+        run.file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     );
     let _ = writeln!(s, "## Files\n");
-    let _ = writeln!(
-        s,
-        "- `model.onnx`: {:.1} MB, sha256 `{sha}`",
-        size as f64 / 1e6
-    );
+    for (precision, r) in records {
+        let what = match precision.as_str() {
+            "int8" => "INT8 weights and activations (QDQ), head in float",
+            _ => "float32",
+        };
+        let _ = writeln!(
+            s,
+            "- `{}`: {what}, {:.1} MB, sha256 `{}`",
+            r.file,
+            r.bytes as f64 / 1e6,
+            r.sha256
+        );
+    }
     let _ = writeln!(
         s,
         "- input `input` `[N, 3, {0}, {0}]` float32, RGB, CHW",
@@ -189,9 +404,48 @@ fn model_card(
             r["train"], r["val"]
         );
     }
-    let _ = writeln!(s, "- export check: {validated} images through ONNX Runtime vs graft, max probability difference {max_diff:.1e}, same top-1 on all\n");
-    let _ = writeln!(s, "## Limits\n");
+    for r in records.values() {
+        let _ = write!(
+            s,
+            "- export check of `{}`: {} held-out images through ONNX Runtime vs graft, max probability difference {:.1e}, same top-1 on {}/{}",
+            r.file, r.validated, r.max_diff, r.same_top1, r.validated
+        );
+        if let (Some(a), Some(b)) = (r.accuracy_graft, r.accuracy_file) {
+            let _ = write!(s, "; accuracy {b:.4} (graft float {a:.4})");
+        }
+        if let Some(c) = r.calibration_images {
+            let _ = write!(s, "; activation ranges from {c} training images");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "\n## Limits\n");
     let _ = writeln!(s, "- Knows only the classes above: any photo gets one of them. Treat a top probability below the threshold (default 0.70) as \"unsure\" and retake the photo.");
     let _ = writeln!(s, "- Quality holds for photos like the training set (same kind of camera, framing, light); measure again on new sources before relying on it.");
+    if records.contains_key("int8") {
+        let _ = writeln!(s, "- The INT8 file is fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI); on older AVX2-only CPUs ONNX Runtime's uint8×int8 kernels can saturate, so re-check its accuracy there.");
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accuracy_drop_counts_only_changed_verdicts() {
+        // Labels 0..6; float right on 0-3, the file right on 0-1 and 4.
+        let labels: Vec<Option<usize>> = vec![Some(0), Some(1), Some(2), Some(3), Some(4), None];
+        let float = [0, 1, 2, 3, 9, 5];
+        let file = [0, 1, 9, 9, 4, 7];
+        let d = AccuracyDrop::measure(&float, &file, &labels).expect("labelled");
+        assert_eq!((d.n, d.lost, d.gained), (5, 2, 1));
+        assert!((d.drop() - 0.2).abs() < 1e-12);
+        let (lo, hi) = d.interval();
+        let half = 1.96 * 3f64.sqrt() / 5.0;
+        assert!((lo - (0.2 - half)).abs() < 1e-12 && (hi - (0.2 + half)).abs() < 1e-12);
+        // Identical predictions: no drop and no uncertainty.
+        let same = AccuracyDrop::measure(&float, &float, &labels).expect("labelled");
+        assert_eq!(same.interval(), (0.0, 0.0));
+        assert!(AccuracyDrop::measure(&float, &file, &[None; 6]).is_none());
+    }
 }

@@ -10,7 +10,7 @@ use graft_serve::batcher::BatchConfig;
 use graft_serve::{ClassInfo, ServeOptions, ServedModel};
 use graft_train::HeadModel;
 
-use crate::cli::ServeArgs;
+use crate::cli::{Precision, ServeArgs};
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.threshold) {
@@ -25,7 +25,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.host
         )
     })?;
-    let served = load_model(&args.run, args.classes_info.as_deref())?;
+    let served = load_model(&args.run, args.classes_info.as_deref(), args.precision)?;
     let opts = ServeOptions {
         addr: SocketAddr::new(host, args.port),
         threshold: args.threshold,
@@ -84,21 +84,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The run's model as the service needs it: ONNX bytes (RUN/model.onnx, or built now when it is
 /// missing or older than the model), classes and preprocessing, and the per-class information.
-pub fn load_model(run: &Path, classes_info: Option<&Path>) -> anyhow::Result<ServedModel> {
+pub fn load_model(
+    run: &Path,
+    classes_info: Option<&Path>,
+    precision: Precision,
+) -> anyhow::Result<ServedModel> {
     let model = HeadModel::load(run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
-    let file = run.join("model.onnx");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let fresh = match (
-        modified(&file),
-        modified(&run.join(graft_train::model::META_FILE)),
-    ) {
-        (Some(onnx), Some(meta)) => onnx >= meta,
-        _ => false,
-    };
+    let file_name = precision.file_name();
+    let file = run.join(file_name);
+    let fresh = super::export::file_is_current(run, file_name);
     let (onnx, onnx_origin) = if fresh {
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        (bytes, "model.onnx".to_string())
+        (bytes, file_name.to_string())
+    } else if precision == Precision::Int8 {
+        // Quantization needs calibration and an accuracy check: never done silently here.
+        let why = if file.exists() {
+            "is older than the model"
+        } else {
+            "does not exist"
+        };
+        bail!(
+            "{} {why}; write it first with `graft export --run {} --precision int8`",
+            file.display(),
+            run.display()
+        );
     } else {
         if file.exists() {
             eprintln!(

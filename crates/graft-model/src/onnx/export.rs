@@ -1,6 +1,7 @@
 //! The encoder family as an ONNX graph, built from the same [`NetSpec`] as every backend.
 
 use super::graph::{Attr, Dim, Graph};
+use super::quant::{fake_quant, quantized_conv_params, Calibration, QParams};
 use super::OnnxError;
 use crate::arch::{Act, ConvBn, Linear, NetSpec};
 use crate::weights::StateDict;
@@ -37,6 +38,69 @@ pub struct EncoderGraph {
     pub feature_map: String,
     pub feature_map_size: usize,
     pub logits: Option<String>,
+    /// With [`Precision::Probe`]: (calibration key, graph output name) of every activation.
+    pub probes: Vec<(String, String)>,
+}
+
+/// Number format of the encoder's convolutions.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Precision<'a> {
+    /// float32 throughout.
+    #[default]
+    Float,
+    /// float32, with every activation that INT8 would quantize also declared as an output,
+    /// for observing its range on calibration images.
+    Probe,
+    /// INT8 weights and activations (QDQ), activation ranges from the calibration; the first
+    /// `float_blocks` blocks stay float (the full-resolution stem is both the cheapest to keep
+    /// and the layers whose rounding hurts accuracy most).
+    Int8 {
+        calibration: &'a Calibration,
+        float_blocks: usize,
+    },
+}
+
+/// Marks activation tensors: nothing (float), an extra output (probe) or a
+/// quantize/dequantize pair (INT8), remembering the scale the next convolution reads.
+struct Activations<'a> {
+    precision: Precision<'a>,
+    probes: Vec<(String, String)>,
+    current: Option<QParams>,
+}
+
+impl Activations<'_> {
+    /// `x` (`key`, shape `[N, c, h, w]`) is read next by a convolution of block `next_block`
+    /// (or, for the final map, comes from it). It is quantized when that block is INT8.
+    fn mark(
+        &mut self,
+        g: &mut Graph,
+        x: String,
+        key: &str,
+        [c, h, w]: [usize; 3],
+        next_block: usize,
+    ) -> Result<String, OnnxError> {
+        match self.precision {
+            Precision::Float => Ok(x),
+            Precision::Int8 { float_blocks, .. } if next_block < float_blocks => {
+                self.current = None;
+                Ok(x)
+            }
+            Precision::Probe => {
+                let dims = [batch(), Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)];
+                g.output(&x, &dims);
+                self.probes.push((key.to_string(), x.clone()));
+                Ok(x)
+            }
+            Precision::Int8 { calibration, .. } => {
+                let (lo, hi) = calibration.range(key).ok_or_else(|| {
+                    OnnxError::Spec(format!("the calibration has no range for `{key}`"))
+                })?;
+                let p = QParams::uint8(lo, hi);
+                self.current = Some(p);
+                Ok(fake_quant(g, &x, key, p))
+            }
+        }
+    }
 }
 
 fn batch() -> Dim {
@@ -59,12 +123,28 @@ pub fn encoder_graph(
     weights: &StateDict,
     opts: ExportOptions,
 ) -> Result<EncoderGraph, OnnxError> {
+    encoder_graph_in(spec, weights, opts, Precision::Float)
+}
+
+/// [`encoder_graph`] with the convolutions in `precision`.
+pub fn encoder_graph_in(
+    spec: &NetSpec,
+    weights: &StateDict,
+    opts: ExportOptions,
+    precision: Precision<'_>,
+) -> Result<EncoderGraph, OnnxError> {
     let size = opts.input_size.unwrap_or(spec.preprocess.size) as usize;
     let mut g = Graph::new(spec.kind.name());
+    let mut acts = Activations {
+        precision,
+        probes: Vec::new(),
+        current: None,
+    };
     let mut x = g.input(
         "input",
         &[batch(), Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)],
     );
+    x = acts.mark(&mut g, x, "input", [3, size, size], 0)?;
     // ReLU6 bounds, shared by every Clip (opset 11+ takes them as scalar inputs).
     let lo = g.initializer("relu6_min", &[], &[0.0]);
     let hi = g.initializer("relu6_max", &[], &[6.0]);
@@ -80,8 +160,15 @@ pub fn encoder_graph(
                 )));
             }
             let (w, b) = fold_bn(layer, weights, spec.bn_eps)?;
-            let wn = g.initializer(&format!("{}.folded", layer.conv), &w.0, &w.1);
-            let bn = g.initializer(&format!("{}.bias", layer.bn), &[b.len()], &b);
+            let (wn, bn) = match (precision, acts.current) {
+                (Precision::Int8 { .. }, Some(input)) => {
+                    quantized_conv_params(&mut g, &layer.conv, &w.0, &w.1, &b, input.scale)
+                }
+                _ => (
+                    g.initializer(&format!("{}.folded", layer.conv), &w.0, &w.1),
+                    g.initializer(&format!("{}.bias", layer.bn), &[b.len()], &b),
+                ),
+            };
             let k = layer.kernel as i64;
             let (p0, p1) = (before as i64, after as i64);
             x = g.node(
@@ -99,9 +186,27 @@ pub fn encoder_graph(
             if let Some(Act::Relu6) = layer.act {
                 x = g.node("Clip", &[&x, &lo, &hi], &format!("b{bi}.l{li}.relu6"), &[]);
             }
+            // The last layer's output goes on to the next block (through the residual sum, if any).
+            // (The final map goes on to pooling, in float: its block decides alone.)
+            let last_block = bi + 1 == spec.blocks.len();
+            let next = if li + 1 < block.layers.len() || block.residual || last_block {
+                bi
+            } else {
+                bi + 1
+            };
+            x = acts.mark(
+                &mut g,
+                x,
+                &format!("b{bi}.l{li}"),
+                [layer.out_ch, s, s],
+                next,
+            )?;
         }
         if block.residual {
+            let out_ch = block.layers.last().map_or(0, |l| l.out_ch);
             x = g.node("Add", &[&block_in, &x], &format!("b{bi}.add"), &[]);
+            let next = (bi + 1).min(spec.blocks.len() - 1);
+            x = acts.mark(&mut g, x, &format!("b{bi}.add"), [out_ch, s, s], next)?;
         }
     }
     let fd = spec.feature_dim;
@@ -137,6 +242,7 @@ pub fn encoder_graph(
         feature_map,
         feature_map_size: s,
         logits,
+        probes: acts.probes,
     })
 }
 

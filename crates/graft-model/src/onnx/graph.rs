@@ -1,4 +1,5 @@
-//! A small ONNX graph builder: float tensors only, default domain, one opset. Nodes are
+//! A small ONNX graph builder: float values (plus integer constants for quantized weights),
+//! default domain, one opset. Nodes are
 //! appended in topological order by the caller; names are checked for uniqueness so a later
 //! stage (a classifier head) can keep appending to a graph it did not build.
 
@@ -6,8 +7,14 @@ use std::collections::HashSet;
 
 use super::proto::Msg;
 
-/// `TensorProto.DataType.FLOAT`.
-const FLOAT: i64 = 1;
+/// Element types of constant tensors (`TensorProto.DataType` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Float = 1,
+    Uint8 = 2,
+    Int8 = 3,
+    Int32 = 6,
+}
 /// IR version 8 (onnx 1.10+): understood by every ONNX Runtime since 1.10.
 pub const IR_VERSION: i64 = 8;
 /// Opset 13: Clip takes min/max as inputs, Gemm/Conv are stable, all runtimes support it.
@@ -52,7 +59,7 @@ fn value_info(name: &str, dims: &[Dim]) -> Msg {
         shape.msg(1, &dim);
     }
     let mut tensor = Msg::new();
-    tensor.int(1, FLOAT).msg(2, &shape);
+    tensor.int(1, DataType::Float as i64).msg(2, &shape);
     let mut ty = Msg::new();
     ty.msg(1, &tensor);
     let mut vi = Msg::new();
@@ -92,22 +99,46 @@ impl Graph {
 
     /// A constant float tensor stored as little-endian `raw_data`; returns its (unique) name.
     pub fn initializer(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, dims, DataType::Float, data.len(), &raw)
+    }
+
+    /// A constant int8 tensor (quantized weights, symmetric zero points).
+    pub fn i8_initializer(&mut self, name: &str, dims: &[usize], data: &[i8]) -> String {
+        let raw: Vec<u8> = data.iter().map(|&v| v as u8).collect();
+        self.raw_initializer(name, dims, DataType::Int8, data.len(), &raw)
+    }
+
+    /// A constant uint8 tensor (activation zero points).
+    pub fn u8_initializer(&mut self, name: &str, dims: &[usize], data: &[u8]) -> String {
+        self.raw_initializer(name, dims, DataType::Uint8, data.len(), data)
+    }
+
+    /// A constant int32 tensor (quantized biases).
+    pub fn i32_initializer(&mut self, name: &str, dims: &[usize], data: &[i32]) -> String {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, dims, DataType::Int32, data.len(), &raw)
+    }
+
+    fn raw_initializer(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        ty: DataType,
+        count: usize,
+        raw: &[u8],
+    ) -> String {
         assert_eq!(
             dims.iter().product::<usize>(),
-            data.len(),
-            "initializer {name}: shape {dims:?} does not match {} values",
-            data.len()
+            count,
+            "initializer {name}: shape {dims:?} does not match {count} values",
         );
         let name = self.fresh(name);
-        let mut raw = Vec::with_capacity(data.len() * 4);
-        for v in data {
-            raw.extend_from_slice(&v.to_le_bytes());
-        }
         let mut t = Msg::new();
         if !dims.is_empty() {
             t.packed_ints(1, &dims.iter().map(|&d| d as i64).collect::<Vec<_>>());
         }
-        t.int(2, FLOAT).str(8, &name).bytes(9, &raw);
+        t.int(2, ty as i64).str(8, &name).bytes(9, raw);
         self.initializers.push(t);
         name
     }

@@ -33,13 +33,14 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a readable image", image.display()))?;
     let threads = rayon::current_num_threads();
     println!(
-        "bench serve: {} ({} bytes), {} requests per level, {threads} cores",
+        "bench serve: {} model, {} ({} bytes), {} requests per level, {threads} cores",
+        args.precision.name(),
         image.display(),
         bytes.len(),
         args.requests
     );
 
-    let d = direct_latency(&args.run, &bytes, 40)?;
+    let d = direct_latency(&args.run, &bytes, 40, args.precision)?;
     println!(
         "  in-process, one image at a time: P50 {:.1} ms (decode {:.1} + preprocess {:.1} + model {:.1})",
         d.total * 1e3,
@@ -49,11 +50,12 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
     );
     let direct = d.total;
 
-    let extra: Vec<&str> = args
+    let mut extra: Vec<&str> = args
         .serve_args
         .as_deref()
         .map(|s| s.split_whitespace().collect())
         .unwrap_or_default();
+    extra.extend(["--precision", args.precision.name()]);
     let mut server = Server::start(&args.run, &extra)?;
     let base = format!("http://{}", server.addr);
     // The address is printed once the model is loaded and the port bound: ready now.
@@ -146,8 +148,13 @@ struct Direct {
     model: f64,
 }
 
-fn direct_latency(run: &Path, bytes: &[u8], n: usize) -> anyhow::Result<Direct> {
-    let served = super::super::serve::load_model(run, None)?;
+fn direct_latency(
+    run: &Path,
+    bytes: &[u8],
+    n: usize,
+    precision: crate::cli::Precision,
+) -> anyhow::Result<Direct> {
+    let served = super::super::serve::load_model(run, None, precision)?;
     let pre = served.preprocess;
     let mut infer = OrtInfer::new(&served.onnx, pre.size as usize, None)
         .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
