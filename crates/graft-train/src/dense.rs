@@ -25,21 +25,29 @@ pub fn gemm(
     // SAFETY: the assert above guarantees every index the strides reach lies within the three
     // slices, and `c` is borrowed mutably, so it aliases neither `a` nor `b`.
     unsafe {
-        matrixmultiply::sgemm(
+        // The `gemm` crate picks AVX-512 kernels at run time where the CPU has them (1.1-1.5×
+        // matrixmultiply's AVX2 on the heads' shapes). Its `alpha` scales the destination and
+        // `beta` the product: the reverse of BLAS.
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
+            k,
             c.as_mut_ptr(),
-            n as isize,
             1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            csa as isize,
+            rsa as isize,
+            b.as_ptr(),
+            csb as isize,
+            rsb as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -95,16 +103,26 @@ mod tests {
     }
 
     #[test]
-    fn gemm_matches_naive_for_every_transpose() {
-        let (m, k, n) = (5, 7, 3);
-        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.91).cos()).collect();
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let mut c = vec![1.0; m * n];
-            gemm(ta, tb, m, k, n, 1.0, &a, &b, 0.0, &mut c);
-            let want = naive(ta, tb, m, k, n, &a, &b);
-            for (x, y) in c.iter().zip(&want) {
-                assert!((x - y).abs() < 1e-5, "{ta} {tb}: {x} vs {y}");
+    fn gemm_matches_naive_for_every_transpose_scale_and_size() {
+        // Small, and large enough for the packed SIMD kernels with ragged edges.
+        for (m, k, n) in [(5, 7, 3), (67, 130, 33)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.91).cos()).collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                // Overwrite (beta 0, even over NaN), then scale and accumulate (beta 1).
+                let mut c = vec![f32::NAN; m * n];
+                gemm(ta, tb, m, k, n, 1.0, &a, &b, 0.0, &mut c);
+                let want = naive(ta, tb, m, k, n, &a, &b);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-4, "{m}x{k}x{n} {ta} {tb}: {x} vs {y}");
+                }
+                gemm(ta, tb, m, k, n, -0.5, &a, &b, 1.0, &mut c);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!(
+                        (x - 0.5 * y).abs() < 1e-4,
+                        "accumulate {ta} {tb}: {x} vs {y}"
+                    );
+                }
             }
         }
     }
