@@ -173,6 +173,17 @@ impl FeatureCache {
         Some(out)
     }
 
+    /// Spatial maps (C × H × W each) of `items`, in that order; `None` when the cache has none.
+    pub fn load_spatial(&self, items: &[usize]) -> Option<Vec<f32>> {
+        let width = self.header.spatial?.len();
+        let mut out = vec![0.0; items.len() * width];
+        for (row, &i) in out.chunks_exact_mut(width.max(1)).zip(items) {
+            let b = self.bytes(&self.spatial, i, width)?;
+            f16_bytes_to_f32(b, row);
+        }
+        Some(out)
+    }
+
     /// All usable rows (failed images left out) with their labels and splits.
     pub fn load_all(&self) -> LoadedFeatures {
         let dim = self.header.feature_dim;

@@ -44,7 +44,9 @@ impl std::fmt::Display for Balance {
     }
 }
 
-/// Per-feature mean and standard deviation of the training rows.
+/// Per-feature mean and standard deviation of the training rows. A spatial row (a feature map,
+/// `C × P` channel-major) is standardised per channel, over all its locations: the statistics
+/// then have the encoder's feature dimension whatever the map size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
     pub mean: Vec<f32>,
@@ -53,15 +55,29 @@ pub struct Standardizer {
 
 impl Standardizer {
     pub fn fit(x: &[f32], dim: usize, rows: &[usize]) -> Standardizer {
-        let mut sum = vec![0f64; dim];
-        let mut sq = vec![0f64; dim];
+        Self::fit_spatial(x, dim, 1, rows)
+    }
+
+    /// Statistics per channel of rows holding `channels × locations` values.
+    pub fn fit_spatial(
+        x: &[f32],
+        channels: usize,
+        locations: usize,
+        rows: &[usize],
+    ) -> Standardizer {
+        let row_len = channels * locations;
+        let mut sum = vec![0f64; channels];
+        let mut sq = vec![0f64; channels];
         for &r in rows {
-            for (k, &v) in x[r * dim..(r + 1) * dim].iter().enumerate() {
-                sum[k] += f64::from(v);
-                sq[k] += f64::from(v) * f64::from(v);
+            let row = &x[r * row_len..(r + 1) * row_len];
+            for (k, plane) in row.chunks_exact(locations).enumerate() {
+                for &v in plane {
+                    sum[k] += f64::from(v);
+                    sq[k] += f64::from(v) * f64::from(v);
+                }
             }
         }
-        let n = rows.len().max(1) as f64;
+        let n = (rows.len() * locations).max(1) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
         let std = sq
             .iter()
@@ -72,10 +88,22 @@ impl Standardizer {
     }
 
     pub fn apply(&self, x: &mut [f32]) {
-        let dim = self.mean.len();
-        for row in x.chunks_exact_mut(dim) {
-            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
-                *v = (*v - m) / s;
+        self.apply_spatial(x, 1);
+    }
+
+    /// Standardise rows of `mean.len() × locations` values, channel-major.
+    pub fn apply_spatial(&self, x: &mut [f32], locations: usize) {
+        let locations = locations.max(1);
+        let channels = self.mean.len();
+        for row in x.chunks_exact_mut(channels * locations) {
+            for ((plane, m), s) in row
+                .chunks_exact_mut(locations)
+                .zip(&self.mean)
+                .zip(&self.std)
+            {
+                for v in plane {
+                    *v = (*v - m) / s;
+                }
             }
         }
     }
@@ -84,7 +112,10 @@ impl Standardizer {
 /// Standardised feature rows with labels and the row indices of each split.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// Values per row: the feature dimension, or channels × locations for feature maps.
     pub dim: usize,
+    /// Locations per row: 1 for pooled features, H·W for feature maps (`C × P`, channel-major).
+    pub locations: usize,
     pub classes: Vec<String>,
     /// `n × dim`, standardised with [`Dataset::standardizer`].
     pub x: Vec<f32>,
@@ -103,6 +134,22 @@ impl Dataset {
     /// out as val, chosen with `seed`.
     pub fn new(
         dim: usize,
+        x: Vec<f32>,
+        y: Vec<usize>,
+        splits: &[Option<Split>],
+        classes: Vec<String>,
+        val_fraction: f64,
+        seed: u64,
+    ) -> Result<Dataset, TrainError> {
+        Self::new_spatial(dim, 1, x, y, splits, classes, val_fraction, seed)
+    }
+
+    /// [`Dataset::new`] for feature maps: rows of `channels × locations` values; the val
+    /// hold-out is the same as for pooled rows of the same images and seed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_spatial(
+        channels: usize,
+        locations: usize,
         mut x: Vec<f32>,
         y: Vec<usize>,
         splits: &[Option<Split>],
@@ -110,6 +157,8 @@ impl Dataset {
         val_fraction: f64,
         seed: u64,
     ) -> Result<Dataset, TrainError> {
+        let locations = locations.max(1);
+        let dim = channels * locations;
         let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
         for (i, s) in splits.iter().enumerate() {
             match s {
@@ -147,10 +196,11 @@ impl Dataset {
             train = keep;
             val_held_out = true;
         }
-        let standardizer = Standardizer::fit(&x, dim, &train);
-        standardizer.apply(&mut x);
+        let standardizer = Standardizer::fit_spatial(&x, channels, locations, &train);
+        standardizer.apply_spatial(&mut x, locations);
         Ok(Dataset {
             dim,
+            locations,
             classes,
             x,
             y,

@@ -1,4 +1,5 @@
-//! Classifier heads over a feature row: logistic regression and a one-hidden-layer MLP.
+//! Classifier heads: logistic regression and a one-hidden-layer MLP over a pooled feature row,
+//! and attention pooling over a feature map ([`crate::attention`]).
 
 use std::fmt;
 use std::path::Path;
@@ -11,12 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::dense::{add_bias, col_sums, gemm, softmax_rows};
 use crate::TrainError;
 
-/// Which head, written `linear`, `mlp` (hidden 256, dropout 0.2) or `mlp:HIDDEN[:DROPOUT]`.
+/// Which head, written `linear`, `mlp` (hidden 256, dropout 0.2), `mlp:HIDDEN[:DROPOUT]` or
+/// `attention` (attention pooling over the spatial feature map).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum HeadSpec {
     Linear,
     Mlp { hidden: usize, dropout: f32 },
+    Attention,
 }
 
 impl HeadSpec {
@@ -24,6 +27,11 @@ impl HeadSpec {
         hidden: 256,
         dropout: 0.2,
     };
+
+    /// Whether the head reads the spatial feature map rather than the pooled features.
+    pub fn spatial(&self) -> bool {
+        matches!(self, HeadSpec::Attention)
+    }
 }
 
 impl fmt::Display for HeadSpec {
@@ -31,6 +39,7 @@ impl fmt::Display for HeadSpec {
         match self {
             HeadSpec::Linear => f.write_str("linear"),
             HeadSpec::Mlp { hidden, dropout } => write!(f, "mlp:{hidden}:{dropout}"),
+            HeadSpec::Attention => f.write_str("attention"),
         }
     }
 }
@@ -42,6 +51,7 @@ impl FromStr for HeadSpec {
         let mut parts = s.trim().split(':');
         match parts.next().map(str::to_ascii_lowercase).as_deref() {
             Some("linear") if parts.next().is_none() => Ok(HeadSpec::Linear),
+            Some("attention" | "attn") if parts.next().is_none() => Ok(HeadSpec::Attention),
             Some("mlp") => {
                 let HeadSpec::Mlp {
                     mut hidden,
@@ -81,7 +91,7 @@ pub struct Layer {
 
 impl Layer {
     /// Kaiming-uniform-like init (PyTorch's `nn.Linear` default range), bias zero.
-    fn init(rows: usize, cols: usize, rng: &mut SplitMix64) -> Layer {
+    pub(crate) fn init(rows: usize, cols: usize, rng: &mut SplitMix64) -> Layer {
         let bound = 1.0 / (rows as f32).sqrt();
         let w = (0..rows * cols)
             .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * bound)
@@ -114,7 +124,8 @@ impl Layer {
     }
 }
 
-/// A head's parameters. `layers[0]` reads the feature row; the last layer writes logits.
+/// A head's parameters. `layers[0]` reads the feature row (for attention: the query over the
+/// map's channels); the last layer writes logits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Head {
     pub spec: HeadSpec,
@@ -128,6 +139,9 @@ pub struct Activations {
     hidden: Vec<f32>,
     /// Dropout scale per hidden unit (0 or 1/(1-p)); empty when not training.
     mask: Vec<f32>,
+    /// Attention weights per location (`n × P`) and pooled vectors (`n × C`), attention only.
+    pub attention: Vec<f32>,
+    pub(crate) pooled: Vec<f32>,
     pub logits: Vec<f32>,
 }
 
@@ -139,10 +153,15 @@ impl Head {
                 Layer::init(inputs, hidden, rng),
                 Layer::init(hidden, classes, rng),
             ],
+            HeadSpec::Attention => vec![
+                Layer::init(inputs, 1, rng),
+                Layer::init(inputs, classes, rng),
+            ],
         };
         Head { spec, layers }
     }
 
+    /// Features per location: the pooled row's length, or the map's channels (attention).
     pub fn inputs(&self) -> usize {
         self.layers[0].rows
     }
@@ -171,6 +190,7 @@ impl Head {
         act: &mut Activations,
     ) {
         match (self.spec, self.layers.as_slice()) {
+            (HeadSpec::Attention, [q, out]) => crate::attention::forward(q, out, x, n, act),
             (HeadSpec::Mlp { dropout, .. }, [l1, l2]) => {
                 l1.forward(x, n, &mut act.hidden);
                 act.mask.clear();
@@ -206,6 +226,9 @@ impl Head {
         grad: &mut Head,
     ) {
         match (self.layers.as_slice(), grad.layers.as_mut_slice()) {
+            ([_, out], [gq, gout]) if self.spec.spatial() => {
+                crate::attention::backward(out, x, n, act, dlogits, gq, gout);
+            }
             ([l1, l2], [g1, g2]) => {
                 let (h, c) = (l2.rows, l2.cols);
                 gemm(
@@ -256,13 +279,22 @@ impl Head {
         let mut act = Activations::default();
         // Large sets in blocks, so the hidden layer never needs n × hidden at once.
         let mut out = Vec::with_capacity(n * self.classes());
-        let d = self.inputs();
+        let d = x.len() / n.max(1);
         for start in (0..n).step_by(4096) {
             let m = (n - start).min(4096);
             self.forward(&x[start * d..(start + m) * d], m, None, &mut act);
             out.extend_from_slice(&act.logits);
         }
         out
+    }
+
+    /// Attention weights per location (`n × P`) of `n` standardised maps; empty for heads
+    /// without attention.
+    pub fn attention(&self, x: &[f32], n: usize) -> Vec<f32> {
+        match (self.spec, self.layers.as_slice()) {
+            (HeadSpec::Attention, [q, _]) => crate::attention::weights(q, x, n),
+            _ => Vec::new(),
+        }
     }
 
     /// The head's tensors, named `layers.{i}.weight` (cols × rows, PyTorch's `nn.Linear`
@@ -292,7 +324,7 @@ impl Head {
     pub fn from_state_dict(spec: HeadSpec, sd: &StateDict) -> Result<Head, TrainError> {
         let count = match spec {
             HeadSpec::Linear => 1,
-            HeadSpec::Mlp { .. } => 2,
+            HeadSpec::Mlp { .. } | HeadSpec::Attention => 2,
         };
         let mut layers = Vec::with_capacity(count);
         for i in 0..count {

@@ -23,6 +23,10 @@ pub struct ModelMeta {
     pub head: HeadSpec,
     pub classes: Vec<String>,
     pub feature_dim: usize,
+    /// Locations per input row: 1 for pooled features; H·W when the head reads the encoder's
+    /// feature map (`feature_dim × locations` values per image, channel-major).
+    #[serde(default = "one_location")]
+    pub locations: usize,
     /// Encoder name and weights identity, as recorded by the feature cache.
     pub encoder: String,
     pub weights: String,
@@ -37,6 +41,10 @@ fn one() -> f32 {
     1.0
 }
 
+fn one_location() -> usize {
+    1
+}
+
 /// A trained head ready to predict from raw (unstandardised) feature rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadModel {
@@ -46,10 +54,20 @@ pub struct HeadModel {
 }
 
 impl HeadModel {
-    /// Class probabilities (`n × classes`) for `n` raw feature rows.
+    /// Values per input row: pooled features, or a whole feature map.
+    pub fn row_len(&self) -> usize {
+        self.meta.feature_dim * self.meta.locations.max(1)
+    }
+
+    /// Whether rows are feature maps (the encoder's spatial output) rather than pooled features.
+    pub fn reads_maps(&self) -> bool {
+        self.meta.head.spatial()
+    }
+
+    /// Class probabilities (`n × classes`) for `n` raw rows ([`HeadModel::row_len`] values each).
     pub fn predict_proba(&self, features: &[f32], n: usize) -> Vec<f32> {
-        let mut x = features[..n * self.meta.feature_dim].to_vec();
-        self.standardizer.apply(&mut x);
+        let mut x = features[..n * self.row_len()].to_vec();
+        self.standardizer.apply_spatial(&mut x, self.meta.locations);
         let mut logits = self.head.logits(&x, n);
         let t = if self.meta.temperature > 0.0 {
             self.meta.temperature
@@ -59,6 +77,14 @@ impl HeadModel {
         logits.iter_mut().for_each(|v| *v /= t);
         crate::dense::softmax_rows(&mut logits, self.head.classes());
         logits
+    }
+
+    /// Where an attention head looked: `n × locations` weights summing to 1 per image (empty for
+    /// heads without attention).
+    pub fn attention(&self, features: &[f32], n: usize) -> Vec<f32> {
+        let mut x = features[..n * self.row_len()].to_vec();
+        self.standardizer.apply_spatial(&mut x, self.meta.locations);
+        self.head.attention(&x, n)
     }
 
     /// Write both files into `dir` (each atomically: temporary file, then rename).
@@ -134,41 +160,53 @@ mod tests {
 
     #[test]
     fn save_load_round_trip_predicts_the_same() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let mut rng = SplitMix64::new(2);
-        let head = Head::new(HeadSpec::DEFAULT_MLP, 4, 3, &mut rng);
-        let model = HeadModel {
-            meta: ModelMeta {
-                format_version: 1,
-                head: head.spec,
-                classes: vec!["a".into(), "b".into(), "c".into()],
-                feature_dim: 4,
-                encoder: "mobilenet-v2".into(),
-                weights: "w".into(),
-                preprocess: Preprocess {
-                    size: 8,
-                    resize_shorter: 8,
-                    mean: [0.5; 3],
-                    std: [0.5; 3],
-                    filter: Default::default(),
+        // A pooled MLP, and an attention head over 4 channels × 3 locations.
+        for (spec, locations) in [(HeadSpec::DEFAULT_MLP, 1), (HeadSpec::Attention, 3)] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let mut rng = SplitMix64::new(2);
+            let head = Head::new(spec, 4, 3, &mut rng);
+            let model = HeadModel {
+                meta: ModelMeta {
+                    format_version: 1,
+                    head: head.spec,
+                    classes: vec!["a".into(), "b".into(), "c".into()],
+                    feature_dim: 4,
+                    locations,
+                    encoder: "mobilenet-v2".into(),
+                    weights: "w".into(),
+                    preprocess: Preprocess {
+                        size: 8,
+                        resize_shorter: 8,
+                        mean: [0.5; 3],
+                        std: [0.5; 3],
+                        filter: Default::default(),
+                    },
+                    train: TrainConfig::default(),
+                    temperature: 1.5,
                 },
-                train: TrainConfig::default(),
-                temperature: 1.5,
-            },
-            head,
-            standardizer: Standardizer {
-                mean: vec![1.0, 2.0, 3.0, 4.0],
-                std: vec![0.5, 1.0, 2.0, 4.0],
-            },
-        };
-        model.save(tmp.path()).expect("save");
-        let back = HeadModel::load(tmp.path()).expect("load");
-        assert_eq!(back, model);
-        let x = [1.0, 0.0, -1.0, 2.0, 0.5, 0.5, 0.5, 0.5];
-        assert_eq!(back.predict_proba(&x, 2), model.predict_proba(&x, 2));
-        // A damaged model.json is an error naming the file, not a panic.
-        std::fs::write(tmp.path().join(META_FILE), "{").expect("write");
-        let err = HeadModel::load(tmp.path()).expect_err("broken");
-        assert!(err.to_string().contains("model.json"), "{err}");
+                head,
+                standardizer: Standardizer {
+                    mean: vec![1.0, 2.0, 3.0, 4.0],
+                    std: vec![0.5, 1.0, 2.0, 4.0],
+                },
+            };
+            model.save(tmp.path()).expect("save");
+            let back = HeadModel::load(tmp.path()).expect("load");
+            assert_eq!(back, model);
+            let x: Vec<f32> = (0..2 * 4 * locations)
+                .map(|i| (i as f32 * 0.7).sin() * 3.0)
+                .collect();
+            let p = back.predict_proba(&x, 2);
+            assert_eq!(p, model.predict_proba(&x, 2));
+            assert!((p[..3].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            assert_eq!(
+                back.attention(&x, 2).len(),
+                if locations > 1 { 6 } else { 0 }
+            );
+            // A damaged model.json is an error naming the file, not a panic.
+            std::fs::write(tmp.path().join(META_FILE), "{").expect("write");
+            let err = HeadModel::load(tmp.path()).expect_err("broken");
+            assert!(err.to_string().contains("model.json"), "{err}");
+        }
     }
 }

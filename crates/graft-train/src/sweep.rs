@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::head::HeadSpec;
 use crate::trainer::{train_head, TrainConfig, TrainOutcome};
+use crate::TrainError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepConfig {
@@ -55,30 +56,62 @@ pub struct SweepEntry {
     pub outcome: TrainOutcome,
 }
 
+/// The rows a sweep trains on: pooled features, and the same images' feature maps when a
+/// head needs them (same rows, splits and labels).
+#[derive(Debug, Clone, Copy)]
+pub struct SweepData<'a> {
+    pub pooled: &'a Dataset,
+    pub spatial: Option<&'a Dataset>,
+}
+
+impl<'a> SweepData<'a> {
+    pub fn pooled(ds: &'a Dataset) -> Self {
+        SweepData {
+            pooled: ds,
+            spatial: None,
+        }
+    }
+
+    /// The dataset `head` reads.
+    pub fn for_head(&self, head: &HeadSpec) -> Result<&'a Dataset, TrainError> {
+        if head.spatial() {
+            self.spatial
+                .ok_or_else(|| TrainError::NeedsSpatial(head.to_string()))
+        } else {
+            Ok(self.pooled)
+        }
+    }
+}
+
 /// Train every configuration; `done` is called as each finishes (from worker threads).
 /// Results come back in configuration order, whatever order they finished in.
 pub fn run_sweep(
-    ds: &Dataset,
+    data: SweepData<'_>,
     cfg: &SweepConfig,
     done: &(dyn Fn(&SweepEntry) + Sync),
-) -> Vec<SweepEntry> {
+) -> Result<Vec<SweepEntry>, TrainError> {
     let runs = cfg.runs();
+    // Every head has its rows before any training starts.
+    for r in &runs {
+        data.for_head(&r.head)?;
+    }
     // Longest first (largest heads), so the last core is not left with a big head alone.
     let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(cost(&runs[i].head, ds.dim)));
+    order.sort_by_key(|&i| std::cmp::Reverse(cost(&runs[i].head, data.pooled.dim)));
     let mut done_runs: Vec<(usize, SweepEntry)> = order
         .into_par_iter()
         .with_max_len(1)
-        .map(|i| {
+        .filter_map(|i| {
             let config = runs[i].clone();
+            let ds = data.for_head(&config.head).ok()?;
             let outcome = train_head(ds, &config);
             let entry = SweepEntry { config, outcome };
             done(&entry);
-            (i, entry)
+            Some((i, entry))
         })
         .collect();
     done_runs.sort_by_key(|(i, _)| *i);
-    done_runs.into_iter().map(|(_, e)| e).collect()
+    Ok(done_runs.into_iter().map(|(_, e)| e).collect())
 }
 
 /// Multiply-adds per row of a head's first layer: what its training time scales with.
@@ -86,6 +119,8 @@ fn cost(head: &HeadSpec, dim: usize) -> usize {
     match head {
         HeadSpec::Linear => dim,
         HeadSpec::Mlp { hidden, .. } => dim * hidden,
+        // Four passes over every location's channels (scores, pooling and their gradients).
+        HeadSpec::Attention => 4 * dim,
     }
 }
 
@@ -119,9 +154,10 @@ mod tests {
             },
         };
         let count = std::sync::atomic::AtomicUsize::new(0);
-        let entries = run_sweep(&ds, &cfg, &|_| {
+        let entries = run_sweep(SweepData::pooled(&ds), &cfg, &|_| {
             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        })
+        .expect("sweep");
         assert_eq!(count.into_inner(), 4);
         let order: Vec<_> = entries
             .iter()
@@ -135,5 +171,67 @@ mod tests {
         for e in &entries {
             assert!(e.outcome.val_macro_f1 <= entries[b].outcome.val_macro_f1);
         }
+    }
+
+    /// The blobs as feature maps: each image's vector sits at one of 4 locations (by row), the
+    /// other locations hold noise; only a head that finds the location can classify well.
+    fn blob_maps(ds: &Dataset, seed: u64) -> Dataset {
+        use graft_data::rng::SplitMix64;
+        use graft_data::scan::Split;
+        let (c, p) = (ds.dim, 4);
+        let n = ds.y.len();
+        let mut rng = SplitMix64::new(seed);
+        let mut x = Vec::with_capacity(n * c * p);
+        for i in 0..n {
+            for ch in 0..c {
+                for loc in 0..p {
+                    x.push(if loc == i % p {
+                        ds.x[i * c + ch]
+                    } else {
+                        rng.next_f64() as f32 - 0.5
+                    });
+                }
+            }
+        }
+        let mut splits = vec![Some(Split::Train); n];
+        ds.val.iter().for_each(|&i| splits[i] = Some(Split::Val));
+        ds.test.iter().for_each(|&i| splits[i] = Some(Split::Test));
+        Dataset::new_spatial(c, p, x, ds.y.clone(), &splits, ds.classes.clone(), 0.2, 7)
+            .expect("maps")
+    }
+
+    #[test]
+    fn attention_trains_on_maps_beside_pooled_heads_and_needs_them() {
+        let ds = blob_maps(&blobs(&[80, 80, 80], 0.8, 4), 9);
+        let pooled = blobs(&[80, 80, 80], 0.8, 4);
+        assert_eq!(
+            (ds.train.clone(), ds.val.clone()),
+            (pooled.train.clone(), pooled.val.clone())
+        );
+        let cfg = SweepConfig {
+            heads: vec![HeadSpec::Linear, HeadSpec::Attention],
+            lrs: vec![3e-2],
+            base: TrainConfig {
+                epochs: 30,
+                batch: 32,
+                ..TrainConfig::default()
+            },
+        };
+        let data = SweepData {
+            pooled: &pooled,
+            spatial: Some(&ds),
+        };
+        let entries = run_sweep(data, &cfg, &|_| {}).expect("sweep");
+        let attn = &entries[1];
+        assert_eq!(attn.config.head, HeadSpec::Attention);
+        assert!(
+            attn.outcome.val_acc > 0.85,
+            "attention val acc {}",
+            attn.outcome.val_acc
+        );
+        // The head reads 8 channels; the model file records the maps' 4 locations separately.
+        assert_eq!(attn.outcome.head.inputs(), 8);
+        let err = run_sweep(SweepData::pooled(&pooled), &cfg, &|_| {}).expect_err("no maps");
+        assert!(err.to_string().contains("--spatial"), "{err}");
     }
 }

@@ -83,7 +83,13 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
     let started = Instant::now();
     let c = ds.classes.len();
     let mut rng = SplitMix64::new(cfg.seed);
-    let mut head = Head::new(cfg.head, ds.dim, c, &mut rng);
+    // An attention head reads each location's channels; the others the whole row.
+    let inputs = if cfg.head.spatial() {
+        ds.dim / ds.locations.max(1)
+    } else {
+        ds.dim
+    };
+    let mut head = Head::new(cfg.head, inputs, c, &mut rng);
     let mut opt = AdamW::new(&head, cfg.weight_decay);
     let mut grad = head.zeros_like();
     let balance = ds.resolve(cfg.balance);

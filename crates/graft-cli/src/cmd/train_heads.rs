@@ -8,7 +8,8 @@ use anyhow::Context;
 use graft_features::FeatureCache;
 use graft_train::model::write_atomic;
 use graft_train::{
-    best, evaluate, run_sweep, Dataset, HeadModel, ModelMeta, SweepConfig, SweepEntry, TrainConfig,
+    best, evaluate, run_sweep, Dataset, HeadModel, HeadSpec, ModelMeta, SweepConfig, SweepData,
+    SweepEntry, TrainConfig,
 };
 use serde_json::json;
 
@@ -23,6 +24,33 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     })?;
     let loaded = cache.load_all();
     let header = cache.header();
+    // Attention heads read the feature maps of the same rows (same splits, same val hold-out).
+    let maps = if args.heads.iter().any(HeadSpec::spatial) {
+        let missing = || {
+            anyhow::anyhow!(
+                "{}: the attention head needs spatial feature maps and this cache has none; \
+                 extract again with `graft extract --spatial` (or run `graft train DIR --heads \
+                 …,attention`, which does)",
+                args.features.display()
+            )
+        };
+        let dims = header.spatial.ok_or_else(missing)?;
+        let x = cache.load_spatial(&loaded.items).ok_or_else(missing)?;
+        let ds = Dataset::new_spatial(
+            dims.channels,
+            dims.height * dims.width,
+            x,
+            loaded.labels.clone(),
+            &loaded.splits,
+            header.classes.clone(),
+            args.val_fraction,
+            args.seed,
+        )
+        .with_context(|| format!("preparing the maps of {}", args.features.display()))?;
+        Some(ds)
+    } else {
+        None
+    };
     let ds = Dataset::new(
         loaded.feature_dim,
         loaded.features,
@@ -33,6 +61,10 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         args.seed,
     )
     .with_context(|| format!("preparing {}", args.features.display()))?;
+    let data = SweepData {
+        pooled: &ds,
+        spatial: maps.as_ref(),
+    };
     let sweep = SweepConfig {
         heads: args.heads.clone(),
         lrs: args.lrs.clone(),
@@ -75,7 +107,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     );
     let started = Instant::now();
     let pb = crate::progress::bar(runs.len() as u64, "sweep");
-    let entries = run_sweep(&ds, &sweep, &|e: &SweepEntry| {
+    let entries = run_sweep(data, &sweep, &|e: &SweepEntry| {
         pb.inc(1);
         tracing::info!(
             head = %e.config.head,
@@ -83,7 +115,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             f1 = e.outcome.val_macro_f1,
             "finished"
         );
-    });
+    })?;
     pb.finish_and_clear();
     let sweep_secs = started.elapsed().as_secs_f64();
     let Some(b) = best(&entries) else {
@@ -91,6 +123,8 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     };
 
     let winner = &entries[b];
+    // From here on, the rows the winning head reads.
+    let ds = data.for_head(&winner.config.head)?;
     // Temperature scaling on val: honest confidences for the "uncertain" threshold and ECE.
     let (val_x, val_y) = ds.gather(&ds.val);
     let val_logits = winner.outcome.head.logits(&val_x, ds.val.len());
@@ -103,7 +137,8 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             format_version: 1,
             head: winner.config.head,
             classes: ds.classes.clone(),
-            feature_dim: ds.dim,
+            feature_dim: ds.dim / ds.locations,
+            locations: ds.locations,
             encoder: header.encoder.clone(),
             weights: header.weights.clone(),
             preprocess: header.preprocess,
@@ -122,14 +157,14 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     write_atomic(&dir.join("sweep.csv"), sweep_csv(&entries).as_bytes())?;
     write_atomic(&dir.join("history.csv"), history_csv(winner).as_bytes())?;
 
-    let test = (!ds.test.is_empty()).then(|| evaluate(&winner.outcome.head, &ds, &ds.test));
+    let test = (!ds.test.is_empty()).then(|| evaluate(&winner.outcome.head, ds, &ds.test));
     let seeds = (args.seeds > 1).then(|| {
         let list: Vec<u64> = (0..args.seeds as u64).map(|i| args.seed + i).collect();
         eprintln!(
             "Retraining the best configuration with {} seeds …",
             list.len()
         );
-        graft_train::repeat_seeds(&ds, &winner.config, &list)
+        graft_train::repeat_seeds(ds, &winner.config, &list)
     });
     let metrics = json!({
         "features": args.features,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use graft_features::FeatureCache;
-use graft_train::{best, run_sweep, Balance, Dataset, SweepConfig, TrainConfig};
+use graft_train::{best, run_sweep, Balance, Dataset, SweepConfig, SweepData, TrainConfig};
 use serde_json::{json, Value};
 
 use crate::cli::BenchHeadsArgs;
@@ -46,7 +46,7 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
         ds.classes.len()
     );
     let t = Instant::now();
-    let entries = run_sweep(&ds, &sweep, &|_| {});
+    let entries = run_sweep(SweepData::pooled(&ds), &sweep, &|_| {})?;
     let graft_s = t.elapsed().as_secs_f64();
     let b = best(&entries).context("empty sweep")?;
     println!(
