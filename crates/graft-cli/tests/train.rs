@@ -302,3 +302,118 @@ fn presplit_folder_without_test_is_evaluated_on_val_with_a_note() {
     assert_eq!(m["eval"]["val"]["images"], 12);
     assert_eq!(m["val_held_out_of_train"], false);
 }
+
+/// The attention-pool head end to end: `graft train DIR` extracts feature maps because a head
+/// needs them, the sweep trains it beside a pooled head, and eval, predict and the ONNX export
+/// (checked against graft) all read maps.
+#[test]
+fn attention_head_trains_on_feature_maps_and_exports() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
+        return;
+    };
+    coloured_folder(&tmp.path().join("photos"), 30);
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train",
+            "photos",
+            "--name",
+            "a",
+            "--heads",
+            "linear,attention",
+            "--lrs",
+            "1e-2",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let run = tmp.path().join("runs/a");
+    let header: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.join("features/cache.json")).expect("cache.json"),
+    )
+    .expect("json");
+    assert_eq!(header["spatial"]["channels"], 1280, "{header}");
+    let sweep = std::fs::read_to_string(run.join("sweep.csv")).expect("sweep.csv");
+    assert!(sweep.contains("attention"), "{sweep}");
+
+    // Train the attention head alone on the same cache, then use it everywhere.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train",
+            "heads",
+            "--features",
+            "runs/a/features",
+            "--heads",
+            "attention",
+            "--lrs",
+            "1e-2",
+            "--batch",
+            "8",
+            "--name",
+            "attn",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let run = tmp.path().join("runs/attn");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("model.json")).expect("model.json"))
+            .expect("json");
+    assert_eq!(meta["head"]["kind"], "attention");
+    assert_eq!(meta["locations"], 49);
+    let o = run_graft(&cache, tmp.path(), &["eval", "--run", "runs/attn"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let acc = metrics(&run)["eval"]["test"]["accuracy"]
+        .as_f64()
+        .expect("accuracy");
+    // Colour is what MobileNet's features carry least; the point here is the plumbing, so
+    // clearly better than chance (1/3) on 12 test images is enough.
+    assert!(acc > 0.5, "attention on colours: {acc}");
+    let red = tmp.path().join("photos/red/red_00.png");
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["predict", "--run", "runs/attn", red.to_str().expect("utf8")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = stdout(&o).lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        ["red", "green", "blue"].iter().any(|c| first.ends_with(c)) && first.contains('%'),
+        "{}",
+        stdout(&o)
+    );
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ORT_DYLIB_PATH must be set in CI"
+        );
+        return;
+    }
+    let o = run_graft(&cache, tmp.path(), &["export", "--run", "runs/attn"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("same top-1 on"), "{}", stdout(&o));
+
+    // A pooled-only cache cannot feed it: a clear error with the fix.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["train", "photos", "--name", "p", "--heads", "linear"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train",
+            "heads",
+            "--features",
+            "runs/p/features",
+            "--heads",
+            "attention",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--spatial"), "{}", stderr(&o));
+}

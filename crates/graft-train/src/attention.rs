@@ -159,7 +159,10 @@ mod tests {
         let mut rng = SplitMix64::new(11);
         let (n, p, c, k) = (3, 4, 5, 3);
         let mut head = Head::new(HeadSpec::Attention, c, k, &mut rng);
-        head.layers[0].w.iter_mut().for_each(|q| *q *= 4.0); // a peaked softmax
+        // A random, strong query: a peaked softmax exercises its gradient.
+        for q in head.layers[0].w.iter_mut() {
+            *q = (rng.next_f64() as f32 * 2.0 - 1.0) * 4.0;
+        }
         let maps: Vec<f32> = (0..n * p * c)
             .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
             .collect();

@@ -153,8 +153,15 @@ impl Head {
                 Layer::init(inputs, hidden, rng),
                 Layer::init(hidden, classes, rng),
             ],
+            // A zero query attends uniformly: training starts from global average pooling,
+            // the pooled heads' input, and learns where to look from there.
             HeadSpec::Attention => vec![
-                Layer::init(inputs, 1, rng),
+                Layer {
+                    rows: inputs,
+                    cols: 1,
+                    w: vec![0.0; inputs],
+                    b: vec![0.0],
+                },
                 Layer::init(inputs, classes, rng),
             ],
         };

@@ -71,3 +71,29 @@ pub fn weights_id(kind: EncoderKind) -> &'static str {
         EncoderKind::EfficientNetLite2 => "efficientnet-lite2-9656183e",
     }
 }
+
+/// What `model` reads for `n` preprocessed images: pooled features, or the feature maps when
+/// its head attends over locations.
+pub fn head_input(
+    encoder: &mut dyn ImageEncoder,
+    model: &graft_train::HeadModel,
+    input: &[f32],
+    n: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let maps = model.reads_maps();
+    let out = encoder.encode(input, n, maps)?;
+    let x = if maps {
+        out.feature_map
+            .context("the encoder gave no feature map for an attention head")?
+    } else {
+        out.features
+    };
+    anyhow::ensure!(
+        x.len() == n * model.row_len(),
+        "the encoder gives {} values per image, the head reads {} (a run from another encoder \
+         or input size?)",
+        x.len() / n.max(1),
+        model.row_len()
+    );
+    Ok(x)
+}

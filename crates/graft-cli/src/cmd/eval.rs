@@ -101,7 +101,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     // Class indices of the cache mapped onto the model's class list.
     let mut labels = Vec::with_capacity(rows.len());
-    let mut x = Vec::with_capacity(rows.len() * cache.feature_dim());
+    let mut x = Vec::with_capacity(rows.len() * model.row_len());
     for &i in &rows {
         let name = &h.items[i].label;
         let Some(y) = model.meta.classes.iter().position(|c| c == name) else {
@@ -111,7 +111,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             );
         };
         labels.push(y);
-        x.extend(cache.row(i).context("cache row")?);
+        let row = if model.reads_maps() {
+            cache.spatial_row(i).with_context(|| {
+                format!(
+                    "the run's {} head reads feature maps, and {} has none (extract with --spatial)",
+                    model.meta.head,
+                    features.display()
+                )
+            })?
+        } else {
+            cache.row(i).context("cache row")?
+        };
+        x.extend(row);
     }
     let probs = model.predict_proba(&x, rows.len());
     let (mut eval, preds) = summarise(split.as_str(), &probs, &labels, &model.meta.classes);
@@ -277,8 +288,8 @@ fn latency(kind: EncoderKind, model: &HeadModel, files: &[PathBuf]) -> anyhow::R
             continue;
         };
         let input = pre.apply(&img);
-        let out = encoder.encode(&input, 1, false)?;
-        let _ = model.predict_proba(&out.features, 1);
+        let x = super::encoder::head_input(encoder.as_mut(), model, &input, 1)?;
+        let _ = model.predict_proba(&x, 1);
         // The first call warms the session up; users see that once, not per image.
         if k > 0 || files.len() == 1 {
             times.push(t.elapsed().as_secs_f64() * 1e3);

@@ -109,8 +109,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let mut graft_probs = Vec::new();
     for chunk in input.chunks(CHUNK * per) {
         let k = chunk.len() / per;
-        let feats = encoder.encode(chunk, k, false)?.features;
-        graft_probs.extend(model.predict_proba(&feats, k));
+        let x = super::encoder::head_input(encoder.as_mut(), &model, chunk, k)?;
+        graft_probs.extend(model.predict_proba(&x, k));
     }
     let c = model.meta.classes.len();
     if onnx_probs.len() != n * c {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use graft_data::scan::Split;
 use graft_data::split::{parse_ratios, plan_split, write_manifest, SplitOptions};
 use graft_train::model::write_atomic;
+use graft_train::HeadSpec;
 
 use crate::cli::{EvalArgs, ExtractArgs, PipelineArgs, TrainHeadsArgs};
 use crate::config::Config;
@@ -143,10 +144,19 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     // 2. extract (resumable by itself: finished chunks are kept)
     let t = Instant::now();
     let features = run.join("features");
+    let heads: Vec<HeadSpec> = cfg
+        .heads
+        .heads
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
+    // Feature maps only when a head reads them: they are H·W times larger.
+    let spatial = heads.iter().any(HeadSpec::spatial);
     let fp = hash_parts(&[
         file_hash(&manifest).as_bytes(),
         cfg.encoder.as_bytes(),
         &cfg.extract.chunk.to_le_bytes(),
+        &[u8::from(spatial)],
     ]);
     let skipped = stages.is_done("extract", &fp) && features.join("cache.json").is_file();
     if skipped {
@@ -162,10 +172,11 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
             batch: cfg.extract.batch,
             chunk: cfg.extract.chunk,
             shard: graft_features::Shard::default(),
-            spatial: false,
+            spatial,
             backend: cfg.backend,
-            // A new manifest means new images: the old cache cannot be continued.
-            force: cache_stale(&features, &manifest),
+            // A new manifest means new images, and a new --spatial setting a new layout: the
+            // old cache cannot be continued.
+            force: cache_stale(&features, &manifest) || spatial_changed(&features, spatial),
             merge: false,
             from: Vec::new(),
             report: None,
@@ -195,11 +206,7 @@ pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
             features: features.clone(),
             name: Some(name.clone()),
             runs: cfg.runs.clone(),
-            heads: h
-                .heads
-                .iter()
-                .map(|s| s.parse())
-                .collect::<Result<_, _>>()?,
+            heads: heads.clone(),
             lrs: h.lrs.clone(),
             epochs: h.epochs,
             batch: h.batch,
@@ -310,6 +317,12 @@ fn cache_stale(features: &Path, manifest: &Path) -> bool {
             .iter()
             .zip(&rows)
             .any(|(item, row)| item.hash != row.hash || item.label != row.label)
+}
+
+/// True when the cache in `features` exists and holds (or lacks) feature maps against `spatial`.
+fn spatial_changed(features: &Path, spatial: bool) -> bool {
+    graft_features::format::read_header(features)
+        .is_ok_and(|header| header.spatial.is_some() != spatial)
 }
 
 /// Fetch the encoder's weights if they are not cached yet.

@@ -34,8 +34,8 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let out = encoder.encode(&pre.apply(&img), 1, false)?;
-        let probs = model.predict_proba(&out.features, 1);
+        let x = super::encoder::head_input(encoder.as_mut(), &model, &pre.apply(&img), 1)?;
+        let probs = model.predict_proba(&x, 1);
         let top = graft_model::imagenet::top_k_probs(&probs, args.top);
         let confident = top.first().is_some_and(|&(_, p)| p >= args.threshold);
         if !json_only {

@@ -14,6 +14,7 @@ pub enum DataType {
     Uint8 = 2,
     Int8 = 3,
     Int32 = 6,
+    Int64 = 7,
 }
 /// IR version 8 (onnx 1.10+): understood by every ONNX Runtime since 1.10.
 pub const IR_VERSION: i64 = 8;
@@ -118,6 +119,12 @@ impl Graph {
     pub fn i32_initializer(&mut self, name: &str, dims: &[usize], data: &[i32]) -> String {
         let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.raw_initializer(name, dims, DataType::Int32, data.len(), &raw)
+    }
+
+    /// A constant int64 tensor (shapes for Reshape).
+    pub fn i64_initializer(&mut self, name: &str, dims: &[usize], data: &[i64]) -> String {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, dims, DataType::Int64, data.len(), &raw)
     }
 
     fn raw_initializer(
