@@ -371,6 +371,8 @@ fn attention_head_trains_on_feature_maps_and_exports() {
     // Colour is what MobileNet's features carry least; the point here is the plumbing, so
     // clearly better than chance (1/3) on 12 test images is enough.
     assert!(acc > 0.5, "attention on colours: {acc}");
+    let report = std::fs::read_to_string(run.join("report.html")).expect("report");
+    assert!(report.contains("where the attention head looked"));
     let red = tmp.path().join("photos/red/red_00.png");
     let o = run_graft(
         &cache,

@@ -170,6 +170,54 @@ pub struct Tile {
     pub lines: Vec<String>,
     /// Red caption (a mistake) or green (right).
     pub wrong: bool,
+    /// Attention weights over the model's input crop (`side × side`, row-major), drawn over the
+    /// thumbnail; the image is then cut to that crop (`crop`: its share of the shorter side).
+    pub heat: Option<Heat>,
+}
+
+/// Where an attention head looked, over the centre crop the encoder saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heat {
+    pub weights: Vec<f32>,
+    pub side: usize,
+    /// Crop side / shorter image side (224/256 for the usual preprocessing).
+    pub crop: f32,
+}
+
+/// The centre square the encoder saw, with the heatmap blended in (red where the weight is
+/// highest, fading to the untouched image where it is low).
+fn with_heat(img: &RgbImage, heat: &Heat, thumb: u32) -> RgbImage {
+    let short = img.width().min(img.height());
+    let side = ((short as f32 * heat.crop).round() as u32).clamp(1, short);
+    let (x0, y0) = ((img.width() - side) / 2, (img.height() - side) / 2);
+    let crop = image::imageops::crop_imm(img, x0, y0, side, side).to_image();
+    let mut small = graft_data::preprocess::resize_bilinear(&crop, thumb, thumb);
+    // Min-max per image, as Grad-CAM pictures are drawn: the image's own hottest place is red.
+    let max = heat.weights.iter().copied().fold(f32::MIN, f32::max);
+    let min = heat.weights.iter().copied().fold(f32::MAX, f32::min);
+    if max <= min || heat.side == 0 || heat.weights.len() != heat.side * heat.side {
+        return small;
+    }
+    let n = heat.side as f32;
+    let at = |gx: usize, gy: usize| {
+        heat.weights[gy.min(heat.side - 1) * heat.side + gx.min(heat.side - 1)]
+    };
+    for (x, y, p) in small.enumerate_pixels_mut() {
+        // Bilinear over cell centres.
+        let fx = ((x as f32 + 0.5) / thumb as f32 * n - 0.5).max(0.0);
+        let fy = ((y as f32 + 0.5) / thumb as f32 * n - 0.5).max(0.0);
+        let (ix, iy) = (fx as usize, fy as usize);
+        let (tx, ty) = (fx - ix as f32, fy - iy as f32);
+        let v = (at(ix, iy) * (1.0 - tx) + at(ix + 1, iy) * tx) * (1.0 - ty)
+            + (at(ix, iy + 1) * (1.0 - tx) + at(ix + 1, iy + 1) * tx) * ty;
+        let r = ((v - min) / (max - min)).clamp(0.0, 1.0);
+        let a = 0.6 * r;
+        let warm = [255.0, 200.0 * (1.0 - r), 0.0];
+        for (c, w) in p.0.iter_mut().zip(warm) {
+            *c = (f32::from(*c) * (1.0 - a) + w * a).round() as u8;
+        }
+    }
+    small
 }
 
 /// A grid of thumbnails with captions under a title.
@@ -187,7 +235,10 @@ pub fn gallery(title: &str, tiles: &[Tile], out: &Path) -> Result<(), EvalError>
             44 + (i as u32 / cols) * (thumb + cap + 12),
         );
         if let Some(img) = &t.image {
-            let small = graft_data::preprocess::resize_bilinear(img, thumb, thumb);
+            let small = match &t.heat {
+                Some(heat) => with_heat(img, heat, thumb),
+                None => graft_data::preprocess::resize_bilinear(img, thumb, thumb),
+            };
             image::imageops::overlay(&mut canvas, &small, i64::from(cx), i64::from(cy));
         }
     }
@@ -226,6 +277,22 @@ pub fn gallery(title: &str, tiles: &[Tile], out: &Path) -> Result<(), EvalError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heat_reddens_where_the_weight_is() {
+        // A grey 200×100 image; all weight on the top-left cell of a 2×2 map.
+        let img = RgbImage::from_pixel(200, 100, image::Rgb([128, 128, 128]));
+        let heat = Heat {
+            weights: vec![1.0, 0.0, 0.0, 0.0],
+            side: 2,
+            crop: 0.875,
+        };
+        let out = with_heat(&img, &heat, 64);
+        assert_eq!(out.dimensions(), (64, 64));
+        let (hot, cold) = (out.get_pixel(4, 4), out.get_pixel(60, 60));
+        assert!(hot[0] > 200 && hot[2] < 80, "{hot:?}");
+        assert_eq!(cold, &image::Rgb([128, 128, 128]));
+    }
 
     /// 38 PlantVillage-style classes: the figure stays a readable size, names are tidied and
     /// columns numbered. Set GRAFT_KEEP_PLOTS=DIR to look at it.

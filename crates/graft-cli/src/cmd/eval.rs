@@ -179,11 +179,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         plots::reliability(&eval.calibration, p)
     });
     let (wrong, right) = galleries(&preds, 18);
+    // An attention head shows where it looked, over the crop the encoder saw.
+    let attention = model.attention(&x, rows.len());
+    let locations = model.meta.locations.max(1);
+    let side = (locations as f64).sqrt().round() as usize;
+    let pre = model.meta.preprocess;
+    let heat_of = |row: usize| {
+        (!attention.is_empty() && side * side == locations).then(|| plots::Heat {
+            weights: attention[row * locations..(row + 1) * locations].to_vec(),
+            side,
+            crop: pre.size as f32 / pre.resize_shorter.max(1) as f32,
+        })
+    };
     let tiles = |list: &[Prediction]| -> Vec<Tile> {
         list.iter()
             .map(|p| {
                 let item = &h.items[rows[p.row]];
                 Tile {
+                    heat: heat_of(p.row),
                     image: origin.as_ref().and_then(|o| {
                         graft_data::decode::read_and_decode(&o.root.join(&item.path))
                             .ok()
@@ -198,11 +211,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
-    figure("misclassified.png", "Most confident mistakes", &|p| {
-        plots::gallery("Most confident mistakes", &tiles(&wrong), p)
+    let where_ = if attention.is_empty() {
+        ""
+    } else {
+        " (red: where the attention head looked)"
+    };
+    let title = format!("Most confident mistakes{where_}");
+    figure("misclassified.png", &title, &|p| {
+        plots::gallery(&title, &tiles(&wrong), p)
     });
-    figure("correct.png", "Most confident correct predictions", &|p| {
-        plots::gallery("Most confident correct predictions", &tiles(&right), p)
+    let title = format!("Most confident correct predictions{where_}");
+    figure("correct.png", &title, &|p| {
+        plots::gallery(&title, &tiles(&right), p)
     });
 
     let run_name = args
