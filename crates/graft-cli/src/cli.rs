@@ -107,6 +107,18 @@ pub enum DataCommand {
 graft data audit photos/ --json audit.json --plot classes.png\n  \
 graft data audit photos/ --near-dup-threshold 4")]
     Audit(AuditArgs),
+    /// Show what training augmentation does to a folder's photos: one augmented batch
+    /// (random resized crop, flips, rotation, colour jitter, blur, erasing, then MixUp or
+    /// CutMix) saved as a PNG grid, with each image's soft label.
+    #[command(
+        after_help = "Examples:\n  graft data augment photos/ --out batch.png\n  \
+graft data augment photos/ --out batch.png --config graft.toml   # its [augment] table\n  \
+graft data augment photos/ --out plain.png --mix off --seed 3\n\n\
+The [augment] table takes: crop_scale, crop_ratio, hflip, vflip, rotation, brightness,\n\
+contrast, saturation, hue, blur, blur_sigma, erase, erase_scale, mixup, cutmix, mix_prob\n\
+(0 switches one off). A batch is the same for the same seed and epoch, whatever the cores."
+    )]
+    Augment(AugmentArgs),
     /// Write a stratified train/val/test manifest (CSV) without copying any file.
     #[command(
         after_help = "Rounding rule: for a class of n images and ratios r (normalised to sum 1),\n\
@@ -636,6 +648,31 @@ pub struct ExportArgs {
     /// every convolution.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub float_blocks: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AugmentArgs {
+    /// Dataset folder (DIR/<class>/... or DIR/{train,val,test}/<class>/...).
+    pub dir: PathBuf,
+    /// PNG to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Encoder whose input size and normalisation to use.
+    #[arg(long, default_value = "mobilenet-v2")]
+    pub encoder: String,
+    /// TOML file with an [augment] table (e.g. your graft.toml); defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Images in the batch, spread over the classes.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub batch: usize,
+    /// Batch mixing: on (as configured) or off.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub mix: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    pub epoch: u64,
 }
 
 /// Number format of an exported model.

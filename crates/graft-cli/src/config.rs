@@ -23,6 +23,8 @@ pub struct Config {
     pub extract: ExtractConfig,
     pub heads: HeadsConfig,
     pub eval: EvalConfig,
+    /// Training-time augmentation (fine-tuning; `graft data augment` previews it).
+    pub augment: graft_data::augment::AugmentConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for Config {
             extract: ExtractConfig::default(),
             heads: HeadsConfig::default(),
             eval: EvalConfig::default(),
+            augment: Default::default(),
         }
     }
 }

@@ -151,3 +151,46 @@ fn audit_of_missing_or_empty_folder_is_a_clear_error() {
     assert!(stderr(&out).contains("class folders"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
 }
+
+/// `graft data augment`: a PNG grid of one batch, soft labels that sum to 1, the same batch for
+/// the same seed, and an [augment] table read from the config file (typos refused).
+#[test]
+fn augment_preview_writes_a_reproducible_batch() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path().join("photos");
+    make_folder(&d, &["cat", "dog"], &[5, 5]);
+    let dir = d.to_str().expect("utf8");
+    let out = |name: &str| t.path().join(name).to_string_lossy().into_owned();
+    let run = |extra: &[&str], png: &str| {
+        let mut args = vec!["data", "augment", dir, "--out", png, "--batch", "6"];
+        args.extend_from_slice(extra);
+        graft(&args)
+    };
+    let (a, b) = (out("a.png"), out("b.png"));
+    let o = run(&["--seed", "4"], &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&a).expect("png");
+    // 6 images of 224 px in a 3-wide grid with 4 px gaps.
+    assert_eq!((img.width(), img.height()), (3 * 228 + 4, 2 * 228 + 4));
+    let labels: Vec<String> = stdout(&o).lines().skip(1).map(str::to_string).collect();
+    assert_eq!(labels.len(), 6, "{}", stdout(&o));
+    assert!(labels
+        .iter()
+        .all(|l| l.contains("cat") || l.contains("dog")));
+    assert!(run(&["--seed", "4"], &b).status.success());
+    assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+
+    let cfg = t.path().join("graft.toml");
+    std::fs::write(
+        &cfg,
+        "[augment]\nrotation = 0.0\nhflip = 0.0\nmix_prob = 0.0\n",
+    )
+    .expect("w");
+    let o = run(&["--config", cfg.to_str().expect("utf8")], &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("batch mixing: None"), "{}", stdout(&o));
+    std::fs::write(&cfg, "[augment]\nrotaton = 5.0\n").expect("w");
+    let o = run(&["--config", cfg.to_str().expect("utf8")], &a);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("graft.toml"), "{}", stderr(&o));
+}

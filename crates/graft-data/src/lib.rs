@@ -10,6 +10,7 @@
 
 pub mod analyze;
 pub mod audit;
+pub mod augment;
 pub mod decode;
 pub mod error;
 pub mod hash;

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into library calls and output.
 
 mod audit;
+mod augment;
 mod bench;
 pub mod encoder;
 mod eval;
@@ -19,6 +20,7 @@ use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, TrainCommand
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Data(DataCommand::Audit(a)) => audit::run(a),
+        Command::Data(DataCommand::Augment(a)) => augment::run(a),
         Command::Data(DataCommand::Split(a)) => split::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),

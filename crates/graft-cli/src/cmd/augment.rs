@@ -1,0 +1,124 @@
+//! `graft data augment DIR --out PNG`: one augmented batch of a folder, as the model would see
+//! it in fine-tuning, to check an augmentation recipe before spending hours on it.
+
+use anyhow::{bail, Context};
+use graft_data::augment::{augment_batch, batch_grid, AugmentConfig};
+use graft_model::arch::EncoderKind;
+
+use crate::cli::AugmentArgs;
+
+pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
+    let kind = EncoderKind::from_name(&args.encoder).with_context(|| {
+        format!(
+            "unknown encoder {:?} (see `graft models list`)",
+            args.encoder
+        )
+    })?;
+    let pre = kind.preprocess();
+    let mut cfg = match &args.config {
+        Some(path) => read_config(path)?,
+        None => AugmentConfig::default(),
+    };
+    if args.mix == "off" {
+        cfg.mix_prob = 0.0;
+    }
+    let ds = graft_data::scan::scan(&args.dir)
+        .with_context(|| format!("reading the folder {}", args.dir.display()))?;
+    if ds.entries.is_empty() || args.batch == 0 {
+        bail!("{} has no image to augment", args.dir.display());
+    }
+    // Round-robin over classes so every class shows up.
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); ds.classes.len()];
+    for (i, e) in ds.entries.iter().enumerate() {
+        if let Some(k) = ds.classes.iter().position(|c| *c == e.class) {
+            by_class[k].push(i);
+        }
+    }
+    let mut picked = Vec::new();
+    for round in 0.. {
+        let before = picked.len();
+        for rows in &by_class {
+            if picked.len() < args.batch {
+                if let Some(&i) = rows.get(round) {
+                    picked.push(i);
+                }
+            }
+        }
+        if picked.len() == args.batch || picked.len() == before {
+            break;
+        }
+    }
+    let mut images = Vec::new();
+    let mut indices = Vec::new();
+    let mut labels = Vec::new();
+    for &i in &picked {
+        let e = &ds.entries[i];
+        match graft_data::decode::read_and_decode(&e.path) {
+            Ok((_, img)) => {
+                images.push(img);
+                indices.push(i);
+                labels.push(ds.classes.iter().position(|c| *c == e.class).unwrap_or(0));
+            }
+            Err(err) => eprintln!("{}: skipped ({err})", e.path.display()),
+        }
+    }
+    if images.is_empty() {
+        bail!("no readable image among the {} picked", picked.len());
+    }
+    let refs: Vec<_> = images.iter().collect();
+    let batch = augment_batch(
+        &refs,
+        &indices,
+        &labels,
+        ds.classes.len(),
+        &cfg,
+        &pre,
+        args.seed,
+        args.epoch,
+    );
+    let cols = (images.len() as f64).sqrt().ceil() as usize;
+    batch_grid(&batch, &pre, cols)
+        .save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "Wrote {} ({} images, {}×{}, batch mixing: {:?})",
+        args.out.display(),
+        images.len(),
+        pre.size,
+        pre.size,
+        batch.mix
+    );
+    let c = ds.classes.len();
+    for (k, row) in batch.targets.chunks(c).enumerate() {
+        let mut parts: Vec<(usize, f32)> = row
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, w)| *w >= 0.005)
+            .collect();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let label = parts
+            .iter()
+            .map(|(j, w)| format!("{} {:.2}", ds.classes[*j], w))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        println!("  {:>2}: {label}", k + 1);
+    }
+    Ok(())
+}
+
+fn read_config(path: &std::path::Path) -> anyhow::Result<AugmentConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    match value.get("augment") {
+        Some(table) => table.clone().try_into().with_context(|| {
+            format!(
+                "the [augment] table of {} (see `graft data augment --help` for its keys)",
+                path.display()
+            )
+        }),
+        None => Ok(AugmentConfig::default()),
+    }
+}
