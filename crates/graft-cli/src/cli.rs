@@ -491,7 +491,9 @@ pub struct PipelineArgs {
     /// Seed for the split, initialisation and shuffling [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Heads to compare, comma-separated [default: linear,mlp,mlp:512:0.5].
+    /// Heads to compare, comma-separated [default: linear,mlp,mlp:512:0.5]: linear,
+    /// mlp[:HIDDEN[:DROPOUT]], attention (attention pooling over the feature map; the cache then
+    /// keeps each image's map, 49× larger for MobileNetV2).
     #[arg(long, value_delimiter = ',')]
     pub heads: Option<Vec<String>>,
     /// Learning rates to compare, comma-separated [default: 3e-4,1e-3,3e-3].
@@ -543,7 +545,8 @@ pub struct TrainHeadsArgs {
     /// Folder holding run folders.
     #[arg(long, default_value = "runs", value_name = "DIR")]
     pub runs: PathBuf,
-    /// Heads to compare, comma-separated.
+    /// Heads to compare, comma-separated: linear, mlp[:HIDDEN[:DROPOUT]], attention (reads
+    /// the spatial maps of a cache extracted with --spatial).
     #[arg(long, value_delimiter = ',', default_value = "linear,mlp,mlp:512:0.5")]
     pub heads: Vec<graft_train::HeadSpec>,
     /// Learning rates to compare, comma-separated.
