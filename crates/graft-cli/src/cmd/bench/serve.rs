@@ -28,6 +28,8 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
             .next()
             .context("the run has no test or val image; pass --image")?,
     };
+    // The cache records paths relative to its own root: show the plain path.
+    let image = std::fs::canonicalize(&image).unwrap_or(image);
     let bytes = std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
     graft_data::decode::decode_bytes(&bytes)
         .with_context(|| format!("{} is not a readable image", image.display()))?;
