@@ -13,6 +13,8 @@
 use graft_model::arch::NetSpec;
 use graft_model::onnx::{encoder_graph_in, gemm, Attr, ExportOptions, Graph, OnnxError, Precision};
 use graft_model::weights::StateDict;
+use graft_train::data::Standardizer;
+use graft_train::head::Layer;
 use graft_train::HeadModel;
 
 /// Name of the graph's probability output (`[N, classes]`); "features" (`[N, dim]`) stays an
@@ -45,45 +47,45 @@ struct Dense {
     b: Vec<f32>,
 }
 
-/// The head's layers with standardisation and temperature folded in.
+/// `l` in PyTorch's layout, reading raw features when `standardise` is given (`W' = W / std`,
+/// `b' = b − (mean / std)·W`) and with its outputs divided by `t`.
+fn fold(l: &Layer, standardise: Option<&Standardizer>, t: f32) -> Dense {
+    // Our layers are `rows (in) × cols (out)`, row-major.
+    let mut w = vec![0.0f32; l.rows * l.cols];
+    let mut b = l.b.clone();
+    for r in 0..l.rows {
+        let (scale, shift) = match standardise {
+            Some(st) => (1.0 / st.std[r], st.mean[r] / st.std[r]),
+            None => (1.0, 0.0),
+        };
+        for c in 0..l.cols {
+            let v = l.w[r * l.cols + c];
+            w[c * l.rows + r] = v * scale;
+            b[c] -= shift * v;
+        }
+    }
+    w.iter_mut().for_each(|v| *v /= t);
+    b.iter_mut().for_each(|v| *v /= t);
+    Dense {
+        out: l.cols,
+        inp: l.rows,
+        w,
+        b,
+    }
+}
+
+/// The head's layers with standardisation (into the first) and temperature (into the last)
+/// folded in.
 fn folded_layers(model: &HeadModel) -> Vec<Dense> {
     let layers = &model.head.layers;
     let last = layers.len() - 1;
-    let t = if model.meta.temperature > 0.0 {
-        model.meta.temperature
-    } else {
-        1.0
-    };
     layers
         .iter()
         .enumerate()
         .map(|(li, l)| {
-            // Our layers are `rows (in) × cols (out)`, row-major.
-            let mut w = vec![0.0f32; l.rows * l.cols];
-            let mut b = l.b.clone();
-            for r in 0..l.rows {
-                let (scale, shift) = if li == 0 {
-                    let s = model.standardizer.std[r];
-                    (1.0 / s, model.standardizer.mean[r] / s)
-                } else {
-                    (1.0, 0.0)
-                };
-                for c in 0..l.cols {
-                    let v = l.w[r * l.cols + c];
-                    w[c * l.rows + r] = v * scale;
-                    b[c] -= shift * v;
-                }
-            }
-            if li == last {
-                w.iter_mut().for_each(|v| *v /= t);
-                b.iter_mut().for_each(|v| *v /= t);
-            }
-            Dense {
-                out: l.cols,
-                inp: l.rows,
-                w,
-                b,
-            }
+            let st = (li == 0).then_some(&model.standardizer);
+            let t = if li == last { model.temperature() } else { 1.0 };
+            fold(l, st, t)
         })
         .collect()
 }
@@ -92,27 +94,13 @@ fn folded_layers(model: &HeadModel) -> Vec<Dense> {
 /// folded in. Returns the logits' name.
 fn attention_head(g: &mut Graph, map: &str, model: &HeadModel, locations: usize) -> String {
     let (q, out) = (&model.head.layers[0], &model.head.layers[1]);
-    let (c, k) = (out.rows, out.cols);
+    let c = out.rows;
     let st = &model.standardizer;
-    let t = if model.meta.temperature > 0.0 {
-        model.meta.temperature
-    } else {
-        1.0
-    };
     // Scores: (q / σ) · x / √C per location; the −q·(μ/σ) term is the same at every location.
     let scale = 1.0 / (c as f32).sqrt();
     let query: Vec<f32> = (0..c).map(|ch| q.w[ch] / st.std[ch] * scale).collect();
-    // Output layer on the raw pooled vector: W' = W / σ (rows), b' = b − (μ/σ)·W, then / T.
-    let mut w = vec![0.0f32; c * k];
-    let mut b = out.b.clone();
-    for ch in 0..c {
-        for j in 0..k {
-            let v = out.w[ch * k + j];
-            w[j * c + ch] = v / st.std[ch] / t;
-            b[j] -= st.mean[ch] / st.std[ch] * v;
-        }
-    }
-    b.iter_mut().for_each(|v| *v /= t);
+    // The pooled vector is a weighted mean of raw locations: standardise it like a feature row.
+    let d = fold(out, Some(st), model.temperature());
     let shape = g.i64_initializer("head.map_shape", &[3], &[0, c as i64, locations as i64]);
     let maps = g.node("Reshape", &[map, &shape], "head.maps", &[]);
     let qn = g.initializer("head.query", &[1, c], &query);
@@ -136,8 +124,8 @@ fn attention_head(g: &mut Graph, map: &str, model: &HeadModel, locations: usize)
         "head.pooled",
         &[("axis", Attr::Int(1))],
     );
-    let wn = g.initializer("head.out.weight", &[k, c], &w);
-    let bn = g.initializer("head.out.bias", &[k], &b);
+    let wn = g.initializer("head.out.weight", &[d.out, d.inp], &d.w);
+    let bn = g.initializer("head.out.bias", &[d.out], &d.b);
     gemm(g, &pooled, &wn, &bn, "head.out")
 }
 

@@ -54,6 +54,15 @@ pub struct HeadModel {
 }
 
 impl HeadModel {
+    /// The temperature logits are divided by (1 when none was fitted).
+    pub fn temperature(&self) -> f32 {
+        if self.meta.temperature > 0.0 {
+            self.meta.temperature
+        } else {
+            1.0
+        }
+    }
+
     /// Values per input row: pooled features, or a whole feature map.
     pub fn row_len(&self) -> usize {
         self.meta.feature_dim * self.meta.locations.max(1)
@@ -69,11 +78,7 @@ impl HeadModel {
         let mut x = features[..n * self.row_len()].to_vec();
         self.standardizer.apply_spatial(&mut x, self.meta.locations);
         let mut logits = self.head.logits(&x, n);
-        let t = if self.meta.temperature > 0.0 {
-            self.meta.temperature
-        } else {
-            1.0
-        };
+        let t = self.temperature();
         logits.iter_mut().for_each(|v| *v /= t);
         crate::dense::softmax_rows(&mut logits, self.head.classes());
         logits
@@ -82,6 +87,9 @@ impl HeadModel {
     /// Where an attention head looked: `n × locations` weights summing to 1 per image (empty for
     /// heads without attention).
     pub fn attention(&self, features: &[f32], n: usize) -> Vec<f32> {
+        if !self.reads_maps() {
+            return Vec::new();
+        }
         let mut x = features[..n * self.row_len()].to_vec();
         self.standardizer.apply_spatial(&mut x, self.meta.locations);
         self.head.attention(&x, n)

@@ -27,7 +27,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     if ds.entries.is_empty() || args.batch == 0 {
         bail!("{} has no image to augment", args.dir.display());
     }
-    // Round-robin over classes so every class shows up.
+    // Round-robin over classes so every class shows up: (entry, class) pairs.
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); ds.classes.len()];
     for (i, e) in ds.entries.iter().enumerate() {
         if let Some(k) = ds.classes.iter().position(|c| *c == e.class) {
@@ -37,10 +37,10 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     let mut picked = Vec::new();
     for round in 0.. {
         let before = picked.len();
-        for rows in &by_class {
+        for (k, rows) in by_class.iter().enumerate() {
             if picked.len() < args.batch {
                 if let Some(&i) = rows.get(round) {
-                    picked.push(i);
+                    picked.push((i, k));
                 }
             }
         }
@@ -51,13 +51,13 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     let mut images = Vec::new();
     let mut indices = Vec::new();
     let mut labels = Vec::new();
-    for &i in &picked {
+    for &(i, k) in &picked {
         let e = &ds.entries[i];
         match graft_data::decode::read_and_decode(&e.path) {
             Ok((_, img)) => {
                 images.push(img);
                 indices.push(i);
-                labels.push(ds.classes.iter().position(|c| *c == e.class).unwrap_or(0));
+                labels.push(k);
             }
             Err(err) => eprintln!("{}: skipped ({err})", e.path.display()),
         }

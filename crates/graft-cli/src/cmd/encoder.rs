@@ -3,10 +3,11 @@
 use std::sync::Once;
 
 use anyhow::Context;
-use graft_model::arch::{spec_for, EncoderKind};
+use graft_model::arch::{spec_for, EncoderKind, NetSpec};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
 use graft_model::ort_backend::{OrtEncoder, OrtOptions};
+use graft_model::weights::StateDict;
 
 /// Which engine runs the encoder.
 #[derive(
@@ -31,19 +32,36 @@ pub enum Backend {
     Burn,
 }
 
-/// A ready encoder of `kind` (weights found, verified and loaded).
-pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<dyn ImageEncoder>> {
+/// The weights of `kind` from graft's cache (found, verified, loaded) and the network they
+/// describe.
+pub fn load_weights(kind: EncoderKind) -> anyhow::Result<(NetSpec, StateDict)> {
     let cache = graft_model::fetch::cache_dir();
     let weights = graft_model::fetch::load(kind, &cache)
         .with_context(|| format!("loading the {kind} weights"))?;
     let spec = spec_for(kind, &weights)?;
+    Ok((spec, weights))
+}
+
+/// A ready encoder of `kind` (weights found, verified and loaded).
+pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<dyn ImageEncoder>> {
+    let (spec, weights) = load_weights(kind)?;
+    encoder_from(&spec, &weights, backend)
+}
+
+/// An encoder over weights already loaded with [`load_weights`].
+pub fn encoder_from(
+    spec: &NetSpec,
+    weights: &StateDict,
+    backend: Backend,
+) -> anyhow::Result<Box<dyn ImageEncoder>> {
+    let kind = spec.kind;
     if backend != Backend::Burn {
         // ONNX Runtime gets as many threads as graft's pool (`--threads`, default all cores).
         let opts = OrtOptions {
             intra_threads: Some(rayon::current_num_threads()),
             ..OrtOptions::default()
         };
-        match OrtEncoder::new(&spec, &weights, opts) {
+        match OrtEncoder::new(spec, weights, opts) {
             Ok(enc) => return Ok(Box::new(enc)),
             Err(err) if backend == Backend::Auto => {
                 static SAID: Once = Once::new();
@@ -57,7 +75,7 @@ pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<d
             Err(err) => return Err(err).context("opening the ONNX Runtime encoder"),
         }
     }
-    Ok(Box::new(BurnEncoder::new(kind, &weights)?))
+    Ok(Box::new(BurnEncoder::new(kind, weights)?))
 }
 
 /// Identity of the pretrained weights of `kind`, stored in caches so features of other weights

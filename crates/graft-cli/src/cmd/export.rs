@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use graft_data::scan::Split;
-use graft_model::arch::{spec_for, EncoderKind, NetSpec};
+use graft_model::arch::{EncoderKind, NetSpec};
 use graft_model::onnx::Precision as GraphPrecision;
 use graft_model::ort_backend::{calibrate, run_images, session_from_onnx, OrtOptions};
 use graft_model::weights::StateDict;
@@ -104,8 +104,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             graft_export::PROBABILITIES,
         )?);
     }
-    let kind = encoder_kind(&model)?;
-    let mut encoder = super::encoder::open_encoder(kind, super::encoder::Backend::Auto)?;
+    let mut encoder = super::encoder::encoder_from(&spec, &weights, super::encoder::Backend::Auto)?;
     let mut graft_probs = Vec::new();
     for chunk in input.chunks(CHUNK * per) {
         let k = chunk.len() / per;
@@ -310,11 +309,7 @@ fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
 }
 
 fn load_encoder(model: &HeadModel) -> anyhow::Result<(NetSpec, StateDict)> {
-    let kind = encoder_kind(model)?;
-    let weights = graft_model::fetch::load(kind, &graft_model::fetch::cache_dir())
-        .with_context(|| format!("loading the {kind} weights"))?;
-    let spec = spec_for(kind, &weights)?;
-    Ok((spec, weights))
+    super::encoder::load_weights(encoder_kind(model)?)
 }
 
 /// The run's float classifier as ONNX bytes (encoder weights from graft's cache), not validated.

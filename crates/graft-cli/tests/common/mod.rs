@@ -82,6 +82,19 @@ pub fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process:
         .expect("run graft")
 }
 
+/// Whether the ONNX Runtime library is given (ORT_DYLIB_PATH); its absence is allowed only
+/// outside CI, where a test may then stop early.
+pub fn ort_library_given() -> bool {
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "ORT_DYLIB_PATH must be set in CI"
+    );
+    false
+}
+
 /// A graft cache folder under `tmp` with the real MobileNetV2 weights imported, or `None` when
 /// the test weights are not available (allowed only outside CI).
 pub fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf> {
