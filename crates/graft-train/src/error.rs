@@ -10,6 +10,8 @@ pub enum TrainError {
     BadHeadSpec(String),
     #[error("the {0} head reads spatial feature maps, and this feature cache has none; extract with --spatial (graft train DIR does when the heads include attention)")]
     NeedsSpatial(String),
+    #[error("{0}")]
+    Finetune(String),
     #[error("{path}: {why}")]
     BadCheckpoint { path: PathBuf, why: String },
     #[error("{path}")]

@@ -11,6 +11,7 @@ pub mod calibrate;
 pub mod data;
 mod dense;
 pub mod error;
+pub mod finetune;
 pub mod head;
 mod loss;
 pub mod metrics;

@@ -1,0 +1,306 @@
+//! The trainable part of a fine-tune: the encoder's top blocks (from `cut` on) and the head,
+//! with parameters held on the host and uploaded to the burn device for each step.
+//!
+//! Host copies are the source of truth: AdamW, gradient accumulation, clipping and checkpoints
+//! work on plain `Vec<f32>`s, so a checkpoint is exactly the state and resuming is exact. The
+//! upload costs a few milliseconds against the convolutions' hundreds.
+//! BatchNorm stays in inference mode (folded into each convolution): at the batch sizes that
+//! fit a laptop, batch statistics are noise, and the frozen running statistics are the
+//! pretrained ones.
+
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{activation, Device, Tensor, TensorData};
+use graft_data::rng::SplitMix64;
+use graft_model::arch::{Act, NetSpec, Padding};
+use graft_model::onnx::fold_bn;
+use graft_model::weights::StateDict;
+
+use crate::head::HeadSpec;
+use crate::{HeadModel, TrainError};
+
+/// Which layers a parameter belongs to, for discriminative learning rates and freezing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Encoder block (index into the spec's blocks).
+    Block(usize),
+    Head,
+}
+
+/// One parameter tensor's place in the net.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub group: Group,
+    /// Weight decay applies to weights, not biases.
+    pub decay: bool,
+}
+
+impl Slot {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+    padding: Padding,
+    relu6: bool,
+}
+
+/// Architecture of the trainable part (no weights): what `forward` needs besides the values.
+#[derive(Debug, Clone)]
+pub struct TopNet {
+    /// First encoder block trained here; its input is the cached activation.
+    pub cut: usize,
+    /// Input activation shape `[c, h, w]`.
+    pub input: [usize; 3],
+    blocks: Vec<(Vec<Conv>, bool)>,
+    /// Head dense layers as `(inputs, outputs)`; ReLU (+ dropout) between them.
+    head: Vec<(usize, usize)>,
+    dropout: f32,
+    pub slots: Vec<Slot>,
+    pub classes: usize,
+}
+
+/// Parameter values, in [`TopNet::slots`] order.
+pub type Values = Vec<Vec<f32>>;
+
+impl TopNet {
+    /// The net from block `cut` to the end of `spec`, with `model`'s head on the pooled
+    /// features (its standardisation folded into the first layer). Returns the net and its
+    /// starting values.
+    pub fn new(
+        spec: &NetSpec,
+        weights: &StateDict,
+        model: &HeadModel,
+        cut: usize,
+    ) -> Result<(TopNet, Values), TrainError> {
+        if model.reads_maps() {
+            return Err(TrainError::Finetune(
+                "fine-tuning starts from a pooled head (linear or MLP), and this run's head is \
+                 attention-pool; train heads with `--heads linear,mlp` first"
+                    .into(),
+            ));
+        }
+        if cut == 0 || cut >= spec.blocks.len() {
+            return Err(TrainError::Finetune(format!(
+                "cannot train from block {cut}: the encoder has blocks 1..{} after its stem",
+                spec.blocks.len() - 1
+            )));
+        }
+        let input = activation_shape(spec, cut);
+        let mut slots = Vec::new();
+        let mut values = Vec::new();
+        let mut blocks = Vec::new();
+        for (bi, b) in spec.blocks.iter().enumerate().skip(cut) {
+            let mut convs = Vec::new();
+            for l in &b.layers {
+                let ((shape, w), bias) = fold_bn(l, weights, spec.bn_eps)
+                    .map_err(|e| TrainError::Finetune(format!("encoder weights: {e}")))?;
+                slots.push(Slot {
+                    name: format!("{}.folded", l.conv),
+                    shape,
+                    group: Group::Block(bi),
+                    decay: true,
+                });
+                values.push(w);
+                slots.push(Slot {
+                    name: format!("{}.bias", l.bn),
+                    shape: vec![bias.len()],
+                    group: Group::Block(bi),
+                    decay: false,
+                });
+                values.push(bias);
+                convs.push(Conv {
+                    kernel: l.kernel,
+                    stride: l.stride,
+                    groups: l.groups,
+                    padding: l.padding,
+                    relu6: l.act == Some(Act::Relu6),
+                });
+            }
+            blocks.push((convs, b.residual));
+        }
+        let layers = &model.head.layers;
+        let mut head = Vec::new();
+        for (li, l) in layers.iter().enumerate() {
+            let (mut w, mut b) = (l.w.clone(), l.b.clone());
+            if li == 0 {
+                // x' = (x - μ)/σ  ⇒  W' = W/σ (per input row), b' = b − Σ (μ/σ)·W.
+                let st = &model.standardizer;
+                for r in 0..l.rows {
+                    for c in 0..l.cols {
+                        let v = w[r * l.cols + c];
+                        b[c] -= st.mean[r] / st.std[r] * v;
+                        w[r * l.cols + c] = v / st.std[r];
+                    }
+                }
+            }
+            slots.push(Slot {
+                name: format!("head.{li}.weight"),
+                shape: vec![l.rows, l.cols],
+                group: Group::Head,
+                decay: true,
+            });
+            values.push(w);
+            slots.push(Slot {
+                name: format!("head.{li}.bias"),
+                shape: vec![l.cols],
+                group: Group::Head,
+                decay: false,
+            });
+            values.push(b);
+            head.push((l.rows, l.cols));
+        }
+        let dropout = match model.meta.head {
+            HeadSpec::Mlp { dropout, .. } => dropout,
+            _ => 0.0,
+        };
+        if head.first().map(|h| h.0) != Some(spec.feature_dim) {
+            return Err(TrainError::Finetune(format!(
+                "the head reads {} features but the encoder gives {}",
+                head.first().map_or(0, |h| h.0),
+                spec.feature_dim
+            )));
+        }
+        let classes = head.last().map_or(0, |h| h.1);
+        Ok((
+            TopNet {
+                cut,
+                input,
+                blocks,
+                head,
+                dropout,
+                slots,
+                classes,
+            },
+            values,
+        ))
+    }
+
+    /// Number of values in one input activation.
+    pub fn input_len(&self) -> usize {
+        self.input.iter().product()
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.slots.iter().map(Slot::len).sum()
+    }
+
+    /// Logits `[n, classes]` for `x` (`n` activations). Parameters whose slot is `trainable`
+    /// are tracked for gradients and returned (flat, slot order; `None` when frozen). With
+    /// `dropout_seed`, the head's dropout is on (training), drawn from that seed.
+    pub fn forward(
+        &self,
+        values: &Values,
+        trainable: &[bool],
+        x: &[f32],
+        n: usize,
+        dropout_seed: Option<u64>,
+        device: &Device,
+    ) -> (Tensor<2>, Vec<Option<Tensor<1>>>) {
+        let [c, h, w] = self.input;
+        let mut y = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, c, h, w]), device);
+        // Every parameter is uploaded flat and reshaped in the graph, so its gradient comes
+        // back flat, ready for the host buffers.
+        let tracked: Vec<Option<Tensor<1>>> = values
+            .iter()
+            .zip(trainable)
+            .map(|(v, &t)| {
+                t.then(|| {
+                    Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device)
+                        .require_grad()
+                })
+            })
+            .collect();
+        let flat = |i: usize| -> Tensor<1> {
+            tracked[i].clone().unwrap_or_else(|| {
+                Tensor::<1>::from_data(TensorData::new(values[i].clone(), [values[i].len()]), device)
+            })
+        };
+        let mut i = 0;
+        for (convs, residual) in &self.blocks {
+            let input = residual.then(|| y.clone());
+            for conv in convs {
+                let s = &self.slots[i].shape;
+                let wt: Tensor<4> = flat(i).reshape([s[0], s[1], s[2], s[3]]);
+                let bias = flat(i + 1);
+                let [_, _, hh, ww] = y.dims();
+                let ph = conv.padding.amounts(hh, conv.kernel, conv.stride);
+                let pw = conv.padding.amounts(ww, conv.kernel, conv.stride);
+                let opts = ConvOptions::new_with_padding(
+                    [conv.stride, conv.stride],
+                    [ph, pw],
+                    [1, 1],
+                    conv.groups,
+                );
+                y = conv2d(y, wt, Some(bias), opts);
+                if conv.relu6 {
+                    y = activation::relu6(y);
+                }
+                i += 2;
+            }
+            if let Some(input) = input {
+                y = y + input;
+            }
+        }
+        let [_, ch, _, _] = y.dims();
+        let mut z: Tensor<2> = y.mean_dim(3).mean_dim(2).reshape([n, ch]);
+        let last = self.head.len() - 1;
+        for (li, &(rows, cols)) in self.head.iter().enumerate() {
+            let wt: Tensor<2> = flat(i).reshape([rows, cols]);
+            let bias: Tensor<2> = flat(i + 1).reshape([1, cols]);
+            z = z.matmul(wt) + bias;
+            if li < last {
+                z = activation::relu(z);
+                if let (Some(seed), true) = (dropout_seed, self.dropout > 0.0) {
+                    let mut rng = SplitMix64::new(seed);
+                    let keep = 1.0 / (1.0 - self.dropout);
+                    let mask: Vec<f32> = (0..n * cols)
+                        .map(|_| {
+                            if (rng.next_f64() as f32) < self.dropout {
+                                0.0
+                            } else {
+                                keep
+                            }
+                        })
+                        .collect();
+                    z = z * Tensor::<2>::from_data(TensorData::new(mask, [n, cols]), device);
+                }
+            }
+            i += 2;
+        }
+        (z, tracked)
+    }
+}
+
+/// Shape `[c, h, w]` of the input of block `cut` for the spec's input size.
+pub fn activation_shape(spec: &NetSpec, cut: usize) -> [usize; 3] {
+    let mut s = spec.preprocess.size as usize;
+    let mut c = 3;
+    for b in &spec.blocks[..cut] {
+        for l in &b.layers {
+            let (a, z) = l.padding.amounts(s, l.kernel, l.stride);
+            s = (s + a + z - l.kernel) / l.stride + 1;
+            c = l.out_ch;
+        }
+    }
+    [c, s, s]
+}
+
+/// The encoder up to (not including) block `cut`: what produces the cached activations.
+pub fn prefix_spec(spec: &NetSpec, cut: usize) -> NetSpec {
+    let mut p = spec.clone();
+    p.blocks.truncate(cut);
+    p.feature_dim = activation_shape(spec, cut)[0];
+    p
+}

@@ -1,0 +1,246 @@
+//! Fine-tuning on a tiny encoder with made-up weights: accumulation, rollback, exact resume.
+
+use burn::tensor::Device;
+use graft_data::preprocess::Preprocess;
+use graft_data::rng::SplitMix64;
+use graft_model::arch::{Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding};
+use graft_model::weights::{DType, StateDict, Tensor};
+
+use super::*;
+use crate::head::{Head, HeadSpec};
+use crate::trainer::TrainConfig;
+use crate::{HeadModel, ModelMeta, Standardizer};
+
+fn pre() -> Preprocess {
+    Preprocess {
+        size: 16,
+        resize_shorter: 16,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        filter: Default::default(),
+    }
+}
+
+fn conv(name: &str, i: usize, o: usize, k: usize, s: usize, g: usize, act: bool) -> ConvBn {
+    ConvBn {
+        conv: format!("{name}.conv"),
+        bn: format!("{name}.bn"),
+        in_ch: i,
+        out_ch: o,
+        kernel: k,
+        stride: s,
+        groups: g,
+        padding: Padding::Symmetric(k / 2),
+        act: act.then_some(Act::Relu6),
+    }
+}
+
+/// Stem (3→4, stride 2), one inverted-residual block (4→8→4), final 1×1 conv (4→6).
+fn tiny() -> (NetSpec, StateDict) {
+    let blocks = vec![
+        Block {
+            layers: vec![conv("stem", 3, 4, 3, 2, 1, true)],
+            residual: false,
+        },
+        Block {
+            layers: vec![
+                conv("b1.expand", 4, 8, 1, 1, 1, true),
+                conv("b1.dw", 8, 8, 3, 1, 8, true),
+                conv("b1.project", 8, 4, 1, 1, 1, false),
+            ],
+            residual: true,
+        },
+        Block {
+            layers: vec![conv("last", 4, 6, 1, 1, 1, true)],
+            residual: false,
+        },
+    ];
+    let spec = NetSpec {
+        kind: EncoderKind::MobileNetV2,
+        blocks,
+        feature_dim: 6,
+        classifier: Linear {
+            weight: "fc.weight".into(),
+            bias: "fc.bias".into(),
+            in_features: 6,
+            out_features: 2,
+        },
+        bn_eps: 1e-5,
+        preprocess: pre(),
+    };
+    let mut sd = StateDict::new("tiny");
+    let mut rng = SplitMix64::new(9);
+    let mut put = |name: String, shape: Vec<usize>, f: &mut dyn FnMut() -> f32| {
+        let data = (0..shape.iter().product::<usize>()).map(|_| f()).collect();
+        sd.insert(
+            name,
+            Tensor {
+                shape,
+                data,
+                dtype: DType::F32,
+            },
+        );
+    };
+    for l in spec.layers() {
+        let fan = (l.in_ch / l.groups * l.kernel * l.kernel) as f32;
+        let shape = vec![l.out_ch, l.in_ch / l.groups, l.kernel, l.kernel];
+        put(l.conv.clone(), shape, &mut || {
+            (rng.next_f64() as f32 * 2.0 - 1.0) * 1.7 / fan.sqrt()
+        });
+        for (part, v) in [("weight", 1.0), ("bias", 0.1), ("running_mean", 0.0), ("running_var", 1.0)] {
+            put(format!("{}.{part}", l.bn), vec![l.out_ch], &mut || v);
+        }
+    }
+    (spec, sd)
+}
+
+fn model(spec: HeadSpec, classes: usize) -> HeadModel {
+    let mut rng = SplitMix64::new(3);
+    HeadModel {
+        meta: ModelMeta {
+            format_version: 1,
+            head: spec,
+            classes: (0..classes).map(|c| format!("c{c}")).collect(),
+            feature_dim: 6,
+            locations: 1,
+            encoder: "mobilenet-v2".into(),
+            weights: "tiny".into(),
+            preprocess: pre(),
+            train: TrainConfig::default(),
+            temperature: 1.0,
+        },
+        head: Head::new(spec, 6, classes, &mut rng),
+        standardizer: Standardizer {
+            mean: vec![0.1; 6],
+            std: vec![0.5; 6],
+        },
+    }
+}
+
+/// `n` random activations at the cut; labels from `label`.
+fn acts(net: &TopNet, n: usize, seed: u64, label: impl Fn(&[f32]) -> usize) -> Acts {
+    let mut rng = SplitMix64::new(seed);
+    let d = net.input_len();
+    let x: Vec<f32> = (0..n * d).map(|_| rng.next_f64() as f32 * 3.0).collect();
+    let labels = x.chunks(d).map(label).collect();
+    Acts::new(net.input, &x, labels)
+}
+
+/// Labels a simple function of the input, learnable by the net.
+fn rule(row: &[f32]) -> usize {
+    let half = row.len() / 2;
+    usize::from(row[..half].iter().sum::<f32>() > row[half..].iter().sum::<f32>())
+}
+
+fn quiet(_: &Event<'_>) -> bool {
+    true
+}
+
+#[test]
+fn accumulating_4x8_equals_one_batch_of_32() {
+    let (spec, sd) = tiny();
+    let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 2), 1).expect("net");
+    assert_eq!(net.input, [4, 8, 8]);
+    let data = acts(&net, 32, 1, rule);
+    let rows: Vec<usize> = (0..32).collect();
+    let mask = vec![true; net.slots.len()];
+    let mut out = Vec::new();
+    for micro in [32, 8] {
+        let cfg = FinetuneConfig {
+            micro_batch: micro,
+            ..FinetuneConfig::default()
+        };
+        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
+        let dev = Device::flex().autodiff();
+        let loss = batch_gradients(&net, &start, &mask, &data, &rows, &cfg, &|_| 0, &dev, &mut g)
+            .expect("grads");
+        out.push((loss, g));
+    }
+    let ((l1, g1), (l2, g2)) = (&out[0], &out[1]);
+    assert!((l1 - l2).abs() < 1e-6, "{l1} vs {l2}");
+    let norm: f32 = g1.iter().flatten().map(|v| v * v).sum::<f32>().sqrt();
+    assert!(norm > 1e-4, "the gradient is not trivially zero");
+    for (slot, (a, b)) in net.slots.iter().zip(g1.iter().zip(g2)) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * norm.max(1.0), "{}: {x} vs {y}", slot.name);
+        }
+    }
+}
+
+#[test]
+fn a_stage_that_lowers_val_f1_is_rolled_back() {
+    let (spec, sd) = tiny();
+    let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 1).expect("net");
+    // Labels are the starting model's own predictions: it scores 1.0, nothing can beat it.
+    let dev = Device::flex();
+    let label_by_start = |seed| {
+        let a = acts(&net, 48, seed, |_| 0);
+        let pred = train::evaluate_predictions(&net, &start, &a, &dev);
+        Acts::new(net.input, &a.gather(&(0..48).collect::<Vec<_>>()), pred)
+    };
+    let (train, val) = (label_by_start(1), label_by_start(2));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = FinetuneConfig {
+        epochs: [0, 1],
+        batch: 16,
+        micro_batch: 16,
+        lr: 3.0,
+        layer_decay: 1.0,
+        ..FinetuneConfig::default()
+    };
+    let o = run(&net, start.clone(), &cfg, &train, &val, &tmp.path().join("ck"), &dev, &mut quiet)
+        .expect("run");
+    assert_eq!(o.start_f1, 1.0);
+    assert_eq!(o.stages.len(), 1, "a stage of 0 epochs is skipped");
+    let s = &o.stages[0];
+    assert!(s.rolled_back && s.best_f1 < 1.0 && s.before_f1 == 1.0, "{s:?}");
+    assert_eq!(o.values, start, "rolled back to the starting weights");
+    assert_eq!(o.best_f1, 1.0);
+}
+
+#[test]
+fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
+    let (spec, sd) = tiny();
+    let (net, start) =
+        TopNet::new(&spec, &sd, &model(HeadSpec::DEFAULT_MLP, 2), 1).expect("net");
+    let train = acts(&net, 40, 1, rule);
+    let val = acts(&net, 20, 2, rule);
+    let cfg = FinetuneConfig {
+        epochs: [1, 2],
+        batch: 8,
+        micro_batch: 4,
+        lr: 3e-3,
+        checkpoint_every: 2,
+        ..FinetuneConfig::default()
+    };
+    let dev = Device::flex();
+    let whole = tempfile::tempdir().expect("tmp");
+    let a = run(&net, start.clone(), &cfg, &train, &val, &whole.path().join("ck"), &dev, &mut quiet)
+        .expect("uninterrupted");
+    assert!(!a.resumed);
+
+    let cut = tempfile::tempdir().expect("tmp");
+    let ck = cut.path().join("ck");
+    let mut seen = 0;
+    let mut stop_in_stage_two = |e: &Event<'_>| {
+        if let Event::Checkpoint { stage: 1, update } = e {
+            seen += 1;
+            // Stop at the second mid-epoch checkpoint of stage 2 (update 4 of 10).
+            return !(seen == 2 && *update == 4);
+        }
+        true
+    };
+    let err = run(&net, start.clone(), &cfg, &train, &val, &ck, &dev, &mut stop_in_stage_two)
+        .expect_err("stopped");
+    assert!(err.to_string().contains("stopped"));
+    // A different configuration on resume is ignored: the checkpoint's is used.
+    let other = FinetuneConfig {
+        lr: 1.0,
+        ..cfg.clone()
+    };
+    let b = run(&net, start, &other, &train, &val, &ck, &dev, &mut quiet).expect("resumed");
+    assert!(b.resumed);
+    assert_eq!(b.config, cfg);
+    assert_eq!(a.history, b.history);
+    assert_eq!(a.values, b.values, "bit-identical after resume");
+}
