@@ -6,9 +6,11 @@ use clap::{Args, Parser, Subcommand};
 
 mod data;
 mod export;
+mod finetune;
 mod serve;
 pub use data::{AuditArgs, AugmentArgs, DataCommand, ImportIdxArgs, SplitArgs};
 pub use export::{ExportArgs, Precision};
+pub use finetune::{FinetuneArgs, FINETUNE_HELP};
 pub use serve::{BenchServeArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -61,6 +63,10 @@ pub enum Command {
     /// did not change are skipped. `graft train heads` runs only the head sweep.
     #[command(after_help = TRAIN_HELP)]
     Train(Box<TrainArgs>),
+    /// Fine-tune the top encoder blocks with the run's best head, in stages, with rollback,
+    /// early stopping and checkpoints to resume from after any interruption.
+    #[command(after_help = FINETUNE_HELP)]
+    Finetune(Box<FinetuneArgs>),
     /// Evaluate a trained run on its test split: metrics.json, per_class.csv, figures and a
     /// self-contained report.html.
     #[command(

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod imagenet;
 pub mod onnx;
 pub mod ort_backend;
+pub mod prefix;
 pub mod weights;
 
 pub use weights::{

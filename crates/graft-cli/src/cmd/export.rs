@@ -303,7 +303,7 @@ pub fn file_is_current(run: &Path, file: &str) -> bool {
     }
 }
 
-fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
+pub fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
     EncoderKind::from_name(&model.meta.encoder)
         .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
 }

@@ -7,6 +7,7 @@ pub mod encoder;
 mod eval;
 mod export;
 mod extract;
+mod finetune;
 pub mod import_idx;
 mod models;
 mod pipeline;
@@ -24,6 +25,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Split(a)) => split::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
+        Command::Finetune(a) => finetune::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),

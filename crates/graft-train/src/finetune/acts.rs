@@ -117,9 +117,8 @@ pub fn load_or_build(
                 std::fs::remove_file(e.path()).map_err(|err| io(&e.path(), err))?;
             }
         }
-        let bytes = serde_json::to_vec_pretty(&want).map_err(|e| {
-            TrainError::Finetune(format!("writing {}: {e}", meta_path.display()))
-        })?;
+        let bytes = serde_json::to_vec_pretty(&want)
+            .map_err(|e| TrainError::Finetune(format!("writing {}: {e}", meta_path.display())))?;
         write_atomic(&meta_path, &bytes)?;
     }
     let d: usize = shape.iter().product();
@@ -234,17 +233,44 @@ mod tests {
                 })
                 .collect())
         };
-        let a = load_or_build(&cache, "train", "fp", [2, 1, 1], &its, &pre, &mut enc, &mut |_, _| {})
-            .expect("build");
+        let a = load_or_build(
+            &cache,
+            "train",
+            "fp",
+            [2, 1, 1],
+            &its,
+            &pre,
+            &mut enc,
+            &mut |_, _| {},
+        )
+        .expect("build");
         assert_eq!(a.len(), 5);
         assert_eq!(a.labels, vec![0, 1, 0, 1, 0]);
         let row = a.gather(&[1]);
         assert!((row[0] - 40.0 / 255.0).abs() < 1e-3 && (row[0] + row[1]).abs() < 1e-6);
-        let b = load_or_build(&cache, "train", "fp", [2, 1, 1], &its, &pre, &mut enc, &mut |_, _| {})
-            .expect("load");
+        let b = load_or_build(
+            &cache,
+            "train",
+            "fp",
+            [2, 1, 1],
+            &its,
+            &pre,
+            &mut enc,
+            &mut |_, _| {},
+        )
+        .expect("load");
         assert_eq!(a.gather(&[0, 1, 2, 3, 4]), b.gather(&[0, 1, 2, 3, 4]));
-        let _ = load_or_build(&cache, "train", "other", [2, 1, 1], &its, &pre, &mut enc, &mut |_, _| {})
-            .expect("rebuild");
+        let _ = load_or_build(
+            &cache,
+            "train",
+            "other",
+            [2, 1, 1],
+            &its,
+            &pre,
+            &mut enc,
+            &mut |_, _| {},
+        )
+        .expect("rebuild");
         assert_eq!(calls, 10, "built twice (second fingerprint), loaded once");
     }
 }

@@ -65,7 +65,9 @@ pub fn load<S: DeserializeOwned>(path: &Path) -> Result<Option<(S, Vec<Vec<f32>>
     let mut len8 = [0u8; 8];
     len8.copy_from_slice(&bytes[8..16]);
     let n = usize::try_from(u64::from_le_bytes(len8)).map_err(|_| bad("header too long"))?;
-    let body = bytes.get(16..16 + n).ok_or_else(|| bad("truncated header"))?;
+    let body = bytes
+        .get(16..16 + n)
+        .ok_or_else(|| bad("truncated header"))?;
     let header: Header<S> =
         serde_json::from_slice(body).map_err(|e| bad(&format!("unreadable header: {e}")))?;
     let mut at = 16 + n;

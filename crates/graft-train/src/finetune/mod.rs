@@ -85,8 +85,7 @@ impl FinetuneConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad(format!("learning rate {} must be positive", self.lr));
         }
-        if !(0.0..=1.0).contains(&self.layer_decay) || !(0.0..1.0).contains(&self.label_smoothing)
-        {
+        if !(0.0..=1.0).contains(&self.layer_decay) || !(0.0..1.0).contains(&self.label_smoothing) {
             return bad("layer decay must be in 0..=1 and label smoothing in 0..1".into());
         }
         Ok(())

@@ -224,7 +224,10 @@ impl TopNet {
             .collect();
         let flat = |i: usize| -> Tensor<1> {
             tracked[i].clone().unwrap_or_else(|| {
-                Tensor::<1>::from_data(TensorData::new(values[i].clone(), [values[i].len()]), device)
+                Tensor::<1>::from_data(
+                    TensorData::new(values[i].clone(), [values[i].len()]),
+                    device,
+                )
             })
         };
         let mut i = 0;

@@ -87,7 +87,12 @@ fn tiny() -> (NetSpec, StateDict) {
         put(l.conv.clone(), shape, &mut || {
             (rng.next_f64() as f32 * 2.0 - 1.0) * 1.7 / fan.sqrt()
         });
-        for (part, v) in [("weight", 1.0), ("bias", 0.1), ("running_mean", 0.0), ("running_var", 1.0)] {
+        for (part, v) in [
+            ("weight", 1.0),
+            ("bias", 0.1),
+            ("running_mean", 0.0),
+            ("running_var", 1.0),
+        ] {
             put(format!("{}.{part}", l.bn), vec![l.out_ch], &mut || v);
         }
     }
@@ -152,8 +157,18 @@ fn accumulating_4x8_equals_one_batch_of_32() {
         };
         let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
         let dev = Device::flex().autodiff();
-        let loss = batch_gradients(&net, &start, &mask, &data, &rows, &cfg, &|_| 0, &dev, &mut g)
-            .expect("grads");
+        let loss = batch_gradients(
+            &net,
+            &start,
+            &mask,
+            &data,
+            &rows,
+            &cfg,
+            &|_| 0,
+            &dev,
+            &mut g,
+        )
+        .expect("grads");
         out.push((loss, g));
     }
     let ((l1, g1), (l2, g2)) = (&out[0], &out[1]);
@@ -162,7 +177,11 @@ fn accumulating_4x8_equals_one_batch_of_32() {
     assert!(norm > 1e-4, "the gradient is not trivially zero");
     for (slot, (a, b)) in net.slots.iter().zip(g1.iter().zip(g2)) {
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-5 * norm.max(1.0), "{}: {x} vs {y}", slot.name);
+            assert!(
+                (x - y).abs() <= 1e-5 * norm.max(1.0),
+                "{}: {x} vs {y}",
+                slot.name
+            );
         }
     }
 }
@@ -190,12 +209,24 @@ fn a_stage_that_lowers_val_f1_is_rolled_back() {
         layer_decay: 1.0,
         ..FinetuneConfig::default()
     };
-    let o = run(&net, start.clone(), &cfg, &train, &val, &tmp.path().join("ck"), &dev, &mut quiet)
-        .expect("run");
+    let o = run(
+        &net,
+        start.clone(),
+        &cfg,
+        &train,
+        &val,
+        &tmp.path().join("ck"),
+        &dev,
+        &mut quiet,
+    )
+    .expect("run");
     assert_eq!(o.start_f1, 1.0);
     assert_eq!(o.stages.len(), 1, "a stage of 0 epochs is skipped");
     let s = &o.stages[0];
-    assert!(s.rolled_back && s.best_f1 < 1.0 && s.before_f1 == 1.0, "{s:?}");
+    assert!(
+        s.rolled_back && s.best_f1 < 1.0 && s.before_f1 == 1.0,
+        "{s:?}"
+    );
     assert_eq!(o.values, start, "rolled back to the starting weights");
     assert_eq!(o.best_f1, 1.0);
 }
@@ -203,8 +234,7 @@ fn a_stage_that_lowers_val_f1_is_rolled_back() {
 #[test]
 fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
     let (spec, sd) = tiny();
-    let (net, start) =
-        TopNet::new(&spec, &sd, &model(HeadSpec::DEFAULT_MLP, 2), 1).expect("net");
+    let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::DEFAULT_MLP, 2), 1).expect("net");
     let train = acts(&net, 40, 1, rule);
     let val = acts(&net, 20, 2, rule);
     let cfg = FinetuneConfig {
@@ -217,8 +247,17 @@ fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
     };
     let dev = Device::flex();
     let whole = tempfile::tempdir().expect("tmp");
-    let a = run(&net, start.clone(), &cfg, &train, &val, &whole.path().join("ck"), &dev, &mut quiet)
-        .expect("uninterrupted");
+    let a = run(
+        &net,
+        start.clone(),
+        &cfg,
+        &train,
+        &val,
+        &whole.path().join("ck"),
+        &dev,
+        &mut quiet,
+    )
+    .expect("uninterrupted");
     assert!(!a.resumed);
 
     let cut = tempfile::tempdir().expect("tmp");
@@ -232,8 +271,17 @@ fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
         }
         true
     };
-    let err = run(&net, start.clone(), &cfg, &train, &val, &ck, &dev, &mut stop_in_stage_two)
-        .expect_err("stopped");
+    let err = run(
+        &net,
+        start.clone(),
+        &cfg,
+        &train,
+        &val,
+        &ck,
+        &dev,
+        &mut stop_in_stage_two,
+    )
+    .expect_err("stopped");
     assert!(err.to_string().contains("stopped"));
     // A different configuration on resume is ignored: the checkpoint's is used.
     let other = FinetuneConfig {

@@ -45,11 +45,25 @@ pub struct StageReport {
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
     /// Validation macro-F1 of the starting weights (fresh runs only).
-    Start { val_f1: f64 },
-    StageStart { stage: usize, updates: usize, done: usize },
-    Update { stage: usize, done: usize, loss: f64, lr: f32 },
+    Start {
+        val_f1: f64,
+    },
+    StageStart {
+        stage: usize,
+        updates: usize,
+        done: usize,
+    },
+    Update {
+        stage: usize,
+        done: usize,
+        loss: f64,
+        lr: f32,
+    },
     Epoch(&'a EpochRow),
-    Checkpoint { stage: usize, update: usize },
+    Checkpoint {
+        stage: usize,
+        update: usize,
+    },
     StageEnd(&'a StageReport),
 }
 
@@ -194,7 +208,12 @@ pub fn evaluate(net: &TopNet, values: &Values, data: &Acts, device: &Device) -> 
 }
 
 /// Predicted class of every row of `data`.
-pub fn evaluate_predictions(net: &TopNet, values: &Values, data: &Acts, device: &Device) -> Vec<usize> {
+pub fn evaluate_predictions(
+    net: &TopNet,
+    values: &Values,
+    data: &Acts,
+    device: &Device,
+) -> Vec<usize> {
     const EVAL_BATCH: usize = 128;
     let frozen = vec![false; net.slots.len()];
     let c = net.classes;
@@ -277,7 +296,9 @@ pub fn run(
 ) -> Result<Outcome, TrainError> {
     let slots = net.slots.len();
     if start.len() != slots {
-        return Err(TrainError::Finetune("starting values do not fit the net".into()));
+        return Err(TrainError::Finetune(
+            "starting values do not fit the net".into(),
+        ));
     }
     if train.is_empty() {
         return Err(TrainError::NoTrainRows);
@@ -417,11 +438,20 @@ pub fn run(
             st.update = 0;
             st.loss_sum = 0.0;
             if st.bad_epochs >= cfg.patience.max(1) && st.epoch < epochs {
-                tracing::info!("stage {}: no better val macro-F1 for {} epochs; stopping", stage + 1, st.bad_epochs);
+                tracing::info!(
+                    "stage {}: no better val macro-F1 for {} epochs; stopping",
+                    stage + 1,
+                    st.bad_epochs
+                );
                 st.epoch = epochs + 1; // marks the early stop
             }
             save(ckpt, &st, &b)?;
-            if !on(&Event::Epoch(&row)) || !on(&Event::Checkpoint { stage, update: st.stage_updates }) {
+            if !on(&Event::Epoch(&row))
+                || !on(&Event::Checkpoint {
+                    stage,
+                    update: st.stage_updates,
+                })
+            {
                 return Err(stop());
             }
         }
@@ -430,9 +460,10 @@ pub fn run(
             let report = StageReport {
                 stage,
                 name: STAGE_NAMES[stage].to_string(),
-                epochs_run: st.epoch.min(epochs).min(
-                    st.history.iter().filter(|r| r.stage == stage).count(),
-                ),
+                epochs_run: st
+                    .epoch
+                    .min(epochs)
+                    .min(st.history.iter().filter(|r| r.stage == stage).count()),
                 stopped_early: st.epoch > epochs,
                 before_f1: st.best,
                 best_f1: st.stage_best,

@@ -1,0 +1,82 @@
+//! Arguments of `graft finetune`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+pub const FINETUNE_HELP: &str = "Examples:
+  graft finetune --run runs/leaves-mobilenet-v2
+  graft finetune --run runs/leaves-mobilenet-v2 --dry-run --memory 4GB
+  graft finetune --resume runs/leaves-mobilenet-v2      # after an interruption, even kill -9
+  graft finetune --run runs/leaves-mobilenet-v2 --epochs 1,5 --unfreeze-blocks 3 --lr 5e-4
+
+Stages: (1) the head alone, (2) the top encoder blocks with the head. Each stage stops early
+when val macro-F1 stops improving, and a stage that ends below the best so far is rolled back.
+The lower encoder stays frozen, so its output (the input of the first trained block) is
+computed once per image into RUN/finetune/acts-bN/ (resumable) and the stages train on it.
+BatchNorm stays in inference mode (folded into the convolutions).
+
+Writes RUN/finetune/: metrics.json (stages, val and test scores of the fine-tuned model and
+of the frozen head on the same images), history.csv, encoder.safetensors (the whole encoder,
+trained blocks included, in the pretrained file's layout), model.json + model.safetensors
+(the head), checkpoint.bin (the resume point, replaced atomically every --checkpoint-every
+updates and at each epoch's end).";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["run", "resume"])))]
+pub struct FinetuneArgs {
+    /// Run folder written by `graft train` (its best head is the starting point).
+    #[arg(long, value_name = "DIR")]
+    pub run: Option<PathBuf>,
+    /// Continue the interrupted fine-tune of this run from its last checkpoint, at the exact
+    /// update, with the settings it was started with.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Throw away an earlier or interrupted fine-tune of the run and start over.
+    #[arg(long, conflicts_with = "resume")]
+    pub restart: bool,
+    /// Print the memory a step needs and the micro batch that fits --memory; train nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Memory budget for --dry-run (e.g. 4GB, 512MB).
+    #[arg(long, default_value = "4GB", value_name = "SIZE")]
+    pub memory: String,
+    /// Encoder blocks trained in stage 2, counted from the top (the final 1×1 convolution is
+    /// one block). More blocks adapt more and cost more per step.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub unfreeze_blocks: usize,
+    /// Epochs of stage 1 (head) and stage 2 (top blocks + head); 0 skips a stage.
+    #[arg(long, default_value = "1,3", value_name = "E1,E2")]
+    pub epochs: String,
+    /// Images per optimizer update.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub batch: usize,
+    /// Images per forward/backward pass (memory depends on this alone); the update still
+    /// sees --batch images through gradient accumulation. Default: --batch.
+    #[arg(long, value_name = "N")]
+    pub micro_batch: Option<usize>,
+    /// Peak learning rate of the head (AdamW, cosine schedule with warmup).
+    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
+    pub lr: f32,
+    /// Each encoder block learns at this factor of the one above it.
+    #[arg(long, default_value_t = 0.5, value_name = "F")]
+    pub layer_decay: f32,
+    #[arg(long, default_value_t = 0.01, value_name = "W")]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 0.1, value_name = "EPS")]
+    pub label_smoothing: f32,
+    /// Global gradient-norm limit (0: none).
+    #[arg(long, default_value_t = 1.0, value_name = "NORM")]
+    pub clip: f32,
+    /// Epochs without a better val macro-F1 before a stage stops.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub patience: usize,
+    /// Updates between checkpoints (one is also written at every epoch's end).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub checkpoint_every: usize,
+    /// Train on at most this many training images (evenly spread; for a quick first try).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
