@@ -124,12 +124,42 @@ pub enum BenchCommand {
         after_help = "Example:\n  graft bench heads --features runs/fm/features --python .venv/bin/python"
     )]
     Heads(BenchHeadsArgs),
+    /// Images/s of one fine-tuning step (forward, backward, AdamW) on burn — all layers, stage 2
+    /// from images, stage 2 on cached activations — against the same all-layers step in
+    /// PyTorch (torchvision MobileNetV2), in one run.
+    #[command(
+        after_help = "Example:\n  graft bench finetune --python .venv/bin/python\n  \
+graft bench finetune --batch 16 --steps 5 --json finetune-bench.json\n\n\
+The PyTorch reference needs torch and torchvision; without them it is skipped and said so."
+    )]
+    Finetune(BenchFinetuneArgs),
     /// Load-test `graft serve` on 127.0.0.1: throughput and P50/P95/P99 latency of /predict at
     /// 1, 8 and 32 concurrent clients, errors counted, against the model's own latency in-process.
     #[command(
         after_help = "Example:\n  graft bench serve --run runs/photos-mobilenet-v2 --json serve-bench.json"
     )]
     Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFinetuneArgs {
+    /// Encoder to fine-tune.
+    #[arg(long, default_value = "mobilenet-v2")]
+    pub encoder: String,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Timed steps per measurement (after one warm-up step); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Top blocks trained in the stage-2 measurements.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub unfreeze_blocks: usize,
+    /// Training backend: flex (pure Rust), tch (libtorch CPU) or tch-cuda (libtorch GPU);
+    /// tch needs a build with `--features tch`.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
 }
 
 #[derive(Debug, Args)]

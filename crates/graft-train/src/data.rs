@@ -159,43 +159,12 @@ impl Dataset {
     ) -> Result<Dataset, TrainError> {
         let locations = locations.max(1);
         let dim = channels * locations;
-        let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, s) in splits.iter().enumerate() {
-            match s {
-                Some(Split::Val) => val.push(i),
-                Some(Split::Test) => test.push(i),
-                _ => train.push(i),
-            }
-        }
-        if train.is_empty() {
-            return Err(TrainError::NoTrainRows);
-        }
-        let mut val_held_out = false;
-        if val.is_empty() {
-            let mut rng = SplitMix64::new(seed ^ 0x7661_6c5f_686f_6c64);
-            let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes.len()];
-            for &i in &train {
-                by_class[y[i]].push(i);
-            }
-            let mut keep = Vec::new();
-            for mut rows in by_class {
-                rng.shuffle(&mut rows);
-                let take = if rows.len() >= 2 {
-                    ((rows.len() as f64 * val_fraction).round() as usize).clamp(1, rows.len() - 1)
-                } else {
-                    0
-                };
-                val.extend_from_slice(&rows[..take]);
-                keep.extend_from_slice(&rows[take..]);
-            }
-            if val.is_empty() {
-                return Err(TrainError::NoValRows);
-            }
-            keep.sort_unstable();
-            val.sort_unstable();
-            train = keep;
-            val_held_out = true;
-        }
+        let SplitRows {
+            train,
+            val,
+            test,
+            val_held_out,
+        } = split_rows(&y, splits, classes.len(), val_fraction, seed)?;
         let standardizer = Standardizer::fit_spatial(&x, channels, locations, &train);
         standardizer.apply_spatial(&mut x, locations);
         Ok(Dataset {
@@ -262,6 +231,70 @@ impl Dataset {
             })
             .collect()
     }
+}
+
+/// Row indices of each split. Rows without a split are training rows; when there are no
+/// val rows, `val_fraction` of each class's training rows (at least one, seeded) are held
+/// out as val — the same rows for the same labels and seed, whoever asks (head training,
+/// fine-tuning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitRows {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+    pub val_held_out: bool,
+}
+
+pub fn split_rows(
+    y: &[usize],
+    splits: &[Option<Split>],
+    classes: usize,
+    val_fraction: f64,
+    seed: u64,
+) -> Result<SplitRows, TrainError> {
+    let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, s) in splits.iter().enumerate() {
+        match s {
+            Some(Split::Val) => val.push(i),
+            Some(Split::Test) => test.push(i),
+            _ => train.push(i),
+        }
+    }
+    if train.is_empty() {
+        return Err(TrainError::NoTrainRows);
+    }
+    let mut val_held_out = false;
+    if val.is_empty() {
+        let mut rng = SplitMix64::new(seed ^ 0x7661_6c5f_686f_6c64);
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+        for &i in &train {
+            by_class[y[i]].push(i);
+        }
+        let mut keep = Vec::new();
+        for mut rows in by_class {
+            rng.shuffle(&mut rows);
+            let take = if rows.len() >= 2 {
+                ((rows.len() as f64 * val_fraction).round() as usize).clamp(1, rows.len() - 1)
+            } else {
+                0
+            };
+            val.extend_from_slice(&rows[..take]);
+            keep.extend_from_slice(&rows[take..]);
+        }
+        if val.is_empty() {
+            return Err(TrainError::NoValRows);
+        }
+        keep.sort_unstable();
+        val.sort_unstable();
+        train = keep;
+        val_held_out = true;
+    }
+    Ok(SplitRows {
+        train,
+        val,
+        test,
+        val_held_out,
+    })
 }
 
 #[cfg(test)]

@@ -32,9 +32,54 @@ pub fn cross_entropy(
     loss as f32
 }
 
+/// Mean loss of `n` rows of `logits` against soft `targets` (`n × c` distributions, e.g.
+/// MixUp/CutMix mixtures or one-hot rows), smoothed towards uniform by `smoothing`; writes
+/// dL/dlogits into `grad`. With one-hot targets this is [`cross_entropy`] without weights.
+pub fn soft_cross_entropy(
+    logits: &[f32],
+    targets: &[f32],
+    c: usize,
+    smoothing: f32,
+    grad: &mut Vec<f32>,
+) -> f32 {
+    let n = targets.len() / c.max(1);
+    grad.clear();
+    grad.extend_from_slice(&logits[..n * c]);
+    softmax_rows(grad, c);
+    let inv_n = 1.0 / n.max(1) as f32;
+    let off = smoothing / c as f32;
+    let mut loss = 0.0f64;
+    for (row, t) in grad.chunks_exact_mut(c).zip(targets.chunks_exact(c)) {
+        for (p, &t) in row.iter_mut().zip(t) {
+            let q = (1.0 - smoothing) * t + off;
+            loss -= f64::from(inv_n * q * p.max(1e-30).ln());
+            *p = inv_n * (*p - q);
+        }
+    }
+    loss as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soft_targets_match_hard_labels_when_one_hot_and_mix_linearly() {
+        let logits = [2.0, -1.0, 0.5, 0.0, 1.0, 3.0];
+        let (mut g1, mut g2) = (Vec::new(), Vec::new());
+        let hard = cross_entropy(&logits, &[2, 0], 3, 0.1, None, &mut g1);
+        let onehot = [0.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+        let soft = soft_cross_entropy(&logits, &onehot, 3, 0.1, &mut g2);
+        assert!((hard - soft).abs() < 1e-6);
+        for (a, b) in g1.iter().zip(&g2) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        // A 30/70 mixture's loss is the same mixture of the two one-hot losses.
+        let row = &logits[..3];
+        let l = |t: [f32; 3]| soft_cross_entropy(row, &t, 3, 0.0, &mut Vec::new());
+        let mixed = l([0.3, 0.7, 0.0]);
+        assert!((mixed - (0.3 * l([1.0, 0.0, 0.0]) + 0.7 * l([0.0, 1.0, 0.0]))).abs() < 1e-5);
+    }
 
     #[test]
     fn uniform_logits_give_log_c_and_weights_renormalise() {

@@ -10,11 +10,15 @@ pub const FINETUNE_HELP: &str = "Examples:
   graft finetune --resume runs/leaves-mobilenet-v2      # after an interruption, even kill -9
   graft finetune --run runs/leaves-mobilenet-v2 --epochs 1,5 --unfreeze-blocks 3 --lr 5e-4
 
-Stages: (1) the head alone, (2) the top encoder blocks with the head. Each stage stops early
-when val macro-F1 stops improving, and a stage that ends below the best so far is rolled back.
-The lower encoder stays frozen, so its output (the input of the first trained block) is
-computed once per image into RUN/finetune/acts-bN/ (resumable) and the stages train on it.
-BatchNorm stays in inference mode (folded into the convolutions).
+Stages: (1) the head alone, (2) the top encoder blocks with the head, (3) every layer (opt in:
+--epochs 1,3,1). Each stage stops early when val macro-F1 stops improving, and a stage that
+ends below the best so far is rolled back. In stages 1-2 the lower encoder is frozen, so its
+output (the input of the first trained block) is computed once per image into
+RUN/finetune/acts-bN/ (resumable) and they train on that, unaugmented: many times faster
+than running the whole network every step (see `graft bench finetune`). Stage 3 reads the
+images, augmented on other cores while the model trains, and saves one augmented batch as
+RUN/finetune/augmented_batch.png. BatchNorm stays in inference mode (folded into the
+convolutions): batch statistics from laptop-sized batches are noise.
 
 Writes RUN/finetune/: metrics.json (stages, val and test scores of the fine-tuned model and
 of the frozen head on the same images), history.csv, encoder.safetensors (the whole encoder,
@@ -45,9 +49,14 @@ pub struct FinetuneArgs {
     /// one block). More blocks adapt more and cost more per step.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub unfreeze_blocks: usize,
-    /// Epochs of stage 1 (head) and stage 2 (top blocks + head); 0 skips a stage.
-    #[arg(long, default_value = "1,3", value_name = "E1,E2")]
+    /// Epochs of stage 1 (head), stage 2 (top blocks + head) and stage 3 (all layers, from
+    /// augmented images; slow on a CPU, so off unless asked); 0 skips a stage.
+    #[arg(long, default_value = "1,3,0", value_name = "E1,E2[,E3]")]
     pub epochs: String,
+    /// graft.toml whose [augment] table sets stage 3's augmentation (default: crops, flips,
+    /// colour jitter, erasing, MixUp/CutMix; preview it with `graft data augment`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Images per optimizer update.
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub batch: usize,
@@ -55,11 +64,13 @@ pub struct FinetuneArgs {
     /// sees --batch images through gradient accumulation. Default: --batch.
     #[arg(long, value_name = "N")]
     pub micro_batch: Option<usize>,
-    /// Peak learning rate of the head (AdamW, cosine schedule with warmup).
+    /// Peak learning rate of the head in stage 1 (AdamW, cosine schedule with warmup).
+    /// Stages 2 and 3 use 0.3× and 0.1× of it: pretrained weights need gentle steps.
     #[arg(long, default_value_t = 1e-3, value_name = "LR")]
     pub lr: f32,
-    /// Each encoder block learns at this factor of the one above it.
-    #[arg(long, default_value_t = 0.5, value_name = "F")]
+    /// Each encoder block learns at this factor of the one above it (the head at 1); the
+    /// blocks below the top ones, trained in stage 3, as one group one step further down.
+    #[arg(long, default_value_t = 0.3, value_name = "F")]
     pub layer_decay: f32,
     #[arg(long, default_value_t = 0.01, value_name = "W")]
     pub weight_decay: f32,
@@ -77,6 +88,15 @@ pub struct FinetuneArgs {
     /// Train on at most this many training images (evenly spread; for a quick first try).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Without a val split, this share of the training images is held out as val — the same
+    /// images as head training held out (with its seed), so the scores compare.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    pub val_fraction: f64,
+    /// Training backend: flex (pure Rust, default), tch (libtorch on the CPU) or tch-cuda
+    /// (libtorch on GPU 0). tch needs graft built with `--features tch` (see the README).
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Seed of data order, dropout and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

@@ -107,7 +107,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_config(path: &std::path::Path) -> anyhow::Result<AugmentConfig> {
+pub fn read_config(path: &std::path::Path) -> anyhow::Result<AugmentConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let value: toml::Value =

@@ -41,6 +41,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
         Command::Bench(BenchCommand::Extract(a)) => bench::extract(a),
         Command::Bench(BenchCommand::Heads(a)) => bench::heads(a),
+        Command::Bench(BenchCommand::Finetune(a)) => bench::finetune(a),
         Command::Bench(BenchCommand::Serve(a)) => bench::serve(a),
     }
 }

@@ -2,9 +2,10 @@
 
 mod net;
 
+pub use burn::tensor::Device;
 pub use net::{ConvBnLayer, EncoderBlock, EncoderNet, NetOutput};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::arch::{spec_for, EncoderKind, NetSpec};
 use crate::encoder::{EncoderError, EncoderOutput, ImageEncoder};
@@ -15,6 +16,35 @@ const BACKEND: &str = "burn-flex";
 /// The burn flex CPU device (pure Rust, no setup).
 pub fn default_device() -> Device {
     Device::flex()
+}
+
+/// Backends graft can train on, by the name users give (`--backend`).
+pub const TRAIN_BACKENDS: &[&str] = &["flex", "tch", "tch-cuda"];
+
+/// The burn device for a backend name: `flex` (pure Rust, always built), `tch` (libtorch on
+/// the CPU) or `tch-cuda` (libtorch on GPU 0); the last two need graft built with the `tch`
+/// feature against a PyTorch 2.9 install.
+pub fn device_named(name: &str) -> Result<Device, String> {
+    match name {
+        "flex" => Ok(Device::flex()),
+        #[cfg(feature = "tch")]
+        "tch" => Ok(Device::libtorch()),
+        #[cfg(feature = "tch")]
+        "tch-cuda" => Ok(Device::libtorch_cuda(0)),
+        "tch" | "tch-cuda" => Err(format!(
+            "this graft was built without the `tch` feature; rebuild with `cargo build --release \
+             --features tch` against PyTorch 2.9 (see the README) to use --backend {name}"
+        )),
+        other => Err(format!(
+            "unknown backend {other:?}; use one of {}",
+            TRAIN_BACKENDS.join(", ")
+        )),
+    }
+}
+
+/// Name of [`default_device`]'s backend, for logs and benchmarks.
+pub fn default_device_name() -> &'static str {
+    BACKEND
 }
 
 /// A pretrained encoder on burn, ready for [`ImageEncoder::encode`].

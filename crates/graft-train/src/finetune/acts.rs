@@ -59,6 +59,20 @@ impl Acts {
         out
     }
 
+    /// Rows `idx`, as a new set.
+    pub fn select(&self, idx: &[usize]) -> Acts {
+        let d = self.row_len();
+        let mut x = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
+        }
+        Acts {
+            shape: self.shape,
+            x,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         self.x.len() * 2
     }

@@ -1,7 +1,8 @@
 //! Progressive fine-tuning of the encoder's top blocks with the head, on cached activations.
 //!
-//! Stage 1 trains the head alone, stage 2 the top blocks with it, each with AdamW, cosine
-//! schedule with warmup, label smoothing, global-norm clipping, gradient accumulation and
+//! Stage 1 trains the head alone, stage 2 the top blocks with it (both on activations cached
+//! at the cut), stage 3 every layer from augmented images; each with AdamW, cosine schedule
+//! with warmup, label smoothing, global-norm clipping, gradient accumulation and
 //! early stopping on validation macro-F1. A stage that ends below the best validation
 //! macro-F1 so far is rolled back. The state is checkpointed every few updates and at each
 //! epoch's end; [`run`] continues from a checkpoint at the exact update.
@@ -11,13 +12,18 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod memory;
 pub mod net;
+pub mod source;
+mod state;
 #[cfg(test)]
 mod tests;
 mod train;
 
 pub use acts::Acts;
 pub use net::{activation_shape, prefix_spec, Group, TopNet, Values};
-pub use train::{batch_gradients, evaluate, run, EpochRow, Event, Outcome, StageReport};
+pub use source::{CachedSource, ImageSource, Source};
+pub use train::{
+    batch_gradients, evaluate, predictions, run, EpochRow, Event, Outcome, StageData, StageReport,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +31,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FinetuneConfig {
-    /// Epochs of stage 1 (head only) and stage 2 (top blocks + head).
-    pub epochs: [usize; 2],
+    /// Epochs of stage 1 (head only), stage 2 (top blocks + head) and stage 3 (all layers,
+    /// from augmented images).
+    pub epochs: [usize; 3],
+    /// Factor on every learning rate, per stage (all layers move gently).
+    pub stage_lr: [f32; 3],
     /// Images per optimizer update (the effective batch).
     pub batch: usize,
     /// Images per forward/backward pass; `batch` is accumulated from passes of this size, so
@@ -52,11 +61,12 @@ pub struct FinetuneConfig {
 impl Default for FinetuneConfig {
     fn default() -> Self {
         FinetuneConfig {
-            epochs: [1, 3],
+            epochs: [1, 3, 0],
+            stage_lr: [1.0, 0.3, 0.1],
             batch: 64,
             micro_batch: 64,
             lr: 1e-3,
-            layer_decay: 0.5,
+            layer_decay: 0.3,
             weight_decay: 0.01,
             warmup: 0.05,
             label_smoothing: 0.1,

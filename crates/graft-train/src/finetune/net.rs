@@ -59,11 +59,17 @@ struct Conv {
 /// Architecture of the trainable part (no weights): what `forward` needs besides the values.
 #[derive(Debug, Clone)]
 pub struct TopNet {
-    /// First encoder block trained here; its input is the cached activation.
-    pub cut: usize,
-    /// Input activation shape `[c, h, w]`.
+    /// First encoder block held (and trained in stage 3); 0 = the whole encoder.
+    pub first: usize,
+    /// First block trained in stage 2; its input is the cached activation.
+    pub top: usize,
+    /// Shape `[c, h, w]` of the input of block `top` (the cached activation).
     pub input: [usize; 3],
+    /// Input shape of every block from `first` on (index `b - first`).
+    shapes: Vec<[usize; 3]>,
     blocks: Vec<(Vec<Conv>, bool)>,
+    /// Index of each held block's first slot.
+    block_slot: Vec<usize>,
     /// Head dense layers as `(inputs, outputs)`; ReLU (+ dropout) between them.
     head: Vec<(usize, usize)>,
     dropout: f32,
@@ -75,14 +81,15 @@ pub struct TopNet {
 pub type Values = Vec<Vec<f32>>;
 
 impl TopNet {
-    /// The net from block `cut` to the end of `spec`, with `model`'s head on the pooled
-    /// features (its standardisation folded into the first layer). Returns the net and its
-    /// starting values.
+    /// The net from block `first` to the end of `spec`, stage 2 training blocks `top..`, with
+    /// `model`'s head on the pooled features (its standardisation folded into the first
+    /// layer). Returns the net and its starting values.
     pub fn new(
         spec: &NetSpec,
         weights: &StateDict,
         model: &HeadModel,
-        cut: usize,
+        first: usize,
+        top: usize,
     ) -> Result<(TopNet, Values), TrainError> {
         if model.reads_maps() {
             return Err(TrainError::Finetune(
@@ -91,17 +98,22 @@ impl TopNet {
                     .into(),
             ));
         }
-        if cut == 0 || cut >= spec.blocks.len() {
+        if top == 0 || top >= spec.blocks.len() || first > top {
             return Err(TrainError::Finetune(format!(
-                "cannot train from block {cut}: the encoder has blocks 1..{} after its stem",
+                "cannot train from block {top}: the encoder has blocks 1..{} after its stem",
                 spec.blocks.len() - 1
             )));
         }
-        let input = activation_shape(spec, cut);
+        let input = activation_shape(spec, top);
         let mut slots = Vec::new();
         let mut values = Vec::new();
         let mut blocks = Vec::new();
-        for (bi, b) in spec.blocks.iter().enumerate().skip(cut) {
+        let mut block_slot = Vec::new();
+        let shapes = (first..spec.blocks.len())
+            .map(|b| activation_shape(spec, b))
+            .collect();
+        for (bi, b) in spec.blocks.iter().enumerate().skip(first) {
+            block_slot.push(slots.len());
             let mut convs = Vec::new();
             for l in &b.layers {
                 let ((shape, w), bias) = fold_bn(l, weights, spec.bn_eps)
@@ -175,9 +187,12 @@ impl TopNet {
         let classes = head.last().map_or(0, |h| h.1);
         Ok((
             TopNet {
-                cut,
+                first,
+                top,
                 input,
+                shapes,
                 blocks,
+                block_slot,
                 head,
                 dropout,
                 slots,
@@ -196,27 +211,38 @@ impl TopNet {
         self.slots.iter().map(Slot::len).sum()
     }
 
-    /// Logits `[n, classes]` for `x` (`n` activations). Parameters whose slot is `trainable`
-    /// are tracked for gradients and returned (flat, slot order; `None` when frozen). With
-    /// `dropout_seed`, the head's dropout is on (training), drawn from that seed.
+    /// Shape of the input of block `start` (one of the held blocks).
+    pub fn input_of(&self, start: usize) -> [usize; 3] {
+        self.shapes[start - self.first]
+    }
+
+    /// Logits `[n, classes]` for `x`: `n` inputs of block `start` (≥ `first`). Parameters
+    /// whose slot is `trainable` are tracked for gradients and returned (flat, slot order;
+    /// `None` when frozen or unused). With `dropout_seed`, the head's dropout is on
+    /// (training), drawn from that seed.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         values: &Values,
         trainable: &[bool],
+        start: usize,
         x: &[f32],
         n: usize,
         dropout_seed: Option<u64>,
         device: &Device,
     ) -> (Tensor<2>, Vec<Option<Tensor<1>>>) {
-        let [c, h, w] = self.input;
+        let [c, h, w] = self.input_of(start);
+        let skip = start - self.first;
+        let from = self.block_slot[skip];
         let mut y = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, c, h, w]), device);
         // Every parameter is uploaded flat and reshaped in the graph, so its gradient comes
         // back flat, ready for the host buffers.
         let tracked: Vec<Option<Tensor<1>>> = values
             .iter()
             .zip(trainable)
-            .map(|(v, &t)| {
-                t.then(|| {
+            .enumerate()
+            .map(|(i, (v, &t))| {
+                (t && i >= from).then(|| {
                     Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device)
                         .require_grad()
                 })
@@ -230,8 +256,8 @@ impl TopNet {
                 )
             })
         };
-        let mut i = 0;
-        for (convs, residual) in &self.blocks {
+        let mut i = from;
+        for (convs, residual) in &self.blocks[skip..] {
             let input = residual.then(|| y.clone());
             for conv in convs {
                 let s = &self.slots[i].shape;

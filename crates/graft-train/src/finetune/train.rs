@@ -1,21 +1,27 @@
 //! The stage loop: updates, evaluation, early stopping, rollback and checkpoints.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use graft_data::augment::Prefetch;
 use graft_data::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use super::acts::Acts;
 use super::adamw::{clip_global_norm, AdamState};
 use super::net::{Group, TopNet, Values};
-use super::{checkpoint, FinetuneConfig};
-use crate::loss::cross_entropy;
+use super::source::Source;
+use super::state::{load, save, Buffers, State};
+use super::FinetuneConfig;
+use crate::loss::soft_cross_entropy;
 use crate::metrics::{argmax_rows, Confusion};
 use crate::optim::cosine_with_warmup;
 use crate::TrainError;
 
-pub const STAGE_NAMES: [&str; 2] = ["head", "top blocks + head"];
+pub const STAGE_NAMES: [&str; 3] = ["head", "top blocks + head", "all layers"];
+
+/// Batches prepared ahead of the optimizer (augmentation overlaps training).
+const PREFETCH_DEPTH: usize = 2;
 
 /// One epoch's record (`finetune/history.csv`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +31,9 @@ pub struct EpochRow {
     pub train_loss: f64,
     pub val_accuracy: f64,
     pub val_macro_f1: f64,
+    /// Training images per second in this epoch (forward, backward and update).
+    #[serde(default)]
+    pub images_per_second: f64,
 }
 
 /// How a stage ended.
@@ -81,91 +90,24 @@ pub struct Outcome {
     pub resumed: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    cfg: FinetuneConfig,
-    stage: usize,
-    epoch: usize,
-    /// Updates done in the current epoch / stage.
-    update: usize,
-    stage_updates: usize,
-    bad_epochs: usize,
-    loss_sum: f64,
-    stage_best: f64,
-    best: f64,
-    start_f1: f64,
-    adam_step: u32,
-    history: Vec<EpochRow>,
-    stages: Vec<StageReport>,
-}
-
-/// Buffers in the checkpoint, each a list of slot buffers.
-struct Buffers {
-    values: Values,
-    adam: AdamState,
-    stage_best: Values,
-    best: Values,
-}
-
-impl Buffers {
-    fn flat(&self) -> Vec<&[f32]> {
-        [
-            &self.values,
-            &self.adam.m,
-            &self.adam.v,
-            &self.stage_best,
-            &self.best,
-        ]
-        .into_iter()
-        .flat_map(|set| set.iter().map(Vec::as_slice))
-        .collect()
+impl Outcome {
+    /// Whether the final weights changed blocks below the top cut (stage 3 was kept), so
+    /// activations cached at the cut no longer describe them.
+    pub fn changed_lower_blocks(&self) -> bool {
+        self.stages.iter().any(|s| s.stage == 2 && !s.rolled_back)
     }
 }
 
-fn save(path: &Path, st: &State, b: &Buffers) -> Result<(), TrainError> {
-    checkpoint::save(path, st, &b.flat())
-}
-
-fn load(path: &Path, slots: usize) -> Result<Option<(State, Buffers)>, TrainError> {
-    let Some((st, mut bufs)) = checkpoint::load::<State>(path)? else {
-        return Ok(None);
-    };
-    if bufs.len() != 5 * slots {
-        return Err(TrainError::BadCheckpoint {
-            path: path.to_path_buf(),
-            why: format!(
-                "made for a net with {} parameter tensors, this one has {slots}; delete it to \
-                 start over",
-                bufs.len() / 5
-            ),
-        });
-    }
-    let mut take = || bufs.drain(..slots).collect::<Vec<_>>();
-    let values = take();
-    let m = take();
-    let v = take();
-    let stage_best = take();
-    let best = take();
-    let adam = AdamState {
-        step: st.adam_step,
-        m,
-        v,
-    };
-    Ok(Some((
-        st,
-        Buffers {
-            values,
-            adam,
-            stage_best,
-            best,
-        },
-    )))
+/// A stage's training and validation data.
+#[derive(Clone)]
+pub struct StageData {
+    pub train: Arc<dyn Source>,
+    pub val: Arc<dyn Source>,
 }
 
 /// Seed for data order or dropout from the run seed and counters.
 fn derive(seed: u64, parts: &[u64]) -> u64 {
-    let mut r = SplitMix64::new(seed);
-    let mut h = r.next_u64();
+    let mut h = SplitMix64::new(seed).next_u64();
     for &p in parts {
         h = SplitMix64::new(h ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
     }
@@ -175,94 +117,122 @@ fn derive(seed: u64, parts: &[u64]) -> u64 {
 fn trainable(net: &TopNet, stage: usize) -> Vec<bool> {
     net.slots
         .iter()
-        .map(|s| stage == 1 || s.group == Group::Head)
+        .map(|s| match s.group {
+            Group::Head => true,
+            Group::Block(b) => (stage == 1 && b >= net.top) || stage == 2,
+        })
         .collect()
 }
 
-/// Peak learning rate of each slot in `stage`: the head at `lr`, each block below it at
-/// `layer_decay` times the one above; frozen slots 0.
+/// Peak learning rate of each slot in `stage`: the head at `lr`, each top block at
+/// `layer_decay` times the one above, the blocks below the cut as one group one step further
+/// down; times the stage's factor. Frozen slots get 0.
 fn rates(net: &TopNet, cfg: &FinetuneConfig, stage: usize) -> Vec<f32> {
-    let last = net
-        .slots
-        .iter()
-        .filter_map(|s| match s.group {
-            Group::Block(b) => Some(b),
-            Group::Head => None,
-        })
-        .max()
-        .unwrap_or(0);
+    let last = net.slots.iter().filter_map(|s| match s.group {
+        Group::Block(b) => Some(b),
+        Group::Head => None,
+    });
+    let last = last.max().unwrap_or(0);
+    let mask = trainable(net, stage);
+    let f = cfg.stage_lr[stage];
     net.slots
         .iter()
-        .map(|s| match s.group {
-            Group::Head => cfg.lr,
-            Group::Block(_) if stage == 0 => 0.0,
-            Group::Block(b) => cfg.lr * cfg.layer_decay.powi((last - b + 1) as i32),
+        .zip(mask)
+        .map(|(s, on)| match (on, s.group) {
+            (false, _) => 0.0,
+            (true, Group::Head) => cfg.lr * f,
+            (true, Group::Block(b)) => {
+                let depth = last + 1 - b.max(net.top) + usize::from(b < net.top);
+                cfg.lr * f * cfg.layer_decay.powi(depth as i32)
+            }
         })
         .collect()
-}
-
-/// Confusion of the net on all of `data`.
-pub fn evaluate(net: &TopNet, values: &Values, data: &Acts, device: &Device) -> Confusion {
-    let pred = evaluate_predictions(net, values, data, device);
-    Confusion::from_pairs(net.classes, &data.labels, &pred)
 }
 
 /// Predicted class of every row of `data`.
-pub fn evaluate_predictions(
+pub fn predictions(
     net: &TopNet,
     values: &Values,
-    data: &Acts,
+    data: &dyn Source,
     device: &Device,
-) -> Vec<usize> {
-    const EVAL_BATCH: usize = 128;
+) -> Result<Vec<usize>, TrainError> {
+    const EVAL_BATCH: usize = 64;
     let frozen = vec![false; net.slots.len()];
-    let c = net.classes;
     let mut pred = Vec::with_capacity(data.len());
     let idx: Vec<usize> = (0..data.len()).collect();
     for rows in idx.chunks(EVAL_BATCH) {
-        let x = data.gather(rows);
-        let (logits, _) = net.forward(values, &frozen, &x, rows.len(), None, device);
-        let l = logits.into_data().try_into_vec::<f32>().unwrap_or_default();
-        pred.extend(argmax_rows(&l, c));
+        let x = data.eval_batch(rows)?;
+        let (logits, _) = net.forward(values, &frozen, data.start(), &x, rows.len(), None, device);
+        let l = logits
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| TrainError::Finetune(format!("reading logits: {e:?}")))?;
+        pred.extend(argmax_rows(&l, net.classes));
     }
-    pred.resize(data.len(), 0);
-    pred
+    Ok(pred)
 }
 
-/// Mean loss of `rows` of `data` and its gradient in `grads` (overwritten; zeros for frozen
-/// slots), computed in passes of `cfg.micro_batch` rows whose gradients are summed with
-/// weights `pass size / rows`: the same as one pass over all rows. `dropout_seed(k)` seeds
-/// pass `k`'s dropout.
+/// Confusion of the net on all of `data`.
+pub fn evaluate(
+    net: &TopNet,
+    values: &Values,
+    data: &dyn Source,
+    device: &Device,
+) -> Result<Confusion, TrainError> {
+    let pred = predictions(net, values, data, device)?;
+    Ok(Confusion::from_pairs(net.classes, data.labels(), &pred))
+}
+
+/// Mean loss of a batch (`x`: inputs of block `start`, `targets`: `n × classes`) and its
+/// gradient in `grads` (overwritten; zeros for frozen slots), computed in passes of
+/// `cfg.micro_batch` rows whose gradients are summed with weights `pass size / n`: the same
+/// as one pass over all rows. `dropout_seed(k)` seeds pass `k`'s dropout.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_gradients(
     net: &TopNet,
     values: &Values,
     mask: &[bool],
-    data: &Acts,
-    rows: &[usize],
+    start: usize,
+    x: &[f32],
+    targets: &[f32],
     cfg: &FinetuneConfig,
     dropout_seed: &dyn Fn(usize) -> u64,
     device: &Device,
     grads: &mut [Vec<f32>],
 ) -> Result<f64, TrainError> {
     let c = net.classes;
+    let n = targets.len() / c;
+    let per = x.len() / n.max(1);
     grads.iter_mut().for_each(|g| g.fill(0.0));
     let mut loss = 0.0f64;
-    for (k, micro) in rows.chunks(cfg.micro_batch.max(1)).enumerate() {
-        let m = micro.len();
-        let x = data.gather(micro);
-        let labels: Vec<usize> = micro.iter().map(|&i| data.labels[i]).collect();
-        let (logits, tracked) = net.forward(values, mask, &x, m, Some(dropout_seed(k)), device);
+    let micro = cfg.micro_batch.max(1);
+    for k in 0..n.div_ceil(micro) {
+        let (a, z) = (k * micro, ((k + 1) * micro).min(n));
+        let m = z - a;
+        let (logits, tracked) = net.forward(
+            values,
+            mask,
+            start,
+            &x[a * per..z * per],
+            m,
+            Some(dropout_seed(k)),
+            device,
+        );
         let host = logits
             .clone()
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| TrainError::Finetune(format!("reading logits: {e:?}")))?;
-        // dL/dlogits on the host (the same loss as head training), pushed back through the
-        // graph as the weights of a sum.
+        // dL/dlogits on the host, pushed back through the graph as the weights of a sum.
         let mut g = Vec::new();
-        let l = cross_entropy(&host, &labels, c, cfg.label_smoothing, None, &mut g);
-        let share = m as f32 / rows.len() as f32;
+        let l = soft_cross_entropy(
+            &host,
+            &targets[a * c..z * c],
+            c,
+            cfg.label_smoothing,
+            &mut g,
+        );
+        let share = m as f32 / n as f32;
         loss += f64::from(l * share);
         g.iter_mut().for_each(|v| *v *= share);
         let gt = Tensor::<2>::from_data(TensorData::new(g, [m, c]), device);
@@ -281,15 +251,15 @@ pub fn batch_gradients(
 }
 
 /// Fine-tune `net` from `start`, continuing from the checkpoint at `ckpt` if there is one
-/// (then its recorded configuration is used, not `cfg`). `on` sees progress; returning
-/// `false` stops after the event (the checkpoint on disk is the state to resume from).
+/// (then its recorded configuration is used, not `cfg`). `data[s]` feeds stage `s`. `on` sees
+/// progress; returning `false` stops after the event (the checkpoint on disk is the state to
+/// resume from).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     net: &TopNet,
     start: Values,
     cfg: &FinetuneConfig,
-    train: &Acts,
-    val: &Acts,
+    data: &[StageData; 3],
     ckpt: &Path,
     device: &Device,
     on: &mut dyn FnMut(&Event<'_>) -> bool,
@@ -300,18 +270,17 @@ pub fn run(
             "starting values do not fit the net".into(),
         ));
     }
-    if train.is_empty() {
-        return Err(TrainError::NoTrainRows);
-    }
-    if val.is_empty() {
-        return Err(TrainError::NoValRows);
-    }
     let stop = || TrainError::Finetune("stopped".into());
     let (mut st, mut b, resumed) = match load(ckpt, slots)? {
         Some((st, b)) => (st, b, true),
         None => {
             cfg.check()?;
-            let f1 = evaluate(net, &start, val, device).macro_f1();
+            if cfg.epochs[2] > 0 && net.first > 0 {
+                return Err(TrainError::Finetune(
+                    "stage 3 trains all layers, but the net holds only the top blocks".into(),
+                ));
+            }
+            let f1 = evaluate(net, &start, data[0].val.as_ref(), device)?.macro_f1();
             if !on(&Event::Start { val_f1: f1 }) {
                 return Err(stop());
             }
@@ -323,6 +292,7 @@ pub fn run(
                 stage_updates: 0,
                 bad_epochs: 0,
                 loss_sum: 0.0,
+                seconds: 0.0,
                 stage_best: -1.0,
                 best: f1,
                 start_f1: f1,
@@ -341,12 +311,20 @@ pub fn run(
     };
     let cfg = st.cfg.clone();
     let train_dev = device.clone().autodiff();
-    let n = train.len();
-    let per_epoch = n.div_ceil(cfg.batch);
     let decay: Vec<bool> = net.slots.iter().map(|s| s.decay).collect();
     while st.stage < cfg.epochs.len() {
         let stage = st.stage;
         let epochs = cfg.epochs[stage];
+        let StageData { train, val } = data[stage].clone();
+        if epochs > 0 && (train.is_empty() || val.is_empty()) {
+            return Err(if train.is_empty() {
+                TrainError::NoTrainRows
+            } else {
+                TrainError::NoValRows
+            });
+        }
+        let n = train.len();
+        let per_epoch = n.div_ceil(cfg.batch);
         let total = epochs * per_epoch;
         let warm = ((cfg.warmup * total as f32).ceil() as usize).min(total);
         let mask = trainable(net, stage);
@@ -362,18 +340,32 @@ pub fn run(
         }
         let mut grads: Vec<Vec<f32>> = b.values.iter().map(|v| vec![0.0; v.len()]).collect();
         while st.epoch < epochs {
+            let epoch = st.epoch as u64;
             let mut order: Vec<usize> = (0..n).collect();
-            SplitMix64::new(derive(cfg.seed, &[1, stage as u64, st.epoch as u64]))
-                .shuffle(&mut order);
-            while st.update < per_epoch {
-                let rows = &order[st.update * cfg.batch..((st.update + 1) * cfg.batch).min(n)];
-                let (epoch, update) = (st.epoch as u64, st.update as u64);
+            SplitMix64::new(derive(cfg.seed, &[1, stage as u64, epoch])).shuffle(&mut order);
+            let order = Arc::new(order);
+            let first_update = st.update;
+            let batches = {
+                let (train, order, batch) = (Arc::clone(&train), Arc::clone(&order), cfg.batch);
+                Prefetch::spawn(per_epoch - first_update, PREFETCH_DEPTH, move |k| {
+                    let u = first_update + k;
+                    let rows = &order[u * batch..((u + 1) * batch).min(order.len())];
+                    train
+                        .train_batch(rows, epoch)
+                        .map(|(x, t)| (x, t, rows.len()))
+                })
+            };
+            let mut clock = std::time::Instant::now();
+            for prepared in batches {
+                let (x, targets, rows) = prepared?;
+                let update = st.update as u64;
                 let loss = batch_gradients(
                     net,
                     &b.values,
                     &mask,
-                    train,
-                    rows,
+                    train.start(),
+                    &x,
+                    &targets,
                     &cfg,
                     &|k| derive(cfg.seed, &[2, stage as u64, epoch, update, k as u64]),
                     &train_dev,
@@ -395,12 +387,13 @@ pub fn run(
                 st.adam_step = b.adam.step;
                 st.update += 1;
                 st.stage_updates += 1;
-                st.loss_sum += loss * rows.len() as f64;
+                st.loss_sum += loss * rows as f64;
+                st.seconds += clock.elapsed().as_secs_f64();
                 let go = on(&Event::Update {
                     stage,
                     done: st.stage_updates,
                     loss,
-                    lr: cfg.lr * f,
+                    lr: cfg.lr * cfg.stage_lr[stage] * f,
                 });
                 if cfg.checkpoint_every > 0
                     && st.stage_updates % cfg.checkpoint_every == 0
@@ -417,14 +410,16 @@ pub fn run(
                 if !go {
                     return Err(stop());
                 }
+                clock = std::time::Instant::now();
             }
-            let conf = evaluate(net, &b.values, val, device);
+            let conf = evaluate(net, &b.values, val.as_ref(), device)?;
             let row = EpochRow {
                 stage,
                 epoch: st.epoch,
                 train_loss: st.loss_sum / n as f64,
                 val_accuracy: conf.accuracy(),
                 val_macro_f1: conf.macro_f1(),
+                images_per_second: n as f64 / st.seconds.max(1e-9),
             };
             if row.val_macro_f1 > st.stage_best {
                 st.stage_best = row.val_macro_f1;
@@ -437,6 +432,7 @@ pub fn run(
             st.epoch += 1;
             st.update = 0;
             st.loss_sum = 0.0;
+            st.seconds = 0.0;
             if st.bad_epochs >= cfg.patience.max(1) && st.epoch < epochs {
                 tracing::info!(
                     "stage {}: no better val macro-F1 for {} epochs; stopping",
@@ -460,10 +456,7 @@ pub fn run(
             let report = StageReport {
                 stage,
                 name: STAGE_NAMES[stage].to_string(),
-                epochs_run: st
-                    .epoch
-                    .min(epochs)
-                    .min(st.history.iter().filter(|r| r.stage == stage).count()),
+                epochs_run: st.history.iter().filter(|r| r.stage == stage).count(),
                 stopped_early: st.epoch > epochs,
                 before_f1: st.best,
                 best_f1: st.stage_best,

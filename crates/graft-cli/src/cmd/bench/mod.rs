@@ -2,11 +2,13 @@
 
 mod audit;
 mod extract;
+mod finetune;
 mod heads;
 mod serve;
 
 pub use audit::audit;
 pub use extract::extract;
+pub use finetune::finetune;
 pub use heads::heads;
 pub use serve::serve;
 

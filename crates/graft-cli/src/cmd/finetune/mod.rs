@@ -1,27 +1,33 @@
 //! `graft finetune --run RUN`: stages 1–2 of progressive fine-tuning on cached activations,
 //! resumable, with the result scored against the frozen head on the same test images.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use graft_data::augment::AugmentConfig;
 use graft_data::scan::Split;
-use graft_features::{FeatureCache, Origin};
+use graft_features::Origin;
 use graft_model::arch::NetSpec;
 use graft_model::prefix::PrefixEncoder;
-use graft_model::weights::{save_safetensors, StateDict, Tensor as WTensor};
 use graft_train::finetune::{
-    self, acts, memory::parse_bytes, memory::Estimate, prefix_spec, Acts, Event, FinetuneConfig,
-    Outcome, TopNet,
+    self, acts, memory::parse_bytes, memory::Estimate, prefix_spec, Acts, CachedSource, Event,
+    FinetuneConfig, ImageSource, Source, StageData, TopNet,
 };
-use graft_train::head::Head;
 use graft_train::model::write_atomic;
-use graft_train::{HeadModel, Standardizer};
+use graft_train::HeadModel;
 use serde_json::json;
 
 use crate::cli::FinetuneArgs;
 use crate::progress;
+
+mod output;
+mod rows;
+
+use output::save_outputs;
+use rows::{fingerprint, plain, Rows};
 
 const DIR: &str = "finetune";
 const CHECKPOINT: &str = "checkpoint.bin";
@@ -47,8 +53,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     let cut = blocks - args.unfreeze_blocks;
-    let (net, start) = TopNet::new(&spec, &weights, &model, cut)?;
     let cfg = config(&args)?;
+    // Stage 3 trains from the stem up; otherwise only the top blocks are held.
+    let first = if cfg.epochs[2] > 0 { 0 } else { cut };
+    let (net, start) = TopNet::new(&spec, &weights, &model, first, cut)?;
     if args.dry_run {
         return dry_run(&spec, &net, &cfg, &args.memory);
     }
@@ -92,17 +100,16 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} does not say where its images are", features.display()))?;
     let mut encoder = PrefixEncoder::new(&prefix_spec(&spec, cut), &weights)?;
     let acts_dir = dir.join(format!("acts-b{cut}"));
-    let mut load = |split: Split, limit: Option<usize>| -> anyhow::Result<Acts> {
-        let items = split_items(&cache, &origin, &model, split, limit);
+    let mut load = |items: &[(acts::Item, String)], split: Split| -> anyhow::Result<Acts> {
         let name = split_name(split);
-        let fp = fingerprint(&model, cut, &items);
+        let fp = fingerprint(&model, cut, items);
         let pb = progress::bar(items.len() as u64, name);
         let a = acts::load_or_build(
             &acts_dir.join(name),
             name,
             &fp,
             net.input,
-            &items.iter().map(|(it, _)| it.clone()).collect::<Vec<_>>(),
+            &plain(items),
             &model.meta.preprocess,
             &mut |x, n| encoder.encode(x, n).map_err(|e| e.to_string()),
             &mut |done, _| pb.set_position(done as u64),
@@ -110,9 +117,41 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         pb.finish_and_clear();
         Ok(a)
     };
-    let train = load(Split::Train, args.limit)?;
-    let val = load(Split::Val, None)?;
-    let test = load(Split::Test, None)?;
+    let rows = Rows::of(&cache, &origin, &model, args.val_fraction, args.limit)?;
+    // One activation cache per manifest split; the roles (train, val, test) select from them.
+    let mut loaded: BTreeMap<Split, (Vec<usize>, Acts)> = BTreeMap::new();
+    for (split, positions) in rows.by_manifest_split() {
+        let items: Vec<(acts::Item, String)> =
+            positions.iter().map(|&p| rows.items[p].clone()).collect();
+        let a = load(&items, split)?;
+        loaded.insert(split, (positions, a));
+    }
+    let role = |positions: &[usize]| -> Acts {
+        let Some(&p0) = positions.first() else {
+            return Acts::default();
+        };
+        let (held, acts) = &loaded[&rows.manifest_split(p0)];
+        let idx: Vec<usize> = positions
+            .iter()
+            .filter_map(|p| held.binary_search(p).ok())
+            .collect();
+        acts.select(&idx)
+    };
+    let (train, val, test) = (role(&rows.train), role(&rows.val), role(&rows.test));
+    let (train_items, val_items, test_items) = (
+        rows.items_of(&rows.train),
+        rows.items_of(&rows.val),
+        rows.items_of(&rows.test),
+    );
+    if rows.val_held_out {
+        println!(
+            "The data has no val split: {} training images held out as val, as head training did \
+             (--val-fraction {}, seed {}).",
+            val.len(),
+            args.val_fraction,
+            model.meta.train.seed
+        );
+    }
     let cache_secs = cache_started.elapsed().as_secs_f64();
     println!(
         "Activations at block {cut} ({}×{}×{}): {} train, {} val, {} test images ({:.0} MB in f16, {:.1} s)",
@@ -126,10 +165,106 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         cache_secs
     );
 
-    let device = graft_model::burn_backend::default_device();
+    let device =
+        graft_model::burn_backend::device_named(&args.backend).map_err(anyhow::Error::msg)?;
     let started = Instant::now();
+    let mut on = printer();
+    if resume {
+        println!("Resuming from {}", ckpt.display());
+    }
+    let classes = model.meta.classes.len();
+    let cached = |acts: Acts| -> Arc<dyn Source> {
+        Arc::new(CachedSource {
+            acts,
+            start: cut,
+            classes,
+        })
+    };
+    let (train_n, val_n, test_len) = (train.len(), val.len(), test.len());
+    let (train_c, val_c, test_c) = (cached(train), cached(val), cached(test));
+    let top = StageData {
+        train: Arc::clone(&train_c),
+        val: Arc::clone(&val_c),
+    };
+    let augment = match &args.config {
+        Some(p) => super::augment::read_config(p)?,
+        None => AugmentConfig::default(),
+    };
+    let images = |items: &[(acts::Item, String)], augment: AugmentConfig| {
+        ImageSource::new(
+            plain(items),
+            model.meta.preprocess,
+            augment,
+            classes,
+            cfg.seed,
+        )
+    };
+    let all = StageData {
+        train: Arc::new(images(&train_items, augment.clone())),
+        val: Arc::new(images(&val_items, AugmentConfig::off())),
+    };
+    if cfg.epochs[2] > 0 {
+        let rows: Vec<usize> = (0..train_items.len().min(32)).collect();
+        let png = dir.join("augmented_batch.png");
+        images(&train_items, augment)
+            .preview(&rows, 0)?
+            .save(&png)
+            .with_context(|| format!("writing {}", png.display()))?;
+    }
+    let data = [top.clone(), top, all];
+    let out = finetune::run(&net, start.clone(), &cfg, &data, &ckpt, &device, &mut on)?;
+    let train_secs = started.elapsed().as_secs_f64();
+
+    // Test images: the cache describes the frozen lower encoder, so a kept stage 3 is scored
+    // from the images themselves.
+    let frozen = finetune::evaluate(&net, &start, test_c.as_ref(), &device)?;
+    let tuned = if out.changed_lower_blocks() {
+        let src = images(&test_items, AugmentConfig::off());
+        finetune::evaluate(&net, &out.values, &src, &device)?
+    } else {
+        finetune::evaluate(&net, &out.values, test_c.as_ref(), &device)?
+    };
+    println!(
+        "Test ({} images): frozen head accuracy {:.4} macro-F1 {:.4} → fine-tuned accuracy {:.4} macro-F1 {:.4}",
+        test_len,
+        frozen.accuracy(),
+        frozen.macro_f1(),
+        tuned.accuracy(),
+        tuned.macro_f1()
+    );
+    save_outputs(&dir, &spec, &weights, &model, &net, &out)?;
+    let metrics = json!({
+        "encoder": model.meta.encoder,
+        "weights": model.meta.weights,
+        "trained_from_block": cut,
+        "trained_blocks": args.unfreeze_blocks,
+        "activation_shape": net.input,
+        "trained_parameters": net.param_count(),
+        "config": out.config,
+        "stages": out.stages,
+        "val_macro_f1": { "frozen": out.start_f1, "finetuned": out.best_f1 },
+        "test": {
+            "split": split_name(Split::Test),
+            "images": test_len,
+            "frozen": { "accuracy": frozen.accuracy(), "macro_f1": frozen.macro_f1() },
+            "finetuned": { "accuracy": tuned.accuracy(), "macro_f1": tuned.macro_f1() },
+        },
+        "train_images": train_n,
+        "val_images": val_n,
+        "images_per_second": out.history.iter().map(|r| json!({"stage": r.stage + 1, "epoch": r.epoch + 1, "images_per_second": r.images_per_second})).collect::<Vec<_>>(),
+        "seconds": { "activation_cache": cache_secs, "training": train_secs },
+        "resumed": out.resumed,
+    });
+    let bytes = serde_json::to_vec_pretty(&metrics)?;
+    write_atomic(&dir.join(METRICS), &bytes)?;
+    println!("Wrote {}", dir.display());
+    Ok(())
+}
+
+/// Progress bars per stage and one line per epoch and stage outcome.
+fn printer() -> impl FnMut(&Event<'_>) -> bool {
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let mut on = |e: &Event<'_>| {
+    move |e: &Event<'_>| {
         match e {
             Event::Start { val_f1 } => println!("Frozen head: val macro-F1 {val_f1:.4}"),
             Event::StageStart {
@@ -191,65 +326,11 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
             Event::Checkpoint { .. } => {}
         }
         true
-    };
-    if resume {
-        println!("Resuming from {}", ckpt.display());
     }
-    let out = finetune::run(
-        &net,
-        start.clone(),
-        &cfg,
-        &train,
-        &val,
-        &ckpt,
-        &device,
-        &mut on,
-    )?;
-    let train_secs = started.elapsed().as_secs_f64();
-
-    let frozen = finetune::evaluate(&net, &start, &test, &device);
-    let tuned = finetune::evaluate(&net, &out.values, &test, &device);
-    println!(
-        "Test ({} images): frozen head accuracy {:.4} macro-F1 {:.4} → fine-tuned accuracy {:.4} macro-F1 {:.4}",
-        test.len(),
-        frozen.accuracy(),
-        frozen.macro_f1(),
-        tuned.accuracy(),
-        tuned.macro_f1()
-    );
-    save_outputs(&dir, &spec, &weights, &model, &net, &out)?;
-    let metrics = json!({
-        "encoder": model.meta.encoder,
-        "weights": model.meta.weights,
-        "trained_from_block": cut,
-        "trained_blocks": args.unfreeze_blocks,
-        "activation_shape": net.input,
-        "trained_parameters": net.param_count(),
-        "config": out.config,
-        "stages": out.stages,
-        "val_macro_f1": { "frozen": out.start_f1, "finetuned": out.best_f1 },
-        "test": {
-            "split": split_name(Split::Test),
-            "images": test.len(),
-            "frozen": { "accuracy": frozen.accuracy(), "macro_f1": frozen.macro_f1() },
-            "finetuned": { "accuracy": tuned.accuracy(), "macro_f1": tuned.macro_f1() },
-        },
-        "train_images": train.len(),
-        "seconds": { "activation_cache": cache_secs, "training": train_secs },
-        "resumed": out.resumed,
-    });
-    let bytes = serde_json::to_vec_pretty(&metrics)?;
-    write_atomic(&dir.join(METRICS), &bytes)?;
-    println!("Wrote {}", dir.display());
-    Ok(())
 }
 
 fn finetune_stage_label(stage: usize) -> &'static str {
-    if stage == 0 {
-        "stage 1"
-    } else {
-        "stage 2"
-    }
+    ["stage 1", "stage 2", "stage 3"][stage.min(2)]
 }
 
 fn config(a: &FinetuneArgs) -> anyhow::Result<FinetuneConfig> {
@@ -259,15 +340,16 @@ fn config(a: &FinetuneArgs) -> anyhow::Result<FinetuneConfig> {
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
         .ok()
-        .filter(|v: &Vec<usize>| v.len() == 2)
+        .filter(|v: &Vec<usize>| v.len() == 2 || v.len() == 3)
         .with_context(|| {
             format!(
-                "--epochs {:?}: give two numbers, stage 1 and stage 2 (e.g. 1,3)",
+                "--epochs {:?}: give epochs of stages 1, 2 and optionally 3 (e.g. 1,3 or 1,3,1)",
                 a.epochs
             )
         })?;
     let cfg = FinetuneConfig {
-        epochs: [e[0], e[1]],
+        epochs: [e[0], e[1], e.get(2).copied().unwrap_or(0)],
+        stage_lr: FinetuneConfig::default().stage_lr,
         batch: a.batch,
         micro_batch: a.micro_batch.unwrap_or(a.batch),
         lr: a.lr,
@@ -299,13 +381,13 @@ fn dry_run(spec: &NetSpec, net: &TopNet, cfg: &FinetuneConfig, budget: &str) -> 
         s,
         "Fine-tuning {} from block {} ({} trained parameters), micro batch {} of batch {}:",
         spec.kind,
-        net.cut,
+        net.top,
         net.param_count(),
         cfg.micro_batch,
         cfg.batch
     );
     for (what, cut) in [
-        ("stage 2 (top blocks, on cached activations)", net.cut),
+        ("stage 2 (top blocks, on cached activations)", net.top),
         ("all layers (from images)", 0),
     ] {
         let e = Estimate::new(spec, cut, head);
@@ -334,139 +416,10 @@ fn dry_run(spec: &NetSpec, net: &TopNet, cfg: &FinetuneConfig, budget: &str) -> 
     Ok(())
 }
 
-fn split_name(s: Split) -> &'static str {
+pub(crate) fn split_name(s: Split) -> &'static str {
     match s {
         Split::Train => "train",
         Split::Val => "val",
         Split::Test => "test",
     }
-}
-
-/// Readable images of `split` with a class the head knows, evenly thinned to `limit`.
-fn split_items(
-    cache: &FeatureCache,
-    origin: &Origin,
-    model: &HeadModel,
-    split: Split,
-    limit: Option<usize>,
-) -> Vec<(acts::Item, String)> {
-    let items = &cache.header().items;
-    let rows: Vec<usize> = (0..cache.len())
-        .filter(|&i| !cache.is_failed(i) && items[i].split == Some(split))
-        .collect();
-    let take = limit.unwrap_or(rows.len()).min(rows.len());
-    (0..take)
-        .map(|k| rows[k * rows.len() / take.max(1)])
-        .filter_map(|i| {
-            let label = model
-                .meta
-                .classes
-                .iter()
-                .position(|c| c == &items[i].label)?;
-            Some((
-                acts::Item {
-                    path: origin.root.join(&items[i].path),
-                    label,
-                },
-                items[i].hash.clone(),
-            ))
-        })
-        .collect()
-}
-
-fn fingerprint(model: &HeadModel, cut: usize, items: &[(acts::Item, String)]) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(
-        format!(
-            "{}|{}|{cut}|{:?}",
-            model.meta.encoder, model.meta.weights, model.meta.preprocess
-        )
-        .as_bytes(),
-    );
-    for (it, hash) in items {
-        h.update(hash.as_bytes());
-        h.update(&it.label.to_le_bytes());
-    }
-    h.finalize().to_hex().to_string()
-}
-
-/// `encoder.safetensors` (the pretrained layout, trained blocks written back with neutral
-/// BatchNorm so folding reproduces them), the head as `model.json` + `model.safetensors`, and
-/// `history.csv`.
-fn save_outputs(
-    dir: &Path,
-    spec: &NetSpec,
-    weights: &StateDict,
-    model: &HeadModel,
-    net: &TopNet,
-    out: &Outcome,
-) -> anyhow::Result<()> {
-    let mut sd = weights.clone();
-    let mut i = 0;
-    let f32t = |shape: Vec<usize>, data: Vec<f32>| WTensor {
-        shape,
-        data,
-        dtype: graft_model::weights::DType::F32,
-    };
-    for b in &spec.blocks[net.cut..] {
-        for l in &b.layers {
-            let c = l.out_ch;
-            sd.insert(
-                l.conv.clone(),
-                f32t(net.slots[i].shape.clone(), out.values[i].clone()),
-            );
-            sd.insert(
-                format!("{}.bias", l.bn),
-                f32t(vec![c], out.values[i + 1].clone()),
-            );
-            sd.insert(format!("{}.weight", l.bn), f32t(vec![c], vec![1.0; c]));
-            sd.insert(
-                format!("{}.running_mean", l.bn),
-                f32t(vec![c], vec![0.0; c]),
-            );
-            // var + eps = 1: the fold divides by exactly one.
-            sd.insert(
-                format!("{}.running_var", l.bn),
-                f32t(vec![c], vec![1.0 - spec.bn_eps; c]),
-            );
-            i += 2;
-        }
-    }
-    save_safetensors(&sd, &dir.join("encoder.safetensors"))?;
-    let mut layers = model.head.layers.clone();
-    for l in &mut layers {
-        l.w.clone_from(&out.values[i]);
-        l.b.clone_from(&out.values[i + 1]);
-        i += 2;
-    }
-    let d = model.meta.feature_dim;
-    let mut meta = model.meta.clone();
-    meta.temperature = 1.0;
-    meta.weights = format!("{}+finetune", model.meta.weights);
-    let head = HeadModel {
-        meta,
-        head: Head {
-            spec: model.head.spec,
-            layers,
-        },
-        standardizer: Standardizer {
-            mean: vec![0.0; d],
-            std: vec![1.0; d],
-        },
-    };
-    head.save(dir)?;
-    let mut csv = String::from("stage,epoch,train_loss,val_accuracy,val_macro_f1\n");
-    for r in &out.history {
-        let _ = writeln!(
-            csv,
-            "{},{},{:.6},{:.6},{:.6}",
-            r.stage + 1,
-            r.epoch + 1,
-            r.train_loss,
-            r.val_accuracy,
-            r.val_macro_f1
-        );
-    }
-    write_atomic(&dir.join("history.csv"), csv.as_bytes())?;
-    Ok(())
 }
