@@ -111,6 +111,35 @@ fn killed_in_stage_two_resumes_to_the_same_weights_as_an_uninterrupted_run() {
     ] {
         assert!(whole.join("finetune").join(f).is_file(), "{f} missing");
     }
+    // The fine-tuned run exports (validated in ONNX Runtime against graft's own forward pass
+    // with the fine-tuned encoder) and predicts.
+    if common::ort_library_given() {
+        let o = graft(
+            &cache,
+            tmp.path(),
+            &["export", "--run", "runs/whole/finetune"],
+        );
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(whole.join("finetune/model.onnx").is_file());
+    }
+    let img = tmp.path().join("photos/red/red_00.png");
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &[
+            "predict",
+            "--run",
+            "runs/whole/finetune",
+            img.to_str().expect("utf8"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &["eval", "--run", "runs/whole/finetune"],
+    );
+    assert!(stderr(&o).contains("fine-tuned encoder"), "{}", stderr(&o));
     // Finished work is not redone by accident.
     let o = graft(&cache, tmp.path(), &args);
     assert!(!o.status.success());

@@ -35,6 +35,10 @@ pub struct ModelMeta {
     /// Logits are divided by this before the softmax (temperature scaling, fitted on val).
     #[serde(default = "one")]
     pub temperature: f32,
+    /// Encoder weights in the run folder (safetensors, the pretrained layout) when the
+    /// encoder was fine-tuned; `None`: the pretrained weights from graft's cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_file: Option<String>,
 }
 
 fn one() -> f32 {
@@ -191,6 +195,7 @@ mod tests {
                     },
                     train: TrainConfig::default(),
                     temperature: 1.5,
+                    encoder_file: None,
                 },
                 head,
                 standardizer: Standardizer {

@@ -42,6 +42,39 @@ pub fn load_weights(kind: EncoderKind) -> anyhow::Result<(NetSpec, StateDict)> {
     Ok((spec, weights))
 }
 
+/// The encoder weights a trained run uses: its fine-tuned file when it has one
+/// (`model.json`'s `encoder_file`), else the pretrained weights from graft's cache.
+pub fn load_run_weights(
+    run: &std::path::Path,
+    model: &graft_train::HeadModel,
+) -> anyhow::Result<(NetSpec, StateDict)> {
+    let kind = EncoderKind::from_name(&model.meta.encoder)
+        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))?;
+    let Some(file) = &model.meta.encoder_file else {
+        return load_weights(kind);
+    };
+    let path = run.join(file);
+    let weights = graft_model::weights::load_safetensors(&path).with_context(|| {
+        format!(
+            "loading the fine-tuned encoder {} (rerun `graft finetune` if it is missing)",
+            path.display()
+        )
+    })?;
+    let spec = spec_for(kind, &weights)
+        .with_context(|| format!("{} does not hold a {kind}", path.display()))?;
+    Ok((spec, weights))
+}
+
+/// A ready encoder for a trained run ([`load_run_weights`]).
+pub fn open_run_encoder(
+    run: &std::path::Path,
+    model: &graft_train::HeadModel,
+    backend: Backend,
+) -> anyhow::Result<Box<dyn ImageEncoder>> {
+    let (spec, weights) = load_run_weights(run, model)?;
+    encoder_from(&spec, &weights, backend)
+}
+
 /// A ready encoder of `kind` (weights found, verified and loaded).
 pub fn open_encoder(kind: EncoderKind, backend: Backend) -> anyhow::Result<Box<dyn ImageEncoder>> {
     let (spec, weights) = load_weights(kind)?;

@@ -80,6 +80,14 @@ pub fn features_of(run: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
+    if model.meta.encoder_file.is_some() {
+        bail!(
+            "{} holds a fine-tuned encoder, and `graft eval` scores runs from the frozen \
+             encoder's feature cache; its test scores are in {}",
+            args.run.display(),
+            args.run.join("metrics.json").display()
+        );
+    }
     let features = features_of(&args.run, args.features.as_deref())?;
     let cache = open_run_cache(&features, &model)?;
     let h = cache.header();

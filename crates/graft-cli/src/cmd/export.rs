@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use graft_data::scan::Split;
-use graft_model::arch::{EncoderKind, NetSpec};
+use graft_model::arch::EncoderKind;
 use graft_model::onnx::Precision as GraphPrecision;
 use graft_model::ort_backend::{calibrate, run_images, session_from_onnx, OrtOptions};
-use graft_model::weights::StateDict;
 use graft_train::model::write_atomic;
 use graft_train::HeadModel;
 use rayon::prelude::*;
@@ -47,7 +46,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let (spec, weights) = load_encoder(&model)?;
+    let (spec, weights) = super::encoder::load_run_weights(&args.run, &model)?;
 
     // Validate before writing: the file on disk is always one that passed.
     let held = super::eval::split_images(&args.run, &model, Split::Test, args.validate)?;
@@ -308,13 +307,9 @@ pub fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
         .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
 }
 
-fn load_encoder(model: &HeadModel) -> anyhow::Result<(NetSpec, StateDict)> {
-    super::encoder::load_weights(encoder_kind(model)?)
-}
-
-/// The run's float classifier as ONNX bytes (encoder weights from graft's cache), not validated.
-pub fn build_onnx(model: &HeadModel) -> anyhow::Result<Vec<u8>> {
-    let (spec, weights) = load_encoder(model)?;
+/// The run's float classifier as ONNX bytes (the run's encoder weights), not validated.
+pub fn build_onnx(run: &Path, model: &HeadModel) -> anyhow::Result<Vec<u8>> {
+    let (spec, weights) = super::encoder::load_run_weights(run, model)?;
     Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
 }
 

@@ -1,7 +1,6 @@
 //! `graft predict --run RUN IMAGE...`: a trained classifier on new photos.
 
 use anyhow::{bail, Context};
-use graft_model::arch::EncoderKind;
 use graft_train::HeadModel;
 use serde_json::json;
 
@@ -16,9 +15,7 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
     }
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let kind = EncoderKind::from_name(&model.meta.encoder)
-        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))?;
-    let mut encoder = super::encoder::open_encoder(kind, args.backend)?;
+    let mut encoder = super::encoder::open_run_encoder(&args.run, &model, args.backend)?;
     let pre = model.meta.preprocess;
     let classes = &model.meta.classes;
     let json_only = args.json.as_deref() == Some(std::path::Path::new("-"));

@@ -118,7 +118,7 @@ pub fn load_model(
             );
         }
         (
-            super::export::build_onnx(&model)?,
+            super::export::build_onnx(run, &model)?,
             "built at start-up; `graft export` writes and validates model.onnx".to_string(),
         )
     };

@@ -144,6 +144,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             preprocess: header.preprocess,
             train: winner.config.clone(),
             temperature,
+            encoder_file: None,
         },
         head: winner.outcome.head.clone(),
         standardizer: ds.standardizer.clone(),

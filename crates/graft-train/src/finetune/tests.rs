@@ -115,6 +115,7 @@ fn model(spec: HeadSpec, classes: usize) -> HeadModel {
             preprocess: pre(),
             train: TrainConfig::default(),
             temperature: 1.0,
+            encoder_file: None,
         },
         head: Head::new(spec, 6, classes, &mut rng),
         standardizer: Standardizer {

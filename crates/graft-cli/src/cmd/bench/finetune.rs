@@ -120,6 +120,7 @@ fn fresh_head(spec: &NetSpec) -> HeadModel {
             preprocess: spec.preprocess,
             train: TrainConfig::default(),
             temperature: 1.0,
+            encoder_file: None,
         },
         head: Head::new(HeadSpec::Linear, d, CLASSES, &mut rng),
         standardizer: Standardizer {

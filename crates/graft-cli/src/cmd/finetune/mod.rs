@@ -233,6 +233,12 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         tuned.macro_f1()
     );
     save_outputs(&dir, &spec, &weights, &model, &net, &out)?;
+    // The fine-tuned run reads its images from the same cache's list (export validation).
+    let run_json = json!({ "features": features, "finetuned_from": run });
+    write_atomic(
+        &dir.join(super::eval::RUN_FILE),
+        &serde_json::to_vec_pretty(&run_json)?,
+    )?;
     let metrics = json!({
         "encoder": model.meta.encoder,
         "weights": model.meta.weights,

@@ -13,6 +13,8 @@ use graft_train::{HeadModel, Standardizer};
 /// `encoder.safetensors` (the pretrained layout, trained blocks written back with neutral
 /// BatchNorm so folding reproduces them), the head as `model.json` + `model.safetensors`, and
 /// `history.csv`.
+pub const ENCODER_FILE: &str = "encoder.safetensors";
+
 pub fn save_outputs(
     dir: &Path,
     spec: &NetSpec,
@@ -52,7 +54,7 @@ pub fn save_outputs(
             i += 2;
         }
     }
-    save_safetensors(&sd, &dir.join("encoder.safetensors"))?;
+    save_safetensors(&sd, &dir.join(ENCODER_FILE))?;
     let mut layers = model.head.layers.clone();
     for l in &mut layers {
         l.w.clone_from(&out.values[i]);
@@ -62,7 +64,7 @@ pub fn save_outputs(
     let d = model.meta.feature_dim;
     let mut meta = model.meta.clone();
     meta.temperature = 1.0;
-    meta.weights = format!("{}+finetune", model.meta.weights);
+    meta.encoder_file = Some(ENCODER_FILE.to_string());
     let head = HeadModel {
         meta,
         head: Head {
