@@ -24,7 +24,9 @@ Writes RUN/finetune/: metrics.json (stages, val and test scores of the fine-tune
 of the frozen head on the same images), history.csv, encoder.safetensors (the whole encoder,
 trained blocks included, in the pretrained file's layout), model.json + model.safetensors
 (the head), checkpoint.bin (the resume point, replaced atomically every --checkpoint-every
-updates and at each epoch's end).";
+updates and at each epoch's end). RUN/finetune is a run of its own:
+  graft export --run runs/leaves-mobilenet-v2/finetune    # ONNX of the fine-tuned model
+  graft serve --run runs/leaves-mobilenet-v2/finetune";
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["run", "resume"])))]

@@ -43,8 +43,11 @@ pub fn save<S: Serialize>(path: &Path, state: &S, buffers: &[&[f32]]) -> Result<
     write_atomic(path, &out)
 }
 
+/// A checkpoint's state and buffers.
+pub type Loaded<S> = (S, Vec<Vec<f32>>);
+
 /// Read what [`save`] wrote; `None` when there is no checkpoint.
-pub fn load<S: DeserializeOwned>(path: &Path) -> Result<Option<(S, Vec<Vec<f32>>)>, TrainError> {
+pub fn load<S: DeserializeOwned>(path: &Path) -> Result<Option<Loaded<S>>, TrainError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -62,7 +62,7 @@ pub fn parse_bytes(s: &str) -> Option<usize> {
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    (v >= 0.0 && v.is_finite()).then(|| (v * mul) as usize)
+    (v >= 0.0 && v.is_finite()).then_some((v * mul) as usize)
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl FinetuneConfig {
         if self.micro_batch == 0 || self.batch == 0 {
             return bad("batch and micro batch must be at least 1".into());
         }
-        if self.batch % self.micro_batch != 0 {
+        if !self.batch.is_multiple_of(self.micro_batch) {
             return bad(format!(
                 "batch {} is not a multiple of the micro batch {}; use e.g. --micro-batch {}",
                 self.batch,
@@ -107,5 +107,8 @@ impl FinetuneConfig {
 }
 
 fn largest_divisor_at_most(n: usize, k: usize) -> usize {
-    (1..=k.min(n)).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=k.min(n))
+        .rev()
+        .find(|d| n.is_multiple_of(*d))
+        .unwrap_or(1)
 }
