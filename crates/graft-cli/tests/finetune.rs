@@ -190,7 +190,20 @@ fn killed_in_stage_two_resumes_to_the_same_weights_as_an_uninterrupted_run() {
         stderr(&o).contains("--resume"),
         "an interrupted fine-tune is not overwritten"
     );
-    let o = graft(&cache, tmp.path(), &["finetune", "--resume", "runs/cut"]);
+    // Settings given with --resume are ignored: the fine-tune continues as it was started.
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &[
+            "finetune",
+            "--resume",
+            "runs/cut",
+            "--unfreeze-blocks",
+            "1",
+            "--lr",
+            "1",
+        ],
+    );
     let said = stdout(&o);
     assert!(o.status.success(), "{said}\n{}", stderr(&o));
     assert!(said.contains("Resuming from"), "{said}");

@@ -28,7 +28,8 @@ updates and at each epoch's end). RUN/finetune is a run of its own:
   graft export --run runs/leaves-mobilenet-v2/finetune    # ONNX of the fine-tuned model
   graft serve --run runs/leaves-mobilenet-v2/finetune";
 
-#[derive(Debug, Args)]
+/// (Serialisable: a fine-tune records its settings, and `--resume` continues with them.)
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["run", "resume"])))]
 pub struct FinetuneArgs {
     /// Run folder written by `graft train` (its best head is the starting point).

@@ -32,12 +32,37 @@ use rows::{fingerprint, plain, Rows};
 const DIR: &str = "finetune";
 const CHECKPOINT: &str = "checkpoint.bin";
 const METRICS: &str = "metrics.json";
+const SETTINGS: &str = "settings.json";
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let (run, resume) = match (&args.run, &args.resume) {
         (Some(r), None) => (r.clone(), false),
         (None, Some(r)) => (r.clone(), true),
         _ => bail!("give either --run RUN (start) or --resume RUN (continue)"),
+    };
+    let settings_path = run.join(DIR).join(SETTINGS);
+    // A resumed fine-tune continues with the settings it was started with (only the backend
+    // may change).
+    let args = if resume && settings_path.exists() {
+        let bytes = std::fs::read(&settings_path)
+            .with_context(|| format!("reading {}", settings_path.display()))?;
+        let saved: FinetuneArgs = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "{} is damaged; start over with `graft finetune --run {} --restart`",
+                settings_path.display(),
+                run.display()
+            )
+        })?;
+        FinetuneArgs {
+            run: None,
+            resume: args.resume.clone(),
+            restart: false,
+            dry_run: args.dry_run,
+            backend: args.backend.clone(),
+            ..saved
+        }
+    } else {
+        args
     };
     let model = HeadModel::load(&run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
@@ -63,7 +88,23 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let dir = run.join(DIR);
     let ckpt = dir.join(CHECKPOINT);
     if args.restart {
-        for f in [CHECKPOINT, METRICS] {
+        // Everything but the activation cache (still valid for the same images and cut).
+        let outputs = [
+            CHECKPOINT,
+            METRICS,
+            SETTINGS,
+            output::ENCODER_FILE,
+            graft_train::model::MODEL_FILE,
+            graft_train::model::META_FILE,
+            "history.csv",
+            "augmented_batch.png",
+            super::eval::RUN_FILE,
+            "model.onnx",
+            "model.int8.onnx",
+            "export.json",
+            "model_card.md",
+        ];
+        for f in outputs {
             let p = dir.join(f);
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -91,6 +132,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         _ => {}
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !resume {
+        write_atomic(&settings_path, &serde_json::to_vec_pretty(&args)?)?;
+    }
 
     // Cached activations at the cut, for every split (built once, resumable).
     let cache_started = Instant::now();
