@@ -24,6 +24,9 @@ pub const TRAIN_BACKENDS: &[&str] = &["flex", "tch", "tch-cuda"];
 /// The burn device for a backend name: `flex` (pure Rust, always built), `tch` (libtorch on
 /// the CPU) or `tch-cuda` (libtorch on GPU 0); the last two need graft built with the `tch`
 /// feature against a PyTorch 2.9 install.
+// burn 0.22 marks its libtorch backend deprecated (in favour of CubeCL backends); it is still
+// the one that runs PyTorch's own CPU kernels.
+#[allow(deprecated)]
 pub fn device_named(name: &str) -> Result<Device, String> {
     match name {
         "flex" => Ok(Device::flex()),
