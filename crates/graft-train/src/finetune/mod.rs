@@ -66,7 +66,7 @@ impl Default for FinetuneConfig {
             batch: 64,
             micro_batch: 64,
             lr: 1e-3,
-            layer_decay: 0.3,
+            layer_decay: 1.0,
             weight_decay: 0.01,
             warmup: 0.05,
             label_smoothing: 0.1,
