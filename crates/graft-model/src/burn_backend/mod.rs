@@ -45,11 +45,6 @@ pub fn device_named(name: &str) -> Result<Device, String> {
     }
 }
 
-/// Name of [`default_device`]'s backend, for logs and benchmarks.
-pub fn default_device_name() -> &'static str {
-    BACKEND
-}
-
 /// A pretrained encoder on burn, ready for [`ImageEncoder::encode`].
 #[derive(Debug)]
 pub struct BurnEncoder {

@@ -1,5 +1,6 @@
-//! The trainable part of a fine-tune: the encoder's top blocks (from `cut` on) and the head,
-//! with parameters held on the host and uploaded to the burn device for each step.
+//! The trainable part of a fine-tune: the encoder from block `first` on (the top blocks, or
+//! all of it for stage 3) and the head, with parameters held on the host and uploaded to the
+//! burn device for each step.
 //!
 //! Host copies are the source of truth: AdamW, gradient accumulation, clipping and checkpoints
 //! work on plain `Vec<f32>`s, so a checkpoint is exactly the state and resuming is exact. The
