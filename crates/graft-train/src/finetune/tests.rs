@@ -389,3 +389,49 @@ fn gradients_match_finite_differences_in_every_layer() {
         );
     }
 }
+
+#[test]
+fn depthwise_by_shifted_views_equals_grouped_conv2d() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::TensorData;
+    let dev = Device::flex();
+    let mut rng = SplitMix64::new(11);
+    let mut rand =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
+    let (n, c, h, k) = (2, 5, 9, 3);
+    for (stride, pad_h, pad_w) in [
+        (1, (1, 1), (1, 1)),
+        (2, (1, 1), (1, 1)),
+        (2, (0, 1), (0, 1)),
+    ] {
+        let x = burn::tensor::Tensor::<4>::from_data(
+            TensorData::new(rand(n * c * h * h), [n, c, h, h]),
+            &dev,
+        );
+        let w = burn::tensor::Tensor::<4>::from_data(
+            TensorData::new(rand(c * k * k), [c, 1, k, k]),
+            &dev,
+        );
+        let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(c), [c]), &dev);
+        let ours = net::depthwise(x.clone(), w.clone(), b.clone(), stride, pad_h, pad_w);
+        let opts = ConvOptions::new_with_padding([stride, stride], [pad_h, pad_w], [1, 1], c);
+        let reference = conv2d(x, w, Some(b), opts);
+        assert_eq!(
+            ours.dims(),
+            reference.dims(),
+            "stride {stride} pad {pad_h:?}"
+        );
+        let a = ours.into_data().try_into_vec::<f32>().expect("ours");
+        let r = reference
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("reference");
+        for (p, q) in a.iter().zip(&r) {
+            assert!(
+                (p - q).abs() < 1e-5,
+                "stride {stride} pad {pad_h:?}: {p} vs {q}"
+            );
+        }
+    }
+}
