@@ -268,7 +268,12 @@ impl TopNet {
                 let ph = conv.padding.amounts(hh, conv.kernel, conv.stride);
                 let pw = conv.padding.amounts(ww, conv.kernel, conv.stride);
                 let [_, cin, _, _] = y.dims();
-                y = if conv.groups > 1 && conv.groups == cin && s[0] == cin {
+                let [_, _, hin, win] = y.dims();
+                y = if conv.groups > 1
+                    && conv.groups == cin
+                    && s[0] == cin
+                    && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
+                {
                     depthwise(y, wt, bias, conv.stride, ph, pw)
                 } else {
                     let opts = ConvOptions::new_with_padding(
@@ -317,6 +322,10 @@ impl TopNet {
         (z, tracked)
     }
 }
+
+/// Largest input area (h·w) computed by [`depthwise`]: at small maps with many channels the
+/// per-group gradient is what costs; at large maps the `k²` full-size views cost more than it.
+const DEPTHWISE_VIEWS_MAX_AREA: usize = 14 * 14;
 
 /// A depthwise convolution (one `k×k` filter per channel) as a sum of `k²` shifted, strided
 /// views of the padded input, each scaled per channel. Same result as a grouped `conv2d`,
