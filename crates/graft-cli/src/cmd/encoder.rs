@@ -42,14 +42,19 @@ pub fn load_weights(kind: EncoderKind) -> anyhow::Result<(NetSpec, StateDict)> {
     Ok((spec, weights))
 }
 
+/// The encoder a trained run was built on.
+pub fn run_encoder_kind(model: &graft_train::HeadModel) -> anyhow::Result<EncoderKind> {
+    EncoderKind::from_name(&model.meta.encoder)
+        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
+}
+
 /// The encoder weights a trained run uses: its fine-tuned file when it has one
 /// (`model.json`'s `encoder_file`), else the pretrained weights from graft's cache.
 pub fn load_run_weights(
     run: &std::path::Path,
     model: &graft_train::HeadModel,
 ) -> anyhow::Result<(NetSpec, StateDict)> {
-    let kind = EncoderKind::from_name(&model.meta.encoder)
-        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))?;
+    let kind = run_encoder_kind(model)?;
     let Some(file) = &model.meta.encoder_file else {
         return load_weights(kind);
     };

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use graft_data::scan::Split;
-use graft_model::arch::EncoderKind;
 use graft_model::onnx::Precision as GraphPrecision;
 use graft_model::ort_backend::{calibrate, run_images, session_from_onnx, OrtOptions};
 use graft_train::model::write_atomic;
@@ -300,11 +299,6 @@ pub fn file_is_current(run: &Path, file: &str) -> bool {
         (Some(f), Some(meta)) => f >= meta,
         _ => false,
     }
-}
-
-pub fn encoder_kind(model: &HeadModel) -> anyhow::Result<EncoderKind> {
-    EncoderKind::from_name(&model.meta.encoder)
-        .with_context(|| format!("the run uses an unknown encoder {:?}", model.meta.encoder))
 }
 
 /// The run's float classifier as ONNX bytes (the run's encoder weights), not validated.

@@ -92,6 +92,20 @@ pub struct Item {
     pub label: usize,
 }
 
+impl Item {
+    /// The image, or an error naming the file and the fix.
+    pub fn decode(&self) -> Result<image::RgbImage, TrainError> {
+        graft_data::decode::read_and_decode(&self.path)
+            .map(|(_, img)| img)
+            .map_err(|e| {
+                TrainError::Finetune(format!(
+                    "{}: {e}; remove the file or rerun `graft split` so it is left out",
+                    self.path.display()
+                ))
+            })
+    }
+}
+
 /// Runs the frozen lower encoder on a preprocessed batch (`n × 3 × S × S`), returning
 /// `n × c × h × w` activations.
 pub type Encode<'a> = dyn FnMut(&[f32], usize) -> Result<Vec<f32>, String> + 'a;
@@ -178,13 +192,7 @@ fn encode_chunk(
         let inputs: Result<Vec<Vec<f32>>, TrainError> = batch
             .par_iter()
             .map(|it| {
-                let (_, img) = graft_data::decode::read_and_decode(&it.path).map_err(|e| {
-                    TrainError::Finetune(format!(
-                        "{}: {e}; remove the file or rerun `graft split` so it is left out",
-                        it.path.display()
-                    ))
-                })?;
-                Ok(pre.apply(&img))
+                Ok(pre.apply(&it.decode()?))
             })
             .collect();
         let input: Vec<f32> = inputs?.concat();

@@ -1,7 +1,7 @@
 //! Where a stage's batches come from: activations cached at the top cut (stages 1–2), or
 //! images decoded, augmented and mixed on the fly (stage 3, where the lower blocks change).
 
-use graft_data::augment::{augment_batch, batch_grid, one_hot, AugmentConfig};
+use graft_data::augment::{augment_batch, batch_grid, one_hot, AugmentConfig, Batch};
 use graft_data::preprocess::Preprocess;
 use image::RgbImage;
 use rayon::prelude::*;
@@ -83,27 +83,15 @@ impl ImageSource {
     }
 
     fn decode(&self, rows: &[usize]) -> Result<Vec<RgbImage>, TrainError> {
-        rows.par_iter()
-            .map(|&i| {
-                let it = &self.items[i];
-                graft_data::decode::read_and_decode(&it.path)
-                    .map(|(_, img)| img)
-                    .map_err(|e| {
-                        TrainError::Finetune(format!(
-                            "{}: {e}; remove the file or rerun `graft split` so it is left out",
-                            it.path.display()
-                        ))
-                    })
-            })
-            .collect()
+        rows.par_iter().map(|&i| self.items[i].decode()).collect()
     }
 
-    /// A grid of the augmented batch `rows` as the model sees it in `epoch`.
-    pub fn preview(&self, rows: &[usize], epoch: u64) -> Result<RgbImage, TrainError> {
+    /// Rows `rows` augmented and mixed for `epoch`.
+    fn augmented(&self, rows: &[usize], epoch: u64) -> Result<Batch, TrainError> {
         let imgs = self.decode(rows)?;
         let refs: Vec<&RgbImage> = imgs.iter().collect();
         let labels: Vec<usize> = rows.iter().map(|&i| self.labels[i]).collect();
-        let b = augment_batch(
+        Ok(augment_batch(
             &refs,
             rows,
             &labels,
@@ -112,8 +100,12 @@ impl ImageSource {
             &self.pre,
             self.seed,
             epoch,
-        );
-        Ok(batch_grid(&b, &self.pre, 8))
+        ))
+    }
+
+    /// A grid of the augmented batch `rows` as the model sees it in `epoch`.
+    pub fn preview(&self, rows: &[usize], epoch: u64) -> Result<RgbImage, TrainError> {
+        Ok(batch_grid(&self.augmented(rows, epoch)?, &self.pre, 8))
     }
 }
 
@@ -128,19 +120,7 @@ impl Source for ImageSource {
         0
     }
     fn train_batch(&self, rows: &[usize], epoch: u64) -> Result<(Vec<f32>, Vec<f32>), TrainError> {
-        let imgs = self.decode(rows)?;
-        let refs: Vec<&RgbImage> = imgs.iter().collect();
-        let labels: Vec<usize> = rows.iter().map(|&i| self.labels[i]).collect();
-        let b = augment_batch(
-            &refs,
-            rows,
-            &labels,
-            self.classes,
-            &self.augment,
-            &self.pre,
-            self.seed,
-            epoch,
-        );
+        let b = self.augmented(rows, epoch)?;
         Ok((b.x, b.targets))
     }
     fn eval_batch(&self, rows: &[usize]) -> Result<Vec<f32>, TrainError> {

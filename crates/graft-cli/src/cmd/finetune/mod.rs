@@ -66,8 +66,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     };
     let model = HeadModel::load(&run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
-    let kind = super::export::encoder_kind(&model)?;
-    let (spec, weights) = super::encoder::load_weights(kind)?;
+    // A run fine-tuned before continues from its own encoder, not the pretrained one.
+    let (spec, weights) = super::encoder::load_run_weights(&run, &model)?;
+    let kind = spec.kind;
     let blocks = spec.blocks.len();
     if args.unfreeze_blocks == 0 || args.unfreeze_blocks >= blocks {
         bail!(
@@ -243,18 +244,19 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
             cfg.seed,
         )
     };
-    let all = StageData {
-        train: Arc::new(images(&train_items, augment.clone())),
-        val: Arc::new(images(&val_items, AugmentConfig::off())),
-    };
+    let train_images = images(&train_items, augment);
     if cfg.epochs[2] > 0 {
         let rows: Vec<usize> = (0..train_items.len().min(32)).collect();
         let png = dir.join("augmented_batch.png");
-        images(&train_items, augment)
+        train_images
             .preview(&rows, 0)?
             .save(&png)
             .with_context(|| format!("writing {}", png.display()))?;
     }
+    let all = StageData {
+        train: Arc::new(train_images),
+        val: Arc::new(images(&val_items, AugmentConfig::off())),
+    };
     let data = [top.clone(), top, all];
     let out = finetune::run(&net, start.clone(), &cfg, &data, &ckpt, &device, &mut on)?;
     let train_secs = started.elapsed().as_secs_f64();
