@@ -5,19 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cache_with_mobilenet, coloured_folder, stderr, stdout};
-
-fn graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .current_dir(cwd)
-        .env("GRAFT_CACHE", cache)
-        .output()
-        .expect("run graft")
-}
+use common::{cache_with_mobilenet, coloured_folder, graft_in as graft, stderr, stdout};
 
 /// Stage and update recorded in a fine-tune checkpoint (its JSON header), if readable.
 fn checkpoint_position(path: &Path) -> Option<(u64, u64)> {

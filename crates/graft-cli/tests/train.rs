@@ -5,18 +5,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{cache_with_mobilenet, coloured_folder, stderr, stdout};
-
-fn run_graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .current_dir(cwd)
-        .env("GRAFT_CACHE", cache)
-        .output()
-        .expect("run graft")
-}
+use common::{cache_with_mobilenet, coloured_folder, graft_in as run_graft, stderr, stdout};
 
 fn metrics(run: &Path) -> serde_json::Value {
     let bytes = std::fs::read(run.join("metrics.json")).expect("metrics.json");

@@ -82,6 +82,16 @@ pub fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process:
         .expect("run graft")
 }
 
+/// Run graft in `cwd` with `cache` as its cache folder.
+pub fn graft_in(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .current_dir(cwd)
+        .env("GRAFT_CACHE", cache)
+        .output()
+        .expect("run graft")
+}
+
 /// Whether the ONNX Runtime library is given (ORT_DYLIB_PATH); its absence is allowed only
 /// outside CI, where a test may then stop early.
 pub fn ort_library_given() -> bool {

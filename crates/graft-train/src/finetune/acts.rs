@@ -191,9 +191,7 @@ fn encode_chunk(
     for batch in part.chunks(BATCH) {
         let inputs: Result<Vec<Vec<f32>>, TrainError> = batch
             .par_iter()
-            .map(|it| {
-                Ok(pre.apply(&it.decode()?))
-            })
+            .map(|it| Ok(pre.apply(&it.decode()?)))
             .collect();
         let input: Vec<f32> = inputs?.concat();
         let y = encode(&input, batch.len()).map_err(TrainError::Finetune)?;
