@@ -31,7 +31,7 @@ impl AdamW {
         self.step += 1;
         let bc1 = 1.0 - self.beta1.powi(self.step as i32);
         let bc2 = 1.0 - self.beta2.powi(self.step as i32);
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let (betas, bc, eps) = ((self.beta1, self.beta2), (bc1, bc2), self.eps);
         for (((p, g), m), v) in head
             .layers
             .iter_mut()
@@ -40,34 +40,58 @@ impl AdamW {
             .zip(&mut self.v.layers)
         {
             let decay = 1.0 - lr * self.weight_decay;
-            for (((w, g), m), v) in p.w.iter_mut().zip(&g.w).zip(&mut m.w).zip(&mut v.w) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w = *w * decay - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-            }
-            for (((w, g), m), v) in p.b.iter_mut().zip(&g.b).zip(&mut m.b).zip(&mut v.b) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
-            }
+            adam_update(
+                &mut p.w, &g.w, &mut m.w, &mut v.w, lr, decay, betas, bc, eps,
+            );
+            adam_update(&mut p.b, &g.b, &mut m.b, &mut v.b, lr, 1.0, betas, bc, eps);
         }
+    }
+}
+
+/// AdamW on one buffer: moments `m`, `v` with `betas`, bias corrections `bc`, the weights
+/// first shrunk by `shrink` (decoupled decay; 1 for none).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn adam_update(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    lr: f32,
+    shrink: f32,
+    (b1, b2): (f32, f32),
+    (bc1, bc2): (f32, f32),
+    eps: f32,
+) {
+    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *w = *w * shrink - lr * (*m / bc1) / ((*v / bc2).sqrt() + eps);
     }
 }
 
 /// Scale `grad` so its global L2 norm is at most `max_norm`; returns the norm before clipping.
 pub fn clip_grad_norm(grad: &mut Head, max_norm: f32) -> f32 {
-    let sq: f64 = grad
+    let mut bufs: Vec<&mut [f32]> = grad
         .layers
+        .iter_mut()
+        .flat_map(|l| [l.w.as_mut_slice(), l.b.as_mut_slice()])
+        .collect();
+    clip_norm(&mut bufs, max_norm)
+}
+
+/// Scale every buffer so their global L2 norm is at most `max_norm` (0: no clipping);
+/// returns the norm before clipping.
+pub(crate) fn clip_norm(bufs: &mut [&mut [f32]], max_norm: f32) -> f32 {
+    let sq: f64 = bufs
         .iter()
-        .flat_map(|l| l.w.iter().chain(&l.b))
+        .flat_map(|b| b.iter())
         .map(|g| f64::from(*g) * f64::from(*g))
         .sum();
     let norm = sq.sqrt() as f32;
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / norm;
-        for l in &mut grad.layers {
-            l.w.iter_mut().chain(l.b.iter_mut()).for_each(|g| *g *= s);
-        }
+        bufs.iter_mut()
+            .for_each(|b| b.iter_mut().for_each(|g| *g *= s));
     }
     norm
 }

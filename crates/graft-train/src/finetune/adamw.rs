@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::optim::{adam_update, clip_norm};
+
 /// Moment estimates and step count; buffers follow the parameter slots.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdamState {
@@ -44,12 +46,17 @@ impl AdamState {
                 continue;
             }
             let shrink = if decay[i] { 1.0 - a * wd } else { 1.0 };
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            for (((w, g), m), v) in params[i].iter_mut().zip(&grads[i]).zip(m).zip(v) {
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                *w = *w * shrink - a * (*m / bc1) / ((*v / bc2).sqrt() + EPS);
-            }
+            adam_update(
+                &mut params[i],
+                &grads[i],
+                &mut self.m[i],
+                &mut self.v[i],
+                a,
+                shrink,
+                (BETA1, BETA2),
+                (bc1, bc2),
+                EPS,
+            );
         }
     }
 }
@@ -57,17 +64,8 @@ impl AdamState {
 /// Scale every buffer so the global L2 norm is at most `max_norm` (0: no clipping); returns
 /// the norm before clipping.
 pub fn clip_global_norm(grads: &mut [Vec<f32>], max_norm: f32) -> f32 {
-    let sq: f64 = grads
-        .iter()
-        .flatten()
-        .map(|g| f64::from(*g) * f64::from(*g))
-        .sum();
-    let norm = sq.sqrt() as f32;
-    if max_norm > 0.0 && norm > max_norm {
-        let s = max_norm / norm;
-        grads.iter_mut().flatten().for_each(|g| *g *= s);
-    }
-    norm
+    let mut bufs: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+    clip_norm(&mut bufs, max_norm)
 }
 
 #[cfg(test)]
