@@ -116,6 +116,14 @@ pub struct ConvBn {
     pub act: Option<Act>,
 }
 
+impl ConvBn {
+    /// Output side for a square input of side `s`.
+    pub fn output_size(&self, s: usize) -> usize {
+        let (a, b) = self.padding.amounts(s, self.kernel, self.stride);
+        (s + a + b - self.kernel) / self.stride + 1
+    }
+}
+
 /// A sequence of conv layers, with the block input added to its output when `residual`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Block {
@@ -150,10 +158,20 @@ impl NetSpec {
 
     /// Spatial size of the last feature map for a square input of `size` pixels.
     pub fn feature_map_size(&self, size: usize) -> usize {
-        self.layers().fold(size, |s, l| {
-            let (a, b) = l.padding.amounts(s, l.kernel, l.stride);
-            (s + a + b - l.kernel) / l.stride + 1
-        })
+        self.layers().fold(size, |s, l| l.output_size(s))
+    }
+
+    /// Shape `[c, h, w]` of the input of block `block` at the preprocessing size (the image
+    /// itself for block 0).
+    pub fn block_input(&self, block: usize) -> [usize; 3] {
+        let s = self.preprocess.size as usize;
+        self.blocks[..block]
+            .iter()
+            .flat_map(|b| b.layers.iter())
+            .fold([3, s, s], |[_, h, _], l| {
+                let o = l.output_size(h);
+                [l.out_ch, o, o]
+            })
     }
 }
 

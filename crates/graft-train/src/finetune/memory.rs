@@ -21,8 +21,7 @@ impl Estimate {
         let mut act = 0usize;
         for (bi, b) in spec.blocks.iter().enumerate() {
             for l in &b.layers {
-                let (a, z) = l.padding.amounts(s, l.kernel, l.stride);
-                s = (s + a + z - l.kernel) / l.stride + 1;
+                s = l.output_size(s);
                 if bi >= cut {
                     params += l.out_ch * (l.in_ch / l.groups) * l.kernel * l.kernel + l.out_ch;
                     // Conv output and its activation are both kept, and each gets a gradient.

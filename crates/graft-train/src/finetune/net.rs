@@ -64,8 +64,6 @@ pub struct TopNet {
     pub first: usize,
     /// First block trained in stage 2; its input is the cached activation.
     pub top: usize,
-    /// Shape `[c, h, w]` of the input of block `top` (the cached activation).
-    pub input: [usize; 3],
     /// Input shape of every block from `first` on (index `b - first`).
     shapes: Vec<[usize; 3]>,
     blocks: Vec<(Vec<Conv>, bool)>,
@@ -105,13 +103,12 @@ impl TopNet {
                 spec.blocks.len() - 1
             )));
         }
-        let input = activation_shape(spec, top);
         let mut slots = Vec::new();
         let mut values = Vec::new();
         let mut blocks = Vec::new();
         let mut block_slot = Vec::new();
         let shapes = (first..spec.blocks.len())
-            .map(|b| activation_shape(spec, b))
+            .map(|b| spec.block_input(b))
             .collect();
         for (bi, b) in spec.blocks.iter().enumerate().skip(first) {
             block_slot.push(slots.len());
@@ -190,7 +187,6 @@ impl TopNet {
             TopNet {
                 first,
                 top,
-                input,
                 shapes,
                 blocks,
                 block_slot,
@@ -205,11 +201,16 @@ impl TopNet {
 
     /// Number of values in one input activation.
     pub fn input_len(&self) -> usize {
-        self.input.iter().product()
+        self.input().iter().product()
     }
 
     pub fn param_count(&self) -> usize {
         self.slots.iter().map(Slot::len).sum()
+    }
+
+    /// Shape `[c, h, w]` of the input of block `top`: the cached activation.
+    pub fn input(&self) -> [usize; 3] {
+        self.input_of(self.top)
     }
 
     /// Shape of the input of block `start` (one of the held blocks).
@@ -380,24 +381,10 @@ pub fn depthwise(
     }
 }
 
-/// Shape `[c, h, w]` of the input of block `cut` for the spec's input size.
-pub fn activation_shape(spec: &NetSpec, cut: usize) -> [usize; 3] {
-    let mut s = spec.preprocess.size as usize;
-    let mut c = 3;
-    for b in &spec.blocks[..cut] {
-        for l in &b.layers {
-            let (a, z) = l.padding.amounts(s, l.kernel, l.stride);
-            s = (s + a + z - l.kernel) / l.stride + 1;
-            c = l.out_ch;
-        }
-    }
-    [c, s, s]
-}
-
 /// The encoder up to (not including) block `cut`: what produces the cached activations.
 pub fn prefix_spec(spec: &NetSpec, cut: usize) -> NetSpec {
     let mut p = spec.clone();
     p.blocks.truncate(cut);
-    p.feature_dim = activation_shape(spec, cut)[0];
+    p.feature_dim = spec.block_input(cut)[0];
     p
 }

@@ -131,7 +131,7 @@ fn acts(net: &TopNet, n: usize, seed: u64, label: impl Fn(&[f32]) -> usize) -> A
     let d = net.input_len();
     let x: Vec<f32> = (0..n * d).map(|_| rng.next_f64() as f32 * 3.0).collect();
     let labels = x.chunks(d).map(label).collect();
-    Acts::new(net.input, &x, labels)
+    Acts::new(net.input(), &x, labels)
 }
 
 /// Labels a simple function of the input, learnable by the net.
@@ -165,7 +165,7 @@ fn quiet(_: &Event<'_>) -> bool {
 fn accumulating_4x8_equals_one_batch_of_32() {
     let (spec, sd) = tiny();
     let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 1, 1).expect("net");
-    assert_eq!(net.input, [4, 8, 8]);
+    assert_eq!(net.input(), [4, 8, 8]);
     let data = cached(acts(&net, 32, 1, rule));
     let rows: Vec<usize> = (0..32).collect();
     let (x, targets) = data.train_batch(&rows, 0).expect("batch");
@@ -219,7 +219,7 @@ fn a_stage_that_lowers_val_f1_is_rolled_back() {
         let a = acts(&net, 48, seed, |_| 0);
         let pred = predictions(&net, &start, &cached(a.clone()), &dev).expect("predict");
         let labels = pred.iter().map(|p| (p + shift) % 3).collect();
-        Acts::new(net.input, &a.gather(&(0..48).collect::<Vec<_>>()), labels)
+        Acts::new(net.input(), &a.gather(&(0..48).collect::<Vec<_>>()), labels)
     };
     let data = stages(label_by_start(1, 1), label_by_start(2, 0));
     let tmp = tempfile::tempdir().expect("tmp");

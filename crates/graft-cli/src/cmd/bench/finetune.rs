@@ -58,7 +58,7 @@ pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
         "  stage 2 (top {} blocks), from images {rate_top_images:>8.2} images/s",
         args.unfreeze_blocks
     );
-    let rate_top_cached = time_steps(&net, &values, &top_only, top, net.input, &args, &device)?;
+    let rate_top_cached = time_steps(&net, &values, &top_only, top, net.input(), &args, &device)?;
     println!(
         "  stage 2, on cached activations     {rate_top_cached:>8.2} images/s   ({:.1}× the same stage from images)",
         rate_top_cached / rate_top_images.max(1e-9)
