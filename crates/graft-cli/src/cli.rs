@@ -158,6 +158,9 @@ pub struct BenchFinetuneArgs {
     /// tch needs a build with `--features tch`.
     #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// f32, or bf16 mixed precision on both sides (PyTorch under autocast).
+    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    pub precision: graft_train::finetune::Precision,
     #[command(flatten)]
     pub reference: ReferenceArgs,
 }

@@ -101,6 +101,12 @@ pub struct FinetuneArgs {
     /// (libtorch on GPU 0). tch needs graft built with `--features tch` (see the README).
     #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// Arithmetic of the encoder's forward and backward passes: f32, or bf16 mixed precision
+    /// (convolutions in bfloat16; weights, AdamW, head and loss in f32). bf16 pays with
+    /// tch-cuda on GPUs since Ampere; on a CPU it is rarely faster.
+    #[arg(long, default_value = "f32", value_name = "f32|bf16")]
+    #[serde(default)]
+    pub precision: graft_train::finetune::Precision,
     /// Seed of data order, dropout and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -19,7 +19,7 @@ mod tests;
 mod train;
 
 pub use acts::Acts;
-pub use net::{prefix_spec, Group, TopNet, Values};
+pub use net::{prefix_spec, Group, Precision, TopNet, Values};
 pub use source::{CachedSource, ImageSource, Source};
 pub use train::{
     batch_gradients, evaluate, predictions, run, EpochRow, Event, Outcome, StageData, StageReport,

@@ -11,7 +11,7 @@
 
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{activation, Device, Slice, Tensor, TensorData};
+use burn::tensor::{activation, Device, FloatDType, Slice, Tensor, TensorData};
 use graft_data::rng::SplitMix64;
 use graft_model::arch::{Act, NetSpec, Padding};
 use graft_model::onnx::fold_bn;
@@ -57,6 +57,64 @@ struct Conv {
     relu6: bool,
 }
 
+/// Arithmetic of a fine-tune's forward and backward passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Mixed precision: the encoder's convolutions (forward and backward) run in bfloat16,
+    /// while the weights, their gradients, AdamW, the pooled features, the head and the loss
+    /// stay f32 (each step casts the f32 master weights down). bfloat16 keeps f32's exponent
+    /// range, so no loss scaling is needed; float16 would need it and is not offered.
+    Bf16,
+}
+
+impl Precision {
+    pub const NAMES: &'static str = "f32, bf16";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// `t` in this precision's compute type (no-op for f32).
+    fn compute<const D: usize>(self, t: Tensor<D>) -> Tensor<D> {
+        match self {
+            Precision::F32 => t,
+            Precision::Bf16 => t.cast(FloatDType::BF16),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "f16" | "fp16" | "float16" => Err(
+                "float16 would need loss scaling to keep small gradients; use bf16 (same speed \
+                 on GPUs since Ampere, f32's range)"
+                    .into(),
+            ),
+            other => Err(format!(
+                "unknown precision {other:?}; use one of {}",
+                Self::NAMES
+            )),
+        }
+    }
+}
+
 /// Architecture of the trainable part (no weights): what `forward` needs besides the values.
 #[derive(Debug, Clone)]
 pub struct TopNet {
@@ -74,6 +132,8 @@ pub struct TopNet {
     dropout: f32,
     pub slots: Vec<Slot>,
     pub classes: usize,
+    /// Arithmetic of the encoder blocks in `forward` (f32 unless set).
+    pub precision: Precision,
 }
 
 /// Parameter values, in [`TopNet::slots`] order.
@@ -194,6 +254,7 @@ impl TopNet {
                 dropout,
                 slots,
                 classes,
+                precision: Precision::F32,
             },
             values,
         ))
@@ -236,7 +297,11 @@ impl TopNet {
         let [c, h, w] = self.input_of(start);
         let skip = start - self.first;
         let from = self.block_slot[skip];
-        let mut y = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, c, h, w]), device);
+        let cast = self.precision;
+        let mut y = cast.compute(Tensor::<4>::from_data(
+            TensorData::new(x.to_vec(), [n, c, h, w]),
+            device,
+        ));
         // Every parameter is uploaded flat and reshaped in the graph, so its gradient comes
         // back flat, ready for the host buffers.
         let tracked: Vec<Option<Tensor<1>>> = values
@@ -263,14 +328,21 @@ impl TopNet {
             let input = residual.then(|| y.clone());
             for conv in convs {
                 let s = &self.slots[i].shape;
-                let wt: Tensor<4> = flat(i).reshape([s[0], s[1], s[2], s[3]]);
-                let bias = flat(i + 1);
+                let wt: Tensor<4> = cast.compute(flat(i).reshape([s[0], s[1], s[2], s[3]]));
+                let bias = cast.compute(flat(i + 1));
                 let [_, _, hh, ww] = y.dims();
                 let ph = conv.padding.amounts(hh, conv.kernel, conv.stride);
                 let pw = conv.padding.amounts(ww, conv.kernel, conv.stride);
                 let [_, cin, _, _] = y.dims();
                 let [_, _, hin, win] = y.dims();
-                y = if conv.groups > 1
+                y = if conv.kernel == 1
+                    && conv.stride == 1
+                    && conv.groups == 1
+                    && ph == (0, 0)
+                    && pw == (0, 0)
+                {
+                    pointwise(y, wt, bias)
+                } else if conv.groups > 1
                     && conv.groups == cin
                     && s[0] == cin
                     && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
@@ -286,7 +358,9 @@ impl TopNet {
                     conv2d(y, wt, Some(bias), opts)
                 };
                 if conv.relu6 {
-                    y = activation::relu6(y);
+                    // Not `activation::relu6`: that is a clamp, which burn's autodiff runs as
+                    // two compare-and-mask passes each way; relu's backward is one fused pass.
+                    y = activation::relu(y).clamp_max(6.0);
                 }
                 i += 2;
             }
@@ -295,7 +369,12 @@ impl TopNet {
             }
         }
         let [_, ch, _, _] = y.dims();
-        let mut z: Tensor<2> = y.mean_dim(3).mean_dim(2).reshape([n, ch]);
+        // Pooling, head and loss in f32 (a no-op cast unless mixed precision).
+        let mut z: Tensor<2> = y
+            .cast(FloatDType::F32)
+            .mean_dim(3)
+            .mean_dim(2)
+            .reshape([n, ch]);
         let last = self.head.len() - 1;
         for (li, &(rows, cols)) in self.head.iter().enumerate() {
             let wt: Tensor<2> = flat(i).reshape([rows, cols]);
@@ -322,6 +401,20 @@ impl TopNet {
         }
         (z, tracked)
     }
+}
+
+/// A 1×1 convolution (stride 1, no padding) as a batched matrix product `W · X` over the
+/// channels of each image. Same result as `conv2d`, but its weight gradient is one GEMM per
+/// image: burn's generic weight gradient runs it as a convolution whose kernel is the whole
+/// feature map (112×112 at the top of MobileNetV2), which libtorch and flex both run slowly,
+/// and 1×1 convolutions hold most of the multiply-adds of the nets graft fine-tunes.
+pub fn pointwise(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let [n, cin, h, w] = x.dims();
+    let [cout, ..] = weight.dims();
+    let w3: Tensor<3> = weight.reshape([1, cout, cin]);
+    let x3: Tensor<3> = x.reshape([n, cin, h * w]);
+    let b: Tensor<3> = bias.reshape([1, cout, 1]);
+    (w3.matmul(x3) + b).reshape([n, cout, h, w])
 }
 
 /// Largest input area (h·w) computed by [`depthwise`]: at small maps with many channels the

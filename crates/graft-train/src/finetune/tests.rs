@@ -435,3 +435,91 @@ fn depthwise_by_shifted_views_equals_grouped_conv2d() {
         }
     }
 }
+
+#[test]
+fn pointwise_by_matmul_equals_conv2d() {
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::TensorData;
+    let dev = Device::flex();
+    let mut rng = SplitMix64::new(12);
+    let mut rand =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
+    let (n, cin, cout, h, w) = (3, 6, 4, 5, 7);
+    let x = burn::tensor::Tensor::<4>::from_data(
+        TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
+        &dev,
+    );
+    let wt = burn::tensor::Tensor::<4>::from_data(
+        TensorData::new(rand(cout * cin), [cout, cin, 1, 1]),
+        &dev,
+    );
+    let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(cout), [cout]), &dev);
+    let ours = net::pointwise(x.clone(), wt.clone(), b.clone());
+    let reference = conv2d(x, wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+    assert_eq!(ours.dims(), reference.dims());
+    let a = ours.into_data().try_into_vec::<f32>().expect("ours");
+    let r = reference
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("reference");
+    for (p, q) in a.iter().zip(&r) {
+        assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+    }
+}
+
+#[test]
+fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
+    let (spec, sd) = tiny();
+    let (mut net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
+    let mut rng = SplitMix64::new(6);
+    let n = 8;
+    let x: Vec<f32> = (0..n * 3 * 16 * 16)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect();
+    let targets = graft_data::augment::one_hot(&[0, 1, 2, 1, 0, 2, 2, 1], 3);
+    let cfg = FinetuneConfig::default();
+    let mask = vec![true; net.slots.len()];
+    let dev = Device::flex().autodiff();
+    let grads = |net: &TopNet| {
+        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
+        let loss = batch_gradients(
+            net,
+            &start,
+            &mask,
+            0,
+            &x,
+            &targets,
+            &cfg,
+            &|_| 0,
+            &dev,
+            &mut g,
+        )
+        .expect("grads");
+        (loss, g)
+    };
+    let (loss32, g32) = grads(&net);
+    net.precision = Precision::Bf16;
+    let (loss16, g16) = grads(&net);
+    // bfloat16 keeps 8 bits of mantissa: a few tenths of a percent per op.
+    assert!(
+        (loss32 - loss16).abs() < 0.02 * loss32.abs(),
+        "loss {loss32} vs {loss16}"
+    );
+    let a: Vec<f32> = g32.concat();
+    let b: Vec<f32> = g16.concat();
+    assert!(b.iter().all(|v| v.is_finite()));
+    let dot: f64 = a.iter().zip(&b).map(|(p, q)| f64::from(p * q)).sum();
+    let na: f64 = a.iter().map(|p| f64::from(p * p)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|q| f64::from(q * q)).sum::<f64>().sqrt();
+    let cosine = dot / (na * nb);
+    assert!(cosine > 0.99, "gradient direction: cosine {cosine}");
+    assert!((nb / na - 1.0).abs() < 0.05, "gradient norm {na} vs {nb}");
+    // And not by accident the same arithmetic.
+    assert_ne!(a, b, "bf16 must actually run in bf16");
+    assert!(
+        "f16".parse::<Precision>().is_err(),
+        "f16 is refused (needs loss scaling)"
+    );
+    assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+}

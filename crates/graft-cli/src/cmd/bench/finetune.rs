@@ -30,14 +30,16 @@ pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
     }
     let top = blocks - args.unfreeze_blocks;
     let model = fresh_head(&spec);
-    let (net, values) = TopNet::new(&spec, &weights, &model, 0, top)?;
+    let (mut net, values) = TopNet::new(&spec, &weights, &model, 0, top)?;
+    net.precision = args.precision;
     let threads = rayon::current_num_threads();
     let size = spec.preprocess.size as usize;
     println!(
-        "bench finetune: {kind}, batch {} at {size}×{size}, {} timed steps each (median), {threads} threads, burn {}",
+        "bench finetune: {kind}, batch {} at {size}×{size}, {} timed steps each (median), {threads} threads, burn {}, {}",
         args.batch,
         args.steps,
-        args.backend
+        args.backend,
+        args.precision
     );
     let all = vec![true; net.slots.len()];
     let top_only: Vec<bool> = net
@@ -69,6 +71,7 @@ pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
         "threads": threads,
         "graft": {
             "backend": args.backend,
+            "precision": args.precision,
             "all_layers_images_per_second": rate_all,
             "stage2_from_images_per_second": rate_top_images,
             "stage2_cached_per_second": rate_top_cached,
@@ -196,6 +199,15 @@ fn reference(args: &BenchFinetuneArgs, threads: usize, size: usize) -> anyhow::R
         .args(["--batch", &args.batch.to_string()])
         .args(["--size", &size.to_string()])
         .args(["--steps", &args.steps.to_string()])
+        .args(["--precision", args.precision.name()])
+        .args([
+            "--device",
+            if args.backend == "tch-cuda" {
+                "cuda"
+            } else {
+                "cpu"
+            },
+        ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("starting the PyTorch reference");

@@ -82,7 +82,8 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let cfg = config(&args)?;
     // Stage 3 trains from the stem up; otherwise only the top blocks are held.
     let first = if cfg.epochs[2] > 0 { 0 } else { cut };
-    let (net, start) = TopNet::new(&spec, &weights, &model, first, cut)?;
+    let (mut net, start) = TopNet::new(&spec, &weights, &model, first, cut)?;
+    net.precision = args.precision;
     if args.dry_run {
         return dry_run(&spec, &net, &cfg, &args.memory);
     }
