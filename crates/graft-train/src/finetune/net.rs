@@ -134,6 +134,9 @@ pub struct TopNet {
     pub classes: usize,
     /// Arithmetic of the encoder blocks in `forward` (f32 unless set).
     pub precision: Precision,
+    /// Whether `forward` runs on a GPU, where full-map elementwise passes are cheap and many
+    /// small kernels are not: every depthwise convolution then goes through [`depthwise`].
+    pub on_gpu: bool,
 }
 
 /// Parameter values, in [`TopNet::slots`] order.
@@ -255,6 +258,7 @@ impl TopNet {
                 slots,
                 classes,
                 precision: Precision::F32,
+                on_gpu: false,
             },
             values,
         ))
@@ -345,7 +349,7 @@ impl TopNet {
                 } else if conv.groups > 1
                     && conv.groups == cin
                     && s[0] == cin
-                    && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
+                    && (self.on_gpu || hin * win <= DEPTHWISE_VIEWS_MAX_AREA)
                 {
                     depthwise(y, wt, bias, conv.stride, ph, pw)
                 } else {
@@ -358,9 +362,7 @@ impl TopNet {
                     conv2d(y, wt, Some(bias), opts)
                 };
                 if conv.relu6 {
-                    // Not `activation::relu6`: that is a clamp, which burn's autodiff runs as
-                    // two compare-and-mask passes each way; relu's backward is one fused pass.
-                    y = activation::relu(y).clamp_max(6.0);
+                    y = relu6(y);
                 }
                 i += 2;
             }
@@ -401,6 +403,14 @@ impl TopNet {
         }
         (z, tracked)
     }
+}
+
+/// `min(max(x, 0), 6)` as `relu(x) − relu(x − 6)`. burn's `relu6` is a clamp, which its
+/// autodiff runs as compare-and-mask passes (masked fills are slow on flex and libtorch
+/// alike); relu's backward is one fused pass. Exact for |x| < 2²⁵: there `x − 6` is exact,
+/// so `x − (x − 6)` is exactly 6.
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activation::relu(x.clone()) - activation::relu(x - 6.0)
 }
 
 /// A 1×1 convolution (stride 1, no padding) as a batched matrix product `W · X` over the

@@ -523,3 +523,24 @@ fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
     );
     assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
 }
+
+#[test]
+fn relu6_by_two_relus_is_exactly_the_clamp() {
+    use burn::tensor::TensorData;
+    let dev = Device::flex();
+    let mut v: Vec<f32> = vec![
+        -1e9, -7.0, -0.0, 0.0, 1e-30, 0.1, 3.0, 5.999_999, 6.0, 6.000_001, 7.3, 11.99, 12.0, 12.5,
+        1e3, 123_456.79, 3.3e7,
+    ];
+    let mut rng = SplitMix64::new(13);
+    v.extend((0..1000).map(|_| (rng.next_f64() as f32 - 0.3) * 40.0));
+    let n = v.len();
+    let t = burn::tensor::Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &dev);
+    let ours = net::relu6(t)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("ours");
+    for (x, y) in v.iter().zip(&ours) {
+        assert_eq!(*y, x.clamp(0.0, 6.0), "relu6({x})");
+    }
+}
