@@ -21,11 +21,6 @@ pub fn default_device() -> Device {
 /// Backends graft can train on, by the name users give (`--backend`).
 pub const TRAIN_BACKENDS: &[&str] = &["flex", "tch", "tch-cuda"];
 
-/// Whether the backend of this name runs on a GPU.
-pub fn is_gpu(name: &str) -> bool {
-    name == "tch-cuda"
-}
-
 /// The burn device for a backend name: `flex` (pure Rust, always built), `tch` (libtorch on
 /// the CPU) or `tch-cuda` (libtorch on GPU 0); the last two need graft built with the `tch`
 /// feature against a PyTorch 2.9 install.
@@ -39,6 +34,7 @@ pub fn device_named(name: &str) -> Result<Device, String> {
         "tch" => Ok(Device::libtorch()),
         #[cfg(feature = "tch")]
         "tch-cuda" => Ok(Device::libtorch_cuda(0)),
+        #[cfg(not(feature = "tch"))]
         "tch" | "tch-cuda" => Err(format!(
             "this graft was built without the `tch` feature; rebuild with `cargo build --release \
              --features tch` against PyTorch 2.9 (see the README) to use --backend {name}"

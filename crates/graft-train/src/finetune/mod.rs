@@ -11,6 +11,7 @@ pub mod acts;
 pub mod adamw;
 pub mod checkpoint;
 pub mod memory;
+mod native;
 pub mod net;
 pub mod source;
 mod state;
@@ -19,7 +20,7 @@ mod tests;
 mod train;
 
 pub use acts::Acts;
-pub use net::{prefix_spec, Group, Precision, TopNet, Values};
+pub use net::{prefix_spec, Deferred, Group, Precision, TopNet, Values};
 pub use source::{CachedSource, ImageSource, Source};
 pub use train::{
     batch_gradients, evaluate, predictions, run, EpochRow, Event, Outcome, StageData, StageReport,

@@ -134,9 +134,44 @@ pub struct TopNet {
     pub classes: usize,
     /// Arithmetic of the encoder blocks in `forward` (f32 unless set).
     pub precision: Precision,
-    /// Whether `forward` runs on a GPU, where full-map elementwise passes are cheap and many
-    /// small kernels are not: every depthwise convolution then goes through [`depthwise`].
-    pub on_gpu: bool,
+    /// Whether `forward` runs on libtorch: trained depthwise weights then take their gradient
+    /// from libtorch's own kernel after the backward pass (see [`Deferred`]).
+    pub libtorch: bool,
+}
+
+/// A trained depthwise weight whose gradient is computed after burn's backward pass, by the
+/// backend's own kernel (burn's generic one loops over channels). The convolution runs with
+/// an untracked weight, and a tracked zero `probe` added to its output collects `∂L/∂y`.
+pub struct Deferred {
+    pub slot: usize,
+    input: Tensor<4>,
+    probe: Tensor<4>,
+    weight: Tensor<4>,
+    stride: usize,
+    padding: [usize; 2],
+    groups: usize,
+}
+
+impl Deferred {
+    /// The weight's gradient (flat, f32) from the gradients of a backward pass; `None` when
+    /// the backend has no native kernel here or the probe got no gradient.
+    pub fn weight_grad(&self, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
+        let dy = self.probe.grad(grads)?;
+        let gw = super::native::conv_weight_grad(
+            self.input.clone().inner(),
+            dy,
+            self.weight.clone().inner(),
+            self.stride,
+            self.padding,
+            self.groups,
+        )?;
+        let n = gw.shape().num_elements();
+        gw.cast(FloatDType::F32)
+            .reshape([n])
+            .into_data()
+            .try_into_vec::<f32>()
+            .ok()
+    }
 }
 
 /// Parameter values, in [`TopNet::slots`] order.
@@ -258,7 +293,7 @@ impl TopNet {
                 slots,
                 classes,
                 precision: Precision::F32,
-                on_gpu: false,
+                libtorch: false,
             },
             values,
         ))
@@ -297,7 +332,7 @@ impl TopNet {
         n: usize,
         dropout_seed: Option<u64>,
         device: &Device,
-    ) -> (Tensor<2>, Vec<Option<Tensor<1>>>) {
+    ) -> (Tensor<2>, Vec<Option<Tensor<1>>>, Vec<Deferred>) {
         let [c, h, w] = self.input_of(start);
         let skip = start - self.first;
         let from = self.block_slot[skip];
@@ -327,6 +362,7 @@ impl TopNet {
                 )
             })
         };
+        let mut deferred = Vec::new();
         let mut i = from;
         for (convs, residual) in &self.blocks[skip..] {
             let input = residual.then(|| y.clone());
@@ -349,7 +385,8 @@ impl TopNet {
                 } else if conv.groups > 1
                     && conv.groups == cin
                     && s[0] == cin
-                    && (self.on_gpu || hin * win <= DEPTHWISE_VIEWS_MAX_AREA)
+                    && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
+                    && !self.libtorch
                 {
                     depthwise(y, wt, bias, conv.stride, ph, pw)
                 } else {
@@ -359,7 +396,36 @@ impl TopNet {
                         [1, 1],
                         conv.groups,
                     );
-                    conv2d(y, wt, Some(bias), opts)
+                    if self.libtorch
+                        && conv.groups > 1
+                        && tracked[i].is_some()
+                        && ph.0 == ph.1
+                        && pw.0 == pw.1
+                    {
+                        let plain = cast.compute(
+                            Tensor::<1>::from_data(
+                                TensorData::new(values[i].clone(), [values[i].len()]),
+                                device,
+                            )
+                            .reshape([s[0], s[1], s[2], s[3]]),
+                        );
+                        let out = conv2d(y.clone(), plain.clone(), Some(bias), opts);
+                        let probe = cast
+                            .compute(Tensor::<4>::zeros(out.dims(), device))
+                            .require_grad();
+                        deferred.push(Deferred {
+                            slot: i,
+                            input: y,
+                            probe: probe.clone(),
+                            weight: plain,
+                            stride: conv.stride,
+                            padding: [ph.0, pw.0],
+                            groups: conv.groups,
+                        });
+                        out + probe
+                    } else {
+                        conv2d(y, wt, Some(bias), opts)
+                    }
                 };
                 if conv.relu6 {
                     y = relu6(y);
@@ -401,7 +467,7 @@ impl TopNet {
             }
             i += 2;
         }
-        (z, tracked)
+        (z, tracked, deferred)
     }
 }
 

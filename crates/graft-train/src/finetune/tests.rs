@@ -544,3 +544,46 @@ fn relu6_by_two_relus_is_exactly_the_clamp() {
         assert_eq!(*y, x.clamp(0.0, 6.0), "relu6({x})");
     }
 }
+
+/// Only in builds with `--features tch` (needs libtorch; CI builds without it).
+#[cfg(feature = "tch")]
+#[test]
+#[allow(deprecated)]
+fn libtorch_depthwise_gradients_equal_flex() {
+    let (spec, sd) = tiny();
+    let (mut net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
+    let mut rng = SplitMix64::new(7);
+    let n = 4;
+    let x: Vec<f32> = (0..n * 3 * 16 * 16)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect();
+    let targets = graft_data::augment::one_hot(&[0, 1, 2, 1], 3);
+    let cfg = FinetuneConfig::default();
+    let mask = vec![true; net.slots.len()];
+    let run = |net: &TopNet, dev: Device| {
+        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
+        batch_gradients(
+            net,
+            &start,
+            &mask,
+            0,
+            &x,
+            &targets,
+            &cfg,
+            &|_| 0,
+            &dev,
+            &mut g,
+        )
+        .expect("grads");
+        g
+    };
+    let reference = run(&net, Device::flex().autodiff());
+    net.libtorch = true;
+    let ours = run(&net, Device::libtorch().autodiff());
+    for (slot, (a, b)) in net.slots.iter().zip(reference.iter().zip(&ours)) {
+        let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= 1e-4 * scale, "{}: {p} vs {q}", slot.name);
+        }
+    }
+}

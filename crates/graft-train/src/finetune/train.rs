@@ -162,7 +162,7 @@ pub fn predictions(
     let idx: Vec<usize> = (0..data.len()).collect();
     for rows in idx.chunks(EVAL_BATCH) {
         let x = data.eval_batch(rows)?;
-        let (logits, _) = net.forward(values, &frozen, data.start(), &x, rows.len(), None, device);
+        let (logits, ..) = net.forward(values, &frozen, data.start(), &x, rows.len(), None, device);
         let l = logits
             .into_data()
             .try_into_vec::<f32>()
@@ -209,7 +209,7 @@ pub fn batch_gradients(
     for k in 0..n.div_ceil(micro) {
         let (a, z) = (k * micro, ((k + 1) * micro).min(n));
         let m = z - a;
-        let (logits, tracked) = net.forward(
+        let (logits, tracked, deferred) = net.forward(
             values,
             mask,
             start,
@@ -245,6 +245,12 @@ pub fn batch_gradients(
                     .map_err(|e| TrainError::Finetune(format!("reading a gradient: {e:?}")))?;
                 acc.iter_mut().zip(v).for_each(|(a, v)| *a += v);
             }
+        }
+        for d in &deferred {
+            let v = d.weight_grad(&back).ok_or_else(|| {
+                TrainError::Finetune("libtorch gave no depthwise weight gradient".into())
+            })?;
+            grads[d.slot].iter_mut().zip(v).for_each(|(a, v)| *a += v);
         }
     }
     Ok(loss)
