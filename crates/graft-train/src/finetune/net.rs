@@ -428,7 +428,11 @@ impl TopNet {
                     }
                 };
                 if conv.relu6 {
-                    y = relu6(y);
+                    y = if self.libtorch {
+                        relu6_masked(y)
+                    } else {
+                        relu6(y)
+                    };
                 }
                 i += 2;
             }
@@ -477,6 +481,13 @@ impl TopNet {
 /// so `x − (x − 6)` is exactly 6.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::relu(x.clone()) - activation::relu(x - 6.0)
+}
+
+/// `min(max(x, 0), 6)` as `clamp_max(relu(x), 6)`: on libtorch, where relu's backward is a
+/// compare and a masked fill, this is 6 passes over the tensor forward and back against the
+/// 10 of [`relu6`] (flex fuses relu's backward, and there [`relu6`] is the cheaper).
+pub fn relu6_masked<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activation::relu(x).clamp_max(6.0)
 }
 
 /// A 1×1 convolution (stride 1, no padding) as a batched matrix product `W · X` over the

@@ -525,7 +525,7 @@ fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
 }
 
 #[test]
-fn relu6_by_two_relus_is_exactly_the_clamp() {
+fn both_relu6_forms_are_exactly_the_clamp() {
     use burn::tensor::TensorData;
     let dev = Device::flex();
     let mut v: Vec<f32> = vec![
@@ -536,12 +536,17 @@ fn relu6_by_two_relus_is_exactly_the_clamp() {
     v.extend((0..1000).map(|_| (rng.next_f64() as f32 - 0.3) * 40.0));
     let n = v.len();
     let t = burn::tensor::Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &dev);
-    let ours = net::relu6(t)
+    let ours = net::relu6(t.clone())
         .into_data()
         .try_into_vec::<f32>()
         .expect("ours");
-    for (x, y) in v.iter().zip(&ours) {
+    let masked = net::relu6_masked(t)
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("masked");
+    for ((x, y), z) in v.iter().zip(&ours).zip(&masked) {
         assert_eq!(*y, x.clamp(0.0, 6.0), "relu6({x})");
+        assert_eq!(*z, x.clamp(0.0, 6.0), "relu6_masked({x})");
     }
 }
 
