@@ -82,6 +82,14 @@ fn killed_in_stage_two_resumes_to_the_same_weights_as_an_uninterrupted_run() {
         stdout(&o)
     );
     assert!(!base.join("finetune").exists(), "a dry run trains nothing");
+    // float16 without loss scaling is refused, with the precision to use instead.
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &["finetune", "--run", "runs/base", "--precision", "f16"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("use bf16"), "{}", stderr(&o));
 
     // Uninterrupted.
     let whole = tmp.path().join("runs/whole");

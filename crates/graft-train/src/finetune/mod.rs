@@ -10,9 +10,11 @@
 pub mod acts;
 pub mod adamw;
 pub mod checkpoint;
+pub mod layers;
 pub mod memory;
 mod native;
 pub mod net;
+mod precision;
 pub mod source;
 mod state;
 #[cfg(test)]
@@ -20,7 +22,9 @@ mod tests;
 mod train;
 
 pub use acts::Acts;
-pub use net::{prefix_spec, Deferred, Group, Precision, TopNet, Values};
+pub use layers::Deferred;
+pub use net::{prefix_spec, Group, TopNet, Values};
+pub use precision::Precision;
 pub use source::{CachedSource, ImageSource, Source};
 pub use train::{
     batch_gradients, evaluate, predictions, run, EpochRow, Event, Outcome, StageData, StageReport,

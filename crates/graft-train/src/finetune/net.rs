@@ -10,13 +10,17 @@
 //! pretrained ones.
 
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{activation, Device, FloatDType, Slice, Tensor, TensorData};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{activation, Device, FloatDType, Tensor, TensorData};
 use graft_data::rng::SplitMix64;
 use graft_model::arch::{Act, NetSpec, Padding};
 use graft_model::onnx::fold_bn;
 use graft_model::weights::StateDict;
 
+use super::layers::{
+    depthwise, pointwise, relu6, relu6_masked, Deferred, DEPTHWISE_VIEWS_MAX_AREA,
+};
+use super::precision::Precision;
 use crate::head::HeadSpec;
 use crate::{HeadModel, TrainError};
 
@@ -57,64 +61,6 @@ struct Conv {
     relu6: bool,
 }
 
-/// Arithmetic of a fine-tune's forward and backward passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Mixed precision: the encoder's convolutions (forward and backward) run in bfloat16,
-    /// while the weights, their gradients, AdamW, the pooled features, the head and the loss
-    /// stay f32 (each step casts the f32 master weights down). bfloat16 keeps f32's exponent
-    /// range, so no loss scaling is needed; float16 would need it and is not offered.
-    Bf16,
-}
-
-impl Precision {
-    pub const NAMES: &'static str = "f32, bf16";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        }
-    }
-
-    /// `t` in this precision's compute type (no-op for f32).
-    fn compute<const D: usize>(self, t: Tensor<D>) -> Tensor<D> {
-        match self {
-            Precision::F32 => t,
-            Precision::Bf16 => t.cast(FloatDType::BF16),
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(Precision::F32),
-            "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            "f16" | "fp16" | "float16" => Err(
-                "float16 would need loss scaling to keep small gradients; use bf16 (same speed \
-                 on GPUs since Ampere, f32's range)"
-                    .into(),
-            ),
-            other => Err(format!(
-                "unknown precision {other:?}; use one of {}",
-                Self::NAMES
-            )),
-        }
-    }
-}
-
 /// Architecture of the trainable part (no weights): what `forward` needs besides the values.
 #[derive(Debug, Clone)]
 pub struct TopNet {
@@ -138,42 +84,6 @@ pub struct TopNet {
     /// from libtorch's own kernel after the backward pass (see [`Deferred`]).
     pub libtorch: bool,
 }
-
-/// A trained depthwise weight whose gradient is computed after burn's backward pass, by the
-/// backend's own kernel (burn's generic one loops over channels). The convolution runs with
-/// an untracked weight, and a tracked zero `probe` added to its output collects `∂L/∂y`.
-pub struct Deferred {
-    pub slot: usize,
-    input: Tensor<4>,
-    probe: Tensor<4>,
-    weight: Tensor<4>,
-    stride: usize,
-    padding: [usize; 2],
-    groups: usize,
-}
-
-impl Deferred {
-    /// The weight's gradient (flat, f32) from the gradients of a backward pass; `None` when
-    /// the backend has no native kernel here or the probe got no gradient.
-    pub fn weight_grad(&self, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
-        let dy = self.probe.grad(grads)?;
-        let gw = super::native::conv_weight_grad(
-            self.input.clone().inner(),
-            dy,
-            self.weight.clone().inner(),
-            self.stride,
-            self.padding,
-            self.groups,
-        )?;
-        let n = gw.shape().num_elements();
-        gw.cast(FloatDType::F32)
-            .reshape([n])
-            .into_data()
-            .try_into_vec::<f32>()
-            .ok()
-    }
-}
-
 /// Parameter values, in [`TopNet::slots`] order.
 pub type Values = Vec<Vec<f32>>;
 
@@ -474,93 +384,6 @@ impl TopNet {
         (z, tracked, deferred)
     }
 }
-
-/// `min(max(x, 0), 6)` as `relu(x) − relu(x − 6)`. burn's `relu6` is a clamp, which its
-/// autodiff runs as compare-and-mask passes (masked fills are slow on flex and libtorch
-/// alike); relu's backward is one fused pass. Exact for |x| < 2²⁵: there `x − 6` is exact,
-/// so `x − (x − 6)` is exactly 6.
-pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    activation::relu(x.clone()) - activation::relu(x - 6.0)
-}
-
-/// `min(max(x, 0), 6)` as `clamp_max(relu(x), 6)`: on libtorch, where relu's backward is a
-/// compare and a masked fill, this is 6 passes over the tensor forward and back against the
-/// 10 of [`relu6`] (flex fuses relu's backward, and there [`relu6`] is the cheaper).
-pub fn relu6_masked<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    activation::relu(x).clamp_max(6.0)
-}
-
-/// A 1×1 convolution (stride 1, no padding) as a batched matrix product `W · X` over the
-/// channels of each image. Same result as `conv2d`, but its weight gradient is one GEMM per
-/// image: burn's generic weight gradient runs it as a convolution whose kernel is the whole
-/// feature map (112×112 at the top of MobileNetV2), which libtorch and flex both run slowly,
-/// and 1×1 convolutions hold most of the multiply-adds of the nets graft fine-tunes.
-pub fn pointwise(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [n, cin, h, w] = x.dims();
-    let [cout, ..] = weight.dims();
-    let w3: Tensor<3> = weight.reshape([1, cout, cin]);
-    let x3: Tensor<3> = x.reshape([n, cin, h * w]);
-    let b: Tensor<3> = bias.reshape([1, cout, 1]);
-    (w3.matmul(x3) + b).reshape([n, cout, h, w])
-}
-
-/// Largest input area (h·w) computed by [`depthwise`]: at small maps with many channels the
-/// per-group gradient is what costs; at large maps the `k²` full-size views cost more than it.
-const DEPTHWISE_VIEWS_MAX_AREA: usize = 14 * 14;
-
-/// A depthwise convolution (one `k×k` filter per channel) as a sum of `k²` shifted, strided
-/// views of the padded input, each scaled per channel. Same result as a grouped `conv2d`,
-/// but its gradient is a few elementwise ops: burn's generic weight gradient for grouped
-/// convolutions runs one small convolution per group (960 of them in MobileNetV2's widest
-/// blocks), which dominated a training step on every backend.
-pub fn depthwise(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    stride: usize,
-    (top, bottom): (usize, usize),
-    (left, right): (usize, usize),
-) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let [_, _, k, _] = weight.dims();
-    let xp = x.pad([(top, bottom), (left, right)], PadMode::Constant(0.0));
-    let (hp, wp) = (h + top + bottom, w + left + right);
-    let (ho, wo) = ((hp - k) / stride + 1, (wp - k) / stride + 1);
-    let mut acc: Option<Tensor<4>> = None;
-    for ky in 0..k {
-        for kx in 0..k {
-            let view = xp.clone().slice([
-                Slice::new(0, Some(n as isize), 1),
-                Slice::new(0, Some(c as isize), 1),
-                Slice::new(
-                    ky as isize,
-                    Some((ky + stride * (ho - 1) + 1) as isize),
-                    stride as isize,
-                ),
-                Slice::new(
-                    kx as isize,
-                    Some((kx + stride * (wo - 1) + 1) as isize),
-                    stride as isize,
-                ),
-            ]);
-            let wk: Tensor<4> = weight
-                .clone()
-                .slice([0..c, 0..1, ky..ky + 1, kx..kx + 1])
-                .reshape([1, c, 1, 1]);
-            let term = view * wk;
-            acc = Some(match acc {
-                Some(a) => a + term,
-                None => term,
-            });
-        }
-    }
-    let b: Tensor<4> = bias.reshape([1, c, 1, 1]);
-    match acc {
-        Some(a) => a + b,
-        None => b,
-    }
-}
-
 /// The encoder up to (not including) block `cut`: what produces the cached activations.
 pub fn prefix_spec(spec: &NetSpec, cut: usize) -> NetSpec {
     let mut p = spec.clone();

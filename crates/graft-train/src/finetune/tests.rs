@@ -391,84 +391,6 @@ fn gradients_match_finite_differences_in_every_layer() {
 }
 
 #[test]
-fn depthwise_by_shifted_views_equals_grouped_conv2d() {
-    use burn::tensor::module::conv2d;
-    use burn::tensor::ops::ConvOptions;
-    use burn::tensor::TensorData;
-    let dev = Device::flex();
-    let mut rng = SplitMix64::new(11);
-    let mut rand =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
-    let (n, c, h, k) = (2, 5, 9, 3);
-    for (stride, pad_h, pad_w) in [
-        (1, (1, 1), (1, 1)),
-        (2, (1, 1), (1, 1)),
-        (2, (0, 1), (0, 1)),
-    ] {
-        let x = burn::tensor::Tensor::<4>::from_data(
-            TensorData::new(rand(n * c * h * h), [n, c, h, h]),
-            &dev,
-        );
-        let w = burn::tensor::Tensor::<4>::from_data(
-            TensorData::new(rand(c * k * k), [c, 1, k, k]),
-            &dev,
-        );
-        let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(c), [c]), &dev);
-        let ours = net::depthwise(x.clone(), w.clone(), b.clone(), stride, pad_h, pad_w);
-        let opts = ConvOptions::new_with_padding([stride, stride], [pad_h, pad_w], [1, 1], c);
-        let reference = conv2d(x, w, Some(b), opts);
-        assert_eq!(
-            ours.dims(),
-            reference.dims(),
-            "stride {stride} pad {pad_h:?}"
-        );
-        let a = ours.into_data().try_into_vec::<f32>().expect("ours");
-        let r = reference
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("reference");
-        for (p, q) in a.iter().zip(&r) {
-            assert!(
-                (p - q).abs() < 1e-5,
-                "stride {stride} pad {pad_h:?}: {p} vs {q}"
-            );
-        }
-    }
-}
-
-#[test]
-fn pointwise_by_matmul_equals_conv2d() {
-    use burn::tensor::module::conv2d;
-    use burn::tensor::ops::ConvOptions;
-    use burn::tensor::TensorData;
-    let dev = Device::flex();
-    let mut rng = SplitMix64::new(12);
-    let mut rand =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
-    let (n, cin, cout, h, w) = (3, 6, 4, 5, 7);
-    let x = burn::tensor::Tensor::<4>::from_data(
-        TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
-        &dev,
-    );
-    let wt = burn::tensor::Tensor::<4>::from_data(
-        TensorData::new(rand(cout * cin), [cout, cin, 1, 1]),
-        &dev,
-    );
-    let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(cout), [cout]), &dev);
-    let ours = net::pointwise(x.clone(), wt.clone(), b.clone());
-    let reference = conv2d(x, wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
-    assert_eq!(ours.dims(), reference.dims());
-    let a = ours.into_data().try_into_vec::<f32>().expect("ours");
-    let r = reference
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("reference");
-    for (p, q) in a.iter().zip(&r) {
-        assert!((p - q).abs() < 1e-5, "{p} vs {q}");
-    }
-}
-
-#[test]
 fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
     let (spec, sd) = tiny();
     let (mut net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
@@ -522,32 +444,6 @@ fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
         "f16 is refused (needs loss scaling)"
     );
     assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
-}
-
-#[test]
-fn both_relu6_forms_are_exactly_the_clamp() {
-    use burn::tensor::TensorData;
-    let dev = Device::flex();
-    let mut v: Vec<f32> = vec![
-        -1e9, -7.0, -0.0, 0.0, 1e-30, 0.1, 3.0, 5.999_999, 6.0, 6.000_001, 7.3, 11.99, 12.0, 12.5,
-        1e3, 123_456.79, 3.3e7,
-    ];
-    let mut rng = SplitMix64::new(13);
-    v.extend((0..1000).map(|_| (rng.next_f64() as f32 - 0.3) * 40.0));
-    let n = v.len();
-    let t = burn::tensor::Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &dev);
-    let ours = net::relu6(t.clone())
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("ours");
-    let masked = net::relu6_masked(t)
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("masked");
-    for ((x, y), z) in v.iter().zip(&ours).zip(&masked) {
-        assert_eq!(*y, x.clamp(0.0, 6.0), "relu6({x})");
-        assert_eq!(*z, x.clamp(0.0, 6.0), "relu6_masked({x})");
-    }
 }
 
 /// Only in builds with `--features tch` (needs libtorch; CI builds without it).
