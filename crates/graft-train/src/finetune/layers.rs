@@ -1,7 +1,8 @@
 //! The layer operations [`super::TopNet`] is built from, each shaped so that burn's autodiff
 //! (or the backend's own kernel) gives a cheap backward pass.
 
-use burn::tensor::ops::PadMode;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{activation, FloatDType, Slice, Tensor};
 
 /// `min(max(x, 0), 6)` as `relu(x) − relu(x − 6)`. burn's `relu6` is a clamp, which its
@@ -95,15 +96,44 @@ pub fn depthwise(
 /// an untracked weight, and a tracked zero `probe` added to its output collects `∂L/∂y`.
 pub struct Deferred {
     pub slot: usize,
-    pub(super) input: Tensor<4>,
-    pub(super) probe: Tensor<4>,
-    pub(super) weight: Tensor<4>,
-    pub(super) stride: usize,
-    pub(super) padding: [usize; 2],
-    pub(super) groups: usize,
+    input: Tensor<4>,
+    probe: Tensor<4>,
+    weight: Tensor<4>,
+    stride: usize,
+    padding: [usize; 2],
+    groups: usize,
 }
 
 impl Deferred {
+    /// The depthwise convolution of `x` with `weight` (untracked, in the compute type) and
+    /// `bias`, symmetric `padding`, plus a tracked zero probe on its output; the weight's
+    /// gradient (slot `slot`) comes later from [`Deferred::weight_grad`].
+    pub(super) fn conv(
+        x: Tensor<4>,
+        weight: Tensor<4>,
+        bias: Tensor<1>,
+        stride: usize,
+        padding: [usize; 2],
+        slot: usize,
+    ) -> (Tensor<4>, Deferred) {
+        let [_, groups, _, _] = x.dims();
+        let opts = ConvOptions::new([stride, stride], padding, [1, 1], groups);
+        let out = conv2d(x.clone(), weight.clone(), Some(bias), opts);
+        let probe = Tensor::<4>::zeros(out.dims(), &out.device())
+            .cast(out.dtype())
+            .require_grad();
+        let d = Deferred {
+            slot,
+            input: x,
+            probe: probe.clone(),
+            weight,
+            stride,
+            padding,
+            groups,
+        };
+        (out + probe, d)
+    }
+
     /// The weight's gradient (flat, f32) from the gradients of a backward pass; `None` when
     /// the backend has no native kernel here or the probe got no gradient.
     pub fn weight_grad(&self, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {

@@ -84,6 +84,7 @@ pub struct TopNet {
     /// from libtorch's own kernel after the backward pass (see [`Deferred`]).
     pub libtorch: bool,
 }
+
 /// Parameter values, in [`TopNet::slots`] order.
 pub type Values = Vec<Vec<f32>>;
 
@@ -308,10 +309,12 @@ impl TopNet {
                     );
                     if self.libtorch
                         && conv.groups > 1
+                        && conv.groups == cin
                         && tracked[i].is_some()
                         && ph.0 == ph.1
                         && pw.0 == pw.1
                     {
+                        // libtorch's own kernel gives this weight's gradient (see Deferred).
                         let plain = cast.compute(
                             Tensor::<1>::from_data(
                                 TensorData::new(values[i].clone(), [values[i].len()]),
@@ -319,20 +322,9 @@ impl TopNet {
                             )
                             .reshape([s[0], s[1], s[2], s[3]]),
                         );
-                        let out = conv2d(y.clone(), plain.clone(), Some(bias), opts);
-                        let probe = cast
-                            .compute(Tensor::<4>::zeros(out.dims(), device))
-                            .require_grad();
-                        deferred.push(Deferred {
-                            slot: i,
-                            input: y,
-                            probe: probe.clone(),
-                            weight: plain,
-                            stride: conv.stride,
-                            padding: [ph.0, pw.0],
-                            groups: conv.groups,
-                        });
-                        out + probe
+                        let (out, d) = Deferred::conv(y, plain, bias, conv.stride, [ph.0, pw.0], i);
+                        deferred.push(d);
+                        out
                     } else {
                         conv2d(y, wt, Some(bias), opts)
                     }
@@ -384,6 +376,7 @@ impl TopNet {
         (z, tracked, deferred)
     }
 }
+
 /// The encoder up to (not including) block `cut`: what produces the cached activations.
 pub fn prefix_spec(spec: &NetSpec, cut: usize) -> NetSpec {
     let mut p = spec.clone();
