@@ -10,7 +10,7 @@ pub struct Estimate {
     pub params: usize,
     /// Weights, gradients, accumulated gradients and two AdamW moments (f32).
     pub fixed_bytes: usize,
-    /// Saved activations and their gradients per image (f32).
+    /// Saved activations and their gradients per image (f32; see [`Estimate::in_precision`]).
     pub per_image_bytes: usize,
 }
 
@@ -33,6 +33,19 @@ impl Estimate {
             params,
             fixed_bytes: params * 4 * 5,
             per_image_bytes: act * 4 * 2,
+        }
+    }
+
+    /// The same step in `precision`: with bf16 the kept activations and their gradients take
+    /// half the bytes, and the weights gain a bf16 copy (and its gradient) beside the f32 ones.
+    pub fn in_precision(self, precision: super::Precision) -> Estimate {
+        match precision {
+            super::Precision::F32 => self,
+            super::Precision::Bf16 => Estimate {
+                params: self.params,
+                fixed_bytes: self.fixed_bytes + self.params * 2 * 2,
+                per_image_bytes: self.per_image_bytes / 2,
+            },
         }
     }
 
@@ -82,5 +95,8 @@ mod tests {
         assert_eq!(e.fits(1000), 8);
         assert_eq!(e.fits(100), 0);
         assert!(e.bytes(8) <= 1000 && e.bytes(9) > 1000);
+        let half = e.in_precision(crate::finetune::Precision::Bf16);
+        assert_eq!((half.fixed_bytes, half.per_image_bytes), (240, 50));
+        assert_eq!(e.in_precision(crate::finetune::Precision::F32), e);
     }
 }

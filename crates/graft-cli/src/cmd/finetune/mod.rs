@@ -433,18 +433,19 @@ fn dry_run(spec: &NetSpec, net: &TopNet, cfg: &FinetuneConfig, budget: &str) -> 
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Fine-tuning {} from block {} ({} trained parameters), micro batch {} of batch {}:",
+        "Fine-tuning {} from block {} ({} trained parameters), micro batch {} of batch {}, {}:",
         spec.kind,
         net.top,
         net.param_count(),
         cfg.micro_batch,
-        cfg.batch
+        cfg.batch,
+        net.precision
     );
     for (what, cut) in [
         ("stage 2 (top blocks, on cached activations)", net.top),
         ("all layers (from images)", 0),
     ] {
-        let e = Estimate::new(spec, cut, head);
+        let e = Estimate::new(spec, cut, head).in_precision(net.precision);
         let fits = e.fits(budget_bytes);
         let _ = writeln!(
             s,
