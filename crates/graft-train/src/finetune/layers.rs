@@ -158,91 +158,61 @@ impl Deferred {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
+    use burn::tensor::{Device, TensorData};
     use graft_data::rng::SplitMix64;
+
+    /// A flex tensor of `shape` with values in [-1, 1) drawn from `rng`.
+    fn random<const D: usize>(rng: &mut SplitMix64, shape: [usize; D]) -> Tensor<D> {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect();
+        Tensor::<D>::from_data(TensorData::new(v, shape), &Device::flex())
+    }
+
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().expect("f32 values")
+    }
+
+    /// Same shape, and every value within 1e-5 of the reference.
+    fn assert_close(ours: Tensor<4>, reference: Tensor<4>, what: &str) {
+        assert_eq!(ours.dims(), reference.dims(), "{what}");
+        for (p, q) in host(ours).iter().zip(&host(reference)) {
+            assert!((p - q).abs() < 1e-5, "{what}: {p} vs {q}");
+        }
+    }
 
     #[test]
     fn depthwise_by_shifted_views_equals_grouped_conv2d() {
-        use burn::tensor::module::conv2d;
-        use burn::tensor::ops::ConvOptions;
-        use burn::tensor::TensorData;
-        let dev = Device::flex();
         let mut rng = SplitMix64::new(11);
-        let mut rand =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
         let (n, c, h, k) = (2, 5, 9, 3);
         for (stride, pad_h, pad_w) in [
             (1, (1, 1), (1, 1)),
             (2, (1, 1), (1, 1)),
             (2, (0, 1), (0, 1)),
         ] {
-            let x = burn::tensor::Tensor::<4>::from_data(
-                TensorData::new(rand(n * c * h * h), [n, c, h, h]),
-                &dev,
-            );
-            let w = burn::tensor::Tensor::<4>::from_data(
-                TensorData::new(rand(c * k * k), [c, 1, k, k]),
-                &dev,
-            );
-            let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(c), [c]), &dev);
+            let x = random(&mut rng, [n, c, h, h]);
+            let w = random(&mut rng, [c, 1, k, k]);
+            let b = random(&mut rng, [c]);
             let ours = depthwise(x.clone(), w.clone(), b.clone(), stride, pad_h, pad_w);
             let opts = ConvOptions::new_with_padding([stride, stride], [pad_h, pad_w], [1, 1], c);
             let reference = conv2d(x, w, Some(b), opts);
-            assert_eq!(
-                ours.dims(),
-                reference.dims(),
-                "stride {stride} pad {pad_h:?}"
-            );
-            let a = ours.into_data().try_into_vec::<f32>().expect("ours");
-            let r = reference
-                .into_data()
-                .try_into_vec::<f32>()
-                .expect("reference");
-            for (p, q) in a.iter().zip(&r) {
-                assert!(
-                    (p - q).abs() < 1e-5,
-                    "stride {stride} pad {pad_h:?}: {p} vs {q}"
-                );
-            }
+            assert_close(ours, reference, &format!("stride {stride} pad {pad_h:?}"));
         }
     }
 
     #[test]
     fn pointwise_by_matmul_equals_conv2d() {
-        use burn::tensor::module::conv2d;
-        use burn::tensor::ops::ConvOptions;
-        use burn::tensor::TensorData;
-        let dev = Device::flex();
         let mut rng = SplitMix64::new(12);
-        let mut rand =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
         let (n, cin, cout, h, w) = (3, 6, 4, 5, 7);
-        let x = burn::tensor::Tensor::<4>::from_data(
-            TensorData::new(rand(n * cin * h * w), [n, cin, h, w]),
-            &dev,
-        );
-        let wt = burn::tensor::Tensor::<4>::from_data(
-            TensorData::new(rand(cout * cin), [cout, cin, 1, 1]),
-            &dev,
-        );
-        let b = burn::tensor::Tensor::<1>::from_data(TensorData::new(rand(cout), [cout]), &dev);
+        let x = random(&mut rng, [n, cin, h, w]);
+        let wt = random(&mut rng, [cout, cin, 1, 1]);
+        let b = random(&mut rng, [cout]);
         let ours = pointwise(x.clone(), wt.clone(), b.clone());
         let reference = conv2d(x, wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
-        assert_eq!(ours.dims(), reference.dims());
-        let a = ours.into_data().try_into_vec::<f32>().expect("ours");
-        let r = reference
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("reference");
-        for (p, q) in a.iter().zip(&r) {
-            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
-        }
+        assert_close(ours, reference, "1×1");
     }
 
     #[test]
     fn both_relu6_forms_are_exactly_the_clamp() {
-        use burn::tensor::TensorData;
-        let dev = Device::flex();
         let mut v: Vec<f32> = vec![
             -1e9, -7.0, -0.0, 0.0, 1e-30, 0.1, 3.0, 5.999_999, 6.0, 6.000_001, 7.3, 11.99, 12.0,
             12.5, 1e3, 123_456.79, 3.3e7,
@@ -250,15 +220,9 @@ mod tests {
         let mut rng = SplitMix64::new(13);
         v.extend((0..1000).map(|_| (rng.next_f64() as f32 - 0.3) * 40.0));
         let n = v.len();
-        let t = burn::tensor::Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &dev);
-        let ours = relu6(t.clone())
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("ours");
-        let masked = relu6_masked(t)
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("masked");
+        let t = Tensor::<1>::from_data(TensorData::new(v.clone(), [n]), &Device::flex());
+        let ours = host(relu6(t.clone()));
+        let masked = host(relu6_masked(t));
         for ((x, y), z) in v.iter().zip(&ours).zip(&masked) {
             assert_eq!(*y, x.clamp(0.0, 6.0), "relu6({x})");
             assert_eq!(*z, x.clamp(0.0, 6.0), "relu6_masked({x})");

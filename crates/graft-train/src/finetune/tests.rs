@@ -161,6 +161,42 @@ fn quiet(_: &Event<'_>) -> bool {
     true
 }
 
+/// `n` random 3×16×16 images (the tiny encoder's input), values in [-1, 1).
+fn images(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n * 3 * 16 * 16)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect()
+}
+
+/// Loss and gradient of every slot of `net` at `values`, for inputs `x` of block `start`.
+fn gradients(
+    net: &TopNet,
+    values: &Values,
+    start: usize,
+    x: &[f32],
+    targets: &[f32],
+    cfg: &FinetuneConfig,
+    dev: &Device,
+) -> (f64, Values) {
+    let mask = vec![true; net.slots.len()];
+    let mut g: Values = values.iter().map(|v| vec![0.0; v.len()]).collect();
+    let loss = batch_gradients(
+        net,
+        values,
+        &mask,
+        start,
+        x,
+        targets,
+        cfg,
+        &|_| 0,
+        dev,
+        &mut g,
+    )
+    .expect("grads");
+    (loss, g)
+}
+
 #[test]
 fn accumulating_4x8_equals_one_batch_of_32() {
     let (spec, sd) = tiny();
@@ -169,29 +205,14 @@ fn accumulating_4x8_equals_one_batch_of_32() {
     let data = cached(acts(&net, 32, 1, rule));
     let rows: Vec<usize> = (0..32).collect();
     let (x, targets) = data.train_batch(&rows, 0).expect("batch");
-    let mask = vec![true; net.slots.len()];
+    let dev = Device::flex().autodiff();
     let mut out = Vec::new();
     for micro in [32, 8] {
         let cfg = FinetuneConfig {
             micro_batch: micro,
             ..FinetuneConfig::default()
         };
-        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
-        let dev = Device::flex().autodiff();
-        let loss = batch_gradients(
-            &net,
-            &start,
-            &mask,
-            1,
-            &x,
-            &targets,
-            &cfg,
-            &|_| 0,
-            &dev,
-            &mut g,
-        )
-        .expect("grads");
-        out.push((loss, g));
+        out.push(gradients(&net, &start, 1, &x, &targets, &cfg, &dev));
     }
     let ((l1, g1), (l2, g2)) = (&out[0], &out[1]);
     assert!((l1 - l2).abs() < 1e-6, "{l1} vs {l2}");
@@ -327,48 +348,15 @@ fn gradients_match_finite_differences_in_every_layer() {
     let (spec, sd) = tiny();
     let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
     // From the stem: a batch of small images.
-    let mut rng = SplitMix64::new(5);
-    let n = 4;
-    let x: Vec<f32> = (0..n * 3 * 16 * 16)
-        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
-        .collect();
+    let x = images(4, 5);
     let targets = graft_data::augment::one_hot(&[0, 1, 2, 1], 3);
     let cfg = FinetuneConfig {
         label_smoothing: 0.0,
         ..FinetuneConfig::default()
     };
-    let mask = vec![true; net.slots.len()];
     let dev = Device::flex().autodiff();
-    let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
-    let loss_at = |v: &Values| {
-        let mut scratch: Vec<Vec<f32>> = v.iter().map(|b| vec![0.0; b.len()]).collect();
-        batch_gradients(
-            &net,
-            v,
-            &mask,
-            0,
-            &x,
-            &targets,
-            &cfg,
-            &|_| 0,
-            &dev,
-            &mut scratch,
-        )
-        .expect("loss")
-    };
-    batch_gradients(
-        &net,
-        &start,
-        &mask,
-        0,
-        &x,
-        &targets,
-        &cfg,
-        &|_| 0,
-        &dev,
-        &mut g,
-    )
-    .expect("grads");
+    let loss_at = |v: &Values| gradients(&net, v, 0, &x, &targets, &cfg, &dev).0;
+    let (_, g) = gradients(&net, &start, 0, &x, &targets, &cfg, &dev);
     for (si, slot) in net.slots.iter().enumerate() {
         // The largest-gradient entry of each slot, where rounding matters least.
         let (j, &gj) = g[si]
@@ -394,35 +382,13 @@ fn gradients_match_finite_differences_in_every_layer() {
 fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
     let (spec, sd) = tiny();
     let (mut net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
-    let mut rng = SplitMix64::new(6);
-    let n = 8;
-    let x: Vec<f32> = (0..n * 3 * 16 * 16)
-        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
-        .collect();
+    let x = images(8, 6);
     let targets = graft_data::augment::one_hot(&[0, 1, 2, 1, 0, 2, 2, 1], 3);
     let cfg = FinetuneConfig::default();
-    let mask = vec![true; net.slots.len()];
     let dev = Device::flex().autodiff();
-    let grads = |net: &TopNet| {
-        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
-        let loss = batch_gradients(
-            net,
-            &start,
-            &mask,
-            0,
-            &x,
-            &targets,
-            &cfg,
-            &|_| 0,
-            &dev,
-            &mut g,
-        )
-        .expect("grads");
-        (loss, g)
-    };
-    let (loss32, g32) = grads(&net);
+    let (loss32, g32) = gradients(&net, &start, 0, &x, &targets, &cfg, &dev);
     net.precision = Precision::Bf16;
-    let (loss16, g16) = grads(&net);
+    let (loss16, g16) = gradients(&net, &start, 0, &x, &targets, &cfg, &dev);
     // bfloat16 keeps 8 bits of mantissa: a few tenths of a percent per op.
     assert!(
         (loss32 - loss16).abs() < 0.02 * loss32.abs(),
@@ -453,34 +419,21 @@ fn bf16_mixed_precision_tracks_f32_loss_and_gradients() {
 fn libtorch_depthwise_gradients_equal_flex() {
     let (spec, sd) = tiny();
     let (mut net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
-    let mut rng = SplitMix64::new(7);
-    let n = 4;
-    let x: Vec<f32> = (0..n * 3 * 16 * 16)
-        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
-        .collect();
+    let x = images(4, 7);
     let targets = graft_data::augment::one_hot(&[0, 1, 2, 1], 3);
     let cfg = FinetuneConfig::default();
-    let mask = vec![true; net.slots.len()];
-    let run = |net: &TopNet, dev: Device| {
-        let mut g: Vec<Vec<f32>> = start.iter().map(|v| vec![0.0; v.len()]).collect();
-        batch_gradients(
-            net,
-            &start,
-            &mask,
-            0,
-            &x,
-            &targets,
-            &cfg,
-            &|_| 0,
-            &dev,
-            &mut g,
-        )
-        .expect("grads");
-        g
-    };
-    let reference = run(&net, Device::flex().autodiff());
+    let (_, reference) = gradients(
+        &net,
+        &start,
+        0,
+        &x,
+        &targets,
+        &cfg,
+        &Device::flex().autodiff(),
+    );
     net.libtorch = true;
-    let ours = run(&net, Device::libtorch().autodiff());
+    let dev = Device::libtorch().autodiff();
+    let (_, ours) = gradients(&net, &start, 0, &x, &targets, &cfg, &dev);
     for (slot, (a, b)) in net.slots.iter().zip(reference.iter().zip(&ours)) {
         let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         for (p, q) in a.iter().zip(b) {
