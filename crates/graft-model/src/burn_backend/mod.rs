@@ -21,6 +21,11 @@ pub fn default_device() -> Device {
 /// Backends graft can train on, by the name users give (`--backend`).
 pub const TRAIN_BACKENDS: &[&str] = &["flex", "tch", "tch-cuda"];
 
+/// Whether the backend of this name runs on libtorch (`tch`, `tch-cuda`).
+pub fn is_libtorch(name: &str) -> bool {
+    matches!(name, "tch" | "tch-cuda")
+}
+
 /// The burn device for a backend name: `flex` (pure Rust, always built), `tch` (libtorch on
 /// the CPU) or `tch-cuda` (libtorch on GPU 0); the last two need graft built with the `tch`
 /// feature against a PyTorch 2.9 install.

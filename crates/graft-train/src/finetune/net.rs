@@ -314,15 +314,10 @@ impl TopNet {
                         && ph.0 == ph.1
                         && pw.0 == pw.1
                     {
-                        // libtorch's own kernel gives this weight's gradient (see Deferred).
-                        let plain = cast.compute(
-                            Tensor::<1>::from_data(
-                                TensorData::new(values[i].clone(), [values[i].len()]),
-                                device,
-                            )
-                            .reshape([s[0], s[1], s[2], s[3]]),
-                        );
-                        let (out, d) = Deferred::conv(y, plain, bias, conv.stride, [ph.0, pw.0], i);
+                        // libtorch's own kernel gives this weight's gradient (see Deferred),
+                        // so burn's graph sees the weight detached.
+                        let (out, d) =
+                            Deferred::conv(y, wt.detach(), bias, conv.stride, [ph.0, pw.0], i);
                         deferred.push(d);
                         out
                     } else {

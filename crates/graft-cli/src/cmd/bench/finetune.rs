@@ -32,7 +32,7 @@ pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
     let model = fresh_head(&spec);
     let (mut net, values) = TopNet::new(&spec, &weights, &model, 0, top)?;
     net.precision = args.precision;
-    net.libtorch = args.backend.starts_with("tch");
+    net.libtorch = graft_model::burn_backend::is_libtorch(&args.backend);
     let threads = rayon::current_num_threads();
     let size = spec.preprocess.size as usize;
     println!(

@@ -84,7 +84,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let first = if cfg.epochs[2] > 0 { 0 } else { cut };
     let (mut net, start) = TopNet::new(&spec, &weights, &model, first, cut)?;
     net.precision = args.precision;
-    net.libtorch = args.backend.starts_with("tch");
+    net.libtorch = graft_model::burn_backend::is_libtorch(&args.backend);
     if args.dry_run {
         return dry_run(&spec, &net, &cfg, &args.memory);
     }
