@@ -25,36 +25,34 @@ struct Fixture {
     run: PathBuf,
 }
 
-fn fixture() -> Option<&'static Fixture> {
-    static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
-    FIXTURE
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixture");
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(&root).expect("mkdir");
-            let cache = cache_with_mobilenet(&root)?;
-            coloured_folder(&root.join("photos"), 30);
-            let graft = |args: &[&str]| {
-                let o = Command::new(env!("CARGO_BIN_EXE_graft"))
-                    .args(args)
-                    .current_dir(&root)
-                    .env("GRAFT_CACHE", &cache)
-                    .output()
-                    .expect("run graft");
-                assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
-            };
-            graft(&["train", "photos", "--name", "colours"]);
-            let run = root.join("runs/colours");
-            graft(&["export", "--run", "runs/colours"]);
-            graft(&["export", "--run", "runs/colours", "--precision", "int8"]);
-            std::fs::write(
-                run.join("classes.toml"),
-                "[red]\nmeaning = \"stop\"\naction = \"brake\"\n\n[green]\nmeaning = \"go\"\n",
-            )
-            .expect("classes.toml");
-            Some(Fixture { root, cache, run })
-        })
-        .as_ref()
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixture");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let cache = cache_with_mobilenet(&root);
+        coloured_folder(&root.join("photos"), 30);
+        let graft = |args: &[&str]| {
+            let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+                .args(args)
+                .current_dir(&root)
+                .env("GRAFT_CACHE", &cache)
+                .output()
+                .expect("run graft");
+            assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        };
+        graft(&["train", "photos", "--name", "colours"]);
+        let run = root.join("runs/colours");
+        graft(&["export", "--run", "runs/colours"]);
+        graft(&["export", "--run", "runs/colours", "--precision", "int8"]);
+        std::fs::write(
+            run.join("classes.toml"),
+            "[red]\nmeaning = \"stop\"\naction = \"brake\"\n\n[green]\nmeaning = \"go\"\n",
+        )
+        .expect("classes.toml");
+        Fixture { root, cache, run }
+    })
 }
 
 fn red_png() -> Vec<u8> {
@@ -63,7 +61,7 @@ fn red_png() -> Vec<u8> {
 
 #[test]
 fn serves_the_int8_model() {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let server = Server::start(&f.run, &f.cache, &["--precision", "int8"]);
     let a = agent();
     let v = get(&a, &server.url("/version"));
@@ -80,7 +78,7 @@ fn serves_the_int8_model() {
 
 #[test]
 fn predicts_and_answers_bad_input_with_clear_4xx_json() {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let server = Server::start(&f.run, &f.cache, &["--max-body-mb", "1"]);
     let a = agent();
 
@@ -239,7 +237,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[test]
 fn api_keys_and_rate_limits() {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let server = Server::start(
         &f.run,
         &f.cache,
@@ -290,7 +288,7 @@ fn api_keys_and_rate_limits() {
 #[test]
 fn a_stalled_upload_times_out_with_json_408() {
     use std::io::{Read, Write};
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let server = Server::start(&f.run, &f.cache, &["--timeout", "1"]);
     let addr = server.base.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr).expect("connect");
@@ -338,7 +336,7 @@ impl Rng {
 
 #[test]
 fn ten_thousand_malformed_requests_get_no_server_error() {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let server = Server::start(&f.run, &f.cache, &["--max-body-mb", "1"]);
     let png = red_png();
     let mut jpeg = Vec::new();
@@ -450,7 +448,7 @@ fn ten_thousand_malformed_requests_get_no_server_error() {
 
 #[test]
 fn bench_serve_reports_latency_levels_without_errors() {
-    let Some(f) = fixture() else { return };
+    let f = fixture();
     let json = f.root.join("bench-serve.json");
     let o = Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(["bench", "serve", "--run"])
@@ -483,10 +481,8 @@ fn bench_serve_reports_latency_levels_without_errors() {
 
 #[test]
 fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
-    let Some(f) = fixture() else { return };
-    let Some(browser) = webdriver::Browser::start() else {
-        return;
-    };
+    let f = fixture();
+    let browser = webdriver::Browser::start();
     let server = Server::start(&f.run, &f.cache, &[]);
     let photo = f.root.join("upload-red.png");
     std::fs::write(&photo, red_png()).expect("photo");

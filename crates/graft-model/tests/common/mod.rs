@@ -20,3 +20,15 @@ pub fn find(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
     subdirs.sort();
     subdirs.iter().find_map(|d| find(d, name, depth - 1))
 }
+
+/// The folder an environment variable names; a test cannot go on without it, so its absence
+/// fails the test with how to get it (never a silent early return).
+#[allow(dead_code)]
+pub fn required_dir(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) => PathBuf::from(v),
+        None => panic!(
+            "{var} is not set: run the tests with scripts/test.sh, which fetches what they need"
+        ),
+    }
+}
