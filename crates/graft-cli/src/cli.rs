@@ -39,7 +39,7 @@ pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only print errors.
+    /// Print only results and errors: no progress bars, status lines or notes.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Worker threads for decoding and hashing (default: all cores).
@@ -145,7 +145,7 @@ The PyTorch reference needs torch and torchvision; without them it is skipped an
 pub struct BenchFinetuneArgs {
     /// Encoder to fine-tune.
     #[arg(long, default_value = "mobilenet-v2")]
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Timed steps per measurement (after one warm-up step); the median is reported.
@@ -218,7 +218,7 @@ pub struct BenchExtractArgs {
     pub data: PathBuf,
     /// Encoder to time (the PyTorch reference exists for mobilenet-v2 only).
     #[arg(long, default_value = "mobilenet-v2", value_name = "NAME")]
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     /// Images per forward pass, for every engine.
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub batch: usize,
@@ -279,7 +279,7 @@ pub struct ExtractArgs {
     pub data: Option<PathBuf>,
     /// Pretrained encoder: mobilenet-v2, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
     #[arg(long, value_name = "NAME", required_unless_present = "merge")]
-    pub encoder: Option<String>,
+    pub encoder: Option<graft_model::arch::EncoderKind>,
     /// Cache folder (created if needed).
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
@@ -296,8 +296,8 @@ pub struct ExtractArgs {
     #[arg(long)]
     pub spatial: bool,
     /// Engine for the encoder: auto (ONNX Runtime if found, else burn), ort, burn.
-    #[arg(long, value_enum, default_value_t = crate::cmd::encoder::Backend::Auto)]
-    pub backend: crate::cmd::encoder::Backend,
+    #[arg(long, value_enum, default_value_t = graft_run::Backend::Auto)]
+    pub backend: graft_run::Backend,
     /// Delete a cache made with other settings in --out instead of refusing to touch it.
     #[arg(long)]
     pub force: bool,
@@ -356,14 +356,14 @@ pub struct ModelImportArgs {
     pub file: PathBuf,
     /// Which encoder the weights belong to (see `graft models list`).
     #[arg(long, value_name = "NAME")]
-    pub arch: String,
+    pub arch: graft_model::arch::EncoderKind,
 }
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Encoder name (see `graft models list`); its weights must be cached.
     #[arg(long, short, default_value = "mobilenet-v2", value_name = "NAME")]
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     /// Images to classify.
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -415,7 +415,7 @@ pub struct PipelineArgs {
     pub config: Option<PathBuf>,
     /// Pretrained encoder [default: mobilenet-v2].
     #[arg(long, value_name = "NAME")]
-    pub encoder: Option<String>,
+    pub encoder: Option<graft_model::arch::EncoderKind>,
     /// Run folder name [default: <folder name>-<encoder>].
     #[arg(long)]
     pub name: Option<String>,
@@ -444,7 +444,7 @@ pub struct PipelineArgs {
     pub balance: Option<String>,
     /// Engine for the encoder: auto, ort, burn [default: auto].
     #[arg(long, value_enum)]
-    pub backend: Option<crate::cmd::encoder::Backend>,
+    pub backend: Option<graft_run::Backend>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -553,8 +553,8 @@ pub struct PredictRunArgs {
     #[arg(long, default_value_t = 0.70, value_name = "P")]
     pub threshold: f32,
     /// Engine for the encoder: auto, ort, burn.
-    #[arg(long, value_enum, default_value_t = crate::cmd::encoder::Backend::Auto)]
-    pub backend: crate::cmd::encoder::Backend,
+    #[arg(long, value_enum, default_value_t = graft_run::Backend::Auto)]
+    pub backend: graft_run::Backend,
     /// Also write the predictions as JSON to this file ("-" for stdout only JSON).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

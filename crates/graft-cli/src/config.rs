@@ -7,14 +7,14 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::PipelineArgs;
-use crate::cmd::encoder::Backend;
+use graft_run::Backend;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Folder of labelled photos.
     pub data: Option<PathBuf>,
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     /// Run folder name; `<data folder>-<encoder>` when unset.
     pub name: Option<String>,
     pub runs: PathBuf,
@@ -71,7 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data: None,
-            encoder: "mobilenet-v2".into(),
+            encoder: graft_model::arch::EncoderKind::MobileNetV2,
             name: None,
             runs: "runs".into(),
             backend: Backend::Auto,
@@ -144,7 +144,7 @@ impl Config {
             c.data = Some(d.clone());
         }
         if let Some(v) = &args.encoder {
-            c.encoder = v.clone();
+            c.encoder = *v;
         }
         if let Some(v) = &args.name {
             c.name = Some(v.clone());
@@ -183,17 +183,6 @@ impl Config {
             .parse::<graft_train::Balance>()
             .map_err(|e| anyhow::anyhow!("balance {e}"))?;
         graft_data::split::parse_ratios(&c.split.ratios)?;
-        if graft_model::arch::EncoderKind::from_name(&c.encoder).is_none() {
-            let known: Vec<&str> = graft_model::arch::EncoderKind::ALL
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            anyhow::bail!(
-                "unknown encoder {:?}; choose one of {}",
-                c.encoder,
-                known.join(", ")
-            );
-        }
         Ok(c)
     }
 

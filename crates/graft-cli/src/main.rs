@@ -3,6 +3,8 @@
 //! The binary is thin: argument parsing, progress bars and printing live here; the work lives in
 //! the library crates.
 
+#[macro_use]
+mod output;
 mod cli;
 mod cmd;
 mod config;
@@ -13,6 +15,8 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    output::set_quiet(cli.quiet);
+    graft_run::notes::set_sink(|text| note!("{text}"));
     if let Some(n) = cli.threads {
         // Only fails if a global pool already exists, which cannot happen this early.
         let _ = rayon::ThreadPoolBuilder::new()

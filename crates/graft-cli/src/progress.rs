@@ -3,8 +3,11 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar counting `len` items, with a rate and an ETA.
+/// A bar counting `len` items, with a rate and an ETA; hidden under `-q`.
 pub fn bar(len: u64, what: &str) -> ProgressBar {
+    if crate::output::quiet() {
+        return ProgressBar::hidden();
+    }
     let pb = ProgressBar::new(len);
     let style = ProgressStyle::with_template(
         "{spinner} {msg:<10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{
-    cache_with_mobilenet, graft, graft_with_cache, make_folder, ort_library_given, stderr, stdout,
+    cache_with_mobilenet, graft, graft_with_cache, make_folder, require_ort_library, stderr, stdout,
 };
 use graft_data::preprocess::Preprocess;
 use graft_features::{ExtractOptions, Shard, Source};
@@ -53,7 +53,7 @@ fn merge_reports_missing_chunks_then_completes() {
         .map(|i| tmp.path().join(format!("part{i}")))
         .collect();
     for (i, dir) in parts.iter().enumerate() {
-        let mut o = ExtractOptions::new("test", "w", pre);
+        let mut o = ExtractOptions::new(graft_model::arch::EncoderKind::MobileNetV2, "w", pre);
         o.chunk = 2;
         o.shard = Shard { index: i, count: 2 };
         graft_features::extract(dir, &src, &mut ChannelMean, &o, &mut |_| {}).expect("part");
@@ -115,15 +115,13 @@ fn extract_without_weights_says_how_to_fetch_them() {
 #[test]
 fn onnx_runtime_and_burn_extract_the_same_features() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     let data = tmp.path().join("data");
     make_folder(&data, &["a", "b"], &[3, 2]);
     let mut rows = Vec::new();
     for backend in ["ort", "burn"] {
-        if backend == "ort" && !ort_library_given() {
-            return;
+        if backend == "ort" {
+            require_ort_library();
         }
         let out = tmp.path().join(backend);
         let o = graft_with_cache(
@@ -192,9 +190,7 @@ fn folder_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn kill_9_mid_extraction_then_rerun_equals_uninterrupted_run() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let Some(cache) = cache_with_mobilenet(tmp.path()) else {
-        return;
-    };
+    let cache = cache_with_mobilenet(tmp.path());
     let data = tmp.path().join("data");
     make_folder(&data, &["a", "b"], &[20, 20]);
     let chunks = 10; // 40 images in chunks of 4

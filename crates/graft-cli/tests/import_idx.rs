@@ -148,9 +148,12 @@ fn check_import(gz: bool) -> TestResult {
     assert!(stdout.contains("imported 300 images"), "{stdout}");
     assert_round_trip(&d, &out, &["a", "b", "c"], 300)?;
 
-    // A second run over the same folder is harmless and gives the same result.
-    let o = import(&ip, &lp, &out, &["--classes", "a,b,c"])?;
+    // A second run over the same folder is harmless and gives the same result; `-q` prints
+    // nothing.
+    let o = import(&ip, &lp, &out, &["--classes", "a,b,c", "-q"])?;
     assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
     assert_round_trip(&d, &out, &["a", "b", "c"], 300)
 }
 

@@ -338,19 +338,11 @@ fn encode_png(path: &Path, pixels: &[u8], rows: usize, cols: usize) -> Result<Ve
     Ok(png)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder, so a killed process
-/// leaves either the old file or the complete new one, never a truncated PNG.
-fn write_atomically(path: &Path, file_name: &str, bytes: &[u8]) -> Result<(), IdxError> {
-    // A dot-name: folder scanners skip it if a kill leaves it behind; a re-run overwrites it.
-    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    let write_err = |error| IdxError::Write {
+/// A killed import leaves either no PNG or a whole one, never a truncated file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), IdxError> {
+    crate::atomic::write_atomic(path, bytes).map_err(|error| IdxError::Write {
         path: path.to_path_buf(),
         error,
-    };
-    fs::write(&tmp, bytes).map_err(write_err)?;
-    fs::rename(&tmp, path).map_err(|error| {
-        let _ = fs::remove_file(&tmp);
-        write_err(error)
     })
 }
 
@@ -419,7 +411,7 @@ pub fn import_idx(
                 found: index as u64,
             })?;
             let png = encode_png(&path, pixels, imgs.rows, imgs.cols)?;
-            write_atomically(&path, &file_name, &png)?;
+            write_atomically(&path, &png)?;
             on_progress(1);
             Ok(())
         })?;
@@ -518,7 +510,7 @@ mod tests {
         for class in ["c0", "c1", "c2"] {
             assert!(fs::read_dir(out.join(class))?
                 .filter_map(Result::ok)
-                .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp")));
+                .all(|e| !e.file_name().to_string_lossy().contains(".tmp")));
         }
         Ok(())
     }

@@ -7,8 +7,10 @@
 //! - [`audit`] checks a dataset before training.
 //! - [`split`] writes a stratified, deterministic train/val/test manifest.
 //! - [`idx`] imports MNIST-format idx files.
+//! - [`atomic`] is the one atomic file write every crate uses.
 
 pub mod analyze;
+pub mod atomic;
 pub mod audit;
 pub mod augment;
 pub mod decode;
@@ -19,5 +21,6 @@ pub mod preprocess;
 pub mod rng;
 pub mod scan;
 pub mod split;
+pub mod table;
 
 pub use error::DataError;

@@ -253,7 +253,7 @@ fn place_clusters(
     }
 }
 
-/// Write the manifest atomically (temporary file, then rename). Paths are written relative to
+/// Write the manifest atomically ([`crate::atomic`]). Paths are written relative to
 /// the manifest's folder with `/` separators, so data and manifest can move together.
 pub fn write_manifest(path: &Path, rows: &[ManifestRow]) -> Result<(), DataError> {
     let parent = match path.parent() {
@@ -265,29 +265,26 @@ pub fn write_manifest(path: &Path, rows: &[ManifestRow]) -> Result<(), DataError
         cause: e,
     })?;
     let base = std::fs::canonicalize(&parent).map_err(|e| DataError::io(&parent, e))?;
-    let tmp = path.with_extension("csv.tmp");
     let csv_err = |e| DataError::Csv {
         path: path.to_path_buf(),
         cause: e,
     };
-    {
-        let mut w = csv::Writer::from_path(&tmp).map_err(csv_err)?;
-        w.write_record(["path", "label", "split", "hash"])
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["path", "label", "split", "hash"])
+        .map_err(csv_err)?;
+    let mut sorted: Vec<&ManifestRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    for r in sorted {
+        let rel = pathdiff::diff_paths(&r.path, &base).unwrap_or_else(|| r.path.clone());
+        let rel = crate::scan::rel_string(Path::new(""), &rel);
+        w.write_record([rel.as_str(), &r.label, r.split.as_str(), &r.hash])
             .map_err(csv_err)?;
-        let mut sorted: Vec<&ManifestRow> = rows.iter().collect();
-        sorted.sort_by(|a, b| a.path.cmp(&b.path));
-        for r in sorted {
-            let rel = pathdiff::diff_paths(&r.path, &base).unwrap_or_else(|| r.path.clone());
-            let rel = crate::scan::rel_string(Path::new(""), &rel);
-            w.write_record([rel.as_str(), &r.label, r.split.as_str(), &r.hash])
-                .map_err(csv_err)?;
-        }
-        w.flush().map_err(|e| DataError::Write {
-            path: tmp.clone(),
-            cause: e,
-        })?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| DataError::Write {
+    let bytes = w.into_inner().map_err(|e| DataError::Write {
+        path: path.to_path_buf(),
+        cause: e.into_error(),
+    })?;
+    crate::atomic::write_atomic(path, &bytes).map_err(|e| DataError::Write {
         path: path.to_path_buf(),
         cause: e,
     })

@@ -1,9 +1,9 @@
 //! Expected calibration error over equal-width confidence bins (Guo et al., 2017): the
 //! support-weighted gap between mean confidence and accuracy of the top-1 prediction.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationBin {
     pub lo: f64,
     pub hi: f64,
@@ -14,7 +14,7 @@ pub struct CalibrationBin {
     pub accuracy: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub ece: f64,
     pub bins: Vec<CalibrationBin>,

@@ -4,10 +4,12 @@
 
 pub mod calibration;
 pub mod error;
+mod percentile;
 pub mod plots;
 pub mod report;
 mod summary;
 
 pub use calibration::{Calibration, CalibrationBin};
 pub use error::EvalError;
+pub use percentile::percentile;
 pub use summary::{galleries, summarise, Evaluation, Latency, Prediction};

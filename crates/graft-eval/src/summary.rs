@@ -2,11 +2,11 @@
 
 use graft_train::metrics::{argmax_rows, top_k_accuracy};
 use graft_train::{ClassMetrics, Confusion};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::calibration::Calibration;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Images timed, one at a time (decode + preprocess + encoder + head).
     pub images: usize,
@@ -15,7 +15,7 @@ pub struct Latency {
 }
 
 /// One image's outcome, for galleries.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Row in the evaluated set.
     pub row: usize,
@@ -24,14 +24,14 @@ pub struct Prediction {
     pub confidence: f32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NamedClass {
     pub class: String,
     #[serde(flatten)]
     pub metrics: ClassMetrics,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub split: String,
     pub images: usize,
@@ -50,28 +50,20 @@ pub struct Evaluation {
 impl Evaluation {
     /// `per_class.csv`.
     pub fn per_class_csv(&self) -> String {
-        let mut s = String::from("class,precision,recall,f1,support,predicted\n");
-        for c in &self.per_class {
+        let rows = self.per_class.iter().map(|c| {
             let m = &c.metrics;
-            s.push_str(&format!(
-                "{},{:.6},{:.6},{:.6},{},{}\n",
-                csv_field(&c.class),
-                m.precision,
-                m.recall,
-                m.f1,
-                m.support,
-                m.predicted
-            ));
-        }
-        s
-    }
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+            [
+                c.class.clone(),
+                format!("{:.6}", m.precision),
+                format!("{:.6}", m.recall),
+                format!("{:.6}", m.f1),
+                m.support.to_string(),
+                m.predicted.to_string(),
+            ]
+        });
+        let header = ["class", "precision", "recall", "f1", "support", "predicted"];
+        // Writing strings into memory cannot fail.
+        graft_data::table::to_csv(&header, rows).unwrap_or_default()
     }
 }
 

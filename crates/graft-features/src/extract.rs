@@ -13,6 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use graft_data::preprocess::Preprocess;
+use graft_model::arch::EncoderKind;
 use graft_model::encoder::ImageEncoder;
 use rayon::prelude::*;
 
@@ -30,8 +31,8 @@ pub const DEFAULT_CHUNK: usize = 256;
 /// the cache's identity (`cache.json`).
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
-    /// Encoder name stored in the header (e.g. `mobilenet-v2`).
-    pub encoder: String,
+    /// The encoder, stored in the header.
+    pub encoder: EncoderKind,
     /// Identity of the weights (their sha256 or its prefix).
     pub weights: String,
     pub preprocess: Preprocess,
@@ -45,9 +46,9 @@ pub struct ExtractOptions {
 }
 
 impl ExtractOptions {
-    pub fn new(encoder: impl Into<String>, weights: impl Into<String>, pre: Preprocess) -> Self {
+    pub fn new(encoder: EncoderKind, weights: impl Into<String>, pre: Preprocess) -> Self {
         ExtractOptions {
-            encoder: encoder.into(),
+            encoder,
             weights: weights.into(),
             preprocess: pre,
             batch: DEFAULT_BATCH,
@@ -131,7 +132,7 @@ pub fn extract(
     };
     let header = CacheHeader {
         format_version: FORMAT_VERSION,
-        encoder: opts.encoder.clone(),
+        encoder: opts.encoder,
         weights: opts.weights.clone(),
         preprocess: opts.preprocess,
         feature_dim: encoder.feature_dim(),

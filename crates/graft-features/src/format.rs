@@ -11,7 +11,6 @@
 //! shard is written last, so a chunk is complete exactly when its feature shard (and spatial
 //! shard, if any) exist with the expected byte length.
 
-use std::fs::File;
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -60,7 +59,7 @@ impl SpatialDims {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheHeader {
     pub format_version: u32,
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     /// Identity of the weights (sha256 or a prefix of it), as given by the caller.
     pub weights: String,
     pub preprocess: Preprocess,
@@ -211,25 +210,12 @@ pub fn read_failed(dir: &Path, k: usize) -> Result<Vec<FailedItem>, FeatureError
 }
 
 /// Write `bytes` to `dir/name` so that a crash leaves either the old file, no file, or the
-/// whole new one: write `tmp`, fsync it, rename, fsync the folder.
+/// whole new one. The temporary name is the cache's own (`NAME.tmp`, `cache.json.tmp.PID`), which `--force`
+/// recognises and clears ([`graft_data::atomic::write_atomic_via`] does the rest).
 pub fn write_atomic(dir: &Path, name: &str, tmp: &str, bytes: &[u8]) -> Result<(), FeatureError> {
-    let tmp_path = dir.join(tmp);
     let path = dir.join(name);
-    let mut f = File::create(&tmp_path).map_err(|e| FeatureError::io("create", &tmp_path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| FeatureError::io("write", &tmp_path, e))?;
-    drop(f);
-    std::fs::rename(&tmp_path, &path).map_err(|e| FeatureError::io("rename", &path, e))?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// Make a rename durable. Best effort: some file systems refuse to open folders.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    graft_data::atomic::write_atomic_via(&path, &dir.join(tmp), |f| f.write_all(bytes))
+        .map_err(|e| FeatureError::io("write", &path, e))
 }
 
 pub(crate) fn remove_if_exists(path: &Path) -> Result<(), FeatureError> {

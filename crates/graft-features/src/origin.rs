@@ -33,10 +33,9 @@ impl Origin {
 
     pub fn write(&self, cache_dir: &Path) -> Result<(), FeatureError> {
         let path = cache_dir.join(SOURCE_FILE);
-        let tmp = cache_dir.join(format!("{SOURCE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        std::fs::write(&tmp, json).map_err(|e| FeatureError::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| FeatureError::io("rename", &path, e))
+        graft_data::atomic::write_atomic(&path, &json)
+            .map_err(|e| FeatureError::io("write", &path, e))
     }
 
     /// The origin recorded in `cache_dir`, if any and readable.

@@ -5,16 +5,16 @@
 //! precision 0; a class absent from the labels has recall 0 and is left out of macro averages,
 //! which are over the classes that occur in the labels.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `counts[t * classes + p]`: images of true class `t` predicted as `p`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
     pub classes: usize,
     pub counts: Vec<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
     pub precision: f64,
     pub recall: f64,

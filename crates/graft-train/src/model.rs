@@ -2,7 +2,7 @@
 //! `model.json` (what it reads and predicts). Everything `graft predict`, `graft eval` and
 //! export need, with no reference to the sweep that produced it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use graft_data::preprocess::Preprocess;
 use graft_model::weights::{load_safetensors, save_safetensors};
@@ -27,8 +27,8 @@ pub struct ModelMeta {
     /// feature map (`feature_dim × locations` values per image, channel-major).
     #[serde(default = "one_location")]
     pub locations: usize,
-    /// Encoder name and weights identity, as recorded by the feature cache.
-    pub encoder: String,
+    /// Encoder and weights identity, as recorded by the feature cache.
+    pub encoder: graft_model::arch::EncoderKind,
     pub weights: String,
     pub preprocess: Preprocess,
     pub train: TrainConfig,
@@ -157,12 +157,9 @@ fn bad(path: &Path, why: impl ToString) -> TrainError {
     }
 }
 
-/// Write `bytes` to `path` through a temporary sibling and a rename.
+/// [`graft_data::atomic::write_atomic`], with the path in the error.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let mut tmp = PathBuf::from(path);
-    tmp.as_mut_os_string().push(".tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    graft_data::atomic::write_atomic(path, bytes).map_err(|e| io(path, e))
 }
 
 #[cfg(test)]
@@ -184,7 +181,7 @@ mod tests {
                     classes: vec!["a".into(), "b".into(), "c".into()],
                     feature_dim: 4,
                     locations,
-                    encoder: "mobilenet-v2".into(),
+                    encoder: graft_model::arch::EncoderKind::MobileNetV2,
                     weights: "w".into(),
                     preprocess: Preprocess {
                         size: 8,

@@ -2,12 +2,12 @@
 //! confidence interval (Student's t), so a difference between heads can be told from noise.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::trainer::{evaluate, train_head, TrainConfig};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeanCi {
     pub mean: f64,
     /// Half-width of the 95% interval (0 for a single value).
@@ -37,7 +37,7 @@ impl MeanCi {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedReport {
     pub seeds: Vec<u64>,
     pub split: String,

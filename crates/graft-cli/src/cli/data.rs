@@ -119,7 +119,7 @@ pub struct AugmentArgs {
     pub out: PathBuf,
     /// Encoder whose input size and normalisation to use.
     #[arg(long, default_value = "mobilenet-v2")]
-    pub encoder: String,
+    pub encoder: graft_model::arch::EncoderKind,
     /// TOML file with an [augment] table (e.g. your graft.toml); defaults otherwise.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

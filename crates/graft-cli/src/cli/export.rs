@@ -23,10 +23,19 @@ pub struct ExportArgs {
     /// int8: training images whose activations set the quantization ranges.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub calibration: usize,
-    /// int8: refuse the file when its accuracy on the validation images is, with 95%
-    /// confidence, more than this below the float model's (0.02 = two points).
+    /// int8: refuse the file when its accuracy on the validation images is more than this
+    /// below the float model's (0.02 = two points). The drop's 95% interval is printed either
+    /// way; --force writes the file all the same.
     #[arg(long, default_value_t = 0.02, value_name = "FRACTION")]
     pub max_accuracy_drop: f64,
+    /// int8: write the file even when it loses more than --max-accuracy-drop.
+    #[arg(long)]
+    pub force: bool,
+    /// int8: levels of the quantized weights. auto: 8 bits on a CPU with VNNI (AVX-512 VNNI,
+    /// AVX-VNNI), 7 bits on one without, where ONNX Runtime's 8-bit kernels can saturate
+    /// (AVX2 laptops). 7 makes a file that is right on every x86-64, for serving elsewhere.
+    #[arg(long, value_enum, default_value_t = Int8Weights::Auto)]
+    pub int8_weights: Int8Weights,
     /// int8: leading encoder blocks kept in float. The default 2 (the stem and the first
     /// block) costs little speed and keeps most of the accuracy INT8 would lose; 0 quantizes
     /// every convolution.
@@ -34,26 +43,26 @@ pub struct ExportArgs {
     pub float_blocks: usize,
 }
 
-/// Number format of an exported model.
+/// `--int8-weights`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Precision {
-    Fp32,
-    Int8,
+pub enum Int8Weights {
+    Auto,
+    #[value(name = "8")]
+    Eight,
+    #[value(name = "7")]
+    Seven,
 }
 
-impl Precision {
-    /// The model file of this precision inside a run folder.
-    pub fn file_name(self) -> &'static str {
+impl Int8Weights {
+    pub fn resolve(self) -> graft_model::onnx::WeightBits {
+        use graft_model::onnx::WeightBits;
         match self {
-            Precision::Fp32 => "model.onnx",
-            Precision::Int8 => "model.int8.onnx",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Int8 => "int8",
+            Int8Weights::Auto => WeightBits::for_this_cpu(),
+            Int8Weights::Eight => WeightBits::Eight,
+            Int8Weights::Seven => WeightBits::Seven,
         }
     }
 }
+
+/// Number format of an exported model (its file in the run folder).
+pub use graft_run::Precision;

@@ -19,7 +19,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         writeln!(out)?;
     } else {
         print!("{}", report.to_table(args.show));
-        println!(
+        say!(
             "\nAudited {} files in {:.1} s.",
             report.files_found,
             elapsed.as_secs_f64()
@@ -27,14 +27,14 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = args.json.as_ref().filter(|_| !json_to_stdout) {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n")
+        graft_data::atomic::write_atomic(path, (text + "\n").as_bytes())
             .with_context(|| format!("writing JSON report {}", path.display()))?;
-        println!("JSON report: {}", path.display());
+        say!("JSON report: {}", path.display());
     }
     if let Some(path) = &args.plot {
         graft_data::audit::plot_class_counts(&report, path)?;
         if !json_to_stdout {
-            println!("Class chart: {}", path.display());
+            say!("Class chart: {}", path.display());
         }
     }
     Ok(())

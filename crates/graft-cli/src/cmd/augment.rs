@@ -3,18 +3,11 @@
 
 use anyhow::{bail, Context};
 use graft_data::augment::{augment_batch, batch_grid, AugmentConfig};
-use graft_model::arch::EncoderKind;
 
 use crate::cli::AugmentArgs;
 
 pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
-    let kind = EncoderKind::from_name(&args.encoder).with_context(|| {
-        format!(
-            "unknown encoder {:?} (see `graft models list`)",
-            args.encoder
-        )
-    })?;
-    let pre = kind.preprocess();
+    let pre = args.encoder.preprocess();
     let mut cfg = match &args.config {
         Some(path) => read_config(path)?,
         None => AugmentConfig::default(),
@@ -59,7 +52,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
                 indices.push(i);
                 labels.push(k);
             }
-            Err(err) => eprintln!("{}: skipped ({err})", e.path.display()),
+            Err(err) => note!("{}: skipped ({err})", e.path.display()),
         }
     }
     if images.is_empty() {
@@ -80,7 +73,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     batch_grid(&batch, &pre, cols)
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
-    println!(
+    say!(
         "Wrote {} ({} images, {}×{}, batch mixing: {:?})",
         args.out.display(),
         images.len(),
@@ -102,7 +95,7 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
             .map(|(j, w)| format!("{} {:.2}", ds.classes[*j], w))
             .collect::<Vec<_>>()
             .join(" + ");
-        println!("  {:>2}: {label}", k + 1);
+        say!("  {:>2}: {label}", k + 1);
     }
     Ok(())
 }

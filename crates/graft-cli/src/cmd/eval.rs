@@ -8,76 +8,17 @@ use graft_data::scan::Split;
 use graft_eval::plots::{self, Tile};
 use graft_eval::report::{render, ReportInputs};
 use graft_eval::{galleries, summarise, Evaluation, Latency, Prediction};
-use graft_features::{FeatureCache, Origin};
+use graft_features::Origin;
 use graft_model::arch::EncoderKind;
+use graft_run::held_out::{features_of, held_out_rows, open_run_cache};
+use graft_run::{Figure, RunDir};
 use graft_train::model::write_atomic;
 use graft_train::HeadModel;
 
 use crate::cli::EvalArgs;
 
-/// The feature cache in `features`, checked to hold the encoder and weights `model` was
-/// trained on.
-pub fn open_run_cache(features: &Path, model: &HeadModel) -> anyhow::Result<FeatureCache> {
-    let cache = FeatureCache::open(features)
-        .with_context(|| format!("opening the feature cache {}", features.display()))?;
-    let h = cache.header();
-    if h.encoder != model.meta.encoder || h.weights != model.meta.weights {
-        bail!(
-            "{} holds {} ({}) features, but the run was trained on {} ({})",
-            features.display(),
-            h.encoder,
-            h.weights,
-            model.meta.encoder,
-            model.meta.weights
-        );
-    }
-    Ok(cache)
-}
-
-/// Usable rows (failed images left out) of `split`; when that is test and there is none, the
-/// val rows instead. Returns the split the rows belong to.
-pub fn held_out_rows(cache: &FeatureCache, split: Split) -> (Split, Vec<usize>) {
-    let items = &cache.header().items;
-    let rows_of = |s: Split| -> Vec<usize> {
-        (0..cache.len())
-            .filter(|&i| !cache.is_failed(i) && items[i].split == Some(s))
-            .collect()
-    };
-    let rows = rows_of(split);
-    if rows.is_empty() && split == Split::Test {
-        let val = rows_of(Split::Val);
-        if !val.is_empty() {
-            return (Split::Val, val);
-        }
-    }
-    (split, rows)
-}
-
-/// `run.json`: what a run was trained from.
-pub const RUN_FILE: &str = "run.json";
-
-/// The feature cache a run was trained on (from its run.json), unless given.
-pub fn features_of(run: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
-    }
-    let path = run.join(RUN_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (is {} a run folder from `graft train`? Or pass --features)",
-            path.display(),
-            run.display()
-        )
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    v["features"]
-        .as_str()
-        .map(PathBuf::from)
-        .with_context(|| format!("{} names no feature cache; pass --features", path.display()))
-}
-
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let run = RunDir::new(&args.run);
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
     if model.meta.encoder_file.is_some() {
@@ -85,16 +26,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             "{} holds a fine-tuned encoder, and `graft eval` scores runs from the frozen \
              encoder's feature cache; its test scores are in {}",
             args.run.display(),
-            args.run.join("metrics.json").display()
+            run.metrics().display()
         );
     }
-    let features = features_of(&args.run, args.features.as_deref())?;
+    let features = features_of(&run, args.features.as_deref())?;
     let cache = open_run_cache(&features, &model)?;
     let h = cache.header();
     let asked: Split = args.split.parse().map_err(anyhow::Error::msg)?;
     let (split, rows) = held_out_rows(&cache, asked);
     if split != asked {
-        eprintln!(
+        note!(
             "note: the data has no test images; evaluating the val split instead (an \
              optimistic estimate: val also chose the head). Keep a test split for an \
              unbiased one."
@@ -136,54 +77,51 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (mut eval, preds) = summarise(split.as_str(), &probs, &labels, &model.meta.classes);
 
     let origin = Origin::read(&features);
-    let head_bytes = std::fs::metadata(args.run.join(graft_train::model::MODEL_FILE))
+    let head_bytes = std::fs::metadata(run.model_weights())
         .map(|m| m.len())
         .unwrap_or(0);
-    let encoder_bytes = std::fs::metadata(
-        graft_model::fetch::cache_dir()
-            .join("models")
-            .join(format!("{}.safetensors", model.meta.encoder)),
-    )
+    let encoder_bytes = std::fs::metadata(graft_model::fetch::model_path(
+        &graft_model::fetch::cache_dir(),
+        model.meta.encoder,
+    ))
     .map(|m| m.len())
     .unwrap_or(0);
     eval.model_bytes = Some(head_bytes + encoder_bytes);
     if args.latency > 0 {
-        match (&origin, EncoderKind::from_name(&model.meta.encoder)) {
-            (Some(o), Some(kind)) => {
+        match &origin {
+            Some(o) => {
                 let files: Vec<PathBuf> = rows
                     .iter()
                     .take(args.latency)
                     .map(|&i| o.root.join(&h.items[i].path))
                     .collect();
-                eval.latency = Some(latency(kind, &model, &files)?);
+                eval.latency = Some(latency(model.meta.encoder, &model, &files)?);
             }
-            _ => eprintln!("note: latency not measured (image folder of the cache unknown)"),
+            None => note!("note: latency not measured (image folder of the cache unknown)"),
         }
     }
 
-    let out = &args.run;
-    std::fs::write(out.join("per_class.csv"), eval.per_class_csv())
-        .with_context(|| format!("writing per_class.csv in {}", out.display()))?;
-    update_metrics(out, &eval)?;
+    graft_run::files::write_file(&run.per_class(), eval.per_class_csv().as_bytes())?;
+    update_metrics(&run, &eval)?;
     let mut figures = Vec::new();
     let mut figure =
-        |name: &str, caption: &str, draw: &dyn Fn(&Path) -> Result<(), graft_eval::EvalError>| {
-            let path = out.join(name);
+        |name: Figure, caption: &str, draw: &dyn Fn(&Path) -> Result<(), graft_eval::EvalError>| {
+            let path = run.figure(name);
             match draw(&path) {
                 Ok(()) => {
                     if let Ok(bytes) = std::fs::read(&path) {
                         figures.push((caption.to_string(), bytes));
                     }
                 }
-                Err(e) => eprintln!("note: {e}"),
+                Err(e) => note!("note: {e}"),
             }
         };
     figure(
-        "confusion_matrix.png",
+        Figure::ConfusionMatrix,
         "Confusion matrix (rows: true class)",
         &|p| plots::confusion_matrix(&eval.confusion, &model.meta.classes, p),
     );
-    figure("reliability.png", "Reliability diagram", &|p| {
+    figure(Figure::Reliability, "Reliability diagram", &|p| {
         plots::reliability(&eval.calibration, p)
     });
     let (wrong, right) = galleries(&preds, 18);
@@ -225,19 +163,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         " (red: where the attention head looked)"
     };
     let title = format!("Most confident mistakes{where_}");
-    figure("misclassified.png", &title, &|p| {
+    figure(Figure::Misclassified, &title, &|p| {
         plots::gallery(&title, &tiles(&wrong), p)
     });
     let title = format!("Most confident correct predictions{where_}");
-    figure("correct.png", &title, &|p| {
+    figure(Figure::Correct, &title, &|p| {
         plots::gallery(&title, &tiles(&right), p)
     });
 
-    let run_name = args
-        .run
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
+    let run_name = run.name();
     let model_line = format!(
         "{} head on {} features",
         model.meta.head, model.meta.encoder
@@ -262,18 +196,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             run_name: &run_name,
             model: &model_line,
             facts,
-            sweep: read_sweep(out),
+            sweep: read_sweep(&run),
             figures,
         },
     );
-    write_atomic(&out.join("report.html"), html.as_bytes())?;
+    write_atomic(&run.report(), html.as_bytes())?;
     print_summary(&eval);
-    println!("Report: {}", out.join("report.html").display());
+    say!("Report: {}", run.report().display());
     Ok(())
 }
 
 fn print_summary(e: &Evaluation) {
-    println!(
+    say!(
         "{} split, {} images: accuracy {:.4}, macro-F1 {:.4}{}, ECE {:.3}",
         e.split,
         e.images,
@@ -286,9 +220,11 @@ fn print_summary(e: &Evaluation) {
         e.calibration.ece
     );
     if let Some(l) = &e.latency {
-        println!(
+        say!(
             "Latency per image ({} images, one at a time): P50 {:.1} ms, P95 {:.1} ms",
-            l.images, l.p50_ms, l.p95_ms
+            l.images,
+            l.p50_ms,
+            l.p95_ms
         );
     }
     let mut worst: Vec<_> = e
@@ -298,16 +234,20 @@ fn print_summary(e: &Evaluation) {
         .collect();
     worst.sort_by(|a, b| a.metrics.f1.total_cmp(&b.metrics.f1));
     for c in worst.iter().take(3) {
-        println!(
+        say!(
             "  weakest: {:<20} F1 {:.3} (precision {:.3}, recall {:.3}, {} images)",
-            c.class, c.metrics.f1, c.metrics.precision, c.metrics.recall, c.metrics.support
+            c.class,
+            c.metrics.f1,
+            c.metrics.precision,
+            c.metrics.recall,
+            c.metrics.support
         );
     }
 }
 
 /// Decode + preprocess + encoder + head, one image at a time.
 fn latency(kind: EncoderKind, model: &HeadModel, files: &[PathBuf]) -> anyhow::Result<Latency> {
-    let mut encoder = super::encoder::open_encoder(kind, super::encoder::Backend::Auto)?;
+    let mut encoder = graft_run::encoder::open_encoder(kind, graft_run::Backend::Auto)?;
     let pre = kind.preprocess();
     let mut times = Vec::with_capacity(files.len());
     for (k, f) in files.iter().enumerate() {
@@ -316,7 +256,7 @@ fn latency(kind: EncoderKind, model: &HeadModel, files: &[PathBuf]) -> anyhow::R
             continue;
         };
         let input = pre.apply(&img);
-        let x = super::encoder::head_input(encoder.as_mut(), model, &input, 1)?;
+        let x = graft_run::encoder::head_input(encoder.as_mut(), model, &input, 1)?;
         let _ = model.predict_proba(&x, 1);
         // The first call warms the session up; users see that once, not per image.
         if k > 0 || files.len() == 1 {
@@ -326,38 +266,27 @@ fn latency(kind: EncoderKind, model: &HeadModel, files: &[PathBuf]) -> anyhow::R
     if times.is_empty() {
         bail!("no image could be timed");
     }
-    times.sort_by(f64::total_cmp);
-    let q = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
     Ok(Latency {
         images: times.len(),
-        p50_ms: q(0.5),
-        p95_ms: q(0.95),
+        p50_ms: graft_eval::percentile(&mut times, 0.5),
+        p95_ms: graft_eval::percentile(&mut times, 0.95),
     })
 }
 
 /// Add this evaluation to the run's metrics.json under "eval".<split>.
-fn update_metrics(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
-    let path = dir.join("metrics.json");
-    let mut v: serde_json::Value = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
-    if !v.is_object() {
-        v = serde_json::json!({});
-    }
-    v["eval"][&e.split] = serde_json::to_value(e)?;
-    write_atomic(&path, (serde_json::to_string_pretty(&v)? + "\n").as_bytes())?;
+fn update_metrics(run: &RunDir, e: &Evaluation) -> anyhow::Result<()> {
+    let path = run.metrics();
+    let mut metrics: graft_run::Metrics = graft_run::files::read_json(&path)
+        .context("the run has no head metrics; train it first (graft train heads)")?;
+    metrics.eval.insert(e.split.clone(), e.clone());
+    graft_run::files::write_json(&path, &metrics)?;
     Ok(())
 }
 
 /// sweep.csv as a table for the report, the best row (highest val macro-F1) starred.
-fn read_sweep(dir: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
-    let text = std::fs::read_to_string(dir.join("sweep.csv")).ok()?;
-    let mut lines = text.lines();
-    let head: Vec<String> = lines.next()?.split(',').map(str::to_string).collect();
-    let mut rows: Vec<Vec<String>> = lines
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect();
+fn read_sweep(run: &RunDir) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let text = std::fs::read_to_string(run.sweep()).ok()?;
+    let (head, mut rows) = graft_data::table::parse_csv(&text).ok()?;
     let f1 = head.iter().position(|c| c == "val_macro_f1")?;
     let best = (0..rows.len()).max_by(|&a, &b| {
         let v = |r: usize| {
@@ -370,37 +299,4 @@ fn read_sweep(dir: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     })?;
     rows[best][0] = format!("★ {}", rows[best][0]);
     Some((head, rows))
-}
-
-/// Paths of up to `n` images of the run's test split (val if none), from its feature cache.
-pub fn held_out_images(run: &Path, model: &HeadModel, n: usize) -> anyhow::Result<Vec<PathBuf>> {
-    Ok(split_images(run, model, Split::Test, n)?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect())
-}
-
-/// Up to `n` images (path, label) of the run's `split`, spread evenly over the split (a cache
-/// is often ordered by class); test falls back to val as in [`held_out_rows`].
-pub fn split_images(
-    run: &Path,
-    model: &HeadModel,
-    split: Split,
-    n: usize,
-) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let features = features_of(run, None)?;
-    let cache = open_run_cache(&features, model)?;
-    let origin = Origin::read(&features).with_context(|| {
-        format!(
-            "{} does not say where its images are (source.json)",
-            features.display()
-        )
-    })?;
-    let items = &cache.header().items;
-    let (_, rows) = held_out_rows(&cache, split);
-    let take = n.min(rows.len());
-    Ok((0..take)
-        .map(|k| rows[k * rows.len() / take.max(1)])
-        .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
-        .collect())
 }

@@ -1,40 +1,22 @@
 //! `graft export --run RUN`: the classifier as one ONNX file (float, or INT8 after calibration),
 //! validated against graft on the run's held-out images, with a model card.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use graft_data::scan::Split;
 use graft_model::onnx::Precision as GraphPrecision;
 use graft_model::ort_backend::{calibrate, run_images, session_from_onnx, OrtOptions};
-use graft_train::model::write_atomic;
+use graft_run::files::{read_json_if_exists, write_file, write_json};
+use graft_run::{ExportRecord, ExportRecords, RunDir};
 use graft_train::HeadModel;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::cli::{ExportArgs, Precision};
 
-/// `RUN/export.json`: what each exported file is and how it was checked (the card's source).
-const RECORDS_FILE: &str = "export.json";
 /// Images per ONNX Runtime / encoder call while validating and calibrating.
 const CHUNK: usize = 32;
-
-/// One exported file and its check against graft.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ExportRecord {
-    file: String,
-    sha256: String,
-    bytes: usize,
-    validated: usize,
-    max_diff: f32,
-    same_top1: usize,
-    /// Accuracy of graft's float model and of the file on the labelled validation images.
-    accuracy_graft: Option<f64>,
-    accuracy_file: Option<f64>,
-    calibration_images: Option<usize>,
-}
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if args.format != "onnx" {
@@ -43,12 +25,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             args.format
         );
     }
+    let run = RunDir::new(&args.run);
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let (spec, weights) = super::encoder::load_run_weights(&args.run, &model)?;
+    let (spec, weights) = graft_run::encoder::load_run_weights(&run, &model)?;
 
     // Validate before writing: the file on disk is always one that passed.
-    let held = super::eval::split_images(&args.run, &model, Split::Test, args.validate)?;
+    let held = graft_run::held_out::split_images(&run, &model, Split::Test, args.validate)?;
     let (input, labels) = preprocess_all(&model, &held);
     let n = labels.len();
     if n == 0 {
@@ -60,6 +43,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         ..OrtOptions::default()
     };
 
+    let bits = args.int8_weights.resolve();
     let (bytes, calibration_images) = match args.precision {
         Precision::Fp32 => (
             graft_export::classifier_to_onnx(&spec, &weights, &model)?,
@@ -67,18 +51,27 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         ),
         Precision::Int8 => {
             let train =
-                super::eval::split_images(&args.run, &model, Split::Train, args.calibration)?;
+                graft_run::held_out::split_images(&run, &model, Split::Train, args.calibration)?;
             let (cal_input, cal_labels) = preprocess_all(&model, &train);
             let m = cal_labels.len();
             if m == 0 {
                 bail!("no readable training image to calibrate INT8 on");
             }
-            println!("Calibrating INT8 activation ranges on {m} training images…");
+            say!(
+                "Calibrating INT8 activation ranges on {m} training images ({} weights{})…",
+                bits.name(),
+                match (bits, graft_model::onnx::quant::cpu_has_vnni()) {
+                    (graft_model::onnx::WeightBits::Seven, false) =>
+                        ": this CPU has no VNNI, where 8-bit weights can saturate",
+                    _ => "",
+                }
+            );
             let cal = calibrate(&spec, &weights, &cal_input, m, CHUNK, opts)
                 .context("observing activation ranges (ONNX Runtime is needed)")?;
             let graph = GraphPrecision::Int8 {
                 calibration: &cal,
                 float_blocks: args.float_blocks,
+                weights: bits,
             };
             (
                 graft_export::classifier_to_onnx_in(&spec, &weights, &model, graph)?,
@@ -102,11 +95,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             graft_export::PROBABILITIES,
         )?);
     }
-    let mut encoder = super::encoder::encoder_from(&spec, &weights, super::encoder::Backend::Auto)?;
+    let mut encoder = graft_run::encoder::encoder_from(&spec, &weights, graft_run::Backend::Auto)?;
     let mut graft_probs = Vec::new();
     for chunk in input.chunks(CHUNK * per) {
         let k = chunk.len() / per;
-        let x = super::encoder::head_input(encoder.as_mut(), &model, chunk, k)?;
+        let x = graft_run::encoder::head_input(encoder.as_mut(), &model, chunk, k)?;
         graft_probs.extend(model.predict_proba(&x, k));
     }
     let c = model.meta.classes.len();
@@ -130,14 +123,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         .count();
     let accuracy_graft = accuracy(&top_graft, &labels);
     let accuracy_file = accuracy(&top_onnx, &labels);
-    println!(
+    say!(
         "Validated on {n} held-out images: max |p_onnx − p_graft| = {max_diff:.2e}, same top-1 on {same_top1}/{n}"
     );
-    match args.precision {
+    // Whether an INT8 file past the accuracy limit is written because of --force.
+    let forced = match args.precision {
         Precision::Fp32 => {
             if max_diff >= 1e-4 || same_top1 != n {
                 bail!("the exported model does not match graft (limit 1e-4, all top-1 equal); not written");
             }
+            false
         }
         Precision::Int8 => {
             let Some(d) = AccuracyDrop::measure(&top_graft, &top_onnx, &labels) else {
@@ -146,7 +141,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 );
             };
             let (lo, hi) = d.interval();
-            println!(
+            say!(
                 "  accuracy: graft (float) {:.4}, {} {:.4}: drop {:.1} points (95% interval {:.1} to {:.1})",
                 accuracy_graft.unwrap_or(0.0),
                 args.precision.file_name(),
@@ -155,18 +150,30 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 lo * 100.0,
                 hi * 100.0
             );
-            if lo > args.max_accuracy_drop {
-                bail!(
-                    "INT8 loses more than --max-accuracy-drop {} of accuracy (95% sure); not \
-                     written. Try --float-blocks with more blocks, or serve the float model.onnx",
+            let over = d.drop() > args.max_accuracy_drop;
+            if over {
+                if !args.force {
+                    bail!(
+                        "INT8 loses {:.1} points of accuracy, more than --max-accuracy-drop {}; \
+                         not written. Try --float-blocks with more blocks, --int8-weights 7, \
+                         more --validate images, or serve the float model.onnx (--force \
+                         writes it anyway)",
+                        d.drop() * 100.0,
+                        args.max_accuracy_drop
+                    );
+                }
+                note!(
+                    "warning: INT8 loses more than --max-accuracy-drop {}; written because of --force",
                     args.max_accuracy_drop
                 );
             }
+            over
         }
-    }
+    };
+    let int8 = args.precision == Precision::Int8;
 
-    let path = args.run.join(args.precision.file_name());
-    write_atomic(&path, &bytes)?;
+    let path = run.onnx(args.precision);
+    write_file(&path, &bytes)?;
     let sha = graft_model::weights::sha256_file(&path)?;
     let record = ExportRecord {
         file: args.precision.file_name().to_string(),
@@ -178,11 +185,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         accuracy_graft,
         accuracy_file,
         calibration_images,
+        int8_weights: int8.then_some(bits),
+        cpu_vnni: int8.then(graft_model::onnx::quant::cpu_has_vnni),
+        forced,
     };
-    let records = update_records(&args.run, args.precision, record)?;
-    let card = model_card(&args.run, &model, &records);
-    write_atomic(&args.run.join("model_card.md"), card.as_bytes())?;
-    println!(
+    let records = update_records(&run, args.precision, record)?;
+    let card = model_card(&run, &model, &records);
+    write_file(&run.model_card(), card.as_bytes())?;
+    say!(
         "Wrote {} ({:.1} MB, sha256 {}) and model_card.md",
         path.display(),
         bytes.len() as f64 / 1e6,
@@ -271,56 +281,35 @@ fn accuracy(pred: &[usize], labels: &[Option<usize>]) -> Option<f64> {
 }
 
 /// Add `record` to RUN/export.json, dropping records of files that are gone or older than the
-/// model (a retrained run makes them stale).
+/// model (a retrained run makes them stale). A damaged export.json is started afresh.
 fn update_records(
-    run: &Path,
+    run: &RunDir,
     precision: Precision,
     record: ExportRecord,
-) -> anyhow::Result<BTreeMap<String, ExportRecord>> {
-    let path = run.join(RECORDS_FILE);
-    let mut records: BTreeMap<String, ExportRecord> = std::fs::read(&path)
+) -> anyhow::Result<ExportRecords> {
+    let path = run.export_records();
+    let mut records: ExportRecords = read_json_if_exists(&path)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
+        .flatten()
         .unwrap_or_default();
-    records.retain(|_, r| file_is_current(run, &r.file));
+    records.retain(|_, r| run.is_current(&run.root().join(&r.file)));
     records.insert(precision.name().to_string(), record);
-    let json = serde_json::to_vec_pretty(&records)?;
-    write_atomic(&path, &json)?;
+    write_json(&path, &records)?;
     Ok(records)
 }
 
-/// Whether RUN/`file` exists and is at least as new as the trained model.
-pub fn file_is_current(run: &Path, file: &str) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (
-        modified(&run.join(file)),
-        modified(&run.join(graft_train::model::META_FILE)),
-    ) {
-        (Some(f), Some(meta)) => f >= meta,
-        _ => false,
-    }
-}
-
 /// The run's float classifier as ONNX bytes (the run's encoder weights), not validated.
-pub fn build_onnx(run: &Path, model: &HeadModel) -> anyhow::Result<Vec<u8>> {
-    let (spec, weights) = super::encoder::load_run_weights(run, model)?;
+pub fn build_onnx(run: &RunDir, model: &HeadModel) -> anyhow::Result<Vec<u8>> {
+    let (spec, weights) = graft_run::encoder::load_run_weights(run, model)?;
     Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
 }
 
-fn model_card(run: &Path, model: &HeadModel, records: &BTreeMap<String, ExportRecord>) -> String {
+fn model_card(run: &RunDir, model: &HeadModel, records: &ExportRecords) -> String {
     let m = &model.meta;
-    let metrics: serde_json::Value = std::fs::read(run.join("metrics.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    // A fine-tuned run keeps other metrics; the card then quotes the export checks only.
+    let metrics: Option<graft_run::Metrics> = read_json_if_exists(&run.metrics()).ok().flatten();
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Model card: {}\n",
-        run.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
+    let _ = writeln!(s, "# Model card: {}\n", run.name());
     let _ = writeln!(s, "## Files\n");
     for (precision, r) in records {
         let what = match precision.as_str() {
@@ -370,23 +359,15 @@ fn model_card(run: &Path, model: &HeadModel, records: &BTreeMap<String, ExportRe
         m.classes.join(", ")
     );
     let _ = writeln!(s, "## Quality\n");
-    if let Some(e) = metrics["eval"].as_object().and_then(|o| o.values().next()) {
+    if let Some(e) = metrics.as_ref().and_then(graft_run::Metrics::headline_eval) {
         let _ = writeln!(
             s,
             "- {} split, {} images: accuracy {:.4}, macro-F1 {:.4}, ECE {:.3}",
-            e["split"].as_str().unwrap_or("?"),
-            e["images"],
-            e["accuracy"].as_f64().unwrap_or(0.0),
-            e["macro_f1"].as_f64().unwrap_or(0.0),
-            e["calibration"]["ece"].as_f64().unwrap_or(0.0)
+            e.split, e.images, e.accuracy, e.macro_f1, e.calibration.ece
         );
     }
-    if let Some(r) = metrics["rows"].as_object() {
-        let _ = writeln!(
-            s,
-            "- trained on {} images, validated on {}",
-            r["train"], r["val"]
-        );
+    if let Some(r) = metrics.as_ref().map(|m| m.rows) {
+        let _ = writeln!(s, "- trained on {} images, validated on {}", r.train, r.val);
     }
     for r in records.values() {
         let _ = write!(
@@ -400,13 +381,34 @@ fn model_card(run: &Path, model: &HeadModel, records: &BTreeMap<String, ExportRe
         if let Some(c) = r.calibration_images {
             let _ = write!(s, "; activation ranges from {c} training images");
         }
+        if let Some(bits) = r.int8_weights {
+            let cpu = match r.cpu_vnni {
+                Some(true) => "a CPU with VNNI",
+                Some(false) => "a CPU without VNNI",
+                None => "an unrecorded CPU",
+            };
+            let _ = write!(
+                s,
+                "; {} weights, exported and checked on {cpu}",
+                bits.name()
+            );
+        }
+        if r.forced {
+            let _ = write!(s, "; **written with --force past the accuracy limit**");
+        }
         let _ = writeln!(s);
     }
     let _ = writeln!(s, "\n## Limits\n");
     let _ = writeln!(s, "- Knows only the classes above: any photo gets one of them. Treat a top probability below the threshold (default 0.70) as \"unsure\" and retake the photo.");
     let _ = writeln!(s, "- Quality holds for photos like the training set (same kind of camera, framing, light); measure again on new sources before relying on it.");
-    if records.contains_key("int8") {
-        let _ = writeln!(s, "- The INT8 file is fastest on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI); on older AVX2-only CPUs ONNX Runtime's uint8×int8 kernels can saturate, so re-check its accuracy there.");
+    match records.get("int8").and_then(|r| r.int8_weights) {
+        Some(graft_model::onnx::WeightBits::Eight) => {
+            let _ = writeln!(s, "- The INT8 file has 8-bit weights: right on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI) and on ARM, but on x86-64 CPUs without VNNI (AVX2 laptops) ONNX Runtime's uint8×int8 kernels can saturate and lose accuracy. For those, export with `--int8-weights 7`.");
+        }
+        Some(graft_model::onnx::WeightBits::Seven) => {
+            let _ = writeln!(s, "- The INT8 file has 7-bit weights, which cannot saturate ONNX Runtime's 16-bit pair sums: right on every x86-64 CPU; fastest on CPUs with VNNI.");
+        }
+        None => {}
     }
     s
 }

@@ -2,26 +2,18 @@
 
 use anyhow::Context;
 use graft_features::{ExtractOptions, Source};
-use graft_model::arch::EncoderKind;
 
 use crate::cli::ExtractArgs;
 
-use super::encoder::{open_encoder, weights_id};
+use graft_run::encoder::{open_encoder, weights_id};
 
 pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     if args.merge {
         return merge(&args);
     }
-    let (Some(data), Some(name)) = (&args.data, &args.encoder) else {
+    let (Some(data), Some(kind)) = (&args.data, args.encoder) else {
         anyhow::bail!("--data and --encoder are required (unless --merge)");
     };
-    let kind = EncoderKind::from_name(name).with_context(|| {
-        let known: Vec<&str> = EncoderKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown encoder {name:?}; choose one of {}",
-            known.join(", ")
-        )
-    })?;
     if !data.exists() {
         anyhow::bail!("{} does not exist", data.display());
     }
@@ -34,9 +26,9 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         shard: args.shard,
         spatial: args.spatial,
         force: args.force,
-        ..ExtractOptions::new(kind.name(), weights_id(kind), kind.preprocess())
+        ..ExtractOptions::new(kind, weights_id(kind), kind.preprocess())
     };
-    eprintln!(
+    note!(
         "Extracting {} images with {kind} ({}) into {}{}",
         source.len(),
         encoder.backend(),
@@ -57,7 +49,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     graft_features::Origin::of(data).write(&args.out)?;
 
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
-    println!(
+    say!(
         "Encoded {} images in {:.1} s ({:.1} images/s); chunks: {} written, {} already done, \
          {} owned of {}.",
         summary.images_encoded,
@@ -69,15 +61,15 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
         summary.chunks_total
     );
     if !summary.failed.is_empty() {
-        println!(
+        say!(
             "{} image(s) could not be used (zero rows, left out of training):",
             summary.failed.len()
         );
         for f in summary.failed.iter().take(10) {
-            println!("  {}: {}", f.path, f.reason);
+            say!("  {}: {}", f.path, f.reason);
         }
         if summary.failed.len() > 10 {
-            println!(
+            say!(
                 "  … and {} more (see failed-*.json)",
                 summary.failed.len() - 10
             );
@@ -100,9 +92,9 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if summary.cache_complete {
-        println!("Cache complete: {}", args.out.display());
+        say!("Cache complete: {}", args.out.display());
     } else {
-        println!(
+        say!(
             "This part is done; the cache is complete once every --shard i/{} has run \
              (then: graft extract --merge --out DIR --from …).",
             args.shard.count
@@ -125,7 +117,7 @@ fn merge(args: &ExtractArgs) -> anyhow::Result<()> {
             report.describe_missing()
         );
     }
-    println!(
+    say!(
         "Cache complete: {} chunks ({} copied in), {} images in {}.",
         report.chunks_total,
         report.copied.len(),

@@ -23,7 +23,7 @@ pub fn run(args: ImportIdxArgs) -> anyhow::Result<()> {
     pb.finish();
     let summary = result?;
 
-    println!(
+    say!(
         "imported {} images ({}x{} grey PNG) into {}",
         summary.images,
         summary.cols,
@@ -37,7 +37,7 @@ pub fn run(args: ImportIdxArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or(0);
     for (class, count) in &summary.per_class {
-        println!("  {class:<width$}  {count}");
+        say!("  {class:<width$}  {count}");
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 mod audit;
 mod augment;
 mod bench;
-pub mod encoder;
 mod eval;
 mod export;
 mod extract;

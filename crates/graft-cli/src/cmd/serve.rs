@@ -47,7 +47,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let keyed = opts.api_keys.iter().any(|k| !k.is_empty());
     if !host.is_loopback() && !keyed {
-        eprintln!(
+        note!(
             "note: listening on {host} without an API key: anyone who can reach this machine \
              can use the model (--api-key KEY to require one)"
         );
@@ -70,15 +70,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         served,
         opts,
         |addr| {
-            println!("Serving {name} ({origin}; {auth}; {limit})");
-            println!("  web page  http://{addr}/");
-            println!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
-            println!("Ctrl-C stops after the requests in flight.");
+            say!("Serving {name} ({origin}; {auth}; {limit})");
+            say!("  web page  http://{addr}/");
+            say!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
+            say!("Ctrl-C stops after the requests in flight.");
             let _ = std::io::stdout().flush();
         },
         shutdown_signal(),
     ))?;
-    println!("Stopped.");
+    say!("Stopped.");
     Ok(())
 }
 
@@ -91,9 +91,10 @@ pub fn load_model(
 ) -> anyhow::Result<ServedModel> {
     let model = HeadModel::load(run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
+    let dir = graft_run::RunDir::new(run);
     let file_name = precision.file_name();
-    let file = run.join(file_name);
-    let fresh = super::export::file_is_current(run, file_name);
+    let file = dir.onnx(precision);
+    let fresh = dir.is_current(&file);
     let (onnx, onnx_origin) = if fresh {
         let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
         (bytes, file_name.to_string())
@@ -111,20 +112,20 @@ pub fn load_model(
         );
     } else {
         if file.exists() {
-            eprintln!(
+            note!(
                 "note: {} is older than the model; serving a graph built from the model now \
                  (run `graft export` to refresh the file)",
                 file.display()
             );
         }
         (
-            super::export::build_onnx(run, &model)?,
+            super::export::build_onnx(&dir, &model)?,
             "built at start-up; `graft export` writes and validates model.onnx".to_string(),
         )
     };
     let info_path: Option<PathBuf> = classes_info
         .map(Path::to_path_buf)
-        .or_else(|| Some(run.join("classes.toml")).filter(|p| p.is_file()));
+        .or_else(|| Some(dir.class_info()).filter(|p| p.is_file()));
     let class_info = match &info_path {
         Some(p) => ClassInfo::load(p, &model.meta.classes)?,
         None => ClassInfo::default(),
@@ -137,7 +138,7 @@ pub fn load_model(
         run: run.display().to_string(),
         onnx,
         onnx_origin,
-        encoder: model.meta.encoder.clone(),
+        encoder: model.meta.encoder.name().to_string(),
         preprocess: model.meta.preprocess,
         classes: model.meta.classes.clone(),
         class_info,
@@ -164,5 +165,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    eprintln!("Shutting down…");
+    note!("Shutting down…");
 }

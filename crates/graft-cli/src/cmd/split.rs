@@ -27,7 +27,7 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
     write_manifest(&args.out, &outcome.rows)?;
 
     match outcome.layout {
-        Layout::ImageFolder => println!(
+        Layout::ImageFolder => say!(
             "Split {} images of {} classes {:.0}/{:.0}/{:.0} (seed {}).",
             outcome.rows.len(),
             outcome.classes.len(),
@@ -36,7 +36,7 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
             ratios[2] * 100.0,
             args.seed
         ),
-        Layout::PreSplit => println!(
+        Layout::PreSplit => say!(
             "Kept the folder's own train/val/test split for {} images of {} classes{}.",
             outcome.rows.len(),
             outcome.classes.len(),
@@ -54,45 +54,49 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!(
+    say!(
         "  {:<w$}  {:>7} {:>7} {:>7}",
-        "class", "train", "val", "test"
+        "class",
+        "train",
+        "val",
+        "test"
     );
     let mut totals = [0usize; 3];
     for (class, c) in &outcome.counts {
-        println!("  {class:<w$}  {:>7} {:>7} {:>7}", c[0], c[1], c[2]);
+        say!("  {class:<w$}  {:>7} {:>7} {:>7}", c[0], c[1], c[2]);
         for s in 0..3 {
             totals[s] += c[s];
         }
     }
-    println!(
+    say!(
         "  {:<w$}  {:>7} {:>7} {:>7}",
-        "total", totals[0], totals[1], totals[2]
+        "total",
+        totals[0],
+        totals[1],
+        totals[2]
     );
     if outcome.clusters_kept_together > 0 {
-        println!(
+        say!(
             "{} duplicate/near-duplicate cluster(s) kept within one split.",
             outcome.clusters_kept_together
         );
     }
     if outcome.clusters_across_splits > 0 {
-        println!(
+        say!(
             "warning: {} duplicate cluster(s) span the folder's own splits (test leakage); \
              run `graft data audit` to see them.",
             outcome.clusters_across_splits
         );
     }
     if outcome.layout == Layout::PreSplit && totals[1] == 0 {
-        println!(
-            "note: no val split. Pass --val-from-train 15 to hold out 15% of each train class."
-        );
+        say!("note: no val split. Pass --val-from-train 15 to hold out 15% of each train class.");
     }
     if !outcome.excluded.is_empty() {
-        println!(
+        say!(
             "{} unreadable file(s) left out (run `graft data audit` for the list).",
             outcome.excluded.len()
         );
     }
-    println!("Manifest: {}", args.out.display());
+    say!("Manifest: {}", args.out.display());
     Ok(())
 }

@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use graft_features::FeatureCache;
-use graft_train::model::write_atomic;
+use graft_run::files::{write_file, write_json, BestHead, Metrics, Rows, Temperature};
+use graft_run::{RunDir, RunInfo};
 use graft_train::{
     best, evaluate, run_sweep, Dataset, HeadModel, HeadSpec, ModelMeta, SweepConfig, SweepData,
     SweepEntry, TrainConfig,
 };
-use serde_json::json;
 
 use crate::cli::TrainHeadsArgs;
 
@@ -85,7 +85,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         anyhow::bail!("nothing to train: give at least one --heads and one --lrs value");
     }
     let dir = run_dir(&args.runs, args.name.as_deref())?;
-    println!(
+    say!(
         "Training {} heads ({} × {} learning rates) on {} train / {} val rows of {} features, \
          {} classes{}, {} threads",
         runs.len(),
@@ -139,7 +139,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             classes: ds.classes.clone(),
             feature_dim: ds.dim / ds.locations,
             locations: ds.locations,
-            encoder: header.encoder.clone(),
+            encoder: header.encoder,
             weights: header.weights.clone(),
             preprocess: header.preprocess,
             train: winner.config.clone(),
@@ -150,50 +150,60 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         standardizer: ds.standardizer.clone(),
     };
     model.save(&dir)?;
+    let run = RunDir::new(&dir);
     let features = std::fs::canonicalize(&args.features).unwrap_or_else(|_| args.features.clone());
-    write_atomic(
-        &dir.join(super::eval::RUN_FILE),
-        (serde_json::to_string_pretty(&json!({ "features": features }))? + "\n").as_bytes(),
+    write_json(
+        &run.info(),
+        &RunInfo {
+            features,
+            finetuned_from: None,
+        },
     )?;
-    write_atomic(&dir.join("sweep.csv"), sweep_csv(&entries).as_bytes())?;
-    write_atomic(&dir.join("history.csv"), history_csv(winner).as_bytes())?;
+    write_file(&run.sweep(), sweep_csv(&entries)?.as_bytes())?;
+    write_file(&run.history(), history_csv(winner)?.as_bytes())?;
 
     let test = (!ds.test.is_empty()).then(|| evaluate(&winner.outcome.head, ds, &ds.test));
     let seeds = (args.seeds > 1).then(|| {
         let list: Vec<u64> = (0..args.seeds as u64).map(|i| args.seed + i).collect();
-        eprintln!(
+        note!(
             "Retraining the best configuration with {} seeds …",
             list.len()
         );
         graft_train::repeat_seeds(ds, &winner.config, &list)
     });
-    let metrics = json!({
-        "features": args.features,
-        "encoder": header.encoder,
-        "best": {
-            "head": winner.config.head.to_string(),
-            "lr": winner.config.lr,
-            "best_epoch": winner.outcome.best_epoch,
-            "balance": winner.outcome.balance.to_string(),
-            "val_macro_f1": winner.outcome.val_macro_f1,
-            "val_accuracy": winner.outcome.val_acc,
-            "test_macro_f1": test.as_ref().map(|t| t.macro_f1()),
-            "test_accuracy": test.as_ref().map(|t| t.accuracy()),
+    let metrics = Metrics {
+        features: args.features.clone(),
+        encoder: header.encoder,
+        best: BestHead {
+            head: winner.config.head.to_string(),
+            lr: winner.config.lr,
+            best_epoch: winner.outcome.best_epoch,
+            balance: winner.outcome.balance.to_string(),
+            val_macro_f1: winner.outcome.val_macro_f1,
+            val_accuracy: winner.outcome.val_acc,
+            test_macro_f1: test.as_ref().map(|t| t.macro_f1()),
+            test_accuracy: test.as_ref().map(|t| t.accuracy()),
         },
-        "rows": {"train": ds.train.len(), "val": ds.val.len(), "test": ds.test.len()},
-        "val_held_out_of_train": ds.val_held_out,
-        "sweep_seconds": sweep_secs,
-        "temperature": {"value": temperature, "val_nll_before": nll_before, "val_nll_after": nll_after},
-        "seeds": seeds,
-        "sweep": sweep,
-    });
-    write_atomic(
-        &dir.join("metrics.json"),
-        (serde_json::to_string_pretty(&metrics)? + "\n").as_bytes(),
-    )?;
+        rows: Rows {
+            train: ds.train.len(),
+            val: ds.val.len(),
+            test: ds.test.len(),
+        },
+        val_held_out_of_train: ds.val_held_out,
+        sweep_seconds: sweep_secs,
+        temperature: Temperature {
+            value: temperature,
+            val_nll_before: nll_before,
+            val_nll_after: nll_after,
+        },
+        seeds: seeds.clone(),
+        sweep: sweep.clone(),
+        eval: Default::default(),
+    };
+    write_json(&run.metrics(), &metrics)?;
 
-    println!("{}", sweep_table(&entries, b));
-    println!(
+    say!("{}", sweep_table(&entries, b));
+    say!(
         "Sweep: {} configurations in {:.1} s. Best: {} lr {} (val macro-F1 {:.4}, val acc {:.4}{}).",
         entries.len(),
         sweep_secs,
@@ -212,7 +222,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
         }
     );
     if let Some(r) = &seeds {
-        println!(
+        say!(
             "Over {} seeds ({} split): accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4} (mean ± 95% CI)",
             r.seeds.len(),
             r.split,
@@ -222,10 +232,8 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
             r.macro_f1.ci95
         );
     }
-    println!(
-        "Calibration: temperature {temperature:.3} (val NLL {nll_before:.4} → {nll_after:.4})."
-    );
-    println!("Run folder: {}", dir.display());
+    say!("Calibration: temperature {temperature:.3} (val NLL {nll_before:.4} → {nll_after:.4}).");
+    say!("Run folder: {}", dir.display());
     Ok(())
 }
 
@@ -269,37 +277,53 @@ fn sweep_table(entries: &[SweepEntry], best: usize) -> String {
     s
 }
 
-fn sweep_csv(entries: &[SweepEntry]) -> String {
-    let mut s = String::from(
-        "head,lr,epochs_run,best_epoch,stopped_early,balance,val_macro_f1,val_accuracy,seconds\n",
-    );
-    for e in entries {
+fn sweep_csv(entries: &[SweepEntry]) -> anyhow::Result<String> {
+    let header = [
+        "head",
+        "lr",
+        "epochs_run",
+        "best_epoch",
+        "stopped_early",
+        "balance",
+        "val_macro_f1",
+        "val_accuracy",
+        "seconds",
+    ];
+    let rows = entries.iter().map(|e| {
         let o = &e.outcome;
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{},{:.6},{:.6},{:.3}",
-            e.config.head,
-            e.config.lr,
-            o.history.len(),
-            o.best_epoch,
-            o.stopped_early,
-            o.balance,
-            o.val_macro_f1,
-            o.val_acc,
-            o.seconds
-        );
-    }
-    s
+        [
+            e.config.head.to_string(),
+            e.config.lr.to_string(),
+            o.history.len().to_string(),
+            o.best_epoch.to_string(),
+            o.stopped_early.to_string(),
+            o.balance.to_string(),
+            format!("{:.6}", o.val_macro_f1),
+            format!("{:.6}", o.val_acc),
+            format!("{:.3}", o.seconds),
+        ]
+    });
+    Ok(graft_data::table::to_csv(&header, rows)?)
 }
 
-fn history_csv(e: &SweepEntry) -> String {
-    let mut s = String::from("epoch,train_loss,val_macro_f1,val_accuracy,lr,seconds\n");
-    for h in &e.outcome.history {
-        let _ = writeln!(
-            s,
-            "{},{:.6},{:.6},{:.6},{:.6e},{:.3}",
-            h.epoch, h.train_loss, h.val_macro_f1, h.val_acc, h.lr, h.seconds
-        );
-    }
-    s
+fn history_csv(e: &SweepEntry) -> anyhow::Result<String> {
+    let header = [
+        "epoch",
+        "train_loss",
+        "val_macro_f1",
+        "val_accuracy",
+        "lr",
+        "seconds",
+    ];
+    let rows = e.outcome.history.iter().map(|h| {
+        [
+            h.epoch.to_string(),
+            format!("{:.6}", h.train_loss),
+            format!("{:.6}", h.val_macro_f1),
+            format!("{:.6}", h.val_acc),
+            format!("{:.6e}", h.lr),
+            format!("{:.3}", h.seconds),
+        ]
+    });
+    Ok(graft_data::table::to_csv(&header, rows)?)
 }

@@ -24,7 +24,7 @@ pub fn preprocess() -> Preprocess {
 
 /// Chunks of 4 encoded in batches of 3, so batches end inside and at chunk boundaries.
 pub fn options() -> ExtractOptions {
-    let mut o = ExtractOptions::new("test-mean-std", "weights-v1", preprocess());
+    let mut o = ExtractOptions::new(EncoderKind::MobileNetV2, "weights-v1", preprocess());
     o.chunk = 4;
     o.batch = 3;
     o

@@ -6,7 +6,9 @@ mod efficientnet_lite;
 mod mobilenet_v2;
 mod spec;
 
-pub use spec::{Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding, Preprocess};
+pub use spec::{
+    Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding, Preprocess, UnknownEncoder,
+};
 
 use crate::weights::{StateDict, WeightError};
 

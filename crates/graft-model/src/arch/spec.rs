@@ -3,8 +3,11 @@
 pub use graft_data::preprocess::{Filter, Preprocess};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// A pretrained encoder graft knows. Written and read as the name users type
+/// ([`EncoderKind::name`]) in every file (config.toml, model.json, cache headers); parsed
+/// leniently ([`std::str::FromStr`]: case, `_` for `-`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum EncoderKind {
     MobileNetV2,
     EfficientNetLite0,
@@ -30,11 +33,9 @@ impl EncoderKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<EncoderKind> {
-        let n = name.to_ascii_lowercase().replace('_', "-");
-        EncoderKind::ALL
-            .into_iter()
-            .find(|k| k.name() == n || k.name().replace('-', "") == n.replace('-', ""))
+    /// The names, for messages and `--help`.
+    pub fn names() -> String {
+        EncoderKind::ALL.map(EncoderKind::name).join(", ")
     }
 
     /// How images must be prepared for this encoder's pretrained weights.
@@ -67,6 +68,90 @@ impl EncoderKind {
 impl std::fmt::Display for EncoderKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// `kind == "mobilenet-v2"`: compares the name users type.
+impl PartialEq<&str> for EncoderKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
+}
+
+/// A name that is no encoder graft knows: the one message for it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown encoder {0:?}; choose one of {names} (see `graft models list`)", names = EncoderKind::names())]
+pub struct UnknownEncoder(pub String);
+
+impl std::str::FromStr for EncoderKind {
+    type Err = UnknownEncoder;
+
+    fn from_str(name: &str) -> Result<EncoderKind, UnknownEncoder> {
+        let n = name.to_ascii_lowercase().replace('_', "-");
+        EncoderKind::ALL
+            .into_iter()
+            .find(|k| k.name() == n || k.name().replace('-', "") == n.replace('-', ""))
+            .ok_or_else(|| UnknownEncoder(name.to_string()))
+    }
+}
+
+impl From<EncoderKind> for &'static str {
+    fn from(k: EncoderKind) -> &'static str {
+        k.name()
+    }
+}
+
+impl TryFrom<String> for EncoderKind {
+    type Error = UnknownEncoder;
+
+    fn try_from(name: String) -> Result<EncoderKind, UnknownEncoder> {
+        name.parse()
+    }
+}
+
+/// `--encoder NAME` on the command line: parsed like [`std::str::FromStr`] (with its message),
+/// the names listed in `--help` and completions.
+#[cfg(feature = "clap")]
+mod cli {
+    use super::EncoderKind;
+    use clap::builder::{PossibleValue, TypedValueParser, ValueParserFactory};
+
+    #[derive(Debug, Clone, Copy)]
+    pub struct EncoderKindParser;
+
+    impl TypedValueParser for EncoderKindParser {
+        type Value = EncoderKind;
+
+        fn parse_ref(
+            &self,
+            cmd: &clap::Command,
+            _arg: Option<&clap::Arg>,
+            value: &std::ffi::OsStr,
+        ) -> Result<EncoderKind, clap::Error> {
+            value
+                .to_string_lossy()
+                .parse()
+                .map_err(|e: super::UnknownEncoder| {
+                    clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
+                        .with_cmd(cmd)
+                })
+        }
+
+        fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+            Some(Box::new(
+                EncoderKind::ALL
+                    .into_iter()
+                    .map(|k| PossibleValue::new(k.name())),
+            ))
+        }
+    }
+
+    impl ValueParserFactory for EncoderKind {
+        type Parser = EncoderKindParser;
+
+        fn value_parser() -> EncoderKindParser {
+            EncoderKindParser
+        }
     }
 }
 
@@ -193,16 +278,24 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for k in EncoderKind::ALL {
-            assert_eq!(EncoderKind::from_name(k.name()), Some(k));
+            assert_eq!(k.name().parse(), Ok(k));
+            // Files hold the name users type.
+            let json = serde_json::to_string(&k).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", k.name()));
+            assert_eq!(
+                serde_json::from_str::<EncoderKind>(&json).expect("parse"),
+                k
+            );
         }
+        assert_eq!("MobileNet_V2".parse(), Ok(EncoderKind::MobileNetV2));
         assert_eq!(
-            EncoderKind::from_name("MobileNet_V2"),
-            Some(EncoderKind::MobileNetV2)
+            "efficientnetlite0".parse(),
+            Ok(EncoderKind::EfficientNetLite0)
         );
-        assert_eq!(
-            EncoderKind::from_name("efficientnetlite0"),
-            Some(EncoderKind::EfficientNetLite0)
-        );
-        assert_eq!(EncoderKind::from_name("resnet"), None);
+        let err = "resnet".parse::<EncoderKind>().expect_err("unknown");
+        assert!(err
+            .to_string()
+            .starts_with("unknown encoder \"resnet\"; choose one of mobilenet-v2"));
+        assert!(serde_json::from_str::<EncoderKind>("\"resnet\"").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The encoder family as an ONNX graph, built from the same [`NetSpec`] as every backend.
 
 use super::graph::{Attr, Dim, Graph};
-use super::quant::{fake_quant, quantized_conv_params, Calibration, QParams};
+use super::quant::{fake_quant, quantized_conv_params, Calibration, QParams, WeightBits};
 use super::OnnxError;
 use crate::arch::{Act, ConvBn, Linear, NetSpec};
 use crate::weights::StateDict;
@@ -57,6 +57,8 @@ pub enum Precision<'a> {
     Int8 {
         calibration: &'a Calibration,
         float_blocks: usize,
+        /// [`WeightBits::for_this_cpu`] unless a file is made for another CPU.
+        weights: WeightBits,
     },
 }
 
@@ -161,8 +163,8 @@ pub fn encoder_graph_in(
             }
             let (w, b) = fold_bn(layer, weights, spec.bn_eps)?;
             let (wn, bn) = match (precision, acts.current) {
-                (Precision::Int8 { .. }, Some(input)) => {
-                    quantized_conv_params(&mut g, &layer.conv, &w.0, &w.1, &b, input.scale)
+                (Precision::Int8 { weights: bits, .. }, Some(input)) => {
+                    quantized_conv_params(&mut g, &layer.conv, &w.0, &w.1, &b, input.scale, bits)
                 }
                 _ => (
                     g.initializer(&format!("{}.folded", layer.conv), &w.0, &w.1),

@@ -13,7 +13,7 @@ pub use export::{
     Precision,
 };
 pub use graph::{Attr, DataType, Dim, Graph, IR_VERSION, OPSET};
-pub use quant::Calibration;
+pub use quant::{Calibration, WeightBits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {

@@ -2,6 +2,12 @@
 //! (QLinearConv and friends): weights int8, symmetric, one scale per output channel;
 //! activations uint8, asymmetric, one scale per tensor from ranges observed on calibration
 //! images; biases int32 at the product of input and weight scales.
+//!
+//! x86-64 CPUs without VNNI (AVX2, AVX-512 without VNNI) run ONNX Runtime's uint8×int8 kernels
+//! with `VPMADDUBSW`, which adds pairs of u8·s8 products in 16 bits with saturation: with
+//! weights up to ±127 a pair reaches 2·255·127 = 64,770 and clips at 32,767. Weights kept
+//! within ±63 ([`WeightBits::Seven`]) cannot clip (2·255·63 = 32,130); VNNI accumulates in
+//! 32 bits and takes the full ±127.
 
 use std::collections::BTreeMap;
 
@@ -73,19 +79,67 @@ impl QParams {
     }
 }
 
-/// Symmetric int8 per output channel: `w[o] ≈ scale[o] · q[o]`, q in [−127, 127].
-pub fn quantize_weights(w: &[f32], out_channels: usize) -> (Vec<i8>, Vec<f32>) {
+/// How many levels the int8 weights use (see the module's note on CPUs without VNNI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightBits {
+    /// q in [−127, 127]: exact on CPUs with VNNI (and on ARM), may saturate without it.
+    Eight,
+    /// q in [−63, 63] ("reduce range"): exact on every x86-64, at twice the rounding step.
+    Seven,
+}
+
+impl WeightBits {
+    /// The largest |q|.
+    pub fn max_level(self) -> i8 {
+        match self {
+            WeightBits::Eight => 127,
+            WeightBits::Seven => 63,
+        }
+    }
+
+    /// The range that is exact on the CPU this runs on: 7 bits on x86-64 without VNNI.
+    pub fn for_this_cpu() -> WeightBits {
+        if cpu_has_vnni() {
+            WeightBits::Eight
+        } else {
+            WeightBits::Seven
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightBits::Eight => "8-bit",
+            WeightBits::Seven => "7-bit",
+        }
+    }
+}
+
+/// Whether this CPU's integer dot products accumulate in 32 bits: x86-64 with AVX-512 VNNI or
+/// AVX-VNNI; always true elsewhere (ARM's dot-product instructions do not saturate).
+pub fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
+/// Symmetric int8 per output channel: `w[o] ≈ scale[o] · q[o]`, |q| ≤ `bits.max_level()`.
+pub fn quantize_weights(w: &[f32], out_channels: usize, bits: WeightBits) -> (Vec<i8>, Vec<f32>) {
     let per = w.len() / out_channels.max(1);
+    let top = f32::from(bits.max_level());
     let mut q = Vec::with_capacity(w.len());
     let mut scales = Vec::with_capacity(out_channels);
     for row in w.chunks(per.max(1)) {
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let s = if max > 0.0 { max / top } else { 1.0 };
         scales.push(s);
-        q.extend(
-            row.iter()
-                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
-        );
+        q.extend(row.iter().map(|v| (v / s).round().clamp(-top, top) as i8));
     }
     (q, scales)
 }
@@ -121,9 +175,10 @@ pub fn quantized_conv_params(
     w: &[f32],
     b: &[f32],
     input_scale: f32,
+    bits: WeightBits,
 ) -> (String, String) {
     let out = shape[0];
-    let (qw, ws) = quantize_weights(w, out);
+    let (qw, ws) = quantize_weights(w, out, bits);
     let wq = g.i8_initializer(&format!("{name}.weight_q"), shape, &qw);
     let wsn = g.initializer(&format!("{name}.weight_scale"), &[out], &ws);
     let wz = g.i8_initializer(&format!("{name}.weight_zero_point"), &[out], &vec![0; out]);
@@ -169,20 +224,30 @@ mod tests {
     #[test]
     fn weights_round_trip_within_half_a_step_per_channel() {
         let w = [0.5, -0.25, 0.125, 0.0, 100.0, -3.0, 0.0, 0.0];
-        let (q, s) = quantize_weights(&w, 2);
-        assert_eq!(s.len(), 2);
-        assert_eq!(q[0], 127);
-        assert_eq!(q[4], 127);
-        for (i, (&qi, &wi)) in q.iter().zip(&w).enumerate() {
-            let back = f32::from(qi) * s[i / 4];
-            assert!(
-                (back - wi).abs() <= s[i / 4] / 2.0 + 1e-6,
-                "{i}: {back} vs {wi}"
-            );
+        for bits in [WeightBits::Eight, WeightBits::Seven] {
+            let (q, s) = quantize_weights(&w, 2, bits);
+            assert_eq!(s.len(), 2);
+            assert_eq!(q[0], bits.max_level());
+            assert_eq!(q[4], bits.max_level());
+            for (i, (&qi, &wi)) in q.iter().zip(&w).enumerate() {
+                let back = f32::from(qi) * s[i / 4];
+                assert!(
+                    (back - wi).abs() <= s[i / 4] / 2.0 + 1e-6,
+                    "{i}: {back} vs {wi}"
+                );
+            }
+            // An all-zero channel does not divide by zero.
+            let (q, s) = quantize_weights(&[0.0; 4], 1, bits);
+            assert_eq!((q, s), (vec![0; 4], vec![1.0]));
         }
-        // An all-zero channel does not divide by zero.
-        let (q, s) = quantize_weights(&[0.0; 4], 1);
-        assert_eq!((q, s), (vec![0; 4], vec![1.0]));
+    }
+
+    #[test]
+    fn seven_bit_weights_cannot_saturate_a_sixteen_bit_pair_sum() {
+        // VPMADDUBSW: u8 activation × s8 weight, two products summed in i16.
+        let pair = |w: i8| 2 * 255 * i32::from(w);
+        assert!(pair(WeightBits::Seven.max_level()) <= i32::from(i16::MAX));
+        assert!(pair(WeightBits::Eight.max_level()) > i32::from(i16::MAX));
     }
 
     #[test]

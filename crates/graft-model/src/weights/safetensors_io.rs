@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -57,31 +56,11 @@ pub fn save_safetensors(sd: &StateDict, path: &Path) -> Result<(), WeightError> 
     let out = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| st_err(path, e))?;
     let out = canonical_header(out).map_err(|e| st_err(path, e))?;
 
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| WeightError::io(&dir, "create directory", e))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| st_err(path, "the path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> Result<(), WeightError> {
-        let mut f = fs::File::create(&tmp).map_err(|e| WeightError::io(&tmp, "create", e))?;
-        f.write_all(&out)
-            .map_err(|e| WeightError::io(&tmp, "write", e))?;
-        f.sync_all().map_err(|e| WeightError::io(&tmp, "sync", e))?;
-        fs::rename(&tmp, path).map_err(|e| WeightError::io(path, "rename temp file onto", e))
-    };
-    let result = write();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| WeightError::io(dir, "create directory", e))?;
     }
-    result
+    graft_data::atomic::write_atomic(path, &out)
+        .map_err(|e| WeightError::io(path, "write (atomically)", e))
 }
 
 /// The same file with its JSON header keys sorted: the metadata map is a `HashMap`, whose order

@@ -110,7 +110,7 @@ fn model(spec: HeadSpec, classes: usize) -> HeadModel {
             classes: (0..classes).map(|c| format!("c{c}")).collect(),
             feature_dim: 6,
             locations: 1,
-            encoder: "mobilenet-v2".into(),
+            encoder: graft_model::arch::EncoderKind::MobileNetV2,
             weights: "tiny".into(),
             preprocess: pre(),
             train: TrainConfig::default(),

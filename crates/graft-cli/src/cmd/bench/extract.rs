@@ -49,8 +49,7 @@ impl Timing {
 }
 
 pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
-    let kind = EncoderKind::from_name(&args.encoder)
-        .with_context(|| format!("unknown encoder {:?}", args.encoder))?;
+    let kind = args.encoder;
     let source =
         Source::open(&args.data).with_context(|| format!("reading {}", args.data.display()))?;
     if source.is_empty() {
@@ -215,12 +214,18 @@ fn run_graft(
     let out = work.join(format!("cache-{backend}"));
     let report = work.join(format!("report-{backend}.json"));
     let _ = std::fs::remove_dir_all(&out);
-    eprintln!("running graft extract --backend {backend} …");
+    note!("running graft extract --backend {backend} …");
     let t = Instant::now();
     let status = Command::new(exe)
         .args(["--threads", &threads.to_string(), "extract", "--data"])
         .arg(manifest)
-        .args(["--encoder", &args.encoder, "--backend", backend, "--batch"])
+        .args([
+            "--encoder",
+            args.encoder.name(),
+            "--backend",
+            backend,
+            "--batch",
+        ])
         .arg(args.batch.to_string())
         .arg("--out")
         .arg(&out)
@@ -252,9 +257,7 @@ fn run_torch(
     threads: usize,
 ) -> anyhow::Result<(Timing, Vec<Vec<f32>>, String)> {
     super::require_python(&args.reference.python, &["torch", "torchvision"])?;
-    let weights = graft_model::fetch::cache_dir()
-        .join("models")
-        .join(format!("{}.safetensors", args.encoder));
+    let weights = graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), args.encoder);
     if !weights.exists() {
         bail!(
             "{} missing: run `graft models fetch {}`",
@@ -271,7 +274,7 @@ fn run_torch(
     std::fs::write(&list, text)?;
     let script = work.join("torch_extract.py");
     std::fs::write(&script, TORCH_SCRIPT)?;
-    eprintln!("running the PyTorch reference on {n} images …");
+    note!("running the PyTorch reference on {n} images …");
     let t = Instant::now();
     let out = Command::new(&args.reference.python)
         .arg(&script)

@@ -21,9 +21,8 @@ const TORCH_SCRIPT: &str = include_str!("../../../../../scripts/bench/torch_fine
 const CLASSES: usize = 10;
 
 pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
-    let kind = graft_model::arch::EncoderKind::from_name(&args.encoder)
-        .with_context(|| format!("unknown encoder {:?}", args.encoder))?;
-    let (spec, weights) = super::super::encoder::load_weights(kind)?;
+    let kind = args.encoder;
+    let (spec, weights) = graft_run::encoder::load_weights(kind)?;
     let blocks = spec.blocks.len();
     if args.unfreeze_blocks == 0 || args.unfreeze_blocks >= blocks {
         bail!("--unfreeze-blocks must be in 1..{}", blocks - 1);
@@ -119,7 +118,7 @@ fn fresh_head(spec: &NetSpec) -> HeadModel {
             classes: (0..CLASSES).map(|c| format!("class{c}")).collect(),
             feature_dim: d,
             locations: 1,
-            encoder: spec.kind.name().into(),
+            encoder: spec.kind,
             weights: "bench".into(),
             preprocess: spec.preprocess,
             train: TrainConfig::default(),
@@ -193,7 +192,7 @@ fn reference(args: &BenchFinetuneArgs, threads: usize, size: usize) -> anyhow::R
     let script =
         std::env::temp_dir().join(format!("graft-bench-finetune-{}.py", std::process::id()));
     std::fs::write(&script, TORCH_SCRIPT)?;
-    eprintln!("running the PyTorch reference …");
+    note!("running the PyTorch reference …");
     let out = Command::new(&args.reference.python)
         .arg(&script)
         .args(["--threads", &threads.to_string()])

@@ -159,7 +159,7 @@ fn reference(
         std::fs::write(work.join("sweep.json"), serde_json::to_vec(&meta)?)?;
         let script = work.join("torch_heads.py");
         std::fs::write(&script, TORCH_SCRIPT)?;
-        eprintln!("running the PyTorch reference sweep …");
+        note!("running the PyTorch reference sweep …");
         let out = Command::new(&args.reference.python)
             .arg(&script)
             .arg("--work")

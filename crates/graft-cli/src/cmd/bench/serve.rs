@@ -23,10 +23,12 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading the model of run {}", args.run.display()))?;
     let image = match &args.image {
         Some(p) => p.clone(),
-        None => super::super::eval::held_out_images(&args.run, &model, 1)?
-            .into_iter()
-            .next()
-            .context("the run has no test or val image; pass --image")?,
+        None => {
+            graft_run::held_out::held_out_images(&graft_run::RunDir::new(&args.run), &model, 1)?
+                .into_iter()
+                .next()
+                .context("the run has no test or val image; pass --image")?
+        }
     };
     // The cache records paths relative to its own root: show the plain path.
     let image = std::fs::canonicalize(&image).unwrap_or(image);
@@ -179,10 +181,10 @@ fn direct_latency(
         }
     }
     Ok(Direct {
-        total: percentile(&mut total, 0.5),
-        decode: percentile(&mut dec, 0.5),
-        preprocess: percentile(&mut prep, 0.5),
-        model: percentile(&mut model, 0.5),
+        total: graft_eval::percentile(&mut total, 0.5),
+        decode: graft_eval::percentile(&mut dec, 0.5),
+        preprocess: graft_eval::percentile(&mut prep, 0.5),
+        model: graft_eval::percentile(&mut model, 0.5),
     })
 }
 
@@ -333,35 +335,9 @@ fn load(base: &str, bytes: &[u8], clients: usize, total: usize) -> anyhow::Resul
     Ok(LoadResult {
         latencies: times.len(),
         throughput: times.len() as f64 / wall,
-        p50: percentile(&mut times, 0.50),
-        p95: percentile(&mut times, 0.95),
-        p99: percentile(&mut times, 0.99),
+        p50: graft_eval::percentile(&mut times, 0.50),
+        p95: graft_eval::percentile(&mut times, 0.95),
+        p99: graft_eval::percentile(&mut times, 0.99),
         errors,
     })
-}
-
-/// Nearest-rank percentile (`q` in 0–1); sorts `v`.
-fn percentile(v: &mut [f64], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).rev().collect();
-        assert_eq!(percentile(&mut v, 0.5), 50.0);
-        assert_eq!(percentile(&mut v, 0.95), 95.0);
-        assert_eq!(percentile(&mut v, 0.99), 99.0);
-        assert_eq!(percentile(&mut v, 1.0), 100.0);
-        assert_eq!(percentile(&mut [7.0], 0.5), 7.0);
-        assert_eq!(percentile(&mut [], 0.5), 0.0);
-    }
 }

@@ -12,13 +12,16 @@ use graft_data::scan::Split;
 use graft_features::Origin;
 use graft_model::arch::NetSpec;
 use graft_model::prefix::PrefixEncoder;
+use graft_run::files::{
+    write_json, EpochSpeed, FinetuneMetrics, FinetuneSeconds, FinetuneTest, FrozenVsTuned, Scores,
+};
+use graft_run::{RunDir, RunInfo};
 use graft_train::finetune::{
     self, acts, memory::parse_bytes, memory::Estimate, prefix_spec, Acts, CachedSource, Event,
     FinetuneConfig, ImageSource, Source, StageData, TopNet,
 };
 use graft_train::model::write_atomic;
 use graft_train::HeadModel;
-use serde_json::json;
 
 use crate::cli::FinetuneArgs;
 use crate::progress;
@@ -29,18 +32,14 @@ mod rows;
 use output::save_outputs;
 use rows::{fingerprint, plain, Rows};
 
-const DIR: &str = "finetune";
-const CHECKPOINT: &str = "checkpoint.bin";
-const METRICS: &str = "metrics.json";
-const SETTINGS: &str = "settings.json";
-
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let (run, resume) = match (&args.run, &args.resume) {
         (Some(r), None) => (r.clone(), false),
         (None, Some(r)) => (r.clone(), true),
         _ => bail!("give either --run RUN (start) or --resume RUN (continue)"),
     };
-    let settings_path = run.join(DIR).join(SETTINGS);
+    let tuned = RunDir::new(&run).finetune();
+    let settings_path = tuned.finetune_settings();
     // A resumed fine-tune continues with the settings it was started with (only the backend
     // may change).
     let args = if resume && settings_path.exists() {
@@ -67,7 +66,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let model = HeadModel::load(&run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
     // A run fine-tuned before continues from its own encoder, not the pretrained one.
-    let (spec, weights) = super::encoder::load_run_weights(&run, &model)?;
+    let (spec, weights) = graft_run::encoder::load_run_weights(&RunDir::new(&run), &model)?;
     let kind = spec.kind;
     let blocks = spec.blocks.len();
     if args.unfreeze_blocks == 0 || args.unfreeze_blocks >= blocks {
@@ -88,38 +87,37 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     if args.dry_run {
         return dry_run(&spec, &net, &cfg, &args.memory);
     }
-    let dir = run.join(DIR);
-    let ckpt = dir.join(CHECKPOINT);
+    let dir = tuned.root().to_path_buf();
+    let ckpt = tuned.checkpoint();
     if args.restart {
         // Everything but the activation cache (still valid for the same images and cut).
         let outputs = [
-            CHECKPOINT,
-            METRICS,
-            SETTINGS,
-            output::ENCODER_FILE,
-            graft_train::model::MODEL_FILE,
-            graft_train::model::META_FILE,
-            "history.csv",
-            "augmented_batch.png",
-            super::eval::RUN_FILE,
-            "model.onnx",
-            "model.int8.onnx",
-            "export.json",
-            "model_card.md",
+            tuned.checkpoint(),
+            tuned.metrics(),
+            tuned.finetune_settings(),
+            tuned.encoder_weights(),
+            tuned.model_weights(),
+            tuned.model_meta(),
+            tuned.history(),
+            tuned.augmented_batch(),
+            tuned.info(),
+            tuned.onnx(graft_run::Precision::Fp32),
+            tuned.onnx(graft_run::Precision::Int8),
+            tuned.export_records(),
+            tuned.model_card(),
         ];
-        for f in outputs {
-            let p = dir.join(f);
+        for p in outputs {
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
             }
         }
     }
-    let finished = dir.join(METRICS).exists();
+    let finished = tuned.metrics().exists();
     match (resume, ckpt.exists(), finished) {
         (_, _, true) => bail!(
             "{} is already fine-tuned (see {}); pass --restart to fine-tune it again",
             run.display(),
-            dir.join(METRICS).display()
+            tuned.metrics().display()
         ),
         (false, true, _) => bail!(
             "{} holds an interrupted fine-tune; continue it with `graft finetune --resume {}` \
@@ -141,12 +139,12 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
 
     // Cached activations at the cut, for every split (built once, resumable).
     let cache_started = Instant::now();
-    let features = super::eval::features_of(&run, None)?;
-    let cache = super::eval::open_run_cache(&features, &model)?;
+    let features = graft_run::held_out::features_of(&RunDir::new(&run), None)?;
+    let cache = graft_run::held_out::open_run_cache(&features, &model)?;
     let origin = Origin::read(&features)
         .with_context(|| format!("{} does not say where its images are", features.display()))?;
     let mut encoder = PrefixEncoder::new(&prefix_spec(&spec, cut), &weights)?;
-    let acts_dir = dir.join(format!("acts-b{cut}"));
+    let acts_dir = tuned.activations(cut);
     let mut load = |items: &[(acts::Item, String)], split: Split| -> anyhow::Result<Acts> {
         let name = split_name(split);
         let fp = fingerprint(&model, cut, items);
@@ -191,7 +189,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         rows.items_of(&rows.test),
     );
     if rows.val_held_out {
-        println!(
+        say!(
             "The data has no val split: {} training images held out as val, as head training did \
              (--val-fraction {}, seed {}).",
             val.len(),
@@ -200,7 +198,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     let cache_secs = cache_started.elapsed().as_secs_f64();
-    println!(
+    say!(
         "Activations at block {cut} ({}×{}×{}): {} train, {} val, {} test images ({:.0} MB in f16, {:.1} s)",
         net.input()[0],
         net.input()[1],
@@ -217,7 +215,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut on = printer();
     if resume {
-        println!("Resuming from {}", ckpt.display());
+        say!("Resuming from {}", ckpt.display());
     }
     let classes = model.meta.classes.len();
     let cached = |acts: Acts| -> Arc<dyn Source> {
@@ -249,7 +247,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let train_images = images(&train_items, augment);
     if cfg.epochs[2] > 0 {
         let rows: Vec<usize> = (0..train_items.len().min(32)).collect();
-        let png = dir.join("augmented_batch.png");
+        let png = tuned.augmented_batch();
         train_images
             .preview(&rows, 0)?
             .save(&png)
@@ -266,52 +264,73 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     // Test images: the cache describes the frozen lower encoder, so a kept stage 3 is scored
     // from the images themselves.
     let frozen = finetune::evaluate(&net, &start, test_c.as_ref(), &device)?;
-    let tuned = if out.changed_lower_blocks() {
+    let tuned_scores = if out.changed_lower_blocks() {
         let src = images(&test_items, AugmentConfig::off());
         finetune::evaluate(&net, &out.values, &src, &device)?
     } else {
         finetune::evaluate(&net, &out.values, test_c.as_ref(), &device)?
     };
-    println!(
+    say!(
         "Test ({} images): frozen head accuracy {:.4} macro-F1 {:.4} → fine-tuned accuracy {:.4} macro-F1 {:.4}",
         test_len,
         frozen.accuracy(),
         frozen.macro_f1(),
-        tuned.accuracy(),
-        tuned.macro_f1()
+        tuned_scores.accuracy(),
+        tuned_scores.macro_f1()
     );
-    save_outputs(&dir, &spec, &weights, &model, &net, &out)?;
+    save_outputs(&tuned, &spec, &weights, &model, &net, &out)?;
     // The fine-tuned run reads its images from the same cache's list (export validation).
-    let run_json = json!({ "features": features, "finetuned_from": run });
-    write_atomic(
-        &dir.join(super::eval::RUN_FILE),
-        &serde_json::to_vec_pretty(&run_json)?,
-    )?;
-    let metrics = json!({
-        "encoder": model.meta.encoder,
-        "weights": model.meta.weights,
-        "trained_from_block": cut,
-        "trained_blocks": args.unfreeze_blocks,
-        "activation_shape": net.input(),
-        "trained_parameters": net.param_count(),
-        "config": out.config,
-        "stages": out.stages,
-        "val_macro_f1": { "frozen": out.start_f1, "finetuned": out.best_f1 },
-        "test": {
-            "split": split_name(Split::Test),
-            "images": test_len,
-            "frozen": { "accuracy": frozen.accuracy(), "macro_f1": frozen.macro_f1() },
-            "finetuned": { "accuracy": tuned.accuracy(), "macro_f1": tuned.macro_f1() },
+    write_json(
+        &tuned.info(),
+        &RunInfo {
+            features,
+            finetuned_from: Some(run.clone()),
         },
-        "train_images": train_n,
-        "val_images": val_n,
-        "images_per_second": out.history.iter().map(|r| json!({"stage": r.stage + 1, "epoch": r.epoch + 1, "images_per_second": r.images_per_second})).collect::<Vec<_>>(),
-        "seconds": { "activation_cache": cache_secs, "training": train_secs },
-        "resumed": out.resumed,
-    });
-    let bytes = serde_json::to_vec_pretty(&metrics)?;
-    write_atomic(&dir.join(METRICS), &bytes)?;
-    println!("Wrote {}", dir.display());
+    )?;
+    let scores = |e: &graft_train::Confusion| Scores {
+        accuracy: e.accuracy(),
+        macro_f1: e.macro_f1(),
+    };
+    let metrics = FinetuneMetrics {
+        encoder: model.meta.encoder,
+        weights: model.meta.weights.clone(),
+        trained_from_block: cut,
+        trained_blocks: args.unfreeze_blocks,
+        activation_shape: net.input(),
+        trained_parameters: net.param_count(),
+        config: out.config.clone(),
+        stages: out.stages.clone(),
+        val_macro_f1: FrozenVsTuned {
+            frozen: out.start_f1,
+            finetuned: out.best_f1,
+        },
+        test: FinetuneTest {
+            split: split_name(Split::Test).to_string(),
+            images: test_len,
+            scores: FrozenVsTuned {
+                frozen: scores(&frozen),
+                finetuned: scores(&tuned_scores),
+            },
+        },
+        train_images: train_n,
+        val_images: val_n,
+        images_per_second: out
+            .history
+            .iter()
+            .map(|r| EpochSpeed {
+                stage: r.stage + 1,
+                epoch: r.epoch + 1,
+                images_per_second: r.images_per_second,
+            })
+            .collect(),
+        seconds: FinetuneSeconds {
+            activation_cache: cache_secs,
+            training: train_secs,
+        },
+        resumed: out.resumed,
+    };
+    write_json(&tuned.metrics(), &metrics)?;
+    say!("Wrote {}", dir.display());
     Ok(())
 }
 
@@ -320,7 +339,7 @@ fn printer() -> impl FnMut(&Event<'_>) -> bool {
     let mut bar: Option<indicatif::ProgressBar> = None;
     move |e: &Event<'_>| {
         match e {
-            Event::Start { val_f1 } => println!("Frozen head: val macro-F1 {val_f1:.4}"),
+            Event::Start { val_f1 } => say!("Frozen head: val macro-F1 {val_f1:.4}"),
             Event::StageStart {
                 stage,
                 updates,
@@ -346,8 +365,8 @@ fn printer() -> impl FnMut(&Event<'_>) -> bool {
                     r.val_macro_f1
                 );
                 match &bar {
-                    Some(pb) => pb.suspend(|| println!("{line}")),
-                    None => println!("{line}"),
+                    Some(pb) => pb.suspend(|| say!("{line}")),
+                    None => say!("{line}"),
                 }
             }
             Event::StageEnd(r) => {
@@ -355,7 +374,7 @@ fn printer() -> impl FnMut(&Event<'_>) -> bool {
                     pb.finish_and_clear();
                 }
                 if r.rolled_back {
-                    println!(
+                    say!(
                         "Stage {} ({}) reached val macro-F1 {:.4}, below {:.4} before it: rolled back.",
                         r.stage + 1,
                         r.name,
@@ -363,7 +382,7 @@ fn printer() -> impl FnMut(&Event<'_>) -> bool {
                         r.before_f1
                     );
                 } else {
-                    println!(
+                    say!(
                         "Stage {} ({}): val macro-F1 {:.4} → {:.4}{}.",
                         r.stage + 1,
                         r.name,

@@ -1,10 +1,8 @@
 //! What a finished fine-tune leaves in `RUN/finetune/`.
 
-use std::fmt::Write as _;
-use std::path::Path;
-
 use graft_model::arch::NetSpec;
 use graft_model::weights::{save_safetensors, StateDict, Tensor as WTensor};
+use graft_run::RunDir;
 use graft_train::finetune::{Outcome, TopNet};
 use graft_train::head::Head;
 use graft_train::model::write_atomic;
@@ -13,10 +11,8 @@ use graft_train::{HeadModel, Standardizer};
 /// `encoder.safetensors` (the pretrained layout, trained blocks written back with neutral
 /// BatchNorm so folding reproduces them), the head as `model.json` + `model.safetensors`, and
 /// `history.csv`.
-pub const ENCODER_FILE: &str = "encoder.safetensors";
-
 pub fn save_outputs(
-    dir: &Path,
+    dir: &RunDir,
     spec: &NetSpec,
     weights: &StateDict,
     model: &HeadModel,
@@ -54,7 +50,7 @@ pub fn save_outputs(
             i += 2;
         }
     }
-    save_safetensors(&sd, &dir.join(ENCODER_FILE))?;
+    save_safetensors(&sd, &dir.encoder_weights())?;
     let mut layers = model.head.layers.clone();
     for l in &mut layers {
         l.w.clone_from(&out.values[i]);
@@ -64,7 +60,7 @@ pub fn save_outputs(
     let d = model.meta.feature_dim;
     let mut meta = model.meta.clone();
     meta.temperature = 1.0;
-    meta.encoder_file = Some(ENCODER_FILE.to_string());
+    meta.encoder_file = Some(graft_run::ENCODER_FILE.to_string());
     let head = HeadModel {
         meta,
         head: Head {
@@ -76,19 +72,24 @@ pub fn save_outputs(
             std: vec![1.0; d],
         },
     };
-    head.save(dir)?;
-    let mut csv = String::from("stage,epoch,train_loss,val_accuracy,val_macro_f1\n");
-    for r in &out.history {
-        let _ = writeln!(
-            csv,
-            "{},{},{:.6},{:.6},{:.6}",
-            r.stage + 1,
-            r.epoch + 1,
-            r.train_loss,
-            r.val_accuracy,
-            r.val_macro_f1
-        );
-    }
-    write_atomic(&dir.join("history.csv"), csv.as_bytes())?;
+    head.save(dir.root())?;
+    let header = [
+        "stage",
+        "epoch",
+        "train_loss",
+        "val_accuracy",
+        "val_macro_f1",
+    ];
+    let rows = out.history.iter().map(|r| {
+        [
+            (r.stage + 1).to_string(),
+            (r.epoch + 1).to_string(),
+            format!("{:.6}", r.train_loss),
+            format!("{:.6}", r.val_accuracy),
+            format!("{:.6}", r.val_macro_f1),
+        ]
+    });
+    let csv = graft_data::table::to_csv(&header, rows)?;
+    write_atomic(&dir.history(), csv.as_bytes())?;
     Ok(())
 }

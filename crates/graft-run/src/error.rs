@@ -1,0 +1,69 @@
+use std::path::{Path, PathBuf};
+
+/// What can go wrong reading, writing or running a run folder. Messages name the file; the
+/// command line adds the flag or command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{} does not exist", path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is damaged: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Data(#[from] graft_data::DataError),
+    #[error(transparent)]
+    Features(#[from] graft_features::FeatureError),
+    #[error(transparent)]
+    Train(#[from] graft_train::TrainError),
+    #[error(transparent)]
+    Weights(#[from] graft_model::weights::WeightError),
+    #[error(transparent)]
+    Fetch(#[from] graft_model::fetch::FetchError),
+    #[error(transparent)]
+    Encoder(#[from] graft_model::encoder::EncoderError),
+    #[error(transparent)]
+    Ort(#[from] graft_model::ort_backend::OrtError),
+    #[error(transparent)]
+    Export(#[from] graft_export::ExportError),
+    #[error(transparent)]
+    Eval(#[from] graft_eval::EvalError),
+}
+
+impl RunError {
+    pub(crate) fn read(path: &Path, source: std::io::Error) -> RunError {
+        let path = path.to_path_buf();
+        if source.kind() == std::io::ErrorKind::NotFound {
+            RunError::Missing { path }
+        } else {
+            RunError::Read { path, source }
+        }
+    }
+
+    pub(crate) fn write(path: &Path, source: std::io::Error) -> RunError {
+        RunError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn json(path: &Path, source: serde_json::Error) -> RunError {
+        RunError::Json {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! A run's feature cache and the images it holds back from training: what evaluation scores,
+//! export validates on and INT8 calibrates from.
+
+use std::path::{Path, PathBuf};
+
+use graft_data::scan::Split;
+use graft_features::{FeatureCache, Origin};
+use graft_train::HeadModel;
+
+use crate::files::{read_json, RunInfo};
+use crate::{RunDir, RunError};
+
+/// The feature cache a run was trained on (from its run.json), unless given.
+pub fn features_of(run: &RunDir, given: Option<&Path>) -> Result<PathBuf, RunError> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let path = run.info();
+    let info: RunInfo = read_json(&path).map_err(|e| match e {
+        RunError::Missing { .. } | RunError::Read { .. } => RunError::Invalid(format!(
+            "reading {} (is {} a run folder from `graft train`? Or pass --features): {e}",
+            path.display(),
+            run.root().display()
+        )),
+        other => other,
+    })?;
+    Ok(info.features)
+}
+
+/// The feature cache in `features`, checked to hold the encoder and weights `model` was
+/// trained on.
+pub fn open_run_cache(features: &Path, model: &HeadModel) -> Result<FeatureCache, RunError> {
+    let cache = FeatureCache::open(features).map_err(|e| {
+        RunError::Invalid(format!(
+            "opening the feature cache {}: {e}",
+            features.display()
+        ))
+    })?;
+    let h = cache.header();
+    if h.encoder != model.meta.encoder || h.weights != model.meta.weights {
+        return Err(RunError::Invalid(format!(
+            "{} holds {} ({}) features, but the run was trained on {} ({})",
+            features.display(),
+            h.encoder,
+            h.weights,
+            model.meta.encoder,
+            model.meta.weights
+        )));
+    }
+    Ok(cache)
+}
+
+/// Usable rows (failed images left out) of `split`; when that is test and there is none, the
+/// val rows instead. Returns the split the rows belong to.
+pub fn held_out_rows(cache: &FeatureCache, split: Split) -> (Split, Vec<usize>) {
+    let items = &cache.header().items;
+    let rows_of = |s: Split| -> Vec<usize> {
+        (0..cache.len())
+            .filter(|&i| !cache.is_failed(i) && items[i].split == Some(s))
+            .collect()
+    };
+    let rows = rows_of(split);
+    if rows.is_empty() && split == Split::Test {
+        let val = rows_of(Split::Val);
+        if !val.is_empty() {
+            return (Split::Val, val);
+        }
+    }
+    (split, rows)
+}
+
+/// Paths of up to `n` images of the run's test split (val if none), from its feature cache.
+pub fn held_out_images(
+    run: &RunDir,
+    model: &HeadModel,
+    n: usize,
+) -> Result<Vec<PathBuf>, RunError> {
+    Ok(split_images(run, model, Split::Test, n)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// Up to `n` images (path, label) of the run's `split`, spread evenly over the split (a cache
+/// is often ordered by class); test falls back to val as in [`held_out_rows`].
+pub fn split_images(
+    run: &RunDir,
+    model: &HeadModel,
+    split: Split,
+    n: usize,
+) -> Result<Vec<(PathBuf, String)>, RunError> {
+    let features = features_of(run, None)?;
+    let cache = open_run_cache(&features, model)?;
+    let origin = Origin::read(&features).ok_or_else(|| {
+        RunError::Invalid(format!(
+            "{} does not say where its images are (source.json)",
+            features.display()
+        ))
+    })?;
+    let items = &cache.header().items;
+    let (_, rows) = held_out_rows(&cache, split);
+    let take = n.min(rows.len());
+    Ok((0..take)
+        .map(|k| rows[k * rows.len() / take.max(1)])
+        .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
+        .collect())
+}

@@ -1,0 +1,25 @@
+//! A graft run folder as a library.
+//!
+//! Everything graft learns about one model lives in a run folder (`runs/NAME/`): its settings,
+//! split, feature cache, head, metrics, figures, report and exported files. This crate owns
+//! that folder — every file name ([`RunDir`]), every JSON file as a type ([`files`]), the
+//! stage engine that skips what is done ([`stages`]), and loading a run's encoder and held-out
+//! images ([`encoder`], [`held_out`]) — so the command line, and whatever comes next (tracking,
+//! explanations, monitoring), read and write runs the same way.
+//!
+//! The crates below know nothing of run folders: they compute from plain values (images,
+//! features, weights). This one wires them to files.
+
+pub mod dir;
+pub mod encoder;
+mod error;
+pub mod files;
+pub mod held_out;
+pub mod notes;
+pub mod stages;
+
+pub use dir::{Figure, Precision, RunDir, ENCODER_FILE};
+pub use encoder::Backend;
+pub use error::RunError;
+pub use files::{ExportRecord, ExportRecords, Metrics, RunInfo};
+pub use stages::{Stage, StageBook};
