@@ -3,17 +3,21 @@
 //! - [`weights`]: PyTorch `.pth` checkpoints (legacy and zip serialization) read in pure Rust —
 //!   nothing is ever executed — into an ordered name → tensor map, cached as safetensors.
 //! - [`arch`]: the encoder architectures as data, derived from a state dict.
-//! - [`burn_backend`]: the encoders as burn modules ([`burn_backend::BurnEncoder`]).
+//! - `burn_backend`: the encoders as burn modules (`burn_backend::BurnEncoder`); with the `burn`
+//!   feature, on by default.
 //! - [`fetch`]: known pretrained encoders, fetching them from PyPI wheels, the model cache.
 //! - [`imagenet`]: ImageNet class names and top-k decoding.
 
 pub mod arch;
+#[cfg(feature = "burn")]
 pub mod burn_backend;
 pub mod encoder;
 pub mod fetch;
 pub mod imagenet;
 pub mod onnx;
 pub mod ort_backend;
+// Falls back to burn when ONNX Runtime is missing.
+#[cfg(feature = "burn")]
 pub mod prefix;
 pub mod weights;
 

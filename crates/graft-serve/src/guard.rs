@@ -1,16 +1,22 @@
 //! Who may predict, and how often: optional API keys (`Authorization: Bearer KEY` or
-//! `X-API-Key: KEY`) and a token bucket per key (per client address when keys are off).
+//! `X-API-Key: KEY`) and a rate limit per key (per client address when keys are off).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::HashMapStateStore;
+use governor::Quota;
+use subtle::ConstantTimeEq;
 
 use crate::ApiError;
 
-/// Past this many tracked clients, full (idle) buckets are forgotten.
+/// Past this many tracked clients, those back at a full allowance are forgotten.
 const MAX_TRACKED: usize = 10_000;
 
 #[derive(Debug)]
@@ -23,7 +29,7 @@ impl Guard {
     pub fn new(keys: Vec<String>, per_minute: Option<u32>) -> Self {
         Guard {
             keys: keys.into_iter().filter(|k| !k.is_empty()).collect(),
-            limiter: per_minute.filter(|&n| n > 0).map(RateLimiter::new),
+            limiter: per_minute.and_then(NonZeroU32::new).map(RateLimiter::new),
         }
     }
 
@@ -34,7 +40,7 @@ impl Guard {
     /// Admit a request or say why not.
     pub fn admit(&self, headers: &HeaderMap, client: IpAddr, now: Instant) -> Result<(), ApiError> {
         let who = if self.keys.is_empty() {
-            format!("ip:{client}")
+            Client::Addr(client)
         } else {
             let given = presented_key(headers).ok_or_else(|| {
                 ApiError::new(
@@ -46,7 +52,7 @@ impl Guard {
             let index = self
                 .keys
                 .iter()
-                .position(|k| same(k.as_bytes(), given.as_bytes()))
+                .position(|k| bool::from(k.as_bytes().ct_eq(given.as_bytes())))
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNAUTHORIZED,
@@ -54,10 +60,10 @@ impl Guard {
                         "the API key is not valid for this server",
                     )
                 })?;
-            format!("key:{index}")
+            Client::Key(index)
         };
         if let Some(l) = &self.limiter {
-            l.take(&who, now).map_err(|wait| {
+            l.take(who, now).map_err(|wait| {
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -85,56 +91,85 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-/// Comparison whose time does not depend on where the inputs first differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whom a rate limit counts: an API key (by its index, the key itself is not kept twice) or,
+/// with keys off, a client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    Key(usize),
+    Addr(IpAddr),
 }
 
+/// governor asks its clock for the time, but `admit` is handed it (tests move time forward):
+/// this clock reports the latest instant handed in, in nanoseconds since the guard was made.
+/// A concurrent admission may read a slightly later instant than its own, never an earlier one.
+#[derive(Debug)]
+struct HandedClock {
+    origin: Instant,
+    latest: AtomicU64,
+}
+
+impl HandedClock {
+    fn advance_to(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.origin);
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX);
+        self.latest.fetch_max(nanos, Ordering::AcqRel);
+    }
+}
+
+impl Clock for HandedClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.latest.load(Ordering::Acquire))
+    }
+}
+
+/// N requests a minute: a burst of N, one more every 60/N s (GCRA, equivalent to a bucket of N
+/// tokens refilled continuously).
 #[derive(Debug)]
 struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    per_minute: NonZeroU32,
+    limiter: governor::RateLimiter<
+        Client,
+        HashMapStateStore<Client>,
+        HandedClock,
+        NoOpMiddleware<Nanos>,
+    >,
 }
 
 impl RateLimiter {
-    fn new(per_minute: u32) -> Self {
+    fn new(per_minute: NonZeroU32) -> Self {
+        let clock = HandedClock {
+            origin: Instant::now(),
+            latest: AtomicU64::new(0),
+        };
         RateLimiter {
             per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            limiter: governor::RateLimiter::hashmap_with_clock(
+                Quota::per_minute(per_minute),
+                clock,
+            ),
         }
     }
 
-    /// Take one token for `who`, or the whole seconds until one is available. A bucket holds at
-    /// most a minute's allowance and refills continuously.
-    fn take(&self, who: &str, now: Instant) -> Result<(), u64> {
-        let cap = f64::from(self.per_minute);
-        let rate = cap / 60.0;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(who) {
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < cap
-            });
+    /// Take one request's allowance for `who`, or the whole seconds until there is one.
+    fn take(&self, who: Client, now: Instant) -> Result<(), u64> {
+        self.limiter.clock().advance_to(now);
+        // Bounds memory against many clients; a client forgotten here would be admitted anyway.
+        if self.limiter.len() >= MAX_TRACKED {
+            self.limiter.retain_recent();
         }
-        let b = buckets.entry(who.to_string()).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
-        let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate;
-        b.tokens = (b.tokens + refill).min(cap);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
-        }
+        self.limiter.check_key(&who).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            whole_seconds(wait)
+        })
     }
+}
+
+/// Retry-After is in whole seconds: round up, at least 1.
+fn whole_seconds(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
 }
 
 #[cfg(test)]

@@ -1,36 +1,61 @@
-//! Counters for `GET /metrics`, rendered in the Prometheus text exposition format.
+//! Counters for `GET /metrics`, in the Prometheus text exposition format (0.0.4) through
+//! prometheus-client.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
 use crate::batcher::BatchStats;
+
+pub use prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: u16,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-    predictions: Vec<u64>,
-    low_confidence: u64,
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClassLabels {
+    class: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModelInfoLabels {
+    run: String,
+    sha256: String,
+    encoder: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 #[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// By class index: the names only come with `render`.
+    predictions: Vec<Counter>,
+    low_confidence: Counter,
 }
 
 /// Label values for the model's identity.
@@ -43,46 +68,37 @@ pub struct ModelLabels<'a> {
 impl Metrics {
     pub fn new(classes: usize) -> Self {
         Metrics {
-            inner: Mutex::new(Inner {
-                predictions: vec![0; classes],
-                ..Inner::default()
-            }),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            predictions: (0..classes).map(|_| Counter::default()).collect(),
+            low_confidence: Counter::default(),
         }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        // A panic while holding the lock cannot corrupt plain counters: keep counting.
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut g)
     }
 
     /// One finished request. `route` is the matched route (or "other"), never the raw path, so
     /// random paths cannot blow up the number of series.
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        self.with(|m| {
-            *m.requests.entry((route.to_owned(), status)).or_default() += 1;
-            let h = m.latency.entry(route.to_owned()).or_default();
-            let s = elapsed.as_secs_f64();
-            for (i, &b) in BUCKETS.iter().enumerate() {
-                if s <= b {
-                    h.counts[i] += 1;
-                }
-            }
-            h.sum += s;
-            h.count += 1;
-        });
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// One answered image: its top-1 class and whether it cleared the threshold.
     pub fn prediction(&self, class: usize, confident: bool) {
-        self.with(|m| {
-            if let Some(c) = m.predictions.get_mut(class) {
-                *c += 1;
-            }
-            if !confident {
-                m.low_confidence += 1;
-            }
-        });
+        if let Some(c) = self.predictions.get(class) {
+            c.inc();
+        }
+        if !confident {
+            self.low_confidence.inc();
+        }
     }
 
     pub fn render(
@@ -92,145 +108,89 @@ impl Metrics {
         model: &ModelLabels<'_>,
         uptime: Duration,
     ) -> String {
-        let m = self.with(|m| {
-            (
-                m.requests.clone(),
-                m.latency.clone(),
-                m.predictions.clone(),
-                m.low_confidence,
-            )
-        });
-        let (requests, latency, predictions, low) = m;
-        let mut s = String::new();
-        family(
-            &mut s,
-            "graft_model_info",
-            "gauge",
-            "The model being served.",
+        // prometheus-client appends `_total` to counters, `_info` to info metrics and a full
+        // stop to every help text.
+        let mut r = Registry::default();
+        r.register(
+            "graft_model",
+            "The model being served",
+            Info::new(ModelInfoLabels {
+                run: model.run.to_owned(),
+                sha256: model.sha256.to_owned(),
+                encoder: model.encoder.to_owned(),
+            }),
         );
-        let _ = writeln!(
-            s,
-            "graft_model_info{{run=\"{}\",sha256=\"{}\",encoder=\"{}\"}} 1",
-            esc(model.run),
-            esc(model.sha256),
-            esc(model.encoder)
-        );
-        scalar(
-            &mut s,
+        r.register(
             "graft_uptime_seconds",
-            "gauge",
-            "Seconds since the server started.",
-            format!("{:.3}", uptime.as_secs_f64()),
+            "Seconds since the server started",
+            ConstGauge::new(uptime.as_secs_f64()),
         );
+        r.register(
+            "graft_http_requests",
+            "HTTP requests by route and status",
+            self.requests.clone(),
+        );
+        r.register(
+            "graft_http_request_duration_seconds",
+            "Time from request to response, by route",
+            self.latency.clone(),
+        );
+        // A fresh family per scrape: every class gets a series, answered or not.
+        let predictions = Family::<ClassLabels, Counter>::default();
+        for (class, n) in classes.iter().zip(&self.predictions) {
+            predictions
+                .get_or_create(&ClassLabels {
+                    class: class.clone(),
+                })
+                .inc_by(n.get());
+        }
+        r.register(
+            "graft_predictions",
+            "Answered images by top-1 class",
+            predictions,
+        );
+        let low = self.low_confidence.get();
+        r.register(
+            "graft_low_confidence",
+            "Answered images whose top-1 probability was below the threshold",
+            ConstCounter::new(low),
+        );
+        r.register(
+            "graft_inference_batches",
+            "Model runs",
+            ConstCounter::new(batches.batches.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "graft_inference_images",
+            "Images through the model (÷ batches = mean batch size)",
+            ConstCounter::new(batches.images.load(Ordering::Relaxed)),
+        );
+        r.register(
+            "graft_inference_seconds",
+            "Time spent in the model",
+            ConstCounter::new(batches.busy_us.load(Ordering::Relaxed) as f64 / 1e6),
+        );
+        let mut s = String::new();
+        // Writing into a String cannot fail, nor can the label sets above.
+        let _ = prometheus_text::encode(&mut s, &r);
 
-        family(
-            &mut s,
-            "graft_http_requests_total",
-            "counter",
-            "HTTP requests by route and status.",
-        );
-        for ((route, status), n) in &requests {
-            let _ = writeln!(
-                s,
-                "graft_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                esc(route)
-            );
-        }
-        let hist = "graft_http_request_duration_seconds";
-        family(
-            &mut s,
-            hist,
-            "histogram",
-            "Time from request to response, by route.",
-        );
-        for (route, h) in &latency {
-            let r = esc(route);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "{hist}_bucket{{route=\"{r}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(s, "{hist}_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(s, "{hist}_sum{{route=\"{r}\"}} {}", h.sum);
-            let _ = writeln!(s, "{hist}_count{{route=\"{r}\"}} {}", h.count);
-        }
-
-        family(
-            &mut s,
-            "graft_predictions_total",
-            "counter",
-            "Answered images by top-1 class.",
-        );
-        for (class, n) in classes.iter().zip(&predictions) {
-            let _ = writeln!(s, "graft_predictions_total{{class=\"{}\"}} {n}", esc(class));
-        }
-        scalar(
-            &mut s,
-            "graft_low_confidence_total",
-            "counter",
-            "Answered images whose top-1 probability was below the threshold.",
-            low.to_string(),
-        );
-        let total: u64 = predictions.iter().sum();
+        // Written by hand to keep its fixed six decimals: prometheus-client writes the
+        // shortest form of a float (0.25, not 0.250000).
+        let total: u64 = self.predictions.iter().map(Counter::get).sum();
         let ratio = if total == 0 {
             0.0
         } else {
             low as f64 / total as f64
         };
-        scalar(
-            &mut s,
-            "graft_low_confidence_ratio",
-            "gauge",
-            "Share of answered images below the threshold.",
-            format!("{ratio:.6}"),
-        );
-        scalar(
-            &mut s,
-            "graft_inference_batches_total",
-            "counter",
-            "Model runs.",
-            batches.batches.load(Ordering::Relaxed).to_string(),
-        );
-        scalar(
-            &mut s,
-            "graft_inference_images_total",
-            "counter",
-            "Images through the model (÷ batches = mean batch size).",
-            batches.images.load(Ordering::Relaxed).to_string(),
-        );
-        scalar(
-            &mut s,
-            "graft_inference_seconds_total",
-            "counter",
-            "Time spent in the model.",
-            format!(
-                "{:.6}",
-                batches.busy_us.load(Ordering::Relaxed) as f64 / 1e6
-            ),
+        let name = "graft_low_confidence_ratio";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Share of answered images below the threshold.\n\
+             # TYPE {name} gauge\n\
+             {name} {ratio:.6}"
         );
         s
     }
-}
-
-/// The `# HELP` and `# TYPE` lines that open a metric family.
-fn family(s: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(s, "# HELP {name} {help}");
-    let _ = writeln!(s, "# TYPE {name} {kind}");
-}
-
-/// A family with one unlabelled sample.
-fn scalar(s: &mut String, name: &str, kind: &str, help: &str, value: String) {
-    family(s, name, kind, help);
-    let _ = writeln!(s, "{name} {value}");
-}
-
-/// Escape a label value (backslash, double quote, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

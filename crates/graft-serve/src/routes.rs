@@ -463,14 +463,7 @@ pub(crate) async fn metrics(State(app): Shared) -> Response {
         &labels,
         app.started.elapsed(),
     );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 pub(crate) async fn not_found(req: Request) -> ApiError {
