@@ -9,6 +9,7 @@
 //! the blocking pool, one request each; inference runs on one ONNX Runtime session owned by a
 //! worker thread that groups queued images into batches ([`batcher`]).
 
+mod advice;
 pub mod batcher;
 pub mod class_info;
 mod error;
@@ -18,6 +19,7 @@ mod page;
 mod routes;
 mod server;
 
+pub use advice::uncertain_warning;
 pub use class_info::ClassInfo;
 pub use error::ApiError;
 pub use server::{serve, ServeOptions, ServedModel};

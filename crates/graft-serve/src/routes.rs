@@ -336,12 +336,7 @@ fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
         "top": top,
     });
     if !confident {
-        out["warning"] = json!(format!(
-            "uncertain: {:.0}% is below the {:.0}% threshold. Retake the photo (closer, in focus, \
-             good light, one subject) or have it checked by a person.",
-            p_best * 100.0,
-            s.threshold * 100.0
-        ));
+        out["warning"] = json!(crate::uncertain_warning(p_best, s.threshold));
     }
     out
 }

@@ -46,10 +46,11 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
             }
             if !confident {
                 println!(
-                    "  uncertain: top probability {:.0}% is below {:.0}%. Retake the photo \
-                     (closer, in focus, good light, one subject) or have it checked by a person.",
-                    top.first().map_or(0.0, |t| t.1) * 100.0,
-                    args.threshold * 100.0
+                    "  {}",
+                    graft_serve::uncertain_warning(
+                        top.first().map_or(0.0, |t| t.1),
+                        args.threshold
+                    )
                 );
             }
         }

@@ -49,22 +49,87 @@ pub struct Graph {
     counter: usize,
 }
 
+/// Field numbers of the ONNX protobuf messages graft writes (onnx.proto3).
+mod field {
+    pub mod model {
+        pub const IR_VERSION: u32 = 1;
+        pub const PRODUCER_NAME: u32 = 2;
+        pub const PRODUCER_VERSION: u32 = 3;
+        pub const GRAPH: u32 = 7;
+        pub const OPSET_IMPORT: u32 = 8;
+    }
+    pub mod opset {
+        pub const DOMAIN: u32 = 1;
+        pub const VERSION: u32 = 2;
+    }
+    pub mod graph {
+        pub const NODE: u32 = 1;
+        pub const NAME: u32 = 2;
+        pub const INITIALIZER: u32 = 5;
+        pub const INPUT: u32 = 11;
+        pub const OUTPUT: u32 = 12;
+    }
+    pub mod node {
+        pub const INPUT: u32 = 1;
+        pub const OUTPUT: u32 = 2;
+        pub const NAME: u32 = 3;
+        pub const OP_TYPE: u32 = 4;
+        pub const ATTRIBUTE: u32 = 5;
+    }
+    /// AttributeProto, and the values of its `type` field.
+    pub mod attribute {
+        pub const NAME: u32 = 1;
+        pub const F: u32 = 2;
+        pub const I: u32 = 3;
+        pub const S: u32 = 4;
+        pub const INTS: u32 = 8;
+        pub const TYPE: u32 = 20;
+        pub const TYPE_FLOAT: i64 = 1;
+        pub const TYPE_INT: i64 = 2;
+        pub const TYPE_STRING: i64 = 3;
+        pub const TYPE_INTS: i64 = 7;
+    }
+    pub mod tensor {
+        pub const DIMS: u32 = 1;
+        pub const DATA_TYPE: u32 = 2;
+        pub const NAME: u32 = 8;
+        pub const RAW_DATA: u32 = 9;
+    }
+    pub mod value_info {
+        pub const NAME: u32 = 1;
+        pub const TYPE: u32 = 2;
+    }
+    /// TypeProto (`tensor_type`), TypeProto.Tensor, TensorShapeProto and its Dimension.
+    pub mod types {
+        pub const TENSOR_TYPE: u32 = 1;
+        pub const ELEM_TYPE: u32 = 1;
+        pub const SHAPE: u32 = 2;
+        pub const DIM: u32 = 1;
+        pub const DIM_VALUE: u32 = 1;
+        pub const DIM_PARAM: u32 = 2;
+    }
+}
+
 fn value_info(name: &str, dims: &[Dim]) -> Msg {
+    use field::types;
     let mut shape = Msg::new();
     for d in dims {
         let mut dim = Msg::new();
         match d {
-            Dim::Fixed(v) => dim.int(1, *v as i64),
-            Dim::Named(p) => dim.str(2, p),
+            Dim::Fixed(v) => dim.int(types::DIM_VALUE, *v as i64),
+            Dim::Named(p) => dim.str(types::DIM_PARAM, p),
         };
-        shape.msg(1, &dim);
+        shape.msg(types::DIM, &dim);
     }
     let mut tensor = Msg::new();
-    tensor.int(1, DataType::Float as i64).msg(2, &shape);
+    tensor
+        .int(types::ELEM_TYPE, DataType::Float as i64)
+        .msg(types::SHAPE, &shape);
     let mut ty = Msg::new();
-    ty.msg(1, &tensor);
+    ty.msg(types::TENSOR_TYPE, &tensor);
     let mut vi = Msg::new();
-    vi.str(1, name).msg(2, &ty);
+    vi.str(field::value_info::NAME, name)
+        .msg(field::value_info::TYPE, &ty);
     vi
 }
 
@@ -143,9 +208,12 @@ impl Graph {
         let name = self.fresh(name);
         let mut t = Msg::new();
         if !dims.is_empty() {
-            t.packed_ints(1, &dims.iter().map(|&d| d as i64).collect::<Vec<_>>());
+            let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+            t.packed_ints(field::tensor::DIMS, &dims);
         }
-        t.int(2, ty as i64).str(8, &name).bytes(9, raw);
+        t.int(field::tensor::DATA_TYPE, ty as i64)
+            .str(field::tensor::NAME, &name)
+            .bytes(field::tensor::RAW_DATA, raw);
         self.initializers.push(t);
         name
     }
@@ -160,21 +228,23 @@ impl Graph {
     ) -> String {
         let out = self.fresh(output);
         let mut n = Msg::new();
+        use field::{attribute as at, node};
         for i in inputs {
-            n.str(1, i);
+            n.str(node::INPUT, i);
         }
-        n.str(2, &out).str(3, &out).str(4, op);
+        n.str(node::OUTPUT, &out)
+            .str(node::NAME, &out)
+            .str(node::OP_TYPE, op);
         for (name, value) in attrs {
             let mut a = Msg::new();
-            a.str(1, name);
-            // AttributeProto: f=2, i=3, s=4, ints=8; type=20 (FLOAT=1, INT=2, STRING=3, INTS=7).
+            a.str(at::NAME, name);
             match value {
-                Attr::Float(f) => a.float(2, *f).int(20, 1),
-                Attr::Int(i) => a.int(3, *i).int(20, 2),
-                Attr::Str(s) => a.str(4, s).int(20, 3),
-                Attr::Ints(is) => a.packed_ints(8, is).int(20, 7),
+                Attr::Float(f) => a.float(at::F, *f).int(at::TYPE, at::TYPE_FLOAT),
+                Attr::Int(i) => a.int(at::I, *i).int(at::TYPE, at::TYPE_INT),
+                Attr::Str(s) => a.str(at::S, s).int(at::TYPE, at::TYPE_STRING),
+                Attr::Ints(is) => a.packed_ints(at::INTS, is).int(at::TYPE, at::TYPE_INTS),
             };
-            n.msg(5, &a);
+            n.msg(node::ATTRIBUTE, &a);
         }
         self.nodes.push(n);
         out
@@ -190,28 +260,29 @@ impl Graph {
 
     /// Serialise as a ModelProto.
     pub fn to_model(&self, producer: &str, version: &str) -> Vec<u8> {
+        use field::{graph, model, opset as op};
         let mut g = Msg::new();
         for n in &self.nodes {
-            g.msg(1, n);
+            g.msg(graph::NODE, n);
         }
-        g.str(2, &self.name);
+        g.str(graph::NAME, &self.name);
         for t in &self.initializers {
-            g.msg(5, t);
+            g.msg(graph::INITIALIZER, t);
         }
         for i in &self.inputs {
-            g.msg(11, i);
+            g.msg(graph::INPUT, i);
         }
         for o in &self.outputs {
-            g.msg(12, o);
+            g.msg(graph::OUTPUT, o);
         }
         let mut opset = Msg::new();
-        opset.str(1, "").int(2, OPSET);
+        opset.str(op::DOMAIN, "").int(op::VERSION, OPSET);
         let mut m = Msg::new();
-        m.int(1, IR_VERSION)
-            .str(2, producer)
-            .str(3, version)
-            .msg(7, &g)
-            .msg(8, &opset);
+        m.int(model::IR_VERSION, IR_VERSION)
+            .str(model::PRODUCER_NAME, producer)
+            .str(model::PRODUCER_VERSION, version)
+            .msg(model::GRAPH, &g)
+            .msg(model::OPSET_IMPORT, &opset);
         m.into_bytes()
     }
 }
