@@ -23,9 +23,9 @@ pub struct ExportArgs {
     /// int8: training images whose activations set the quantization ranges.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub calibration: usize,
-    /// int8: refuse the file when its accuracy on the validation images is more than this
-    /// below the float model's (0.02 = two points). The drop's 95% interval is printed either
-    /// way; --force writes the file all the same.
+    /// int8: refuse the file when its accuracy on the validation images is lower than the
+    /// float model's (95% sure) by more than this (0.02 = two points). The drop and its 95%
+    /// interval are printed either way; --force writes the file all the same.
     #[arg(long, default_value_t = 0.02, value_name = "FRACTION")]
     pub max_accuracy_drop: f64,
     /// int8: write the file even when it loses more than --max-accuracy-drop.

@@ -81,11 +81,12 @@ impl QParams {
 
 /// How many levels the int8 weights use (see the module's note on CPUs without VNNI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum WeightBits {
     /// q in [−127, 127]: exact on CPUs with VNNI (and on ARM), may saturate without it.
+    #[serde(rename = "8-bit")]
     Eight,
     /// q in [−63, 63] ("reduce range"): exact on every x86-64, at twice the rounding step.
+    #[serde(rename = "7-bit")]
     Seven,
 }
 
