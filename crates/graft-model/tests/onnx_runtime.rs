@@ -378,13 +378,34 @@ fn run_in(
     n: usize,
     output: &str,
 ) -> (Vec<f32>, Vec<u8>) {
-    let eg = encoder_graph_in(spec, w, ExportOptions::default(), precision).expect("graph");
+    run_graph(
+        spec,
+        w,
+        ExportOptions::default(),
+        precision,
+        input,
+        n,
+        output,
+    )
+}
+
+/// The graph of `spec` with `opts` in `precision`, run on one thread; its `output` and bytes.
+fn run_graph(
+    spec: &NetSpec,
+    w: &StateDict,
+    opts: ExportOptions,
+    precision: Precision<'_>,
+    input: &[f32],
+    n: usize,
+    output: &str,
+) -> (Vec<f32>, Vec<u8>) {
+    let eg = encoder_graph_in(spec, w, opts, precision).expect("graph");
     let bytes = eg.graph.to_model("test", "0");
-    let opts = OrtOptions {
+    let ort = OrtOptions {
         intra_threads: Some(1),
         ..OrtOptions::default()
     };
-    let mut session = session_from_onnx(&bytes, opts).expect("session");
+    let mut session = session_from_onnx(&bytes, ort).expect("session");
     let size = spec.preprocess.size as usize;
     let out = run_images(&mut session, input, n, size, output).expect("runs");
     (out, bytes)
@@ -411,15 +432,7 @@ fn run_features(
         logits: false,
         ..ExportOptions::default()
     };
-    let eg = encoder_graph_in(spec, w, opts, precision).expect("graph");
-    let bytes = eg.graph.to_model("test", "0");
-    let ort = OrtOptions {
-        intra_threads: Some(1),
-        ..OrtOptions::default()
-    };
-    let mut session = session_from_onnx(&bytes, ort).expect("session");
-    let size = spec.preprocess.size as usize;
-    run_images(&mut session, input, n, size, "features").expect("runs")
+    run_graph(spec, w, opts, precision, input, n, "features").0
 }
 
 fn contains(bytes: &[u8], s: &str) -> bool {

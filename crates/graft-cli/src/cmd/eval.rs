@@ -10,9 +10,9 @@ use graft_eval::report::{render, ReportInputs};
 use graft_eval::{galleries, summarise, Evaluation, Latency, Prediction};
 use graft_features::Origin;
 use graft_model::arch::EncoderKind;
+use graft_run::files::write_file;
 use graft_run::held_out::{features_of, held_out_rows, open_run_cache};
 use graft_run::{Figure, RunDir};
-use graft_train::model::write_atomic;
 use graft_train::HeadModel;
 
 use crate::cli::EvalArgs;
@@ -101,7 +101,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         }
     }
 
-    graft_run::files::write_file(&run.per_class(), eval.per_class_csv().as_bytes())?;
+    write_file(&run.per_class(), eval.per_class_csv().as_bytes())?;
     update_metrics(&run, &eval)?;
     let mut figures = Vec::new();
     let mut figure =
@@ -200,7 +200,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             figures,
         },
     );
-    write_atomic(&run.report(), html.as_bytes())?;
+    write_file(&run.report(), html.as_bytes())?;
     print_summary(&eval);
     say!("Report: {}", run.report().display());
     Ok(())

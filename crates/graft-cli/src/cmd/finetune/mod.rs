@@ -13,14 +13,14 @@ use graft_features::Origin;
 use graft_model::arch::NetSpec;
 use graft_model::prefix::PrefixEncoder;
 use graft_run::files::{
-    write_json, EpochSpeed, FinetuneMetrics, FinetuneSeconds, FinetuneTest, FrozenVsTuned, Scores,
+    write_file, write_json, EpochSpeed, FinetuneMetrics, FinetuneSeconds, FinetuneTest,
+    FrozenVsTuned, Scores,
 };
 use graft_run::{RunDir, RunInfo};
 use graft_train::finetune::{
     self, acts, memory::parse_bytes, memory::Estimate, prefix_spec, Acts, CachedSource, Event,
     FinetuneConfig, ImageSource, Source, StageData, TopNet,
 };
-use graft_train::model::write_atomic;
 use graft_train::HeadModel;
 
 use crate::cli::FinetuneArgs;
@@ -134,7 +134,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     if !resume {
-        write_atomic(&settings_path, &serde_json::to_vec_pretty(&args)?)?;
+        write_file(&settings_path, &serde_json::to_vec_pretty(&args)?)?;
     }
 
     // Cached activations at the cut, for every split (built once, resumable).

@@ -2,10 +2,10 @@
 
 use graft_model::arch::NetSpec;
 use graft_model::weights::{save_safetensors, StateDict, Tensor as WTensor};
+use graft_run::files::write_file;
 use graft_run::RunDir;
 use graft_train::finetune::{Outcome, TopNet};
 use graft_train::head::Head;
-use graft_train::model::write_atomic;
 use graft_train::{HeadModel, Standardizer};
 
 /// `encoder.safetensors` (the pretrained layout, trained blocks written back with neutral
@@ -90,6 +90,6 @@ pub fn save_outputs(
         ]
     });
     let csv = graft_data::table::to_csv(&header, rows)?;
-    write_atomic(&dir.history(), csv.as_bytes())?;
+    write_file(&dir.history(), csv.as_bytes())?;
     Ok(())
 }
