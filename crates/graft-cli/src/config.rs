@@ -1,141 +1,16 @@
 //! Settings of `graft train DIR`: defaults, overridden by a TOML file, overridden by flags.
-//! The resolved settings are written into the run as `config.toml`.
-
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
-use serde::{Deserialize, Serialize};
+//! The settings themselves are graft-run's ([`Config`]); this adds the flags.
 
 use crate::cli::PipelineArgs;
-use graft_run::Backend;
+pub use graft_run::settings::Settings as Config;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Folder of labelled photos.
-    pub data: Option<PathBuf>,
-    pub encoder: graft_model::arch::EncoderKind,
-    /// Run folder name; `<data folder>-<encoder>` when unset.
-    pub name: Option<String>,
-    pub runs: PathBuf,
-    pub backend: Backend,
-    pub split: SplitConfig,
-    pub extract: ExtractConfig,
-    pub heads: HeadsConfig,
-    pub eval: EvalConfig,
-    /// Training-time augmentation (fine-tuning; `graft data augment` previews it).
-    pub augment: graft_data::augment::AugmentConfig,
+/// Defaults ← `--config` file ← flags.
+pub trait Resolve: Sized {
+    fn resolve(args: &PipelineArgs) -> anyhow::Result<Self>;
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SplitConfig {
-    pub ratios: String,
-    pub seed: u64,
-    pub near_dup_threshold: u32,
-    /// For pre-split folders without val: percentage of train held out.
-    pub val_from_train: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExtractConfig {
-    pub batch: usize,
-    pub chunk: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HeadsConfig {
-    pub heads: Vec<String>,
-    pub lrs: Vec<f32>,
-    pub epochs: usize,
-    pub batch: usize,
-    pub weight_decay: f32,
-    pub label_smoothing: f32,
-    pub balance: String,
-    pub clip: f32,
-    pub patience: usize,
-    pub val_fraction: f64,
-    pub seed: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalConfig {
-    pub split: String,
-    pub latency: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            data: None,
-            encoder: graft_model::arch::EncoderKind::MobileNetV2,
-            name: None,
-            runs: "runs".into(),
-            backend: Backend::Auto,
-            split: SplitConfig::default(),
-            extract: ExtractConfig::default(),
-            heads: HeadsConfig::default(),
-            eval: EvalConfig::default(),
-            augment: Default::default(),
-        }
-    }
-}
-
-impl Default for SplitConfig {
-    fn default() -> Self {
-        SplitConfig {
-            ratios: "70/15/15".into(),
-            seed: 42,
-            near_dup_threshold: graft_data::audit::DEFAULT_NEAR_DUP_THRESHOLD,
-            val_from_train: None,
-        }
-    }
-}
-
-impl Default for ExtractConfig {
-    fn default() -> Self {
-        ExtractConfig {
-            batch: graft_features::DEFAULT_BATCH,
-            chunk: graft_features::DEFAULT_CHUNK,
-        }
-    }
-}
-
-impl Default for HeadsConfig {
-    fn default() -> Self {
-        let t = graft_train::TrainConfig::default();
-        let s = graft_train::SweepConfig::default();
-        HeadsConfig {
-            heads: s.heads.iter().map(ToString::to_string).collect(),
-            lrs: s.lrs,
-            epochs: t.epochs,
-            batch: t.batch,
-            weight_decay: t.weight_decay,
-            label_smoothing: t.label_smoothing,
-            balance: t.balance.to_string(),
-            clip: t.clip,
-            patience: t.patience,
-            val_fraction: 0.1,
-            seed: t.seed,
-        }
-    }
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            split: "test".into(),
-            latency: 50,
-        }
-    }
-}
-
-impl Config {
-    /// Defaults ← `--config` file ← flags. A relative `data` in a file is relative to the file.
-    pub fn resolve(args: &PipelineArgs) -> anyhow::Result<Config> {
+impl Resolve for Config {
+    fn resolve(args: &PipelineArgs) -> anyhow::Result<Config> {
         let mut c = match &args.config {
             Some(path) => Config::read(path)?,
             None => Config::default(),
@@ -174,44 +49,8 @@ impl Config {
         if let Some(v) = args.backend {
             c.backend = v;
         }
-        // Fail on bad values now, not after an hour of extraction.
-        for h in &c.heads.heads {
-            h.parse::<graft_train::HeadSpec>()?;
-        }
-        c.heads
-            .balance
-            .parse::<graft_train::Balance>()
-            .map_err(|e| anyhow::anyhow!("balance {e}"))?;
-        graft_data::split::parse_ratios(&c.split.ratios)?;
+        c.check()?;
         Ok(c)
-    }
-
-    pub fn read(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config {}", path.display()))?;
-        let mut c: Config = toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid graft config", path.display()))?;
-        if let Some(d) = &c.data {
-            if d.is_relative() {
-                let base = path.parent().unwrap_or_else(|| Path::new("."));
-                c.data = Some(base.join(d));
-            }
-        }
-        Ok(c)
-    }
-
-    /// TOML with `data` made absolute, so the file works from any folder; `saved_as` is where
-    /// it will be written (named in the comment on how to reproduce the run).
-    pub fn to_toml(&self, saved_as: &Path) -> anyhow::Result<String> {
-        let mut c = self.clone();
-        if let Some(d) = &c.data {
-            c.data = Some(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()));
-        }
-        Ok(format!(
-            "# graft settings of this run, resolved. Reproduce with:\n#   graft train --config {}\n\n{}",
-            saved_as.display(),
-            toml::to_string_pretty(&c)?
-        ))
     }
 }
 

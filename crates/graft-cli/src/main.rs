@@ -9,6 +9,7 @@ mod cli;
 mod cmd;
 mod config;
 mod progress;
+mod terminal;
 
 use clap::Parser;
 

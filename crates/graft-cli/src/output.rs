@@ -32,3 +32,14 @@ macro_rules! note {
         }
     };
 }
+
+/// Write a file the user asked for (a report, `--json`), atomically (graft-data's one atomic
+/// write), the error naming it.
+pub fn write_file(
+    path: impl AsRef<std::path::Path>,
+    bytes: impl AsRef<[u8]>,
+) -> anyhow::Result<()> {
+    let path = path.as_ref();
+    graft_data::atomic::write_atomic(path, bytes.as_ref())
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+}

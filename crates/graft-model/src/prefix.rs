@@ -1,5 +1,6 @@
 //! The encoder up to a cut, giving the activation the first trained block reads: what a
-//! fine-tune caches once per image. ONNX Runtime when it is installed, else burn.
+//! fine-tune caches once per image, on ONNX Runtime or burn (which one is the caller's choice:
+//! graft-run picks for every encoder in one place).
 
 use ort::session::Session;
 
@@ -7,7 +8,7 @@ use crate::arch::NetSpec;
 use crate::burn_backend::{default_device, EncoderNet};
 use crate::encoder::{check_batch, EncoderError};
 use crate::onnx::{encoder_to_onnx, ExportOptions};
-use crate::ort_backend::{available, run_images, session_from_onnx, OrtOptions};
+use crate::ort_backend::{run_images, session_from_onnx, OrtOptions};
 use crate::weights::StateDict;
 
 pub enum PrefixEncoder {
@@ -23,24 +24,37 @@ fn backend_err(backend: &'static str, e: impl std::fmt::Display) -> EncoderError
 }
 
 impl PrefixEncoder {
-    /// `prefix` is a spec truncated at the cut (its last block's output is the activation).
-    pub fn new(prefix: &NetSpec, weights: &StateDict) -> Result<PrefixEncoder, EncoderError> {
+    /// On ONNX Runtime. `prefix` is a spec truncated at the cut (its last block's output is
+    /// the activation).
+    pub fn ort(
+        prefix: &NetSpec,
+        weights: &StateDict,
+        opts: OrtOptions,
+    ) -> Result<PrefixEncoder, EncoderError> {
         let size = prefix.preprocess.size as usize;
-        if available() {
-            let opts = ExportOptions {
-                input_size: None,
-                logits: false,
-                feature_map: true,
-            };
-            let bytes =
-                encoder_to_onnx(prefix, weights, opts).map_err(|e| backend_err("onnx", e))?;
-            let session = session_from_onnx(&bytes, OrtOptions::default())
-                .map_err(|e| backend_err("onnxruntime", e))?;
-            return Ok(PrefixEncoder::Ort(Box::new(session), size));
-        }
-        tracing::warn!("ONNX Runtime not found; the frozen encoder runs on burn (slower)");
+        let export = ExportOptions {
+            input_size: None,
+            logits: false,
+            feature_map: true,
+        };
+        let bytes = encoder_to_onnx(prefix, weights, export).map_err(|e| backend_err("onnx", e))?;
+        let session = session_from_onnx(&bytes, opts).map_err(|e| backend_err("onnxruntime", e))?;
+        Ok(PrefixEncoder::Ort(Box::new(session), size))
+    }
+
+    /// On burn (slower; no ONNX Runtime needed).
+    pub fn burn(prefix: &NetSpec, weights: &StateDict) -> Result<PrefixEncoder, EncoderError> {
+        let size = prefix.preprocess.size as usize;
         let net = EncoderNet::from_spec(prefix, weights, &default_device())?;
         Ok(PrefixEncoder::Burn(Box::new(net), size))
+    }
+
+    /// The engine it runs on.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            PrefixEncoder::Ort(..) => "onnxruntime",
+            PrefixEncoder::Burn(..) => "burn",
+        }
     }
 
     /// `n` preprocessed images (`n × 3 × S × S`) to `n` activations (NCHW, flat).

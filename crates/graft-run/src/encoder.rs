@@ -1,6 +1,6 @@
 //! Where a run gets its encoder: pretrained weights from graft's cache or a fine-tune's own
 //! file, run by ONNX Runtime when its library is found, else by burn. The one place backends
-//! are chosen for extraction, evaluation, prediction and export.
+//! are chosen for extraction, evaluation, prediction, export and fine-tuning's prefix.
 
 use std::sync::Once;
 
@@ -8,6 +8,7 @@ use graft_model::arch::{spec_for, EncoderKind, NetSpec};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
 use graft_model::ort_backend::{OrtEncoder, OrtOptions};
+use graft_model::prefix::PrefixEncoder;
 use graft_model::weights::StateDict;
 use graft_train::HeadModel;
 
@@ -82,15 +83,41 @@ pub fn encoder_from(
     weights: &StateDict,
     backend: Backend,
 ) -> Result<Box<dyn ImageEncoder>, RunError> {
-    let kind = spec.kind;
+    on_backend(
+        backend,
+        |opts| Ok(Box::new(OrtEncoder::new(spec, weights, opts)?) as Box<dyn ImageEncoder>),
+        || Ok(Box::new(BurnEncoder::new(spec.kind, weights)?)),
+    )
+}
+
+/// The encoder up to a cut (`prefix`, a truncated spec), for fine-tuning's activation cache.
+pub fn prefix_encoder(
+    prefix: &NetSpec,
+    weights: &StateDict,
+    backend: Backend,
+) -> Result<PrefixEncoder, RunError> {
+    on_backend(
+        backend,
+        |opts| Ok(PrefixEncoder::ort(prefix, weights, opts)?),
+        || Ok(PrefixEncoder::burn(prefix, weights)?),
+    )
+}
+
+/// The one place that chooses the engine: ONNX Runtime unless burn is asked for; with
+/// [`Backend::Auto`], burn (with a note, once) when ONNX Runtime cannot start.
+fn on_backend<T>(
+    backend: Backend,
+    ort: impl FnOnce(OrtOptions) -> Result<T, RunError>,
+    burn: impl FnOnce() -> Result<T, RunError>,
+) -> Result<T, RunError> {
     if backend != Backend::Burn {
         // ONNX Runtime gets as many threads as graft's pool (`--threads`, default all cores).
         let opts = OrtOptions {
             intra_threads: Some(rayon::current_num_threads()),
             ..OrtOptions::default()
         };
-        match OrtEncoder::new(spec, weights, opts) {
-            Ok(enc) => return Ok(Box::new(enc)),
+        match ort(opts) {
+            Ok(enc) => return Ok(enc),
             Err(err) if backend == Backend::Auto => {
                 static SAID: Once = Once::new();
                 SAID.call_once(|| {
@@ -107,7 +134,7 @@ pub fn encoder_from(
             }
         }
     }
-    Ok(Box::new(BurnEncoder::new(kind, weights)?))
+    burn()
 }
 
 /// Identity of the pretrained weights of `kind`, stored in caches so features of other weights

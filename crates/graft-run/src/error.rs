@@ -21,8 +21,24 @@ pub enum RunError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("{} is not a valid graft config: {reason}", path.display())]
+    Settings { path: PathBuf, reason: String },
     #[error("{0}")]
     Invalid(String),
+    #[error("{} has no {} images to evaluate", features.display(), split.as_str())]
+    NoImages {
+        features: PathBuf,
+        split: graft_data::scan::Split,
+    },
+    /// What was being done when `source` went wrong ("extracting features into runs/x").
+    #[error("{what}")]
+    Context {
+        what: String,
+        #[source]
+        source: Box<RunError>,
+    },
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
     #[error(transparent)]
     Data(#[from] graft_data::DataError),
     #[error(transparent)]
@@ -65,5 +81,28 @@ impl RunError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// Say what was being done when an error happened, as `anyhow::Context` does at the binary's
+/// edge, so a library error reads "extracting features into DIR: …".
+pub trait Context<T> {
+    fn context(self, what: impl Into<String>) -> Result<T, RunError>;
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, RunError>;
+}
+
+impl<T, E: Into<RunError>> Context<T> for Result<T, E> {
+    fn context(self, what: impl Into<String>) -> Result<T, RunError> {
+        self.map_err(|e| RunError::Context {
+            what: what.into(),
+            source: Box::new(e.into()),
+        })
+    }
+
+    fn with_context<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, RunError> {
+        self.map_err(|e| RunError::Context {
+            what: what().into(),
+            source: Box::new(e.into()),
+        })
     }
 }

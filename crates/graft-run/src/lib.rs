@@ -13,13 +13,22 @@
 pub mod dir;
 pub mod encoder;
 mod error;
+pub mod evaluate;
+pub mod extract;
 pub mod files;
+pub mod heads;
 pub mod held_out;
 pub mod notes;
+pub mod pipeline;
+pub mod prepare;
+pub mod report;
+pub mod settings;
 pub mod stages;
 
 pub use dir::{Figure, Precision, RunDir, ENCODER_FILE};
 pub use encoder::Backend;
-pub use error::RunError;
+pub use error::{Context, RunError};
 pub use files::{ExportRecord, ExportRecords, Metrics, RunInfo};
+pub use report::{Event, Reporter, Silent};
+pub use settings::Settings;
 pub use stages::{Stage, StageBook};

@@ -8,7 +8,8 @@ use crate::cli::AuditArgs;
 
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (dataset, facts) = super::scan_and_analyze(&args.dir)?;
+    let (dataset, facts) =
+        graft_run::prepare::scan_and_analyze(&args.dir, &crate::terminal::Terminal)?;
     let report = graft_data::audit::build_report(&dataset, &facts, args.near_dup_threshold);
     let elapsed = started.elapsed();
 

@@ -9,7 +9,7 @@ use crate::cli::AugmentArgs;
 pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
     let pre = args.encoder.preprocess();
     let mut cfg = match &args.config {
-        Some(path) => read_config(path)?,
+        Some(path) => graft_run::settings::read_augment(path)?,
         None => AugmentConfig::default(),
     };
     if args.mix == "off" {
@@ -98,20 +98,4 @@ pub fn run(args: AugmentArgs) -> anyhow::Result<()> {
         say!("  {:>2}: {label}", k + 1);
     }
     Ok(())
-}
-
-pub fn read_config(path: &std::path::Path) -> anyhow::Result<AugmentConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    match value.get("augment") {
-        Some(table) => table.clone().try_into().with_context(|| {
-            format!(
-                "the [augment] table of {} (see `graft data augment --help` for its keys)",
-                path.display()
-            )
-        }),
-        None => Ok(AugmentConfig::default()),
-    }
 }

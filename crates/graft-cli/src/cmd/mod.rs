@@ -45,26 +45,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Scan a folder and analyse every image in parallel, with a progress bar.
-pub(crate) fn scan_and_analyze(
-    dir: &std::path::Path,
-) -> anyhow::Result<(
-    graft_data::scan::Dataset,
-    Vec<Result<graft_data::analyze::ImageFacts, graft_data::decode::DecodeError>>,
-)> {
-    use anyhow::Context;
-    let dataset = graft_data::scan::scan(dir).with_context(|| "scanning the dataset folder")?;
-    tracing::info!(
-        images = dataset.entries.len(),
-        classes = dataset.classes.len(),
-        "scanned"
-    );
-    let pb = crate::progress::bar(dataset.entries.len() as u64, "decode");
-    let facts = graft_data::analyze::analyze(&dataset, &|n| pb.inc(n));
-    pb.finish_and_clear();
-    Ok((dataset, facts))
-}
-
 /// Peak resident set size of this process so far (Linux; 0 elsewhere).
 pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")

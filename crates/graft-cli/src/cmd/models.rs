@@ -11,8 +11,8 @@ use graft_model::imagenet;
 
 use crate::cli::{FetchArgs, ModelImportArgs, PredictArgs};
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+fn bytes_text(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
 pub fn list() -> anyhow::Result<()> {
@@ -31,7 +31,7 @@ pub fn list() -> anyhow::Result<()> {
     for k in &KNOWN {
         let path = model_path(&cache, k.kind);
         let status = match std::fs::metadata(&path) {
-            Ok(m) => format!("cached, {} ({})", mib(m.len()), path.display()),
+            Ok(m) => format!("cached, {} ({})", bytes_text(m.len()), path.display()),
             Err(_) => format!("not cached: graft models fetch {}", k.kind.name()),
         };
         println!(
@@ -73,7 +73,7 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         spinner.finish_and_clear();
         let path = result?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        say!("{k}: cached at {} ({})", path.display(), mib(size));
+        say!("{k}: cached at {} ({})", path.display(), bytes_text(size));
     }
     Ok(())
 }

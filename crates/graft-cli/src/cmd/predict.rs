@@ -69,7 +69,7 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
         if json_only {
             print!("{text}");
         } else {
-            std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+            crate::output::write_file(out, text)?;
         }
     }
     if failures > 0 {

@@ -15,7 +15,8 @@ pub fn run(args: SplitArgs) -> anyhow::Result<()> {
         Some(p) => Some(p / 100.0),
         None => None,
     };
-    let (dataset, facts) = super::scan_and_analyze(&args.dir)?;
+    let (dataset, facts) =
+        graft_run::prepare::scan_and_analyze(&args.dir, &crate::terminal::Terminal)?;
     let opts = SplitOptions {
         ratios,
         seed: args.seed,

@@ -59,22 +59,24 @@ impl Estimate {
     }
 }
 
-/// Parse "4GB", "512MB", "1.5GiB", "2048" (bytes).
+/// Parse "4GB", "512MB", "1.5GiB", "2048" (bytes). Memory is counted in powers of two — a
+/// "4 GB" card holds 4 GiB — so a unit without the "i" is read as its binary one.
 pub fn parse_bytes(s: &str) -> Option<usize> {
-    let t = s.trim().to_ascii_lowercase();
+    let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().ok()?;
-    let mul = match unit.trim() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+    let unit = unit.trim().to_ascii_lowercase();
+    let binary = match unit.as_str() {
+        "" | "b" => "B",
+        "k" | "kb" | "kib" => "KiB",
+        "m" | "mb" | "mib" => "MiB",
+        "g" | "gb" | "gib" => "GiB",
         _ => return None,
     };
-    (v >= 0.0 && v.is_finite()).then_some((v * mul) as usize)
+    let size: bytesize::ByteSize = format!("{num} {binary}").parse().ok()?;
+    usize::try_from(size.as_u64()).ok()
 }
 
 #[cfg(test)]

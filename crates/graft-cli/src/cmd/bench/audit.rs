@@ -32,7 +32,8 @@ pub fn audit(args: BenchAuditArgs) -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let (dataset, facts) = crate::cmd::scan_and_analyze(&args.dir)?;
+    let (dataset, facts) =
+        graft_run::prepare::scan_and_analyze(&args.dir, &crate::terminal::Terminal)?;
     let report = graft_data::audit::build_report(
         &dataset,
         &facts,

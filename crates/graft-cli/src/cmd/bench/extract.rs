@@ -145,8 +145,7 @@ pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
             "ratios": ratios,
             "reference_note": reference_note,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }
     Ok(())
 }
@@ -271,9 +270,9 @@ fn run_torch(
         .iter()
         .map(|r| format!("{}\n", r.path.display()))
         .collect();
-    std::fs::write(&list, text)?;
+    crate::output::write_file(&list, text)?;
     let script = work.join("torch_extract.py");
-    std::fs::write(&script, TORCH_SCRIPT)?;
+    crate::output::write_file(&script, TORCH_SCRIPT)?;
     note!("running the PyTorch reference on {n} images …");
     let t = Instant::now();
     let out = Command::new(&args.reference.python)

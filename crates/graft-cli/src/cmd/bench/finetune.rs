@@ -101,8 +101,7 @@ pub fn finetune(args: BenchFinetuneArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.reference.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&out)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_file(path, serde_json::to_vec_pretty(&out)?)?;
     }
     Ok(())
 }
@@ -191,7 +190,7 @@ fn reference(args: &BenchFinetuneArgs, threads: usize, size: usize) -> anyhow::R
     super::require_python(&args.reference.python, &["torch", "torchvision"])?;
     let script =
         std::env::temp_dir().join(format!("graft-bench-finetune-{}.py", std::process::id()));
-    std::fs::write(&script, TORCH_SCRIPT)?;
+    crate::output::write_file(&script, TORCH_SCRIPT)?;
     note!("running the PyTorch reference …");
     let out = Command::new(&args.reference.python)
         .arg(&script)

@@ -106,8 +106,7 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.reference.json {
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }
     Ok(())
 }
@@ -128,7 +127,7 @@ fn write_labels(path: &Path, ds: &Dataset, rows: &[usize]) -> anyhow::Result<()>
         .iter()
         .flat_map(|&i| (ds.y[i] as u32).to_le_bytes())
         .collect();
-    std::fs::write(path, bytes)?;
+    crate::output::write_file(path, bytes)?;
     Ok(())
 }
 
@@ -156,9 +155,9 @@ fn reference(
             "class_weights": (balance == Balance::Weights).then(|| ds.class_weights()),
             "runs": sweep.runs(),
         });
-        std::fs::write(work.join("sweep.json"), serde_json::to_vec(&meta)?)?;
+        crate::output::write_file(work.join("sweep.json"), serde_json::to_vec(&meta)?)?;
         let script = work.join("torch_heads.py");
-        std::fs::write(&script, TORCH_SCRIPT)?;
+        crate::output::write_file(&script, TORCH_SCRIPT)?;
         note!("running the PyTorch reference sweep …");
         let out = Command::new(&args.reference.python)
             .arg(&script)

@@ -133,8 +133,7 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
             "errors": errors,
             "healthy_after": healthy,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
         println!("  wrote {}", path.display());
     }
     if errors > 0 || !healthy {

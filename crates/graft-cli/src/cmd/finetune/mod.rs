@@ -11,7 +11,6 @@ use graft_data::augment::AugmentConfig;
 use graft_data::scan::Split;
 use graft_features::Origin;
 use graft_model::arch::NetSpec;
-use graft_model::prefix::PrefixEncoder;
 use graft_run::files::{
     write_file, write_json, EpochSpeed, FinetuneMetrics, FinetuneSeconds, FinetuneTest,
     FrozenVsTuned, Scores,
@@ -143,7 +142,11 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let cache = graft_run::held_out::open_run_cache(&features, &model)?;
     let origin = Origin::read(&features)
         .with_context(|| format!("{} does not say where its images are", features.display()))?;
-    let mut encoder = PrefixEncoder::new(&prefix_spec(&spec, cut), &weights)?;
+    let mut encoder = graft_run::encoder::prefix_encoder(
+        &prefix_spec(&spec, cut),
+        &weights,
+        graft_run::Backend::Auto,
+    )?;
     let acts_dir = tuned.activations(cut);
     let mut load = |items: &[(acts::Item, String)], split: Split| -> anyhow::Result<Acts> {
         let name = split_name(split);
@@ -232,7 +235,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         val: Arc::clone(&val_c),
     };
     let augment = match &args.config {
-        Some(p) => super::augment::read_config(p)?,
+        Some(p) => graft_run::settings::read_augment(p)?,
         None => AugmentConfig::default(),
     };
     let images = |items: &[(acts::Item, String)], augment: AugmentConfig| {

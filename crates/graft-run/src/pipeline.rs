@@ -1,0 +1,246 @@
+//! `graft train DIR` as one call: audit → split → extract → heads → eval in one run folder,
+//! each stage skipped when its inputs are unchanged (fingerprints in `stages.json`), every
+//! stage's output written atomically, so an interrupted run continues where it stopped.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use graft_data::scan::Split;
+use graft_train::HeadSpec;
+
+use crate::error::Context;
+use crate::evaluate::{evaluate, EvalRequest};
+use crate::extract::{cache_stale, extract, spatial_changed, ExtractRequest};
+use crate::files::write_file;
+use crate::heads::{train_heads, HeadsRequest};
+use crate::prepare::prepare;
+use crate::report::{Event, Reporter};
+use crate::settings::Settings;
+use crate::stages::{data_fingerprint, file_hash, hash_parts, Outcome, StageRun};
+use crate::{RunDir, RunError, Stage, StageBook};
+
+/// A finished `graft train DIR`.
+#[derive(Debug)]
+pub struct Trained {
+    pub run: RunDir,
+    /// The resolved settings, saved in the run (`graft train --config` reproduces it).
+    pub config: PathBuf,
+    pub stages: Vec<StageRun>,
+    pub seconds: f64,
+}
+
+/// The run folder `settings` name: `runs/NAME`, or `runs/<data folder>-<encoder>`.
+pub fn run_name(settings: &Settings) -> Option<String> {
+    let data = settings.data.as_ref()?;
+    Some(settings.name.clone().unwrap_or_else(|| {
+        let base = std::fs::canonicalize(data)
+            .ok()
+            .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "data".into());
+        format!("{base}-{}", settings.encoder)
+    }))
+}
+
+/// Run every stage of `settings` that is not done yet.
+pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+    let (Some(data), Some(name)) = (settings.data.clone(), run_name(settings)) else {
+        return Err(RunError::Invalid(
+            "which photos? Give a folder (graft train photos/) or a config file with data = \"…\""
+                .into(),
+        ));
+    };
+    if !data.is_dir() {
+        return Err(RunError::Invalid(format!(
+            "{} is not a folder; graft train expects DIR/<class>/*.jpg (or DIR/train/<class>/…)",
+            data.display()
+        )));
+    }
+    let cfg = settings;
+    let run = RunDir::new(cfg.runs.join(&name));
+    std::fs::create_dir_all(run.root()).map_err(|e| RunError::write(run.root(), e))?;
+    let config_path = run.config();
+    let mut saved = cfg.clone();
+    saved.name = Some(name.clone());
+    write_file(&config_path, saved.to_toml(&config_path)?.as_bytes())?;
+    let mut book = StageBook::load(&run);
+    let started = Instant::now();
+    let mut timings: Vec<StageRun> = Vec::new();
+    reporter.event(Event::Run {
+        root: run.root(),
+        encoder: cfg.encoder,
+        data: &data,
+    });
+    let header = |stage: Stage, what: &str| reporter.event(Event::Stage { stage, what });
+
+    // 1. audit + split
+    let manifest = run.manifest();
+    let fp = data_fingerprint(&data, toml_of(&cfg.split)?.as_bytes())
+        .with_context(|| format!("scanning {}", data.display()))?;
+    timings.push(book.run(
+        Stage::Prepare,
+        fp,
+        &manifest,
+        || {
+            header(
+                Stage::Prepare,
+                "audit + split: data and settings unchanged, skipped",
+            )
+        },
+        || {
+            header(Stage::Prepare, "audit + split");
+            let prepared = prepare(&data, &run, &cfg.split, reporter)?;
+            reporter.event(Event::Prepared(&prepared));
+            Ok::<_, RunError>(Outcome::Done)
+        },
+    )?);
+
+    // 2. extract (resumable by itself: finished chunks are kept)
+    let features = run.features();
+    let heads: Vec<HeadSpec> = cfg.head_specs()?;
+    // Feature maps only when a head reads them: they are H·W times larger.
+    let spatial = heads.iter().any(HeadSpec::spatial);
+    let fp = hash_parts(&[
+        file_hash(&manifest).as_bytes(),
+        cfg.encoder.name().as_bytes(),
+        &cfg.extract.chunk.to_le_bytes(),
+        &[u8::from(spatial)],
+    ]);
+    timings.push(book.run(
+        Stage::Extract,
+        fp,
+        &features.join(graft_features::format::HEADER_FILE),
+        || header(Stage::Extract, "extract: cache complete, skipped"),
+        || {
+            header(Stage::Extract, "extract");
+            ensure_weights(cfg.encoder, reporter)?;
+            extract(
+                &ExtractRequest {
+                    data: manifest.clone(),
+                    encoder: cfg.encoder,
+                    out: features.clone(),
+                    batch: cfg.extract.batch,
+                    chunk: cfg.extract.chunk,
+                    shard: graft_features::Shard::default(),
+                    spatial,
+                    backend: cfg.backend,
+                    // A new manifest means new images, and a new --spatial setting a new
+                    // layout: the old cache cannot be continued.
+                    force: cache_stale(&features, &manifest) || spatial_changed(&features, spatial),
+                },
+                reporter,
+            )?;
+            Ok::<_, RunError>(Outcome::Done)
+        },
+    )?);
+
+    // 3. heads
+    let fp = hash_parts(&[
+        file_hash(&features.join(graft_features::format::HEADER_FILE)).as_bytes(),
+        toml_of(&cfg.heads)?.as_bytes(),
+    ]);
+    timings.push(book.run(
+        Stage::Heads,
+        fp,
+        &run.model_meta(),
+        || {
+            header(
+                Stage::Heads,
+                "heads: features and settings unchanged, skipped",
+            )
+        },
+        || {
+            header(Stage::Heads, "head sweep");
+            let h = &cfg.heads;
+            train_heads(
+                &HeadsRequest {
+                    features: features.clone(),
+                    name: Some(name.clone()),
+                    runs: cfg.runs.clone(),
+                    heads: heads.clone(),
+                    lrs: h.lrs.clone(),
+                    epochs: h.epochs,
+                    batch: h.batch,
+                    weight_decay: h.weight_decay,
+                    label_smoothing: h.label_smoothing,
+                    balance: cfg.balance()?,
+                    clip: h.clip,
+                    patience: h.patience,
+                    val_fraction: h.val_fraction,
+                    seed: h.seed,
+                    seeds: 1,
+                },
+                reporter,
+            )?;
+            Ok::<_, RunError>(Outcome::Done)
+        },
+    )?);
+
+    // 4. eval + report
+    let fp = hash_parts(&[
+        file_hash(&run.model_weights()).as_bytes(),
+        toml_of(&cfg.eval)?.as_bytes(),
+    ]);
+    let held_out = graft_features::format::read_header(&features)
+        .map(|h| {
+            h.items
+                .iter()
+                .any(|it| matches!(it.split, Some(Split::Test) | Some(Split::Val)))
+        })
+        .unwrap_or(true);
+    let split: Split = cfg.eval.split.parse().map_err(RunError::Invalid)?;
+    timings.push(book.run(
+        Stage::Eval,
+        fp,
+        &run.report(),
+        || header(Stage::Eval, "eval: model unchanged, skipped"),
+        || {
+            if !held_out {
+                header(
+                    Stage::Eval,
+                    "eval: no test or val images in the split, nothing to evaluate on \
+                     (give the test split a share, e.g. --ratios 70/15/15)",
+                );
+                return Ok::<_, RunError>(Outcome::NotApplicable("no test or val images"));
+            }
+            header(Stage::Eval, "evaluation");
+            evaluate(
+                &EvalRequest {
+                    run: run.root().to_path_buf(),
+                    split,
+                    features: Some(features.clone()),
+                    latency: cfg.eval.latency,
+                },
+                reporter,
+            )?;
+            Ok(Outcome::Done)
+        },
+    )?);
+    reporter.event(Event::Trained(&timings));
+    Ok(Trained {
+        run,
+        config: config_path,
+        stages: timings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fetch the encoder's weights if they are not cached yet.
+fn ensure_weights(
+    kind: graft_model::arch::EncoderKind,
+    reporter: &dyn Reporter,
+) -> Result<(), RunError> {
+    let cache = graft_model::fetch::cache_dir();
+    if graft_model::fetch::load(kind, &cache).is_ok() {
+        return Ok(());
+    }
+    reporter.event(Event::FetchingWeights(kind));
+    graft_model::fetch::fetch(kind, &cache).with_context(|| {
+        format!("fetching {kind} weights (or: graft models import FILE --arch {kind})")
+    })?;
+    Ok(())
+}
+
+/// A settings section as TOML: the bytes its stage's fingerprint covers.
+fn toml_of<T: serde::Serialize>(value: &T) -> Result<String, RunError> {
+    toml::to_string(value).map_err(|e| RunError::Invalid(e.to_string()))
+}
