@@ -9,6 +9,7 @@ mod cli;
 mod cmd;
 mod config;
 mod progress;
+mod served;
 mod terminal;
 
 use clap::Parser;

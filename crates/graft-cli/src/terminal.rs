@@ -98,6 +98,37 @@ impl Reporter for Terminal {
                     say!("  {:<14} {}", t.stage.title(), t.summary());
                 }
             }
+            Event::Calibrating(c) => say!(
+                "Calibrating INT8 activation ranges on {} training images ({} weights{})…",
+                c.images,
+                c.weights.name(),
+                match (c.weights, c.cpu_vnni) {
+                    (graft_export::WeightBits::Seven, false) =>
+                        ": this CPU has no VNNI, where 8-bit weights can saturate",
+                    _ => "",
+                }
+            ),
+            Event::Validated(a) => say!(
+                "Validated on {n} held-out images: max |p_onnx − p_graft| = {:.2e}, same top-1 on {}/{n}",
+                a.max_diff,
+                a.same_top1,
+                n = a.images
+            ),
+            Event::AccuracyChecked(c) => {
+                let (lo, hi) = c.drop.interval();
+                say!(
+                    "  accuracy: graft (float) {:.4}, {} {:.4}: drop {:.1} points (95% interval {:.1} to {:.1})",
+                    c.float,
+                    graft_run::Precision::Int8.file_name(),
+                    c.file,
+                    c.drop.drop() * 100.0,
+                    lo * 100.0,
+                    hi * 100.0
+                );
+            }
+            Event::ForcedPastLimit { max } => note!(
+                "warning: INT8 loses more than --max-accuracy-drop {max}; written because of --force"
+            ),
             Event::Note(text) => note!("{text}"),
         }
     }

@@ -30,6 +30,9 @@ pub enum RunError {
         features: PathBuf,
         split: graft_data::scan::Split,
     },
+    /// An INT8 file lost more accuracy than allowed, and was not written.
+    #[error("INT8 loses {:.1} points of accuracy, more than the limit {max}; not written", drop * 100.0)]
+    AccuracyLimit { drop: f64, max: f64 },
     /// What was being done when `source` went wrong ("extracting features into runs/x").
     #[error("{what}")]
     Context {

@@ -169,32 +169,8 @@ pub struct FinetuneSeconds {
 /// `stages.json`: the fingerprint of each finished stage's inputs, by stage name.
 pub type StageFingerprints = BTreeMap<String, String>;
 
-/// `export.json`: one record per exported precision ("fp32", "int8").
-pub type ExportRecords = BTreeMap<String, ExportRecord>;
-
-/// One exported file and its check against graft.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExportRecord {
-    pub file: String,
-    pub sha256: String,
-    pub bytes: usize,
-    /// Held-out images the file was checked on.
-    pub validated: usize,
-    pub max_diff: f32,
-    pub same_top1: usize,
-    /// Accuracy of graft's float model and of the file on the labelled validation images.
-    pub accuracy_graft: Option<f64>,
-    pub accuracy_file: Option<f64>,
-    pub calibration_images: Option<usize>,
-    /// INT8: the weights' range, and whether the exporting CPU has VNNI.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub int8_weights: Option<graft_model::onnx::WeightBits>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_vnni: Option<bool>,
-    /// INT8: written with --force although it lost more than the accuracy limit.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub forced: bool,
-}
+/// `export.json` (graft-export's types: it makes the records).
+pub use graft_export::records::{ExportRecord, ExportRecords};
 
 #[cfg(test)]
 mod tests {

@@ -14,6 +14,7 @@ pub mod dir;
 pub mod encoder;
 mod error;
 pub mod evaluate;
+pub mod export;
 pub mod extract;
 pub mod files;
 pub mod heads;

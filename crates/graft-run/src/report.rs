@@ -5,9 +5,11 @@
 
 use std::path::Path;
 
+use graft_export::Agreement;
 use graft_model::arch::EncoderKind;
 
 use crate::evaluate::Evaluated;
+use crate::export::{AccuracyChecked, Calibrating};
 use crate::extract::{ExtractStarted, Extracted};
 use crate::heads::{SweepStarted, Swept};
 use crate::prepare::Prepared;
@@ -38,6 +40,16 @@ pub enum Event<'a> {
     RetrainingSeeds(usize),
     Swept(&'a Swept),
     Evaluated(&'a Evaluated),
+    /// INT8 calibration begins.
+    Calibrating(&'a Calibrating),
+    /// The exported file was run on the held-out images and compared with graft.
+    Validated(&'a Agreement),
+    /// An INT8 file's accuracy against the float model's.
+    AccuracyChecked(&'a AccuracyChecked),
+    /// An INT8 file past the accuracy limit is written all the same, as asked.
+    ForcedPastLimit {
+        max: f64,
+    },
     /// Every stage of `graft train DIR` is done.
     Trained(&'a [StageRun]),
     /// A remark that does not stop the work ("the chart was not drawn").

@@ -54,8 +54,8 @@ pub enum Int8Weights {
 }
 
 impl Int8Weights {
-    pub fn resolve(self) -> graft_model::onnx::WeightBits {
-        use graft_model::onnx::WeightBits;
+    pub fn resolve(self) -> graft_export::WeightBits {
+        use graft_export::WeightBits;
         match self {
             Int8Weights::Auto => WeightBits::for_this_cpu(),
             Int8Weights::Eight => WeightBits::Eight,

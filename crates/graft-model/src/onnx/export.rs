@@ -1,7 +1,6 @@
 //! The encoder family as an ONNX graph, built from the same [`NetSpec`] as every backend.
 
 use super::graph::{Attr, Dim, Graph};
-use super::quant::{fake_quant, quantized_conv_params, Calibration, QParams, WeightBits};
 use super::OnnxError;
 use crate::arch::{Act, ConvBn, Linear, NetSpec};
 use crate::weights::StateDict;
@@ -38,74 +37,74 @@ pub struct EncoderGraph {
     pub feature_map: String,
     pub feature_map_size: usize,
     pub logits: Option<String>,
-    /// With [`Precision::Probe`]: (calibration key, graph output name) of every activation.
-    pub probes: Vec<(String, String)>,
 }
 
-/// Number format of the encoder's convolutions.
-#[derive(Debug, Clone, Copy, Default)]
-pub enum Precision<'a> {
-    /// float32 throughout.
-    #[default]
-    Float,
-    /// float32, with every activation that INT8 would quantize also declared as an output,
-    /// for observing its range on calibration images.
-    Probe,
-    /// INT8 weights and activations (QDQ), activation ranges from the calibration; the first
-    /// `float_blocks` blocks stay float (the full-resolution stem is both the cheapest to keep
-    /// and the layers whose rounding hurts accuracy most).
-    Int8 {
-        calibration: &'a Calibration,
-        float_blocks: usize,
-        /// [`WeightBits::for_this_cpu`] unless a file is made for another CPU.
-        weights: WeightBits,
-    },
-}
-
-/// Marks activation tensors: nothing (float), an extra output (probe) or a
-/// quantize/dequantize pair (INT8), remembering the scale the next convolution reads.
-struct Activations<'a> {
-    precision: Precision<'a>,
-    probes: Vec<(String, String)>,
-    current: Option<QParams>,
-}
-
-impl Activations<'_> {
-    /// `x` (`key`, shape `[N, c, h, w]`) is read next by a convolution of block `next_block`
-    /// (or, for the final map, comes from it). It is quantized when that block is INT8.
+/// Where a later stage may change the encoder graph as it is built: at each activation a
+/// convolution reads, and at each convolution's constants. The float graph ([`Float`]) changes
+/// nothing; INT8 export (graft-export) inserts quantize/dequantize pairs and integer weights,
+/// and its calibration declares the activations as outputs to observe their ranges. This is
+/// the writer's only knowledge of quantization.
+pub trait Marker {
+    /// `x` (at place `key`: "input", "b3.l1" for block 3 layer 1 after its activation,
+    /// "b3.add" for a residual sum; shape `[N, c, h, w]`) is read next by a convolution of
+    /// block `next_block` (or, for the final map, comes from it). Returns the value the next
+    /// layer reads.
     fn mark(
         &mut self,
         g: &mut Graph,
         x: String,
         key: &str,
-        [c, h, w]: [usize; 3],
+        shape: [usize; 3],
         next_block: usize,
-    ) -> Result<String, OnnxError> {
-        match self.precision {
-            Precision::Float => Ok(x),
-            Precision::Int8 { float_blocks, .. } if next_block < float_blocks => {
-                self.current = None;
-                Ok(x)
-            }
-            Precision::Probe => {
-                let dims = [batch(), Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)];
-                g.output(&x, &dims);
-                self.probes.push((key.to_string(), x.clone()));
-                Ok(x)
-            }
-            Precision::Int8 { calibration, .. } => {
-                let (lo, hi) = calibration.range(key).ok_or_else(|| {
-                    OnnxError::Spec(format!("the calibration has no range for `{key}`"))
-                })?;
-                let p = QParams::uint8(lo, hi);
-                self.current = Some(p);
-                Ok(fake_quant(g, &x, key, p))
-            }
-        }
+    ) -> Result<String, OnnxError>;
+
+    /// The (weight, bias) values of `layer`'s convolution, BatchNorm folded in: `w` has
+    /// `shape` `[out, in/groups, k, k]`. Float initializers unless a marker says otherwise.
+    fn conv_params(
+        &mut self,
+        g: &mut Graph,
+        layer: &ConvBn,
+        shape: &[usize],
+        w: &[f32],
+        b: &[f32],
+    ) -> (String, String) {
+        float_conv_params(g, layer, shape, w, b)
     }
 }
 
-fn batch() -> Dim {
+/// float32 throughout: no marks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Float;
+
+impl Marker for Float {
+    fn mark(
+        &mut self,
+        _: &mut Graph,
+        x: String,
+        _: &str,
+        _: [usize; 3],
+        _: usize,
+    ) -> Result<String, OnnxError> {
+        Ok(x)
+    }
+}
+
+/// `layer`'s folded convolution constants as float32 initializers.
+pub fn float_conv_params(
+    g: &mut Graph,
+    layer: &ConvBn,
+    shape: &[usize],
+    w: &[f32],
+    b: &[f32],
+) -> (String, String) {
+    (
+        g.initializer(&format!("{}.folded", layer.conv), shape, w),
+        g.initializer(&format!("{}.bias", layer.bn), &[b.len()], b),
+    )
+}
+
+/// The batch dimension every graph input and output shares.
+pub fn batch() -> Dim {
     Dim::Named("N".into())
 }
 
@@ -125,23 +124,18 @@ pub fn encoder_graph(
     weights: &StateDict,
     opts: ExportOptions,
 ) -> Result<EncoderGraph, OnnxError> {
-    encoder_graph_in(spec, weights, opts, Precision::Float)
+    encoder_graph_marked(spec, weights, opts, &mut Float)
 }
 
-/// [`encoder_graph`] with the convolutions in `precision`.
-pub fn encoder_graph_in(
+/// [`encoder_graph`] with `marker` consulted at every activation and convolution.
+pub fn encoder_graph_marked(
     spec: &NetSpec,
     weights: &StateDict,
     opts: ExportOptions,
-    precision: Precision<'_>,
+    acts: &mut dyn Marker,
 ) -> Result<EncoderGraph, OnnxError> {
     let size = opts.input_size.unwrap_or(spec.preprocess.size) as usize;
     let mut g = Graph::new(spec.kind.name());
-    let mut acts = Activations {
-        precision,
-        probes: Vec::new(),
-        current: None,
-    };
     let mut x = g.input(
         "input",
         &[batch(), Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)],
@@ -162,15 +156,7 @@ pub fn encoder_graph_in(
                 )));
             }
             let (w, b) = fold_bn(layer, weights, spec.bn_eps)?;
-            let (wn, bn) = match (precision, acts.current) {
-                (Precision::Int8 { weights: bits, .. }, Some(input)) => {
-                    quantized_conv_params(&mut g, &layer.conv, &w.0, &w.1, &b, input.scale, bits)
-                }
-                _ => (
-                    g.initializer(&format!("{}.folded", layer.conv), &w.0, &w.1),
-                    g.initializer(&format!("{}.bias", layer.bn), &[b.len()], &b),
-                ),
-            };
+            let (wn, bn) = acts.conv_params(&mut g, layer, &w.0, &w.1, &b);
             let k = layer.kernel as i64;
             let (p0, p1) = (before as i64, after as i64);
             x = g.node(
@@ -244,7 +230,6 @@ pub fn encoder_graph_in(
         feature_map,
         feature_map_size: s,
         logits,
-        probes: acts.probes,
     })
 }
 

@@ -11,7 +11,7 @@ use ort::value::TensorRef;
 
 use crate::arch::{EncoderKind, NetSpec};
 use crate::encoder::{EncoderError, EncoderOutput, ImageEncoder};
-use crate::onnx::{encoder_graph_in, encoder_to_onnx, Calibration, ExportOptions, Precision};
+use crate::onnx::{encoder_to_onnx, ExportOptions};
 use crate::weights::StateDict;
 
 /// The library file the fetch script unpacks (from the `onnxruntime` 1.32 wheel).
@@ -150,55 +150,30 @@ pub fn run_images(
     size: usize,
     output: &str,
 ) -> Result<Vec<f32>, OrtError> {
-    let tensor = TensorRef::from_array_view(([n, 3, size, size], input))?;
-    let outputs = session.run(ort::inputs!["input" => tensor])?;
-    let v = outputs
-        .get(output)
-        .ok_or_else(|| OrtError::Runtime(format!("no output `{output}`")))?;
-    let (_, data) = v.try_extract_tensor::<f32>()?;
-    Ok(data.to_vec())
+    let mut outs = run_images_outputs(session, input, n, size, &[output])?;
+    Ok(outs.pop().unwrap_or_default())
 }
 
-/// Observe the range of every activation INT8 will quantize, running `n` preprocessed images
-/// (`[n, 3, S, S]` at the spec's size) through the float encoder in batches of `batch`.
-pub fn calibrate(
-    spec: &NetSpec,
-    weights: &StateDict,
-    images: &[f32],
+/// [`run_images`] returning several outputs, in the order of `outputs`.
+pub fn run_images_outputs(
+    session: &mut Session,
+    input: &[f32],
     n: usize,
-    batch: usize,
-    opts: OrtOptions,
-) -> Result<Calibration, OrtError> {
-    let export = ExportOptions {
-        input_size: None,
-        logits: false,
-        feature_map: false,
-    };
-    let eg = encoder_graph_in(spec, weights, export, Precision::Probe)?;
-    let model = eg.graph.to_model("graft", env!("CARGO_PKG_VERSION"));
-    let mut session = session_from_onnx(&model, opts)?;
-    let size = spec.preprocess.size as usize;
-    let per = 3 * size * size;
-    crate::encoder::check_batch(images, n, size as u32)
-        .map_err(|e| OrtError::Runtime(e.to_string()))?;
-    let mut cal = Calibration::default();
-    let mut start = 0;
-    while start < n {
-        let m = batch.max(1).min(n - start);
-        let chunk = &images[start * per..(start + m) * per];
-        let tensor = TensorRef::from_array_view(([m, 3, size, size], chunk))?;
-        let outputs = session.run(ort::inputs!["input" => tensor])?;
-        for (key, name) in &eg.probes {
-            let v = outputs
-                .get(name.as_str())
+    size: usize,
+    outputs: &[&str],
+) -> Result<Vec<Vec<f32>>, OrtError> {
+    let tensor = TensorRef::from_array_view(([n, 3, size, size], input))?;
+    let got = session.run(ort::inputs!["input" => tensor])?;
+    outputs
+        .iter()
+        .map(|&name| {
+            let v = got
+                .get(name)
                 .ok_or_else(|| OrtError::Runtime(format!("no output `{name}`")))?;
             let (_, data) = v.try_extract_tensor::<f32>()?;
-            cal.observe(key, data);
-        }
-        start += m;
-    }
-    cal.images = n;
-    Ok(cal)
+            Ok(data.to_vec())
+        })
+        .collect()
 }
 
 /// A pretrained encoder exported to ONNX and run by ONNX Runtime.

@@ -2,6 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+// Each test binary uses some of these.
+#[allow(dead_code)]
+pub mod ort;
+#[allow(dead_code)]
+pub mod tiny;
+
 /// Depth-limited search for `name`, so a flat folder or unzipped wheels both work.
 pub fn find(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
     let direct = dir.join(name);

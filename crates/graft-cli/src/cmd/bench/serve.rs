@@ -157,7 +157,7 @@ fn direct_latency(
     n: usize,
     precision: crate::cli::Precision,
 ) -> anyhow::Result<Direct> {
-    let served = super::super::serve::load_model(run, None, precision)?;
+    let served = crate::served::load_model(run, None, precision)?;
     let pre = served.preprocess;
     let mut infer = OrtInfer::new(&served.onnx, pre.size as usize, None)
         .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;

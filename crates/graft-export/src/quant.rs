@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::graph::{Attr, Graph};
+use graft_model::onnx::{Attr, Graph};
 
 /// Observed `[min, max]` of each activation tensor, keyed by its place in the network
 /// ("input", "b3.l1" for block 3 layer 1 after its activation, "b3.add" for a residual sum).
