@@ -140,3 +140,114 @@ pub fn model_card(card: &Card<'_>) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::ExportRecord;
+    use graft_model::arch::{EncoderKind, Preprocess};
+    use graft_train::data::Standardizer;
+    use graft_train::head::{Head, HeadSpec};
+    use graft_train::model::ModelMeta;
+    use graft_train::TrainConfig;
+
+    fn model() -> HeadModel {
+        let mut rng = graft_data::rng::SplitMix64::new(1);
+        HeadModel {
+            meta: ModelMeta {
+                format_version: 1,
+                head: HeadSpec::Linear,
+                classes: vec!["healthy".into(), "rust".into()],
+                feature_dim: 3,
+                locations: 1,
+                encoder: EncoderKind::MobileNetV2,
+                weights: "w1".into(),
+                preprocess: Preprocess {
+                    size: 224,
+                    resize_shorter: 256,
+                    mean: [0.485, 0.456, 0.406],
+                    std: [0.229, 0.224, 0.225],
+                    filter: Default::default(),
+                },
+                train: TrainConfig::default(),
+                temperature: 1.25,
+                encoder_file: None,
+            },
+            head: Head::new(HeadSpec::Linear, 3, 2, &mut rng),
+            standardizer: Standardizer {
+                mean: vec![0.0; 3],
+                std: vec![1.0; 3],
+            },
+        }
+    }
+
+    fn record(file: &str, int8: Option<(WeightBits, bool)>, forced: bool) -> ExportRecord {
+        ExportRecord {
+            file: file.into(),
+            sha256: "ab12".into(),
+            bytes: 2_500_000,
+            validated: 40,
+            max_diff: 3e-7,
+            same_top1: 40,
+            accuracy_graft: Some(0.9),
+            accuracy_file: Some(0.875),
+            calibration_images: int8.map(|_| 16),
+            int8_weights: int8.map(|(b, _)| b),
+            cpu_vnni: int8.map(|(_, v)| v),
+            forced,
+        }
+    }
+
+    #[test]
+    fn the_card_names_files_checks_quality_and_the_cpu_limits() {
+        let m = model();
+        let mut records = ExportRecords::new();
+        records.insert("fp32".into(), record("model.onnx", None, false));
+        let quality = Quality {
+            split: "test".into(),
+            images: 40,
+            accuracy: 0.9,
+            macro_f1: 0.88,
+            ece: 0.031,
+        };
+        let card = model_card(&Card {
+            name: "leaves",
+            model: &m,
+            quality: Some(&quality),
+            rows: Some((120, 30)),
+            records: &records,
+        });
+        for want in [
+            "# Model card: leaves",
+            "- `model.onnx`: float32, 2.5 MB, sha256 `ab12`",
+            "`probabilities` `[N, 2]`",
+            "Resize the shorter side to 256",
+            "temperature 1.250",
+            "- classes (2): healthy, rust",
+            "- test split, 40 images: accuracy 0.9000, macro-F1 0.8800, ECE 0.031",
+            "- trained on 120 images, validated on 30",
+            "same top-1 on 40/40; accuracy 0.8750 (graft float 0.9000)",
+        ] {
+            assert!(card.contains(want), "missing {want:?} in\n{card}");
+        }
+        assert!(!card.contains("VNNI"), "{card}");
+
+        // An INT8 file made without VNNI, forced past the limit; no quality figures known.
+        records.insert(
+            "int8".into(),
+            record("model.int8.onnx", Some((WeightBits::Seven, false)), true),
+        );
+        let card = model_card(&Card {
+            name: "leaves",
+            model: &m,
+            quality: None,
+            rows: None,
+            records: &records,
+        });
+        assert!(card.contains("7-bit weights, exported and checked on a CPU without VNNI"));
+        assert!(card.contains("written with --force past the accuracy limit"));
+        assert!(card.contains("activation ranges from 16 training images"));
+        assert!(card.contains("cannot saturate"), "{card}");
+        assert!(!card.contains("split,"), "{card}");
+    }
+}
