@@ -1,0 +1,63 @@
+//! The store's tables, and how an older store is brought up to date. Each entry of
+//! [`MIGRATIONS`] moves the schema one version up; SQLite's `user_version` says which ran.
+
+/// Schema migrations, oldest first: entry `i` takes a store from version `i` to `i + 1`.
+/// Append only — a released migration is never edited.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: runs, their parameters, tags, metrics and artifacts.
+    "
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+        name TEXT NOT NULL,
+        command TEXT NOT NULL,
+        run_dir TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'killed')),
+        start_ms INTEGER NOT NULL,
+        end_ms INTEGER,
+        dataset_hash TEXT,
+        graft_version TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX runs_by_start ON runs(start_ms);
+    CREATE TABLE params (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE TABLE tags (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE TABLE metrics (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value REAL NOT NULL,
+        step INTEGER NOT NULL,
+        time_ms INTEGER NOT NULL
+    );
+    CREATE INDEX metrics_by_run ON metrics(run_id, key, step);
+    CREATE TABLE artifacts (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) fn current() -> i64 {
+    MIGRATIONS.len() as i64
+}
