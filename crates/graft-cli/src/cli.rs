@@ -7,10 +7,14 @@ use clap::{Args, Parser, Subcommand};
 mod data;
 mod export;
 mod finetune;
+mod runs;
 mod serve;
 pub use data::{AuditArgs, AugmentArgs, DataCommand, ImportIdxArgs, SplitArgs};
 pub use export::{ExportArgs, Precision};
 pub use finetune::{FinetuneArgs, FINETUNE_HELP};
+pub use runs::{
+    RunsCommand, RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, StoreArgs, RUNS_HELP,
+};
 pub use serve::{BenchServeArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
@@ -45,6 +49,21 @@ pub struct Cli {
     /// Worker threads for decoding and hashing (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Do not record this command in the tracking store (see `graft runs --help`).
+    #[arg(long, global = true, env = "GRAFT_NO_TRACK")]
+    pub no_track: bool,
+    /// The tracking store to record in and read (default: graft.db in the runs folder).
+    #[arg(long, global = true, env = "GRAFT_TRACKING_DB", value_name = "FILE")]
+    pub tracking_db: Option<PathBuf>,
+    /// Seconds between two samples of system metrics (CPU, memory, disk, GPU) of a tracked run.
+    #[arg(
+        long,
+        global = true,
+        env = "GRAFT_SYSTEM_METRICS_SECONDS",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
+    pub system_metrics_every: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,6 +119,10 @@ it is checked for accuracy against the float model on the same held-out images."
     /// Prometheus metrics, optional API keys and rate limits.
     #[command(after_help = serve::SERVE_HELP)]
     Serve(ServeArgs),
+    /// Runs recorded in the tracking store (runs/graft.db): list, filter and sort them, show
+    /// one, compare several (differing parameters and metrics, learning curves), delete.
+    #[command(subcommand, after_help = RUNS_HELP)]
+    Runs(RunsCommand),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),

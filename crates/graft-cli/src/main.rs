@@ -11,6 +11,7 @@ mod config;
 mod progress;
 mod served;
 mod terminal;
+mod tracked;
 
 use clap::Parser;
 
@@ -25,6 +26,13 @@ fn main() -> std::process::ExitCode {
             .num_threads(n)
             .build_global();
     }
+    tracked::set(graft_run::Tracking {
+        enabled: !cli.no_track,
+        db: cli.tracking_db.clone(),
+        system_every: std::time::Duration::from_secs_f64(
+            cli.system_metrics_every.clamp(0.05, 3600.0),
+        ),
+    });
     match cmd::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -129,6 +129,10 @@ impl Reporter for Terminal {
             Event::ForcedPastLimit { max } => note!(
                 "warning: INT8 loses more than --max-accuracy-drop {max}; written because of --force"
             ),
+            Event::Tracked { id, db } => {
+                let short = &id[..id.len().min(8)];
+                note!("Recorded as run {short} in {} (graft runs show {short})", db.display())
+            }
             Event::Note(text) => note!("{text}"),
         }
     }

@@ -72,6 +72,30 @@ impl RunDir {
             .unwrap_or_else(|| "run".into())
     }
 
+    /// For a fine-tune (`RUN/finetune`), the run it fine-tunes; otherwise this run.
+    pub fn base(&self) -> RunDir {
+        let parent = self.root.parent().filter(|p| !p.as_os_str().is_empty());
+        match parent {
+            Some(p)
+                if self.root.file_name().is_some_and(|n| n == "finetune")
+                    && RunDir::new(p).model_meta().is_file() =>
+            {
+                RunDir::new(p)
+            }
+            _ => self.clone(),
+        }
+    }
+
+    /// The folder that holds this run (`runs/`), where the tracking store lives.
+    pub fn runs_folder(&self) -> PathBuf {
+        self.base()
+            .root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }

@@ -31,6 +31,7 @@ pub mod prepare;
 pub mod report;
 pub mod settings;
 pub mod stages;
+pub mod tracking;
 
 pub use dir::{Figure, Precision, RunDir, ENCODER_FILE};
 pub use encoder::Backend;
@@ -39,3 +40,4 @@ pub use files::{ExportRecord, ExportRecords, Metrics, RunInfo};
 pub use report::{Event, Reporter, Silent};
 pub use settings::Settings;
 pub use stages::{Stage, StageBook};
+pub use tracking::{track, Job, Tracking};

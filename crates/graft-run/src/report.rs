@@ -52,6 +52,11 @@ pub enum Event<'a> {
     },
     /// Every stage of `graft train DIR` is done.
     Trained(&'a [StageRun]),
+    /// The command's run is recorded in the tracking store.
+    Tracked {
+        id: &'a str,
+        db: &'a Path,
+    },
     /// A remark that does not stop the work ("the chart was not drawn").
     Note(String),
 }

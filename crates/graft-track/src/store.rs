@@ -354,6 +354,18 @@ impl Store {
         tx.commit().map_err(&sql)
     }
 
+    /// Set the dataset hash of a run once it is known (a run that splits its own data learns it
+    /// after starting).
+    pub fn set_dataset_hash(&self, run: &str, hash: &str) -> Result<(), TrackError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET dataset_hash = ?2 WHERE id = ?1",
+                params![run, hash],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
     /// End a run: finished, or failed with the error.
     pub fn end_run(
         &self,

@@ -4,10 +4,12 @@
 
 use anyhow::bail;
 use graft_run::export::ExportRequest;
-use graft_run::{RunDir, RunError};
+use graft_run::{Job, RunDir, RunError};
+use graft_track::Params;
 
 use crate::cli::ExportArgs;
 use crate::terminal::Terminal;
+use crate::tracked::tracked;
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if args.format != "onnx" {
@@ -25,7 +27,24 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         max_accuracy_drop: args.max_accuracy_drop,
         force: args.force,
     };
-    let done = match graft_run::export::export(&RunDir::new(&args.run), &req, &Terminal) {
+    let params = Params::from([
+        ("precision".into(), req.precision.name().to_string()),
+        ("validate".into(), req.validate.to_string()),
+        ("calibration".into(), req.calibration.to_string()),
+        ("float_blocks".into(), req.float_blocks.to_string()),
+        ("int8_weights".into(), req.weights.name().to_string()),
+        (
+            "max_accuracy_drop".into(),
+            req.max_accuracy_drop.to_string(),
+        ),
+        ("force".into(), req.force.to_string()),
+    ]);
+    let run = RunDir::new(&args.run);
+    tracked(Job::Export, &run, params, || export(&run, &req))
+}
+
+fn export(run: &RunDir, req: &ExportRequest) -> anyhow::Result<()> {
+    let done = match graft_run::export::export(run, req, &Terminal) {
         Ok(done) => done,
         Err(RunError::AccuracyLimit { drop, max }) => bail!(
             "INT8 loses {:.1} points of accuracy, more than --max-accuracy-drop {max}; \

@@ -11,11 +11,12 @@ pub mod import_idx;
 mod models;
 mod pipeline;
 mod predict;
+mod runs;
 mod serve;
 mod split;
 mod train_heads;
 
-use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, TrainCommand};
+use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, RunsCommand, TrainCommand};
 
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -33,6 +34,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Some(TrainCommand::Heads(a)) => train_heads::run(a),
             None => pipeline::run(t.pipeline),
         },
+        Command::Runs(RunsCommand::List(a)) => runs::list(a),
+        Command::Runs(RunsCommand::Show(a)) => runs::show(a),
+        Command::Runs(RunsCommand::Compare(a)) => runs::compare_runs(a),
+        Command::Runs(RunsCommand::Delete(a)) => runs::delete(a),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),

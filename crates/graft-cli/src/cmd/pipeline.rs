@@ -2,15 +2,29 @@
 //! for — best head, test metrics, what to do next.
 
 use graft_run::files::read_json;
-use graft_run::RunDir;
+use graft_run::tracking::params_of;
+use graft_run::{Job, RunDir};
 
 use crate::cli::PipelineArgs;
 use crate::config::{Config, Resolve};
 use crate::terminal::Terminal;
+use crate::tracked::tracked;
 
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args)?;
-    let trained = graft_run::pipeline::train(&cfg, &Terminal)?;
+    let train = || Ok(graft_run::pipeline::train(&cfg, &Terminal)?);
+    // A folder that is not there fails before any run exists: nothing to record.
+    let trained = match graft_run::pipeline::run_name(&cfg)
+        .filter(|_| cfg.data.as_ref().is_some_and(|d| d.is_dir()))
+    {
+        Some(name) => tracked(
+            Job::Train,
+            &RunDir::new(cfg.runs.join(name)),
+            params_of(&cfg),
+            train,
+        )?,
+        None => train()?,
+    };
     let run = &trained.run;
     print_result(run)?;
     let report = run.report();

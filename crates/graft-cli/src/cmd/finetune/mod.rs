@@ -32,6 +32,18 @@ use output::save_outputs;
 use rows::{fingerprint, plain, Rows};
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
+    match args.run.clone().or_else(|| args.resume.clone()) {
+        Some(run) if !args.dry_run => {
+            let params = graft_run::tracking::params_of(&args);
+            crate::tracked::tracked(graft_run::Job::Finetune, &RunDir::new(run), params, || {
+                fine_tune(args)
+            })
+        }
+        _ => fine_tune(args),
+    }
+}
+
+fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
     let (run, resume) = match (&args.run, &args.resume) {
         (Some(r), None) => (r.clone(), false),
         (None, Some(r)) => (r.clone(), true),

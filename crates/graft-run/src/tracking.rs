@@ -1,0 +1,538 @@
+//! Every command's run, recorded in the tracking store (graft-track): it starts as `running`
+//! with its parameters, samples system metrics while the work goes on, and when the work ends
+//! reads what the stage wrote — step and final metrics, the files with their SHA-256, the
+//! dataset hash — and ends `finished` or `failed`. Recording never changes the work's result:
+//! a store that cannot be written is one note, and the command goes on untracked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use graft_track::{Artifact, Metric, NewRun, Params, RunId, Status, Store, SystemMetrics};
+
+use crate::files::{read_json, read_json_if_exists, FinetuneMetrics};
+use crate::report::{Event, Reporter};
+use crate::{ExportRecords, Metrics, RunDir};
+
+/// The file name of the store in a runs folder.
+pub const STORE_FILE: &str = "graft.db";
+
+/// Which graft command a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Train,
+    TrainHeads,
+    Finetune,
+    Eval,
+    Export,
+}
+
+impl Job {
+    /// The command as users type it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Job::Train => "train",
+            Job::TrainHeads => "train heads",
+            Job::Finetune => "finetune",
+            Job::Eval => "eval",
+            Job::Export => "export",
+        }
+    }
+
+    /// The experiment's suffix: `<dataset>-training`, `-evaluation`, `-export`.
+    pub fn stage(self) -> &'static str {
+        match self {
+            Job::Train | Job::TrainHeads | Job::Finetune => "training",
+            Job::Eval => "evaluation",
+            Job::Export => "export",
+        }
+    }
+}
+
+/// Whether and where runs are recorded.
+#[derive(Debug, Clone)]
+pub struct Tracking {
+    pub enabled: bool,
+    /// The store; by default `graft.db` in the run's runs folder.
+    pub db: Option<PathBuf>,
+    /// How often system metrics are sampled.
+    pub system_every: Duration,
+}
+
+impl Default for Tracking {
+    fn default() -> Tracking {
+        Tracking {
+            enabled: true,
+            db: None,
+            system_every: graft_track::system::DEFAULT_INTERVAL,
+        }
+    }
+}
+
+impl Tracking {
+    /// The store a run is recorded in.
+    pub fn db_for(&self, run: &RunDir) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| run.runs_folder().join(STORE_FILE))
+    }
+}
+
+/// Run `work` as a tracked run of `job` on `run`, with `params`; its result is returned as is.
+pub fn track<T, E: std::fmt::Display>(
+    tracking: &Tracking,
+    job: Job,
+    run: &RunDir,
+    params: Params,
+    reporter: &dyn Reporter,
+    work: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let note = |text: String| reporter.event(Event::Note(text));
+    let active = if tracking.enabled {
+        match Active::start(tracking, job, run, &params) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                note(format!("not tracked: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let result = work();
+    if let Some(active) = active {
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let (id, db) = (active.id.clone(), active.db.clone());
+        match active.finish(error.as_deref()) {
+            Ok(()) => reporter.event(Event::Tracked { id: &id, db: &db }),
+            Err(e) => note(format!("tracking run {id}: {e}")),
+        }
+    }
+    result
+}
+
+/// A run being recorded.
+struct Active {
+    store: Store,
+    db: PathBuf,
+    id: RunId,
+    job: Job,
+    run: RunDir,
+    start_ms: i64,
+    system: SystemMetrics,
+}
+
+impl Active {
+    fn start(
+        tracking: &Tracking,
+        job: Job,
+        run: &RunDir,
+        params: &Params,
+    ) -> Result<Active, graft_track::TrackError> {
+        let db = tracking.db_for(run);
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Errors show up as the store's own when it opens.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let store = Store::open(&db)?;
+        let dataset_hash = dataset_hash(run);
+        let experiment = format!("{}-{}", dataset_name(run, params), job.stage());
+        let name = run.name();
+        let id = store.start_run(&NewRun {
+            experiment: &experiment,
+            name: &name,
+            command: job.command(),
+            run_dir: &absolute(run.root()),
+            dataset_hash: dataset_hash.as_deref(),
+            params,
+            tags: &Params::from([("graft.command".to_string(), job.command().to_string())]),
+        })?;
+        let system = SystemMetrics::start(&db, id.clone(), tracking.system_every);
+        Ok(Active {
+            store,
+            db,
+            id,
+            job,
+            run: run.clone(),
+            start_ms: graft_track::now_ms(),
+            system,
+        })
+    }
+
+    /// Record what the work left in the folder, then end the run.
+    fn finish(self, error: Option<&str>) -> Result<(), graft_track::TrackError> {
+        let Active {
+            store,
+            id,
+            job,
+            run,
+            start_ms,
+            system,
+            ..
+        } = self;
+        system.stop();
+        let recorded = (|| {
+            let out = outputs(job, &run, start_ms);
+            store.log_params(&id, &out.params)?;
+            store.log_metrics(&id, &out.metrics)?;
+            store.log_artifacts(&id, &artifacts(&out.folder))?;
+            if let Some(hash) = dataset_hash(&run) {
+                store.set_dataset_hash(&id, &hash)?;
+            }
+            Ok(())
+        })();
+        let status = if error.is_some() {
+            Status::Failed
+        } else {
+            Status::Finished
+        };
+        store.end_run(&id, status, error)?;
+        recorded
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The dataset a run learns from, for experiment names: the photo folder of `graft train
+/// DIR`, else the run's name.
+fn dataset_name(run: &RunDir, params: &Params) -> String {
+    let base = run.base();
+    // `graft train DIR` has it in its parameters (its config.toml is not written yet).
+    let data = params.get("data").map(PathBuf::from).or_else(|| {
+        std::fs::read_to_string(base.config())
+            .ok()
+            .and_then(|t| toml::from_str::<crate::Settings>(&t).ok())
+            .and_then(|s| s.data)
+    });
+    data.and_then(|d| {
+        let d = std::fs::canonicalize(&d).unwrap_or(d);
+        d.file_name().map(|n| n.to_string_lossy().into_owned())
+    })
+    .unwrap_or_else(|| base.name())
+}
+
+/// The dataset's hash: of every image's content hash, label and split, sorted — the same
+/// images with the same labels and split give the same hash wherever they lie.
+pub fn dataset_hash(run: &RunDir) -> Option<String> {
+    let base = run.base();
+    let features = crate::held_out::features_of(&base, None)
+        .ok()
+        .unwrap_or_else(|| base.features());
+    let header = graft_features::format::read_header(&features).ok()?;
+    let mut lines: Vec<String> = header
+        .items
+        .iter()
+        .map(|it| {
+            let split = it.split.map(|s| s.to_string()).unwrap_or_default();
+            format!("{}\t{}\t{}\n", it.hash, it.label, split)
+        })
+        .collect();
+    lines.sort_unstable();
+    let mut h = blake3::Hasher::new();
+    for l in &lines {
+        h.update(l.as_bytes());
+    }
+    Some(h.finalize().to_hex().to_string())
+}
+
+/// What a finished stage left to record.
+struct Outputs {
+    folder: PathBuf,
+    params: Params,
+    metrics: Vec<Metric>,
+}
+
+fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
+    let mut out = Outputs {
+        folder: run.root().to_path_buf(),
+        params: Params::new(),
+        metrics: Vec::new(),
+    };
+    let now = graft_track::now_ms();
+    let final_metric = |metrics: &mut Vec<Metric>, key: &str, value: f64| {
+        metrics.push(Metric {
+            key: key.to_string(),
+            value,
+            step: 0,
+            time_ms: now,
+        })
+    };
+    match job {
+        Job::Train | Job::TrainHeads => {
+            if let Ok(m) = read_json::<Metrics>(&run.metrics()) {
+                let b = &m.best;
+                out.params.insert("best.head".into(), b.head.clone());
+                out.params.insert("best.lr".into(), b.lr.to_string());
+                out.params
+                    .insert("best.epoch".into(), b.best_epoch.to_string());
+                out.params.insert("best.balance".into(), b.balance.clone());
+                let mx = &mut out.metrics;
+                final_metric(mx, "val_macro_f1", b.val_macro_f1);
+                final_metric(mx, "val_accuracy", b.val_accuracy);
+                if let Some(v) = b.test_macro_f1 {
+                    final_metric(mx, "test_macro_f1", v);
+                }
+                if let Some(v) = b.test_accuracy {
+                    final_metric(mx, "test_accuracy", v);
+                }
+                final_metric(mx, "temperature", m.temperature.value as f64);
+                final_metric(mx, "val_nll_calibrated", m.temperature.val_nll_after);
+                final_metric(mx, "sweep_seconds", m.sweep_seconds);
+                if job == Job::Train {
+                    for e in m.eval.values() {
+                        eval_metrics(e, &mut |k, v| final_metric(mx, &k, v));
+                    }
+                }
+            }
+            out.metrics
+                .extend(epoch_metrics(&run.history(), start_ms, "epoch"));
+            out.metrics.extend(sweep_metrics(&run.sweep(), now));
+        }
+        Job::Eval => {
+            if let Ok(m) = read_json::<Metrics>(&run.metrics()) {
+                for e in m.eval.values() {
+                    eval_metrics(e, &mut |k, v| final_metric(&mut out.metrics, &k, v));
+                }
+            }
+        }
+        Job::Export => {
+            if let Ok(Some(records)) = read_json_if_exists::<ExportRecords>(&run.export_records()) {
+                for (precision, r) in &records {
+                    let mx = &mut out.metrics;
+                    final_metric(mx, &format!("{precision}_bytes"), r.bytes as f64);
+                    final_metric(mx, &format!("{precision}_max_diff"), r.max_diff as f64);
+                    if r.validated > 0 {
+                        let share = r.same_top1 as f64 / r.validated as f64;
+                        final_metric(mx, &format!("{precision}_same_top1"), share);
+                    }
+                    if let Some(a) = r.accuracy_file {
+                        final_metric(mx, &format!("{precision}_accuracy"), a);
+                    }
+                    if let Some(w) = r.int8_weights {
+                        out.params
+                            .insert(format!("{precision}.weights"), w.name().to_string());
+                    }
+                }
+            }
+        }
+        Job::Finetune => {
+            let tuned = run.finetune();
+            out.folder = tuned.root().to_path_buf();
+            if let Ok(m) = read_json::<FinetuneMetrics>(&tuned.metrics()) {
+                out.params.extend(flatten(
+                    &serde_json::to_value(&m.config).unwrap_or_default(),
+                ));
+                let mx = &mut out.metrics;
+                final_metric(mx, "val_macro_f1", m.val_macro_f1.finetuned);
+                final_metric(mx, "val_macro_f1_frozen", m.val_macro_f1.frozen);
+                final_metric(mx, "test_accuracy", m.test.scores.finetuned.accuracy);
+                final_metric(mx, "test_macro_f1", m.test.scores.finetuned.macro_f1);
+                final_metric(mx, "test_accuracy_frozen", m.test.scores.frozen.accuracy);
+                final_metric(mx, "training_seconds", m.seconds.training);
+            }
+            out.metrics
+                .extend(epoch_metrics(&tuned.history(), start_ms, "epoch"));
+        }
+    }
+    out
+}
+
+/// An evaluation's numbers, named by split (`test_accuracy`, `test_ece`, …).
+fn eval_metrics(e: &graft_eval::Evaluation, put: &mut dyn FnMut(String, f64)) {
+    let s = &e.split;
+    put(format!("{s}_accuracy"), e.accuracy);
+    put(format!("{s}_macro_f1"), e.macro_f1);
+    put(format!("{s}_ece"), e.calibration.ece);
+    for (k, acc) in &e.top_k {
+        put(format!("{s}_top{k}_accuracy"), *acc);
+    }
+    if let Some(l) = &e.latency {
+        put("latency_p50_ms".into(), l.p50_ms);
+        put("latency_p95_ms".into(), l.p95_ms);
+    }
+}
+
+/// `history.csv`'s numeric columns as step metrics; steps count rows from 1 (a fine-tune's
+/// stages continue one another), times from the run's start plus the epochs' seconds.
+fn epoch_metrics(path: &Path, start_ms: i64, skip: &str) -> Vec<Metric> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok((header, rows)) = graft_data::table::parse_csv(&text) else {
+        return Vec::new();
+    };
+    let seconds_col = header.iter().position(|h| h == "seconds");
+    let mut elapsed = 0.0f64;
+    let mut out = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(s) = seconds_col.and_then(|c| row.get(c)?.parse::<f64>().ok()) {
+            elapsed += s;
+        }
+        let time_ms = start_ms + (elapsed * 1000.0) as i64;
+        for (col, name) in header.iter().enumerate() {
+            if name == skip || name == "stage" || Some(col) == seconds_col {
+                continue;
+            }
+            if let Some(value) = row.get(col).and_then(|v| v.parse::<f64>().ok()) {
+                out.push(Metric {
+                    key: name.clone(),
+                    value,
+                    step: i as i64 + 1,
+                    time_ms,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Each sweep configuration's validation scores, step = its row in `sweep.csv`.
+fn sweep_metrics(path: &Path, time_ms: i64) -> Vec<Metric> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let Ok((header, rows)) = graft_data::table::parse_csv(&text) else {
+        return Vec::new();
+    };
+    let cols: BTreeMap<&str, usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let mut out = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        for name in ["val_macro_f1", "val_accuracy"] {
+            if let Some(v) = cols
+                .get(name)
+                .and_then(|&c| row.get(c)?.parse::<f64>().ok())
+            {
+                out.push(Metric {
+                    key: format!("sweep_{name}"),
+                    value: v,
+                    step: i as i64,
+                    time_ms,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The files a run folder holds (not its sub-folders: the feature cache and checkpoints are
+/// large and rebuilt), with size and SHA-256.
+fn artifacts(folder: &Path) -> Vec<Artifact> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Artifact> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.ends_with(".tmp") {
+                return None;
+            }
+            let path = e.path();
+            let bytes = e.metadata().ok()?.len();
+            let sha256 = graft_model::weights::sha256_file(&path).ok()?;
+            Some(Artifact {
+                path: name,
+                bytes,
+                sha256,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// A JSON value as flat `a.b.c = value` parameters (arrays as JSON text).
+pub fn flatten(value: &serde_json::Value) -> Params {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Params) {
+        use serde_json::Value;
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    walk(&key(k), v, out);
+                }
+            }
+            Value::Null => {}
+            Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            // f32 settings widened to f64 print as 0.10000000149011612; show what was typed.
+            Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or_default();
+                let narrow = f as f32;
+                let text = if f64::from(narrow) == f {
+                    narrow.to_string()
+                } else {
+                    f.to_string()
+                };
+                out.insert(prefix.to_string(), text);
+            }
+            Value::Array(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|i| {
+                        let mut one = Params::new();
+                        walk("v", i, &mut one);
+                        one.remove("v").unwrap_or_else(|| i.to_string())
+                    })
+                    .collect();
+                out.insert(prefix.to_string(), format!("[{}]", parts.join(",")));
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = Params::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// [`flatten`] of anything serde can write.
+pub fn params_of<T: serde::Serialize>(value: &T) -> Params {
+    serde_json::to_value(value)
+        .map(|v| flatten(&v))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_flatten_into_dotted_parameters() {
+        let p = params_of(&crate::Settings::default());
+        assert_eq!(p.get("heads.epochs").map(String::as_str), Some("10"));
+        assert_eq!(p.get("split.seed").map(String::as_str), Some("42"));
+        assert!(p.get("heads.lrs").is_some_and(|v| v.starts_with('[')));
+    }
+
+    #[test]
+    fn history_rows_become_step_metrics_with_times_from_their_seconds() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("history.csv");
+        std::fs::write(
+            &path,
+            "epoch,train_loss,val_macro_f1,seconds\n1,1.5,0.5,0.25\n2,1.0,0.7,0.25\n",
+        )
+        .expect("write");
+        let m = epoch_metrics(&path, 1_000, "epoch");
+        assert_eq!(m.len(), 4);
+        let f1: Vec<_> = m.iter().filter(|m| m.key == "val_macro_f1").collect();
+        assert_eq!((f1[1].step, f1[1].value, f1[1].time_ms), (2, 0.7, 1_500));
+        assert!(m.iter().all(|m| m.key != "seconds" && m.key != "epoch"));
+    }
+}
