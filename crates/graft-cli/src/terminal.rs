@@ -130,7 +130,7 @@ impl Reporter for Terminal {
                 "warning: INT8 loses more than --max-accuracy-drop {max}; written because of --force"
             ),
             Event::Tracked { id, db } => {
-                let short = &id[..id.len().min(8)];
+                let short = graft_track::short_id(id);
                 note!("Recorded as run {short} in {} (graft runs show {short})", db.display())
             }
             Event::Note(text) => note!("{text}"),

@@ -28,12 +28,18 @@ fn json(o: &Output) -> serde_json::Value {
 const CONFIG: &str = "[heads]\nheads = [\"linear\", \"mlp:64:0.1\"]\nlrs = [0.003]\nepochs = 4\n\
                       [eval]\nlatency = 0\n";
 
-#[test]
-fn train_runs_are_recorded_listed_and_compared() {
+/// A folder of photos, the real MobileNetV2 in a cache, and a quick graft.toml.
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().expect("tmp");
     let cache = cache_with_mobilenet(tmp.path());
     coloured_folder(&tmp.path().join("photos"), 16);
     std::fs::write(tmp.path().join("graft.toml"), CONFIG).expect("config");
+    (tmp, cache)
+}
+
+#[test]
+fn train_runs_are_recorded_listed_and_compared() {
+    let (tmp, cache) = setup();
     for (name, seed) in [("a", "1"), ("b", "2")] {
         let o = graft(
             &cache,
@@ -171,10 +177,7 @@ fn train_runs_are_recorded_listed_and_compared() {
 
 #[test]
 fn a_run_killed_mid_way_is_marked_killed_and_the_store_survives() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let cache = cache_with_mobilenet(tmp.path());
-    coloured_folder(&tmp.path().join("photos"), 16);
-    std::fs::write(tmp.path().join("graft.toml"), CONFIG).expect("config");
+    let (tmp, cache) = setup();
     let o = graft(
         &cache,
         tmp.path(),

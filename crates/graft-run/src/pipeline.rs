@@ -41,8 +41,15 @@ pub fn run_name(settings: &Settings) -> Option<String> {
     }))
 }
 
-/// Run every stage of `settings` that is not done yet.
-pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+/// The run folder `graft train` with `settings` works in, once its photo folder is checked
+/// (for callers that set up around the run, such as tracking, before [`train`]).
+pub fn run_dir(settings: &Settings) -> Result<RunDir, RunError> {
+    let (_, name) = target(settings)?;
+    Ok(RunDir::new(settings.runs.join(name)))
+}
+
+/// The photo folder, checked, and the run's name.
+fn target(settings: &Settings) -> Result<(PathBuf, String), RunError> {
     let (Some(data), Some(name)) = (settings.data.clone(), run_name(settings)) else {
         return Err(RunError::Invalid(
             "which photos? Give a folder (graft train photos/) or a config file with data = \"…\""
@@ -55,6 +62,12 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
             data.display()
         )));
     }
+    Ok((data, name))
+}
+
+/// Run every stage of `settings` that is not done yet.
+pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+    let (data, name) = target(settings)?;
     let cfg = settings;
     let run = RunDir::new(cfg.runs.join(&name));
     std::fs::create_dir_all(run.root()).map_err(|e| RunError::write(run.root(), e))?;

@@ -39,6 +39,12 @@ impl Job {
         }
     }
 
+    /// Whether the work may change which images the run learns from (`graft train DIR` splits
+    /// its folder), so the dataset hash is taken when it ends rather than when it starts.
+    fn splits_data(self) -> bool {
+        self == Job::Train
+    }
+
     /// The experiment's suffix: `<dataset>-training`, `-evaluation`, `-export`.
     pub fn stage(self) -> &'static str {
         match self {
@@ -135,7 +141,11 @@ impl Active {
             let _ = std::fs::create_dir_all(parent);
         }
         let store = Store::open(&db)?;
-        let dataset_hash = dataset_hash(run);
+        let dataset_hash = if job.splits_data() {
+            None
+        } else {
+            dataset_hash(run)
+        };
         let experiment = format!("{}-{}", dataset_name(run, params), job.stage());
         let name = run.name();
         let id = store.start_run(&NewRun {
@@ -176,8 +186,10 @@ impl Active {
             store.log_params(&id, &out.params)?;
             store.log_metrics(&id, &out.metrics)?;
             store.log_artifacts(&id, &artifacts(&out.folder))?;
-            if let Some(hash) = dataset_hash(&run) {
-                store.set_dataset_hash(&id, &hash)?;
+            if job.splits_data() {
+                if let Some(hash) = dataset_hash(&run) {
+                    store.set_dataset_hash(&id, &hash)?;
+                }
             }
             Ok(())
         })();
@@ -207,8 +219,9 @@ fn dataset_name(run: &RunDir, params: &Params) -> String {
             .and_then(|s| s.data)
     });
     data.and_then(|d| {
-        let d = std::fs::canonicalize(&d).unwrap_or(d);
-        d.file_name().map(|n| n.to_string_lossy().into_owned())
+        absolute(&d)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
     })
     .unwrap_or_else(|| base.name())
 }
@@ -286,8 +299,7 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                     }
                 }
             }
-            out.metrics
-                .extend(epoch_metrics(&run.history(), start_ms, "epoch"));
+            out.metrics.extend(epoch_metrics(&run.history(), start_ms));
             out.metrics.extend(sweep_metrics(&run.sweep(), now));
         }
         Job::Eval => {
@@ -333,7 +345,7 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                 final_metric(mx, "training_seconds", m.seconds.training);
             }
             out.metrics
-                .extend(epoch_metrics(&tuned.history(), start_ms, "epoch"));
+                .extend(epoch_metrics(&tuned.history(), start_ms));
         }
     }
     out
@@ -356,11 +368,8 @@ fn eval_metrics(e: &graft_eval::Evaluation, put: &mut dyn FnMut(String, f64)) {
 
 /// `history.csv`'s numeric columns as step metrics; steps count rows from 1 (a fine-tune's
 /// stages continue one another), times from the run's start plus the epochs' seconds.
-fn epoch_metrics(path: &Path, start_ms: i64, skip: &str) -> Vec<Metric> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok((header, rows)) = graft_data::table::parse_csv(&text) else {
+fn epoch_metrics(path: &Path, start_ms: i64) -> Vec<Metric> {
+    let Some((header, rows)) = read_csv(path) else {
         return Vec::new();
     };
     let seconds_col = header.iter().position(|h| h == "seconds");
@@ -372,7 +381,8 @@ fn epoch_metrics(path: &Path, start_ms: i64, skip: &str) -> Vec<Metric> {
         }
         let time_ms = start_ms + (elapsed * 1000.0) as i64;
         for (col, name) in header.iter().enumerate() {
-            if name == skip || name == "stage" || Some(col) == seconds_col {
+            // Row numbers, not metrics.
+            if name == "epoch" || name == "stage" || Some(col) == seconds_col {
                 continue;
             }
             if let Some(value) = row.get(col).and_then(|v| v.parse::<f64>().ok()) {
@@ -388,12 +398,16 @@ fn epoch_metrics(path: &Path, start_ms: i64, skip: &str) -> Vec<Metric> {
     out
 }
 
+/// A CSV file of the run (header, rows); `None` when it is not there or not CSV — a stage
+/// that did not write it has nothing to record.
+fn read_csv(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    graft_data::table::parse_csv(&text).ok()
+}
+
 /// Each sweep configuration's validation scores, step = its row in `sweep.csv`.
 fn sweep_metrics(path: &Path, time_ms: i64) -> Vec<Metric> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let Ok((header, rows)) = graft_data::table::parse_csv(&text) else {
+    let Some((header, rows)) = read_csv(path) else {
         return Vec::new();
     };
     let cols: BTreeMap<&str, usize> = header
@@ -529,7 +543,7 @@ mod tests {
             "epoch,train_loss,val_macro_f1,seconds\n1,1.5,0.5,0.25\n2,1.0,0.7,0.25\n",
         )
         .expect("write");
-        let m = epoch_metrics(&path, 1_000, "epoch");
+        let m = epoch_metrics(&path, 1_000);
         assert_eq!(m.len(), 4);
         let f1: Vec<_> = m.iter().filter(|m| m.key == "val_macro_f1").collect();
         assert_eq!((f1[1].step, f1[1].value, f1[1].time_ms), (2, 0.7, 1_500));

@@ -16,7 +16,7 @@ pub mod system;
 
 pub use error::TrackError;
 pub use query::{compare, Comparison, Filter, RunDetails, RunSummary};
-pub use store::{now_ms, Artifact, Metric, NewRun, Params, RunId, Status, Store};
+pub use store::{now_ms, short_id, Artifact, Metric, NewRun, Params, RunId, Status, Store};
 pub use system::SystemMetrics;
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ pub struct Process {
     pub start: u64,
 }
 
-fn start_time(pid: u32) -> Option<u64> {
+/// A live process's start time, and whether it is a zombie (exited, not yet reaped).
+fn probe(pid: u32) -> Option<(u64, bool)> {
     let mut sys = System::new();
     let pid = Pid::from_u32(pid);
     sys.refresh_processes_specifics(
@@ -18,7 +19,8 @@ fn start_time(pid: u32) -> Option<u64> {
         true,
         ProcessRefreshKind::nothing(),
     );
-    sys.process(pid).map(|p| p.start_time())
+    sys.process(pid)
+        .map(|p| (p.start_time(), p.status() == sysinfo::ProcessStatus::Zombie))
 }
 
 /// This process.
@@ -26,25 +28,14 @@ pub fn current() -> Process {
     let pid = std::process::id();
     Process {
         pid,
-        start: start_time(pid).unwrap_or(0),
+        start: probe(pid).map_or(0, |(start, _)| start),
     }
 }
 
 /// Whether `p` is still running (the same pid with the same start time).
 pub fn alive(p: Process) -> bool {
     // A zombie still has its /proc entry until reaped; its run is over all the same.
-    let mut sys = System::new();
-    let pid = Pid::from_u32(p.pid);
-    sys.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing(),
-    );
-    match sys.process(pid) {
-        Some(proc_) if proc_.status() == sysinfo::ProcessStatus::Zombie => false,
-        Some(proc_) => proc_.start_time() == p.start,
-        None => false,
-    }
+    matches!(probe(p.pid), Some((start, false)) if start == p.start)
 }
 
 #[cfg(test)]

@@ -103,6 +103,11 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The first 8 digits of a run id: what tables show and what `graft runs` accepts back.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -276,16 +281,8 @@ impl Store {
             ],
         )
         .map_err(&sql)?;
-        for (table, map) in [("params", run.params), ("tags", run.tags)] {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO {table} (run_id, key, value) VALUES (?1, ?2, ?3)"
-                ))
-                .map_err(&sql)?;
-            for (k, v) in map {
-                stmt.execute(params![id, k, v]).map_err(&sql)?;
-            }
-        }
+        insert_map(&tx, "params", &id, run.params).map_err(&sql)?;
+        insert_map(&tx, "tags", &id, run.tags).map_err(&sql)?;
         tx.commit().map_err(&sql)?;
         Ok(id)
     }
@@ -303,16 +300,7 @@ impl Store {
     fn put_map(&self, table: &str, run: &str, map: &Params) -> Result<(), TrackError> {
         let sql = self.sql();
         let tx = self.conn.unchecked_transaction().map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO {table} (run_id, key, value) VALUES (?1, ?2, ?3)"
-                ))
-                .map_err(&sql)?;
-            for (k, v) in map {
-                stmt.execute(params![run, k, v]).map_err(&sql)?;
-            }
-        }
+        insert_map(&tx, table, run, map).map_err(&sql)?;
         tx.commit().map_err(&sql)
     }
 
@@ -445,6 +433,22 @@ impl Store {
             .map_err(self.sql())?;
         Ok(s.and_then(|s| s.parse().ok()))
     }
+}
+
+/// Add or replace `map`'s keys in a key-value table (`params`, `tags`) of `run`.
+fn insert_map(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    run: &str,
+    map: &Params,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table} (run_id, key, value) VALUES (?1, ?2, ?3)"
+    ))?;
+    for (k, v) in map {
+        stmt.execute(params![run, k, v])?;
+    }
+    Ok(())
 }
 
 /// 128 random-looking bits: the process, its start, the clock and a counter, hashed.

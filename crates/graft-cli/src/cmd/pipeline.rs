@@ -13,17 +13,11 @@ use crate::tracked::tracked;
 pub fn run(args: PipelineArgs) -> anyhow::Result<()> {
     let cfg = Config::resolve(&args)?;
     let train = || Ok(graft_run::pipeline::train(&cfg, &Terminal)?);
-    // A folder that is not there fails before any run exists: nothing to record.
-    let trained = match graft_run::pipeline::run_name(&cfg)
-        .filter(|_| cfg.data.as_ref().is_some_and(|d| d.is_dir()))
-    {
-        Some(name) => tracked(
-            Job::Train,
-            &RunDir::new(cfg.runs.join(name)),
-            params_of(&cfg),
-            train,
-        )?,
-        None => train()?,
+    // A folder that is not there fails before any run exists: nothing to record, and
+    // train() gives the error.
+    let trained = match graft_run::pipeline::run_dir(&cfg) {
+        Ok(run) => tracked(Job::Train, &run, params_of(&cfg), train)?,
+        Err(_) => train()?,
     };
     let run = &trained.run;
     print_result(run)?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use graft_track::{compare, curves, Filter, RunDetails, RunSummary, Store};
+use graft_track::{compare, curves, short_id, Filter, RunDetails, RunSummary, Store};
 
 use crate::cli::{RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, StoreArgs};
 
@@ -16,10 +16,6 @@ fn open(store: &StoreArgs) -> anyhow::Result<Store> {
         ),
         e => e.into(),
     })
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
 }
 
 fn when(ms: i64) -> String {
@@ -57,7 +53,7 @@ pub fn list(args: RunsListArgs) -> anyhow::Result<()> {
         println!("No runs match in {}.", store.path().display());
         return Ok(());
     }
-    let mut rows = vec![[
+    let mut rows = vec![vec![
         "ID".to_string(),
         "STATUS".into(),
         "COMMAND".into(),
@@ -69,8 +65,8 @@ pub fn list(args: RunsListArgs) -> anyhow::Result<()> {
     ]];
     for r in &runs {
         let value = store.latest(&r.id, &shown)?;
-        rows.push([
-            short(&r.id).to_string(),
+        rows.push(vec![
+            short_id(&r.id).to_string(),
             r.status.to_string(),
             r.command.clone(),
             r.experiment.clone(),
@@ -80,14 +76,21 @@ pub fn list(args: RunsListArgs) -> anyhow::Result<()> {
             value.map(|v| format!("{v:.4}")).unwrap_or("-".into()),
         ]);
     }
-    print_table(&rows);
+    print_table("", &rows);
     Ok(())
 }
 
-/// Columns padded to their widest cell.
-fn print_table<const N: usize>(rows: &[[String; N]]) {
-    let widths: Vec<usize> = (0..N)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+/// Rows of cells, each column padded to its widest cell, every line after `indent`.
+fn print_table(indent: &str, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
         let line: Vec<String> = r
@@ -95,7 +98,7 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        println!("{indent}{}", line.join("  ").trim_end());
     }
 }
 
@@ -197,7 +200,7 @@ pub fn compare_runs(args: RunsCompareArgs) -> anyhow::Result<()> {
                 .iter()
                 .zip(per_run)
                 .map(|(r, points)| curves::Curve {
-                    label: format!("{} {}", short(&r.summary.id), r.summary.name),
+                    label: format!("{} {}", short_id(&r.summary.id), r.summary.name),
                     points,
                 })
                 .collect(),
@@ -226,7 +229,7 @@ pub fn compare_runs(args: RunsCompareArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let head: Vec<String> = std::iter::once(String::new())
-        .chain(runs.iter().map(|r| short(&r.summary.id).to_string()))
+        .chain(runs.iter().map(|r| short_id(&r.summary.id).to_string()))
         .collect();
     let table = |title: &str, rows: Vec<Vec<String>>| {
         if rows.is_empty() {
@@ -236,18 +239,7 @@ pub fn compare_runs(args: RunsCompareArgs) -> anyhow::Result<()> {
         println!("{title} that differ:");
         let mut all = vec![head.clone()];
         all.extend(rows);
-        let n = head.len();
-        let widths: Vec<usize> = (0..n)
-            .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-            .collect();
-        for r in &all {
-            let cells: Vec<String> = r
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            println!("  {}", cells.join("  ").trim_end());
-        }
+        print_table("  ", &all);
     };
     let missing = || "-".to_string();
     table(
@@ -288,7 +280,7 @@ pub fn compare_runs(args: RunsCompareArgs) -> anyhow::Result<()> {
 }
 
 fn default_png(runs_folder: &Path, runs: &[RunDetails]) -> PathBuf {
-    let ids: Vec<&str> = runs.iter().map(|r| &r.summary.id[..6]).collect();
+    let ids: Vec<&str> = runs.iter().map(|r| short_id(&r.summary.id)).collect();
     runs_folder.join(format!("compare-{}.png", ids.join("-")))
 }
 
