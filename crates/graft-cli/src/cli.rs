@@ -7,13 +7,19 @@ use clap::{Args, Parser, Subcommand};
 mod data;
 mod export;
 mod finetune;
+mod registry;
 mod runs;
 mod serve;
-pub use data::{AuditArgs, AugmentArgs, DataCommand, ImportIdxArgs, SplitArgs};
+pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use export::{ExportArgs, Precision};
 pub use finetune::{FinetuneArgs, FINETUNE_HELP};
+pub use registry::{
+    AliasArgs, PromoteArgs, RegisterArgs, RegistryCommand, RegistryListArgs, RegistryShowArgs,
+    RollbackArgs, REGISTRY_HELP,
+};
 pub use runs::{
-    RunsCommand, RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, StoreArgs, RUNS_HELP,
+    RunsCommand, RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, RunsSyncArgs,
+    StoreArgs, RUNS_HELP,
 };
 pub use serve::{BenchServeArgs, ServeArgs};
 
@@ -64,6 +70,10 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub system_metrics_every: f64,
+    /// Also send runs to this MLflow tracking server (http://HOST:PORT), as they run. A server
+    /// that is down never stops a run: it stays in graft.db and `graft runs sync` sends it.
+    #[arg(long, global = true, env = "MLFLOW_TRACKING_URI", value_name = "URI")]
+    pub mlflow: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -123,6 +133,10 @@ it is checked for accuracy against the float model on the same held-out images."
     /// one, compare several (differing parameters and metrics, learning curves), delete.
     #[command(subcommand, after_help = RUNS_HELP)]
     Runs(RunsCommand),
+    /// The model registry: register a run's model as a numbered version, alias, promote with
+    /// a paired test against the champion, roll back; mirrored to MLflow when it is set.
+    #[command(subcommand, after_help = REGISTRY_HELP)]
+    Registry(RegistryCommand),
     /// Pretrained encoders: list, fetch into the cache, import local weights, try them out.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -162,6 +176,14 @@ The PyTorch reference needs torch and torchvision; without them it is skipped an
         after_help = "Example:\n  graft bench serve --run runs/photos-mobilenet-v2 --json serve-bench.json"
     )]
     Serve(BenchServeArgs),
+    /// The cost of tracking: `graft train DIR` with tracking (the store, system metrics every
+    /// 5 s) and with --no-track, alternating, in one run; reports the ratio of the medians.
+    #[command(
+        after_help = "Example:\n  graft bench tracking assets/demo --repeat 3\n\n\
+Each training runs in a fresh folder of its own (nothing is skipped), in the order on, off, off,\n\
+on, … so that a machine that slows down or warms up weighs on both sides alike."
+    )]
+    Tracking(BenchTrackingArgs),
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +281,22 @@ pub struct BenchExtractArgs {
     pub work: Option<PathBuf>,
     #[command(flatten)]
     pub reference: ReferenceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrackingArgs {
+    /// Photo folder to train on.
+    #[arg(default_value = "assets/demo")]
+    pub dir: PathBuf,
+    /// Trainings of each kind.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub repeat: usize,
+    /// graft.toml for the trainings (default: graft's defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also send the tracked runs to this MLflow server (measures the mirror too).
+    #[arg(long = "with-mlflow", value_name = "URI")]
+    pub with_mlflow: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod cli;
 mod cmd;
 mod config;
 mod progress;
+mod registered;
 mod served;
 mod terminal;
 mod tracked;
@@ -32,6 +33,7 @@ fn main() -> std::process::ExitCode {
         system_every: std::time::Duration::from_secs_f64(
             cli.system_metrics_every.clamp(0.05, 3600.0),
         ),
+        mlflow: cli.mlflow.clone().filter(|u| !u.trim().is_empty()),
     });
     match cmd::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,

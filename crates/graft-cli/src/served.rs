@@ -68,5 +68,6 @@ pub fn load_model(
         preprocess: model.meta.preprocess,
         classes: model.meta.classes.clone(),
         class_info,
+        registered: None,
     })
 }

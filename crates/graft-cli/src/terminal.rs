@@ -129,9 +129,12 @@ impl Reporter for Terminal {
             Event::ForcedPastLimit { max } => note!(
                 "warning: INT8 loses more than --max-accuracy-drop {max}; written because of --force"
             ),
-            Event::Tracked { id, db } => {
+            Event::Tracked { id, db, mlflow } => {
                 let short = graft_track::short_id(id);
-                note!("Recorded as run {short} in {} (graft runs show {short})", db.display())
+                note!("Recorded as run {short} in {} (graft runs show {short})", db.display());
+                if let Some((uri, remote)) = mlflow {
+                    note!("Sent to MLflow at {uri} as run {remote}");
+                }
             }
             Event::Note(text) => note!("{text}"),
         }

@@ -27,6 +27,11 @@ pub fn db_in(runs: &Path) -> PathBuf {
         .unwrap_or_else(|| runs.join(graft_run::tracking::STORE_FILE))
 }
 
+/// The MLflow server runs go to (`--mlflow` or MLFLOW_TRACKING_URI), if any.
+pub fn mlflow() -> Option<String> {
+    settings().mlflow
+}
+
 /// Run `work` as a tracked run (graft-run's `track`, printing through the terminal).
 pub fn tracked<T>(
     job: Job,

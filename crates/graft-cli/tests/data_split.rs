@@ -166,3 +166,89 @@ fn presplit_folder_is_kept_as_is() {
     let count = |s: &str| rows.iter().filter(|r| r.2 == s).count();
     assert_eq!((count("train"), count("val"), count("test")), (16, 4, 5));
 }
+
+#[test]
+fn diff_names_what_changed_between_two_manifests() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = t.path().join("data");
+    make_folder(&d, &["a", "b"], &[12, 12]);
+    let v1 = t.path().join("v1/manifest.csv");
+    std::fs::create_dir_all(v1.parent().expect("dir")).expect("dir");
+    assert!(split(&d, &v1, &[]).status.success());
+    // One image relabelled (moved to the other class), one removed, one added.
+    let a: Vec<_> = std::fs::read_dir(d.join("a"))
+        .expect("a")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let moved = a[0].clone();
+    let name = moved.file_name().expect("name").to_owned();
+    std::fs::rename(&moved, d.join("b").join(&name)).expect("relabel");
+    std::fs::remove_file(&a[1]).expect("remove");
+    save(&pattern(999, 40, 40), &d.join("a/new.png"));
+    let v2 = t.path().join("v2.csv");
+    assert!(split(&d, &v2, &[]).status.success());
+
+    let o = graft(&[
+        "data",
+        "diff",
+        v1.to_str().expect("utf8"),
+        v2.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["added"].as_array().expect("added").len(), 1);
+    assert!(j["added"][0]["path"]
+        .as_str()
+        .expect("path")
+        .ends_with("a/new.png"));
+    assert_eq!(j["removed"].as_array().expect("removed").len(), 1);
+    let relabelled: Vec<_> = j["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .filter(|c| c["before"]["label"] != c["after"]["label"])
+        .collect();
+    assert_eq!(relabelled.len(), 1, "{j}");
+    assert_eq!(relabelled[0]["before"]["label"], "a");
+    assert_eq!(relabelled[0]["after"]["label"], "b");
+    assert_eq!(j["classes"]["a"], serde_json::json!([12, 11]));
+    assert_eq!(j["classes"]["b"], serde_json::json!([12, 13]));
+
+    // The text form, and --exit-code.
+    let o = graft(&[
+        "data",
+        "diff",
+        v1.to_str().expect("utf8"),
+        v2.to_str().expect("utf8"),
+    ]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("1 relabelled") && text.contains("1 added"),
+        "{text}"
+    );
+    let o = graft(&[
+        "data",
+        "diff",
+        v1.to_str().expect("utf8"),
+        v2.to_str().expect("utf8"),
+        "--exit-code",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let same = graft(&[
+        "data",
+        "diff",
+        v2.to_str().expect("utf8"),
+        v2.to_str().expect("utf8"),
+        "--exit-code",
+    ]);
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert!(stdout(&same).contains("Same images"));
+    let missing = graft(&["data", "diff", "nope.csv", v2.to_str().expect("utf8")]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("nope.csv"),
+        "{}",
+        stderr(&missing)
+    );
+}

@@ -16,6 +16,7 @@ fn graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
         .current_dir(cwd)
         .env("GRAFT_CACHE", cache)
         .env("GRAFT_SYSTEM_METRICS_SECONDS", "0.2")
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .expect("run graft")
 }
@@ -247,4 +248,57 @@ fn a_run_killed_mid_way_is_marked_killed_and_the_store_survives() {
     assert_eq!(runs[1]["name"], "done");
     assert_eq!(runs[1]["status"], "finished");
     assert!(runs[1]["metrics"]["test_accuracy"].is_number());
+}
+
+#[test]
+fn two_demo_runs_with_different_seeds_compare_with_their_curves() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = cache_with_mobilenet(tmp.path());
+    std::fs::write(
+        tmp.path().join("quick.toml"),
+        "[heads]\nheads = [\"linear\"]\nlrs = [0.01]\nepochs = 3\n[eval]\nlatency = 0\n",
+    )
+    .expect("config");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo");
+    let demo = demo.to_str().expect("utf-8");
+    for (name, seed) in [("s1", "1"), ("s2", "2")] {
+        let o = graft(
+            &cache,
+            tmp.path(),
+            &[
+                "train",
+                demo,
+                "--config",
+                "quick.toml",
+                "--name",
+                name,
+                "--seed",
+                seed,
+            ],
+        );
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    }
+    let runs = json(&graft(&cache, tmp.path(), &["runs", "list", "--json"]));
+    let ids: Vec<&str> = runs
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(runs[0]["experiment"], "demo-training");
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &["runs", "compare", ids[0], ids[1], "--out", "seeds.png"],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("heads.seed") && text.contains("split.seed"),
+        "{text}"
+    );
+    assert!(text.contains("test_accuracy"), "{text}");
+    let png = std::fs::read(tmp.path().join("seeds.png")).expect("png");
+    assert_eq!(&png[1..4], b"PNG");
 }

@@ -14,7 +14,7 @@ use graft_train::HeadModel;
 
 use crate::error::Context;
 use crate::files::{read_json, write_file, write_json, Metrics};
-use crate::held_out::{features_of, held_out_rows, open_run_cache};
+use crate::held_out::{features_of, held_out_rows, model_inputs, open_run_cache};
 use crate::report::{Event, Reporter};
 use crate::{Figure, RunDir, RunError};
 
@@ -70,33 +70,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
             split,
         });
     }
-    // Class indices of the cache mapped onto the model's class list.
-    let mut labels = Vec::with_capacity(rows.len());
-    let mut x = Vec::with_capacity(rows.len() * model.row_len());
-    for &i in &rows {
-        let name = &h.items[i].label;
-        let Some(y) = model.meta.classes.iter().position(|c| c == name) else {
-            return Err(RunError::Invalid(format!(
-                "class {name:?} of {} is unknown to the model",
-                h.items[i].path
-            )));
-        };
-        labels.push(y);
-        let row = if model.reads_maps() {
-            cache.spatial_row(i).ok_or_else(|| {
-                RunError::Invalid(format!(
-                    "the run's {} head reads feature maps, and {} has none (extract with --spatial)",
-                    model.meta.head,
-                    features.display()
-                ))
-            })?
-        } else {
-            cache
-                .row(i)
-                .ok_or_else(|| RunError::Invalid(format!("{}: no row {i}", features.display())))?
-        };
-        x.extend(row);
-    }
+    let (labels, x) = model_inputs(&cache, &model, &rows, &features)?;
     let probs = model.predict_proba(&x, rows.len());
     let (mut eval, preds) = summarise(split.as_str(), &probs, &labels, &model.meta.classes);
 

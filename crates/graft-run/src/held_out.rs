@@ -105,3 +105,41 @@ pub fn split_images(
         .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
         .collect())
 }
+
+/// The model's inputs for `rows` of the cache (pooled rows, or feature maps for heads that
+/// read them) and their labels as the model's class indices.
+pub fn model_inputs(
+    cache: &FeatureCache,
+    model: &HeadModel,
+    rows: &[usize],
+    features: &Path,
+) -> Result<(Vec<usize>, Vec<f32>), RunError> {
+    let h = cache.header();
+    let mut labels = Vec::with_capacity(rows.len());
+    let mut x = Vec::with_capacity(rows.len() * model.row_len());
+    for &i in rows {
+        let name = &h.items[i].label;
+        let Some(y) = model.meta.classes.iter().position(|c| c == name) else {
+            return Err(RunError::Invalid(format!(
+                "class {name:?} of {} is unknown to the model",
+                h.items[i].path
+            )));
+        };
+        labels.push(y);
+        let row = if model.reads_maps() {
+            cache.spatial_row(i).ok_or_else(|| {
+                RunError::Invalid(format!(
+                    "the run's {} head reads feature maps, and {} has none (extract with --spatial)",
+                    model.meta.head,
+                    features.display()
+                ))
+            })?
+        } else {
+            cache
+                .row(i)
+                .ok_or_else(|| RunError::Invalid(format!("{}: no row {i}", features.display())))?
+        };
+        x.extend(row);
+    }
+    Ok((labels, x))
+}

@@ -26,6 +26,7 @@ pub mod files;
 pub mod heads;
 pub mod held_out;
 pub mod notes;
+pub mod paired;
 pub mod pipeline;
 pub mod prepare;
 pub mod report;

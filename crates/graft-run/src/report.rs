@@ -56,6 +56,8 @@ pub enum Event<'a> {
     Tracked {
         id: &'a str,
         db: &'a Path,
+        /// The MLflow server it was sent to, and its id there.
+        mlflow: Option<(&'a str, &'a str)>,
     },
     /// A remark that does not stop the work ("the chart was not drawn").
     Note(String),

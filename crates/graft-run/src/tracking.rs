@@ -61,8 +61,10 @@ pub struct Tracking {
     pub enabled: bool,
     /// The store; by default `graft.db` in the run's runs folder.
     pub db: Option<PathBuf>,
-    /// How often system metrics are sampled.
+    /// How often system metrics are sampled (and sent to MLflow).
     pub system_every: Duration,
+    /// An MLflow tracking server to mirror runs to, as it runs.
+    pub mlflow: Option<String>,
 }
 
 impl Default for Tracking {
@@ -71,6 +73,7 @@ impl Default for Tracking {
             enabled: true,
             db: None,
             system_every: graft_track::system::DEFAULT_INTERVAL,
+            mlflow: None,
         }
     }
 }
@@ -85,6 +88,7 @@ impl Tracking {
 }
 
 /// Run `work` as a tracked run of `job` on `run`, with `params`; its result is returned as is.
+/// With an MLflow server set, the run is sent there from a second thread while `work` runs.
 pub fn track<T, E: std::fmt::Display>(
     tracking: &Tracking,
     job: Job,
@@ -105,16 +109,48 @@ pub fn track<T, E: std::fmt::Display>(
     } else {
         None
     };
-    let result = work();
-    if let Some(active) = active {
+    let Some(active) = active else {
+        return work();
+    };
+    let client = tracking.mlflow.as_deref().and_then(|uri| {
+        graft_track::mlflow::Client::new(uri)
+            .map_err(|e| note(format!("warning: not sent to MLflow: {e}")))
+            .ok()
+    });
+    let (id, db) = (active.id.clone(), active.db.clone());
+    std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let mirror = client.as_ref().map(|client| {
+            let (id, db) = (&id, &db);
+            scope.spawn(move || {
+                let warn = |e: &graft_track::TrackError| {
+                    note(format!(
+                        "warning: {e}\n  the run is kept in {}; `graft runs sync` sends it \
+                         to MLflow when the server is back",
+                        db.display()
+                    ))
+                };
+                graft_track::mlflow::mirror(db, id, client, tracking.system_every, &stopped, &warn)
+            })
+        });
+        let result = work();
         let error = result.as_ref().err().map(|e| format!("{e:#}"));
-        let (id, db) = (active.id.clone(), active.db.clone());
-        match active.finish(error.as_deref()) {
-            Ok(()) => reporter.event(Event::Tracked { id: &id, db: &db }),
+        let finished = active.finish(error.as_deref());
+        drop(stop);
+        let sent = mirror.and_then(|m| m.join().ok()).and_then(Result::ok);
+        match finished {
+            Ok(()) => reporter.event(Event::Tracked {
+                id: &id,
+                db: &db,
+                mlflow: sent
+                    .as_ref()
+                    .zip(client.as_ref())
+                    .map(|(p, c)| (c.uri(), p.remote_id.as_str())),
+            }),
             Err(e) => note(format!("tracking run {id}: {e}")),
         }
-    }
-    result
+        result
+    })
 }
 
 /// A run being recorded.
@@ -185,7 +221,7 @@ impl Active {
             let out = outputs(job, &run, start_ms);
             store.log_params(&id, &out.params)?;
             store.log_metrics(&id, &out.metrics)?;
-            store.log_artifacts(&id, &artifacts(&out.folder))?;
+            store.log_artifacts(&id, &artifacts(&out.folder, run.root()))?;
             if job.splits_data() {
                 if let Some(hash) = dataset_hash(&run) {
                     store.set_dataset_hash(&id, &hash)?;
@@ -203,8 +239,12 @@ impl Active {
     }
 }
 
+/// `p` from the root: resolved when it exists, else joined to the working folder (the run
+/// folder of `graft train DIR` is made after its run starts).
 fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The dataset a run learns from, for experiment names: the photo folder of `graft train
@@ -348,6 +388,9 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                 .extend(epoch_metrics(&tuned.history(), start_ms));
         }
     }
+    // A value found twice (the best head's test score is also the evaluation's) is one value.
+    let mut seen = std::collections::BTreeSet::new();
+    out.metrics.retain(|m| seen.insert((m.key.clone(), m.step)));
     out
 }
 
@@ -434,12 +477,22 @@ fn sweep_metrics(path: &Path, time_ms: i64) -> Vec<Metric> {
     out
 }
 
-/// The files a run folder holds (not its sub-folders: the feature cache and checkpoints are
-/// large and rebuilt), with size and SHA-256.
-fn artifacts(folder: &Path) -> Vec<Artifact> {
+/// The files `folder` holds (not its sub-folders: the feature cache and checkpoints are large
+/// and rebuilt), with size and SHA-256; paths are relative to the run folder `root`
+/// (`finetune/metrics.json` for a fine-tune's).
+fn artifacts(folder: &Path, root: &Path) -> Vec<Artifact> {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return Vec::new();
     };
+    let prefix: String = folder
+        .strip_prefix(root)
+        .ok()
+        .map(|p| {
+            p.components()
+                .map(|c| format!("{}/", c.as_os_str().to_string_lossy()))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out: Vec<Artifact> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
@@ -450,9 +503,9 @@ fn artifacts(folder: &Path) -> Vec<Artifact> {
             }
             let path = e.path();
             let bytes = e.metadata().ok()?.len();
-            let sha256 = graft_model::weights::sha256_file(&path).ok()?;
+            let sha256 = graft_data::hash::sha256_file(&path).ok()?;
             Some(Artifact {
-                path: name,
+                path: format!("{prefix}{name}"),
                 bytes,
                 sha256,
             })
@@ -460,6 +513,30 @@ fn artifacts(folder: &Path) -> Vec<Artifact> {
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
     out
+}
+
+/// The files that make a run's model — what `graft serve` loads and the registry keeps for a
+/// version — that exist, with size and SHA-256, relative to the run folder.
+pub fn model_files(run: &RunDir) -> Vec<Artifact> {
+    [
+        run.model_meta(),
+        run.model_weights(),
+        run.onnx(crate::Precision::Fp32),
+        run.model_card(),
+        run.class_info(),
+        run.config(),
+        run.encoder_weights(),
+    ]
+    .iter()
+    .filter_map(|path| {
+        let bytes = std::fs::metadata(path).ok().filter(|m| m.is_file())?.len();
+        Some(Artifact {
+            path: path.file_name()?.to_string_lossy().into_owned(),
+            bytes,
+            sha256: graft_data::hash::sha256_file(path).ok()?,
+        })
+    })
+    .collect()
 }
 
 /// A JSON value as flat `a.b.c = value` parameters (arrays as JSON text).

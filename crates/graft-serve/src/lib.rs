@@ -22,7 +22,7 @@ mod server;
 pub use advice::uncertain_warning;
 pub use class_info::ClassInfo;
 pub use error::ApiError;
-pub use server::{serve, ServeOptions, ServedModel};
+pub use server::{serve, Registered, ServeOptions, ServedModel};
 
 /// Errors that stop the service from starting.
 #[derive(Debug, thiserror::Error)]

@@ -432,6 +432,7 @@ pub(crate) async fn version(State(app): Shared) -> Json<Value> {
         "graft": env!("CARGO_PKG_VERSION"),
         "model": m.name,
         "run": m.run,
+        "registered": m.registered,
         "encoder": m.encoder,
         "sha256": app.sha256,
         "onnx": m.onnx_origin,

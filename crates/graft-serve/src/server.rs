@@ -33,6 +33,19 @@ pub struct ServedModel {
     pub encoder: String,
     pub preprocess: Preprocess,
     pub class_info: ClassInfo,
+    /// The registered version served, when it came from a model registry.
+    pub registered: Option<Registered>,
+}
+
+/// A registry's name for the served model (`graft serve --model NAME@ALIAS`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Registered {
+    pub name: String,
+    pub version: String,
+    /// The alias it was asked by, if any.
+    pub alias: Option<String>,
+    /// Which registry: the tracking store's path, or the MLflow server's URI.
+    pub registry: String,
 }
 
 /// Service settings; `Default` is what `graft serve` uses without flags.

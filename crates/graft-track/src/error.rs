@@ -24,6 +24,29 @@ pub enum TrackError {
     NoRun(String),
     #[error("run id {prefix:?} is ambiguous: it starts {count} runs; give more characters")]
     Ambiguous { prefix: String, count: usize },
+    #[error("{0:?} names no model: write NAME@ALIAS (leaf@champion), NAME/VERSION or NAME")]
+    BadModelRef(String),
+    #[error("{0:?} cannot be an alias: use letters, digits, - and _ (not only digits)")]
+    BadAlias(String),
+    #[error("no registered model {0:?} (graft registry list shows them)")]
+    NoModel(String),
+    #[error("model {name:?} has no version {version} (graft registry show {name} lists them)")]
+    NoVersion { name: String, version: i64 },
+    #[error(
+        "model {name:?} has no alias {alias:?} (graft registry show {name} lists its aliases)"
+    )]
+    NoAlias { name: String, alias: String },
+    #[error(
+        "{file} has changed since version {version} of {name} was registered: the registry \
+         sends only the files it recorded; register the new files as a new version"
+    )]
+    VersionChanged {
+        name: String,
+        version: i64,
+        file: PathBuf,
+    },
+    #[error(transparent)]
+    Mlflow(#[from] crate::mlflow::MlflowError),
     #[error("{path}: {message}")]
     Plot { path: PathBuf, message: String },
 }

@@ -8,14 +8,17 @@
 
 pub mod curves;
 mod error;
+pub mod mlflow;
 pub mod process;
 pub mod query;
+pub mod registry;
 mod schema;
 pub mod store;
 pub mod system;
 
 pub use error::TrackError;
 pub use query::{compare, Comparison, Filter, RunDetails, RunSummary};
+pub use registry::{ModelRef, ModelVersion, NewVersion, RegisteredModel, CHAMPION};
 pub use store::{now_ms, short_id, Artifact, Metric, NewRun, Params, RunId, Status, Store};
 pub use system::SystemMetrics;
 

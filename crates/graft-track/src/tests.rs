@@ -35,7 +35,10 @@ fn a_run_round_trips_and_lists_filters_and_sorts() {
     let tmp = tempfile::tempdir().expect("tmp");
     let db = tmp.path().join("graft.db");
     let store = Store::open(&db).expect("open");
-    assert_eq!(store.schema_version().expect("version"), 1);
+    assert_eq!(
+        store.schema_version().expect("version"),
+        crate::schema::current()
+    );
     let pa: Params = [("seed".to_string(), "1".to_string())].into();
     let pb: Params = [("seed".to_string(), "2".to_string())].into();
     let a = new_run(&store, "a", &pa);
@@ -227,4 +230,44 @@ fn image_size(path: &Path) -> (u32, u32) {
     let w = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
     let h = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
     (w, h)
+}
+
+#[test]
+fn a_store_of_schema_1_is_migrated_and_keeps_its_runs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = tmp.path().join("graft.db");
+    {
+        // What the first release wrote: migration 1 only, and one run.
+        let conn = rusqlite::Connection::open(&db).expect("sqlite");
+        conn.execute_batch(crate::schema::MIGRATIONS[0])
+            .expect("v1");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO experiments (id, name, created_ms) VALUES (1, 'old-training', 0)",
+            [],
+        )
+        .expect("experiment");
+        conn.execute(
+            "INSERT INTO runs (id, experiment_id, name, command, run_dir, status, start_ms,
+                 graft_version, pid, pid_start) VALUES
+                 ('00112233445566778899aabbccddeeff', 1, 'old', 'train', '/r', 'finished', 5,
+                  '0.1.0', 1, 1)",
+            [],
+        )
+        .expect("run");
+    }
+    let store = Store::open(&db).expect("open");
+    assert_eq!(
+        store.schema_version().expect("version"),
+        crate::schema::current()
+    );
+    let runs = store.runs(&Filter::default()).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].name, "old");
+    assert!(store.models().expect("registry").is_empty());
+    assert_eq!(
+        store.unsent_runs("http://mlflow:5000").expect("queue"),
+        vec!["00112233445566778899aabbccddeeff".to_string()]
+    );
 }

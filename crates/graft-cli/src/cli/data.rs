@@ -45,6 +45,16 @@ graft data split photos/ --ratios 80/10/10 --seed 7 --out manifest.csv"
 scripts/fetch-fashion-mnist.sh does this for the whole dataset."
     )]
     ImportIdx(ImportIdxArgs),
+    /// What changed between two split manifests: images added, removed, relabelled, moved to
+    /// another split, renamed or replaced.
+    #[command(
+        after_help = "Images are matched by path first (paths resolved against each manifest's \
+folder), then by\ncontent hash, so a renamed file shows as renamed, not as removed and added. \
+With --exit-code\nthe status is 1 when they differ (as git diff --exit-code).\n\n\
+Examples:\n  graft data diff runs/v1/manifest.csv runs/v2/manifest.csv\n  \
+graft data diff old.csv new.csv --json > changes.json"
+    )]
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +74,23 @@ pub struct AuditArgs {
     /// How many entries of each list (corrupt files, duplicate groups) to print; JSON has all.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub show: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier manifest (manifest.csv of `graft data split` or a run folder).
+    pub before: PathBuf,
+    /// The later manifest.
+    pub after: PathBuf,
+    /// Images listed per kind of change, at most (the counts are always complete).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+    /// Print every change as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when the manifests differ.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Debug, Args)]

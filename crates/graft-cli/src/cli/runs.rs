@@ -12,6 +12,12 @@ I/O, NVIDIA GPUs), the files it wrote with their SHA-256, the dataset hash and t
 version. A run killed mid-way shows as killed. --no-track (or GRAFT_NO_TRACK=1) records
 nothing; --tracking-db FILE (or GRAFT_TRACKING_DB) uses another store.
 
+With --mlflow URI (or MLFLOW_TRACKING_URI, as MLflow's own tools read it) each run is also
+sent to that MLflow server while it runs: parameters, tags, step metrics, system metrics
+(under MLflow's system/ names) and the run's files, through its REST API and artifact proxy.
+A server that is down or failing never stops or slows the run: one warning, the run stays in
+graft.db, and `graft runs sync` sends whatever the server lacks, never anything twice.
+
 Examples:
   graft runs list
   graft runs list --experiment demo-training --sort test_accuracy --limit 5
@@ -19,6 +25,7 @@ Examples:
   graft runs show 3f2a9c
   graft runs compare 3f2a9c 81d0e4 --metric val_macro_f1 --metric train_loss
   graft runs delete 3f2a9c
+  graft runs sync --mlflow http://127.0.0.1:5000
 
 Ids may be shortened to any unique prefix, as with git.";
 
@@ -32,6 +39,8 @@ pub enum RunsCommand {
     Compare(RunsCompareArgs),
     /// Remove runs from the store (their folders stay).
     Delete(RunsDeleteArgs),
+    /// Send the MLflow server (--mlflow or MLFLOW_TRACKING_URI) what it lacks of every run.
+    Sync(RunsSyncArgs),
 }
 
 /// Where the store is.
@@ -109,6 +118,17 @@ pub struct RunsDeleteArgs {
     /// Run ids (or unique prefixes).
     #[arg(required = true)]
     pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsSyncArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only these runs (ids or unique prefixes; default: every run the server lacks).
+    pub ids: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

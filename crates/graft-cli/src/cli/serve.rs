@@ -13,7 +13,8 @@ Endpoints:
                          ?top=K&threshold=P override the defaults per request
   POST /predict/batch    several images as multipart file fields
   GET  /health           200 while the model runs
-  GET  /version          model, run, sha256 of the ONNX file, classes
+  GET  /version          model, run, registered name/version/alias, sha256 of the ONNX file,
+                         classes
   GET  /metrics          Prometheus: requests by status, latency histogram, predictions by class,
                          low-confidence rate, batch sizes
 
@@ -28,6 +29,8 @@ Images are decoded in memory and never written to disk.
 
 Examples:
   graft serve --run runs/leaves-mobilenet-v2
+  graft serve --model leaves@champion
+  MLFLOW_TRACKING_URI=http://mlflow:5000 graft serve --model models:/leaves@champion
   graft serve --run runs/leaves-mobilenet-v2 --host 0.0.0.0 --port 8000 --api-key \"$KEY\" --rate-limit 120
   curl -F image=@leaf.jpg http://127.0.0.1:8080/predict
   curl --data-binary @leaf.jpg -H 'Content-Type: image/jpeg' http://127.0.0.1:8080/predict";
@@ -35,8 +38,21 @@ Examples:
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Run folder written by `graft train`.
-    #[arg(long, value_name = "DIR")]
-    pub run: PathBuf,
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub run: Option<PathBuf>,
+    /// A registered model instead of a run folder: NAME@ALIAS (leaves@champion), NAME/VERSION
+    /// or NAME (its latest version) from the registry in RUNS/graft.db; models:/NAME@ALIAS
+    /// fetches it from the MLflow server (--mlflow or MLFLOW_TRACKING_URI).
+    #[arg(long, value_name = "NAME@ALIAS")]
+    pub model: Option<String>,
+    /// The runs folder whose registry --model reads.
+    #[arg(long, default_value = "runs", value_name = "DIR")]
+    pub runs: PathBuf,
     /// Address to listen on (0.0.0.0 to accept other machines).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

@@ -3,6 +3,7 @@
 mod audit;
 mod augment;
 mod bench;
+mod diff;
 mod eval;
 mod export;
 mod extract;
@@ -11,9 +12,11 @@ pub mod import_idx;
 mod models;
 mod pipeline;
 mod predict;
+mod registry;
 mod runs;
 mod serve;
 mod split;
+mod sync;
 mod train_heads;
 
 use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, RunsCommand, TrainCommand};
@@ -23,6 +26,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Data(DataCommand::Audit(a)) => audit::run(a),
         Command::Data(DataCommand::Augment(a)) => augment::run(a),
         Command::Data(DataCommand::Split(a)) => split::run(a),
+        Command::Data(DataCommand::Diff(a)) => diff::run(a),
         Command::Data(DataCommand::ImportIdx(a)) => import_idx::run(a),
         Command::Extract(a) => extract::run(a),
         Command::Finetune(a) => finetune::run(*a),
@@ -38,6 +42,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Runs(RunsCommand::Show(a)) => runs::show(a),
         Command::Runs(RunsCommand::Compare(a)) => runs::compare_runs(a),
         Command::Runs(RunsCommand::Delete(a)) => runs::delete(a),
+        Command::Runs(RunsCommand::Sync(a)) => sync::run(a),
+        Command::Registry(c) => registry::run(c),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),
@@ -47,6 +53,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Heads(a)) => bench::heads(a),
         Command::Bench(BenchCommand::Finetune(a)) => bench::finetune(a),
         Command::Bench(BenchCommand::Serve(a)) => bench::serve(a),
+        Command::Bench(BenchCommand::Tracking(a)) => bench::tracking(a),
     }
 }
 

@@ -7,7 +7,7 @@ use graft_track::{compare, curves, short_id, Filter, RunDetails, RunSummary, Sto
 
 use crate::cli::{RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, StoreArgs};
 
-fn open(store: &StoreArgs) -> anyhow::Result<Store> {
+pub(crate) fn open(store: &StoreArgs) -> anyhow::Result<Store> {
     let path = crate::tracked::db_in(&store.runs);
     Store::open_existing(&path).map_err(|e| match e {
         graft_track::TrackError::NoStore(_) => anyhow::anyhow!(
@@ -18,7 +18,7 @@ fn open(store: &StoreArgs) -> anyhow::Result<Store> {
     })
 }
 
-fn when(ms: i64) -> String {
+pub(crate) fn when(ms: i64) -> String {
     use chrono::TimeZone as _;
     chrono::Local
         .timestamp_millis_opt(ms)
@@ -81,7 +81,7 @@ pub fn list(args: RunsListArgs) -> anyhow::Result<()> {
 }
 
 /// Rows of cells, each column padded to its widest cell, every line after `indent`.
-fn print_table(indent: &str, rows: &[Vec<String>]) {
+pub(crate) fn print_table(indent: &str, rows: &[Vec<String>]) {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {

@@ -23,8 +23,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.host
         )
     })?;
-    let served =
-        crate::served::load_model(&args.run, args.classes_info.as_deref(), args.precision)?;
+    let (run, registered) = match (&args.run, &args.model) {
+        (Some(run), _) => (run.clone(), None),
+        (None, Some(spec)) => {
+            let (run, registered) = crate::registered::locate(spec, &args.runs)?;
+            (run, Some(registered))
+        }
+        (None, None) => bail!("give --run DIR or --model NAME@ALIAS"),
+    };
+    let mut served = crate::served::load_model(&run, args.classes_info.as_deref(), args.precision)?;
+    if let Some(r) = &registered {
+        served.name = format!("{}@{}", r.name, r.alias.as_deref().unwrap_or(&r.version));
+    }
+    served.registered = registered;
     let opts = ServeOptions {
         addr: SocketAddr::new(host, args.port),
         threshold: args.threshold,

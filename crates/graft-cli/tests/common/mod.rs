@@ -12,6 +12,7 @@ pub fn graft(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(args)
         .env("NO_COLOR", "1")
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .expect("run graft")
 }
@@ -78,6 +79,7 @@ pub fn graft_with_cache(cache: &std::path::Path, args: &[&str]) -> std::process:
     std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(args)
         .env("GRAFT_CACHE", cache)
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .expect("run graft")
 }
@@ -88,6 +90,7 @@ pub fn graft_in(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("GRAFT_CACHE", cache)
+        .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .expect("run graft")
 }

@@ -1,5 +1,7 @@
 //! A `graft serve` process on a free port and a small blocking HTTP client for talking to it.
 
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,14 +17,22 @@ pub struct Server {
 
 impl Server {
     pub fn start(run: &Path, cache: &Path, extra: &[&str]) -> Server {
+        let run = run.to_str().expect("utf-8 path");
+        let args: Vec<&str> = ["--run", run].iter().chain(extra).copied().collect();
+        Server::spawn(cache, Path::new("."), &args, &[])
+    }
+
+    /// `graft serve ARGS --port 0` in `cwd` with `env` added.
+    pub fn spawn(cache: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
             .arg("serve")
-            .arg("--run")
-            .arg(run)
+            .args(args)
             .args(["--port", "0"])
-            .args(extra)
+            .current_dir(cwd)
             .env("GRAFT_CACHE", cache)
             .env_remove("GRAFT_API_KEYS")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

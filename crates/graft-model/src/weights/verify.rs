@@ -1,39 +1,16 @@
 //! Integrity check for torchvision/torch-hub style names (`mobilenet_v2-b0353104.pth`),
 //! whose suffix is the start of the file's sha256.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 use super::error::WeightError;
 
-/// Lowercase hex sha256 of a file, streamed in 1 MiB chunks (weights can be large).
+/// Lowercase hex sha256 of a file (graft-data's, with the error naming the weights file).
 pub fn sha256_file(path: &Path) -> Result<String, WeightError> {
-    let mut file = File::open(path).map_err(|e| WeightError::io(path, "open", e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| WeightError::io(path, "read", e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    graft_data::hash::sha256_file(path).map_err(|e| WeightError::io(path, "read", e))
 }
 
-/// Lowercase hex sha256 of bytes in memory.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use graft_data::hash::sha256_bytes;
 
 /// The hex hash prefix in a name like `name-<hex>.ext`: the text after the last `-` of
 /// the stem, if it is 6–64 lowercase hex digits (torchvision uses 8).

@@ -5,12 +5,14 @@ mod extract;
 mod finetune;
 mod heads;
 mod serve;
+mod tracking;
 
 pub use audit::audit;
 pub use extract::extract;
 pub use finetune::finetune;
 pub use heads::heads;
 pub use serve::serve;
+pub use tracking::tracking;
 
 /// Fail with the install hint unless `python` can import every module of `modules`.
 fn require_python(python: &std::path::Path, modules: &[&str]) -> anyhow::Result<()> {
