@@ -21,7 +21,7 @@ pub use runs::{
     RunsCommand, RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, RunsSyncArgs,
     StoreArgs, RUNS_HELP,
 };
-pub use serve::{BenchServeArgs, ServeArgs};
+pub use serve::{AuditCommand, AuditExportArgs, BenchServeArgs, ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +133,9 @@ it is checked for accuracy against the float model on the same held-out images."
     /// one, compare several (differing parameters and metrics, learning curves), delete.
     #[command(subcommand, after_help = RUNS_HELP)]
     Runs(RunsCommand),
+    /// The audit trail of `graft serve`: every prediction it answered, exported as JSON or CSV.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The model registry: register a run's model as a numbered version, alias, promote with
     /// a paired test against the champion, roll back; mirrored to MLflow when it is set.
     #[command(subcommand, after_help = REGISTRY_HELP)]

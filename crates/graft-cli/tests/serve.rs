@@ -453,7 +453,14 @@ fn bench_serve_reports_latency_levels_without_errors() {
     let o = Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(["bench", "serve", "--run"])
         .arg(&f.run)
-        .args(["--concurrency", "1,4", "--requests", "24", "--json"])
+        .args([
+            "--concurrency",
+            "1,4",
+            "--requests",
+            "24",
+            "--compare-audit",
+            "--json",
+        ])
         .arg(&json)
         .env("GRAFT_CACHE", &f.cache)
         .output()
@@ -477,6 +484,13 @@ fn bench_serve_reports_latency_levels_without_errors() {
         );
         assert!(0.0 < p50 && p50 <= p95 && p95 <= p99, "{l}");
     }
+    // The same levels without the audit trail, and the ratio.
+    assert_eq!(v["audit"], true);
+    let off = v["levels_without_audit"]
+        .as_array()
+        .expect("levels without audit");
+    assert_eq!(off.len(), 2);
+    assert!(out.contains("audit on") && out.contains("req/s"), "{out}");
 }
 
 #[test]

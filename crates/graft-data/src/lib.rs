@@ -17,6 +17,7 @@ pub mod decode;
 pub mod error;
 pub mod hash;
 pub mod idx;
+pub mod image_stats;
 pub mod manifest_diff;
 pub mod preprocess;
 pub mod rng;

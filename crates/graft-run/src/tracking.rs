@@ -516,7 +516,8 @@ fn artifacts(folder: &Path, root: &Path) -> Vec<Artifact> {
 }
 
 /// The files that make a run's model — what `graft serve` loads and the registry keeps for a
-/// version — that exist, with size and SHA-256, relative to the run folder.
+/// version, with the manifest of the images it learnt from — that exist, with size and
+/// SHA-256, relative to the run folder.
 pub fn model_files(run: &RunDir) -> Vec<Artifact> {
     [
         run.model_meta(),
@@ -525,6 +526,7 @@ pub fn model_files(run: &RunDir) -> Vec<Artifact> {
         run.model_card(),
         run.class_info(),
         run.config(),
+        run.manifest(),
         run.encoder_weights(),
     ]
     .iter()

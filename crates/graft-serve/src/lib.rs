@@ -10,6 +10,7 @@
 //! worker thread that groups queued images into batches ([`batcher`]).
 
 mod advice;
+pub mod audit;
 pub mod batcher;
 pub mod class_info;
 mod error;
@@ -41,4 +42,6 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }

@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use graft_data::decode::DecodeError;
+use graft_data::image_stats::ImageStats;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -267,14 +268,20 @@ fn decode_error(name: &str, e: &DecodeError) -> ApiError {
     ApiError::new(status, code, format!("{name}: {e}{hint}"))
 }
 
-/// Decode and preprocess on the blocking pool (CPU work must not stall the async workers).
-async fn prepare(app: &Arc<App>, upload: Upload) -> Result<Vec<f32>, ApiError> {
+/// Decode and preprocess on the blocking pool (CPU work must not stall the async workers);
+/// the image's statistics come along for the audit trail (the image itself goes no further).
+async fn prepare(app: &Arc<App>, upload: Upload) -> Result<(Vec<f32>, ImageStats), ApiError> {
     let app = app.clone();
     let name = upload.name.clone();
     tokio::task::spawn_blocking(move || {
         let img = graft_data::decode::decode_bytes_limited(&upload.bytes, app.opts.max_pixels)
             .map_err(|e| decode_error(&upload.name, &e))?;
-        Ok(app.model.preprocess.apply(&img))
+        let stats = if app.audit.is_some() {
+            graft_data::image_stats::image_stats(&img)
+        } else {
+            ImageStats::default()
+        };
+        Ok((app.model.preprocess.apply(&img), stats))
     })
     .await
     .unwrap_or_else(|_| {
@@ -312,6 +319,67 @@ fn decimal(x: f32) -> f64 {
     (f64::from(x) * 1e6).round() / 1e6
 }
 
+/// Who asked, when, and by which route: what an audit row needs besides the answer.
+struct Asked {
+    request_id: String,
+    endpoint: &'static str,
+    key_hash: Option<String>,
+    started: Instant,
+}
+
+impl Asked {
+    fn new(req: &Request, endpoint: &'static str) -> Asked {
+        Asked {
+            request_id: crate::audit::request_id(),
+            endpoint,
+            key_hash: crate::guard::presented_key(req.headers())
+                .filter(|k| !k.is_empty())
+                .map(crate::audit::key_hash),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Record one answer in the audit trail (when there is one); returns once it is committed.
+async fn audit(app: &App, asked: &Asked, id: String, answer: &Value, stats: ImageStats) {
+    let Some(log) = &app.audit else {
+        return;
+    };
+    let top = answer["top"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|c| {
+                    (
+                        c["class"].as_str().unwrap_or_default().to_string(),
+                        c["probability"].as_f64().unwrap_or_default() as f32,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let m = &app.model;
+    log.log(crate::audit::Record {
+        time_ms: crate::audit::time_ms(),
+        request_id: id,
+        endpoint: asked.endpoint.to_string(),
+        model: m.name.clone(),
+        version: m.registered.as_ref().map(|r| r.version.clone()),
+        sha256: app.sha256.clone(),
+        key_hash: asked.key_hash.clone(),
+        predicted: answer["prediction"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        probability: answer["probability"].as_f64().unwrap_or_default() as f32,
+        confident: answer["confident"].as_bool().unwrap_or_default(),
+        top,
+        latency_ms: asked.started.elapsed().as_secs_f64() * 1000.0,
+        stats,
+    })
+    .await;
+}
+
 /// The JSON answer for one image's probabilities.
 fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
     let classes = &app.model.classes;
@@ -342,6 +410,7 @@ fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
 }
 
 pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Value>, ApiError> {
+    let asked = Asked::new(&req, "/predict");
     let uri = req.uri().clone();
     let mut images = uploads(req, 1, app.opts.max_body).await.map_err(|e| {
         if e.code == "too_many_images" {
@@ -357,11 +426,13 @@ pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Val
     let Some(upload) = images.pop() else {
         return Err(ApiError::bad_request("no_image", CONTENT_TYPES));
     };
-    let input = prepare(&app, upload).await?;
+    let (input, stats) = prepare(&app, upload).await?;
     let probs = app.batcher.predict(input, 1).await.map_err(batch_error)?;
     let mut out = answer(&app, &probs, &s);
     out["model"] = json!(app.model.name);
     out["threshold"] = json!(decimal(s.threshold));
+    out["request_id"] = json!(asked.request_id);
+    audit(&app, &asked, asked.request_id.clone(), &out, stats).await;
     Ok(Json(out))
 }
 
@@ -369,6 +440,7 @@ pub(crate) async fn predict_batch(
     State(app): Shared,
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
+    let asked = Asked::new(&req, "/predict/batch");
     let uri = req.uri().clone();
     let images = uploads(req, app.opts.max_batch_images, app.opts.max_body).await?;
     let s = settings(&app, &uri)?;
@@ -379,12 +451,14 @@ pub(crate) async fn predict_batch(
         futures_util::future::join_all(images.into_iter().map(|up| prepare(&app, up))).await;
     let mut input = Vec::new();
     let mut ok = Vec::new();
+    let mut stats = Vec::new();
     let mut results: Vec<Value> = Vec::with_capacity(names.len());
     for (i, p) in prepared.into_iter().enumerate() {
         match p {
-            Ok(x) => {
+            Ok((x, st)) => {
                 input.extend(x);
                 ok.push(i);
+                stats.push(st);
                 results.push(Value::Null);
             }
             Err(e) => results.push(json!({"error": e.message, "code": e.code})),
@@ -400,12 +474,19 @@ pub(crate) async fn predict_batch(
         for (j, &i) in ok.iter().enumerate() {
             results[i] = answer(&app, &probs[j * c..(j + 1) * c], &s);
         }
+        // One row per image, committed together before the answer goes out.
+        let rows = ok.iter().zip(&stats).map(|(&i, st)| {
+            let id = format!("{}-{i}", asked.request_id);
+            audit(&app, &asked, id, &results[i], *st)
+        });
+        futures_util::future::join_all(rows).await;
     }
     for (r, name) in results.iter_mut().zip(&names) {
         r["image"] = json!(name);
     }
     Ok(Json(json!({
         "model": app.model.name,
+        "request_id": asked.request_id,
         "threshold": decimal(s.threshold),
         "predictions": results,
     })))

@@ -75,6 +75,8 @@ pub struct ServeOptions {
     pub workers: usize,
     /// Cores for the model, shared out between the workers (all cores when `None`).
     pub threads: Option<usize>,
+    /// The audit trail of every prediction; `None` records nothing.
+    pub audit: Option<crate::audit::AuditOptions>,
 }
 
 impl Default for ServeOptions {
@@ -93,6 +95,7 @@ impl Default for ServeOptions {
             batch: BatchConfig::default(),
             workers: 1,
             threads: None,
+            audit: None,
         }
     }
 }
@@ -106,6 +109,7 @@ pub(crate) struct App {
     pub metrics: Metrics,
     pub guard: Guard,
     pub started: Instant,
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 /// Serve until `shutdown` completes, then finish the requests in flight and return.
@@ -132,6 +136,11 @@ pub async fn serve(
         model.preprocess.len(),
         model.classes.len(),
     );
+    let audit = opts
+        .audit
+        .as_ref()
+        .map(crate::audit::AuditLog::open)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(opts.addr)
         .await
         .map_err(|cause| ServeError::Bind {
@@ -146,6 +155,7 @@ pub async fn serve(
         model,
         batcher,
         started: Instant::now(),
+        audit,
         opts,
     });
     let router = router(app);

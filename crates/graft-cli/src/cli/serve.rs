@@ -25,7 +25,11 @@ Per-class details (crop, disease, severity, recommended action, …) come from R
   crop = \"Tomato\"
   action = \"Remove affected leaves; apply a copper fungicide.\"
 
-Images are decoded in memory and never written to disk.
+Images are decoded in memory and never written to disk. Each prediction is recorded in the
+audit trail (RUN/audit.db, SQLite; --audit FILE, --no-audit, --audit-keep 30d) before it is
+answered: time, request id, model and its sha256, a hash of the API key, the answer and its
+top-k, latency, and the image's size, channel means and spreads, brightness and sharpness —
+never the image, its bytes or its file name. `graft audit export` reads it back.
 
 Examples:
   graft serve --run runs/leaves-mobilenet-v2
@@ -111,6 +115,34 @@ pub struct ServeArgs {
     /// or int8 (RUN/model.int8.onnx from `graft export --precision int8`).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
+    /// The audit trail: one SQLite row per prediction (time, request id, model, hashed API
+    /// key, answer, top-k, latency, image statistics; never the image). Default: RUN/audit.db.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_audit")]
+    pub audit: Option<PathBuf>,
+    /// Keep no audit trail.
+    #[arg(long)]
+    pub no_audit: bool,
+    /// Delete audit rows older than this (30d, 12h, 90m); default: keep all.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub audit_keep: Option<std::time::Duration>,
+}
+
+/// `30d`, `12h`, `90m`, `45s` as a duration.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age: write 30d, 12h, 90m or 45s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("{s:?}: the unit is d, h, m or s")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 #[derive(Debug, Args)]
@@ -141,4 +173,37 @@ pub struct BenchServeArgs {
     /// Model to load, in the server and in the in-process reference (see `graft serve`).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
+    /// Run every level again against a server with --no-audit and report the throughput
+    /// ratio (the audit trail's cost), in the same run.
+    #[arg(long)]
+    pub compare_audit: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Write the audit trail's predictions as JSON (default) or CSV, oldest first.
+    #[command(
+        after_help = "Examples:\n  graft audit export --run runs/leaves --since 24h > today.json\n  \
+graft audit export --audit /var/lib/graft/audit.db --csv > all.csv"
+    )]
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// The served run, whose audit.db to read.
+    #[arg(long, value_name = "DIR", required_unless_present = "audit")]
+    pub run: Option<PathBuf>,
+    /// The audit trail file (what `graft serve --audit` wrote).
+    #[arg(long, value_name = "FILE", conflicts_with = "run")]
+    pub audit: Option<PathBuf>,
+    /// Only predictions of the last AGE (24h, 7d).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub since: Option<std::time::Duration>,
+    /// CSV instead of JSON.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// JSON (the default).
+    #[arg(long)]
+    pub json: bool,
 }

@@ -17,6 +17,7 @@ mod runs;
 mod serve;
 mod split;
 mod sync;
+mod trail;
 mod train_heads;
 
 use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, RunsCommand, TrainCommand};
@@ -44,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Runs(RunsCommand::Delete(a)) => runs::delete(a),
         Command::Runs(RunsCommand::Sync(a)) => sync::run(a),
         Command::Registry(c) => registry::run(c),
+        Command::Audit(crate::cli::AuditCommand::Export(a)) => trail::export(a),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),

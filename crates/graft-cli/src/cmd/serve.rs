@@ -54,7 +54,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         workers: args.workers,
         threads: Some(rayon::current_num_threads()),
+        audit: (!args.no_audit).then(|| graft_serve::audit::AuditOptions {
+            path: args.audit.clone().unwrap_or_else(|| run.join("audit.db")),
+            keep: args.audit_keep,
+        }),
     };
+    let audit_note = opts
+        .audit
+        .as_ref()
+        .map_or("no audit trail".to_string(), |a| {
+            format!("audit trail {}", a.path.display())
+        });
     let keyed = opts.api_keys.iter().any(|k| !k.is_empty());
     if !host.is_loopback() && !keyed {
         note!(
@@ -83,6 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             say!("Serving {name} ({origin}; {auth}; {limit})");
             say!("  web page  http://{addr}/");
             say!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
+            say!("  {audit_note}");
             say!("Ctrl-C stops after the requests in flight.");
             let _ = std::io::stdout().flush();
         },

@@ -55,6 +55,12 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// SIGKILL, as a crash or the OOM killer would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, and the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

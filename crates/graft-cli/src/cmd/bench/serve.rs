@@ -60,7 +60,89 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
         .map(|s| s.split_whitespace().collect())
         .unwrap_or_default();
     extra.extend(["--precision", args.precision.name()]);
-    let mut server = Server::start(&args.run, &extra)?;
+    // The bench's requests go to a scratch audit trail, never the run's own.
+    let scratch = tempfile::tempdir().context("a scratch folder")?;
+    let trail = scratch.path().join("audit.db");
+    let trail = trail.to_str().context("scratch path")?.to_string();
+    let audited = !extra.contains(&"--no-audit") && !extra.contains(&"--audit");
+    if audited {
+        extra.extend(["--audit", trail.as_str()]);
+    }
+    let (levels, healthy) = run_levels(&args, &bytes, &extra)?;
+    let mut untracked = None;
+    if args.compare_audit {
+        println!("  the same levels with --no-audit:");
+        let plain: Vec<&str> = extra
+            .iter()
+            .copied()
+            .filter(|a| *a != "--audit" && *a != trail.as_str())
+            .chain(["--no-audit"])
+            .collect();
+        let (off, ok) = run_levels(&args, &bytes, &plain)?;
+        for (on, off) in levels.iter().zip(&off) {
+            let (a, b) = (
+                on["throughput_rps"].as_f64().unwrap_or(0.0),
+                off["throughput_rps"].as_f64().unwrap_or(0.0),
+            );
+            if b > 0.0 {
+                println!(
+                    "  {} clients: audit on {a:.1} req/s, off {b:.1} req/s = {:.3} ({:+.1} %)",
+                    on["clients"],
+                    a / b,
+                    (a / b - 1.0) * 100.0
+                );
+            }
+        }
+        untracked = Some((off, ok));
+    }
+    let healthy = healthy && untracked.as_ref().is_none_or(|(_, ok)| *ok);
+    let errors: u64 = levels
+        .iter()
+        .map(|l| l["errors"].as_u64().unwrap_or(0))
+        .sum();
+    if let Some(p50_1) = levels
+        .iter()
+        .find(|l| l["clients"] == 1)
+        .and_then(|l| l["p50_ms"].as_f64())
+    {
+        println!(
+            "  HTTP + queue overhead at 1 client: P50 {:.2}× the in-process latency",
+            p50_1 / (direct * 1e3)
+        );
+    }
+    println!(
+        "  {errors} errors; server {} afterwards",
+        if healthy { "healthy" } else { "NOT healthy" }
+    );
+    if let Some(path) = &args.json {
+        let out = json!({
+            "image": image,
+            "image_bytes": bytes.len(),
+            "cores": threads,
+            "direct_p50_ms": direct * 1e3,
+            "levels": levels,
+            "audit": audited,
+            "levels_without_audit": untracked.as_ref().map(|(l, _)| l),
+            "errors": errors,
+            "healthy_after": healthy,
+        });
+        crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
+        println!("  wrote {}", path.display());
+    }
+    if errors > 0 || !healthy {
+        bail!("the server answered {errors} requests with errors");
+    }
+    Ok(())
+}
+
+/// Each concurrency level against a fresh `graft serve ARGS`: its rows, and whether the server
+/// was healthy afterwards.
+fn run_levels(
+    args: &BenchServeArgs,
+    bytes: &[u8],
+    extra: &[&str],
+) -> anyhow::Result<(Vec<serde_json::Value>, bool)> {
+    let mut server = Server::start(&args.run, extra)?;
     let base = format!("http://{}", server.addr);
     // The address is printed once the model is loaded and the port bound: ready now.
     let agent = agent();
@@ -71,9 +153,9 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
     let mut levels = Vec::new();
     for &c in &args.concurrency {
         // Warm-up: connections, ORT's first runs at this batch size.
-        load(&base, &bytes, c, 2 * c)?;
+        load(&base, bytes, c, 2 * c)?;
         let before = inference_counters(&agent, &base)?;
-        let r = load(&base, &bytes, c, args.requests)?;
+        let r = load(&base, bytes, c, args.requests)?;
         let after = inference_counters(&agent, &base)?;
         let batches = after.0 - before.0;
         let mean_batch = if batches > 0.0 {
@@ -105,41 +187,7 @@ pub fn serve(args: BenchServeArgs) -> anyhow::Result<()> {
         .call()
         .is_ok_and(|r| r.status() == 200);
     server.stop();
-    let errors: u64 = levels
-        .iter()
-        .map(|l| l["errors"].as_u64().unwrap_or(0))
-        .sum();
-    if let Some(p50_1) = levels
-        .iter()
-        .find(|l| l["clients"] == 1)
-        .and_then(|l| l["p50_ms"].as_f64())
-    {
-        println!(
-            "  HTTP + queue overhead at 1 client: P50 {:.2}× the in-process latency",
-            p50_1 / (direct * 1e3)
-        );
-    }
-    println!(
-        "  {errors} errors; server {} afterwards",
-        if healthy { "healthy" } else { "NOT healthy" }
-    );
-    if let Some(path) = &args.json {
-        let out = json!({
-            "image": image,
-            "image_bytes": bytes.len(),
-            "cores": threads,
-            "direct_p50_ms": direct * 1e3,
-            "levels": levels,
-            "errors": errors,
-            "healthy_after": healthy,
-        });
-        crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
-        println!("  wrote {}", path.display());
-    }
-    if errors > 0 || !healthy {
-        bail!("the server answered {errors} requests with errors");
-    }
-    Ok(())
+    Ok((levels, healthy))
 }
 
 /// Median seconds of one image through the served model, called directly: total, and its

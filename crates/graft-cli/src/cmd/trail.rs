@@ -1,0 +1,73 @@
+//! `graft audit export`: the audit trail of `graft serve` as JSON or CSV.
+
+use crate::cli::AuditExportArgs;
+
+pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
+    let path = match (&args.audit, &args.run) {
+        (Some(p), _) => p.clone(),
+        (None, Some(run)) => run.join("audit.db"),
+        (None, None) => anyhow::bail!("give --run DIR or --audit FILE"),
+    };
+    let since = args
+        .since
+        .map(|age| graft_serve::audit::time_ms() - age.as_millis() as i64);
+    let rows = graft_serve::audit::read(&path, since)?;
+    if args.csv {
+        let header = [
+            "time_ms",
+            "request_id",
+            "endpoint",
+            "model",
+            "version",
+            "sha256",
+            "key_hash",
+            "predicted",
+            "probability",
+            "confident",
+            "top",
+            "latency_ms",
+            "width",
+            "height",
+            "mean_r",
+            "mean_g",
+            "mean_b",
+            "std_r",
+            "std_g",
+            "std_b",
+            "brightness",
+            "blur",
+        ];
+        let lines = rows.iter().map(|r| {
+            let s = &r.stats;
+            let top: Vec<String> = r.top.iter().map(|(c, p)| format!("{c}:{p}")).collect();
+            vec![
+                r.time_ms.to_string(),
+                r.request_id.clone(),
+                r.endpoint.clone(),
+                r.model.clone(),
+                r.version.clone().unwrap_or_default(),
+                r.sha256.clone(),
+                r.key_hash.clone().unwrap_or_default(),
+                r.predicted.clone(),
+                r.probability.to_string(),
+                r.confident.to_string(),
+                top.join(" "),
+                format!("{:.3}", r.latency_ms),
+                s.width.to_string(),
+                s.height.to_string(),
+                s.mean[0].to_string(),
+                s.mean[1].to_string(),
+                s.mean[2].to_string(),
+                s.std[0].to_string(),
+                s.std[1].to_string(),
+                s.std[2].to_string(),
+                s.brightness.to_string(),
+                s.blur.to_string(),
+            ]
+        });
+        print!("{}", graft_data::table::to_csv(&header, lines)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! The audit trail: one SQLite row per prediction — when, which request, which model, the
+//! hashed API key, the answer and its top-k, the latency and the image's statistics — written
+//! by one thread in group commits. A request is answered only once its row is committed, so
+//! a `kill -9` of the server never loses an answered prediction. Never the image, its bytes or
+//! a file name the client sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use graft_data::image_stats::ImageStats;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// Schema migrations, oldest first (SQLite's `user_version` says which ran). Append only.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE predictions (
+        id INTEGER PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        model TEXT NOT NULL,
+        version TEXT,
+        sha256 TEXT NOT NULL,
+        key_hash TEXT,
+        predicted TEXT NOT NULL,
+        probability REAL NOT NULL,
+        confident INTEGER NOT NULL,
+        top TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        mean_r REAL NOT NULL, mean_g REAL NOT NULL, mean_b REAL NOT NULL,
+        std_r REAL NOT NULL, std_g REAL NOT NULL, std_b REAL NOT NULL,
+        brightness REAL NOT NULL,
+        blur REAL NOT NULL
+    );
+    CREATE INDEX predictions_by_time ON predictions(time_ms);
+"];
+
+/// Where the trail goes and how long it is kept.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub path: PathBuf,
+    /// Rows older than this are deleted (at start-up and every hour); `None` keeps all.
+    pub keep: Option<Duration>,
+}
+
+/// One prediction, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub time_ms: i64,
+    pub request_id: String,
+    /// `/predict` or `/predict/batch`.
+    pub endpoint: String,
+    pub model: String,
+    /// The registered version, when served from a registry.
+    pub version: Option<String>,
+    /// SHA-256 of the ONNX file that answered.
+    pub sha256: String,
+    /// First 16 hex digits of the API key's SHA-256 (never the key).
+    pub key_hash: Option<String>,
+    pub predicted: String,
+    pub probability: f32,
+    pub confident: bool,
+    /// The top classes with their probabilities.
+    pub top: Vec<(String, f32)>,
+    /// From the request's arrival to its answer being ready.
+    pub latency_ms: f64,
+    pub stats: ImageStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit trail {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("audit trail {path}: {message}")]
+    Other { path: PathBuf, message: String },
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
+    move |source| AuditError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn other(path: &Path, message: impl Into<String>) -> AuditError {
+    AuditError::Other {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+type Job = (Record, oneshot::Sender<bool>);
+
+/// The writer thread's end of the trail.
+pub struct AuditLog {
+    tx: mpsc::SyncSender<Job>,
+    path: PathBuf,
+}
+
+/// Requests that may wait for the writer before new ones are refused a row (they are answered
+/// all the same, and the loss is logged).
+const QUEUE: usize = 4096;
+/// Rows per transaction at most.
+const GROUP: usize = 512;
+
+impl AuditLog {
+    /// Open (or create) the trail and start its writer.
+    pub fn open(opts: &AuditOptions) -> Result<AuditLog, AuditError> {
+        let conn = open(&opts.path)?;
+        if let Some(keep) = opts.keep {
+            prune(&conn, keep).map_err(sql(&opts.path))?;
+        }
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let path = opts.path.clone();
+        let keep = opts.keep;
+        std::thread::Builder::new()
+            .name("graft-audit".into())
+            .spawn(move || writer(conn, rx, keep, &path))
+            .map_err(|e| other(&opts.path, format!("starting its writer: {e}")))?;
+        Ok(AuditLog {
+            tx,
+            path: opts.path.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Record one prediction; resolves once the row is committed (`false` if it could not be).
+    pub async fn log(&self, record: Record) -> bool {
+        let (ack, done) = oneshot::channel();
+        if self.tx.try_send((record, ack)).is_err() {
+            tracing::error!(
+                "audit trail {}: writer queue full or stopped; a prediction is not recorded",
+                self.path.display()
+            );
+            return false;
+        }
+        done.await.unwrap_or(false)
+    }
+}
+
+/// Open a trail, WAL and migrated.
+pub fn open(path: &Path) -> Result<Connection, AuditError> {
+    let err = sql(path);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let conn = Connection::open(path).map_err(&err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(&err)?;
+    // WAL + NORMAL: a commit is an append, durable across a killed process.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(&err)?;
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(&err)?;
+    if found > MIGRATIONS.len() as i64 {
+        return Err(other(
+            path,
+            format!(
+                "written by a newer graft (schema {found}); upgrade graft or give another \
+                 --audit file"
+            ),
+        ));
+    }
+    for (v, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {step}; PRAGMA user_version = {}; COMMIT;",
+            v + 1
+        ))
+        .map_err(&err)?;
+    }
+    Ok(conn)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn prune(conn: &Connection, keep: Duration) -> rusqlite::Result<usize> {
+    let cutoff = now_ms() - keep.as_millis() as i64;
+    conn.execute(
+        "DELETE FROM predictions WHERE time_ms < ?1",
+        params![cutoff],
+    )
+}
+
+/// Group commit: whatever is queued when the writer is free goes in one transaction.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Job>, keep: Option<Duration>, path: &Path) {
+    let mut last_prune = std::time::Instant::now();
+    let mut failed_before = false;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let ok = match insert(&mut conn, &batch) {
+            Ok(()) => true,
+            Err(e) => {
+                if !failed_before {
+                    tracing::error!(
+                        "audit trail {}: {e}; predictions go unrecorded",
+                        path.display()
+                    );
+                }
+                failed_before = true;
+                false
+            }
+        };
+        for (_, ack) in batch {
+            let _ = ack.send(ok);
+        }
+        if let Some(keep) = keep.filter(|_| last_prune.elapsed() > Duration::from_secs(3600)) {
+            let _ = prune(&conn, keep);
+            last_prune = std::time::Instant::now();
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO predictions (time_ms, request_id, endpoint, model, version, sha256,
+                 key_hash, predicted, probability, confident, top, latency_ms, width, height,
+                 mean_r, mean_g, mean_b, std_r, std_g, std_b, brightness, blur)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19, ?20, ?21, ?22)",
+        )?;
+        for (r, _) in batch {
+            let s = &r.stats;
+            let top = serde_json::to_string(&r.top).unwrap_or_else(|_| "[]".into());
+            stmt.execute(params![
+                r.time_ms,
+                r.request_id,
+                r.endpoint,
+                r.model,
+                r.version,
+                r.sha256,
+                r.key_hash,
+                r.predicted,
+                r.probability,
+                r.confident,
+                top,
+                r.latency_ms,
+                s.width,
+                s.height,
+                s.mean[0],
+                s.mean[1],
+                s.mean[2],
+                s.std[0],
+                s.std[1],
+                s.std[2],
+                s.brightness,
+                s.blur,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// The trail's rows since `since_ms` (all with `None`), oldest first.
+pub fn read(path: &Path, since_ms: Option<i64>) -> Result<Vec<Record>, AuditError> {
+    let err = sql(path);
+    if !path.is_file() {
+        return Err(other(
+            path,
+            "no such file: graft serve writes it (RUN/audit.db unless --audit or --no-audit)",
+        ));
+    }
+    let conn = open(path)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT time_ms, request_id, endpoint, model, version, sha256, key_hash, predicted,
+                 probability, confident, top, latency_ms, width, height, mean_r, mean_g,
+                 mean_b, std_r, std_g, std_b, brightness, blur
+             FROM predictions WHERE time_ms >= ?1 ORDER BY id",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(params![since_ms.unwrap_or(i64::MIN)], |r| {
+            let top: String = r.get(10)?;
+            Ok(Record {
+                time_ms: r.get(0)?,
+                request_id: r.get(1)?,
+                endpoint: r.get(2)?,
+                model: r.get(3)?,
+                version: r.get(4)?,
+                sha256: r.get(5)?,
+                key_hash: r.get(6)?,
+                predicted: r.get(7)?,
+                probability: r.get(8)?,
+                confident: r.get(9)?,
+                top: serde_json::from_str(&top).unwrap_or_default(),
+                latency_ms: r.get(11)?,
+                stats: ImageStats {
+                    width: r.get(12)?,
+                    height: r.get(13)?,
+                    mean: [r.get(14)?, r.get(15)?, r.get(16)?],
+                    std: [r.get(17)?, r.get(18)?, r.get(19)?],
+                    brightness: r.get(20)?,
+                    blur: r.get(21)?,
+                },
+            })
+        })
+        .map_err(&err)?
+        .collect::<Result<_, _>>()
+        .map_err(&err)?;
+    Ok(rows)
+}
+
+/// A short, unique request id (time, process and a counter, hashed).
+pub fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = format!("{}-{}-{n}", std::process::id(), now_ms());
+    graft_model::weights::sha256_bytes(seed.as_bytes())[..16].to_string()
+}
+
+/// What the trail keeps of an API key: the start of its SHA-256.
+pub fn key_hash(key: &str) -> String {
+    graft_model::weights::sha256_bytes(key.as_bytes())[..16].to_string()
+}
+
+/// The current time, as rows record it.
+pub fn time_ms() -> i64 {
+    now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> Record {
+        Record {
+            time_ms: now_ms() - i as i64,
+            request_id: request_id(),
+            endpoint: "/predict".into(),
+            model: "m".into(),
+            version: None,
+            sha256: "ab".into(),
+            key_hash: Some(key_hash("secret")),
+            predicted: "red".into(),
+            probability: 0.9,
+            confident: true,
+            top: vec![("red".into(), 0.9), ("green".into(), 0.1)],
+            latency_ms: 3.5,
+            stats: graft_data::image_stats::image_stats(&image::RgbImage::new(8, 8)),
+        }
+    }
+
+    #[test]
+    fn rows_are_committed_before_the_answer_and_read_back() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("audit.db");
+        let log = AuditLog::open(&AuditOptions {
+            path: path.clone(),
+            keep: None,
+        })
+        .expect("open");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        for i in 0..5 {
+            assert!(rt.block_on(log.log(record(i))));
+        }
+        let rows = read(&path, None).expect("read");
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0].top[0].0, "red");
+        assert_ne!(rows[0].key_hash.as_deref(), Some("secret"));
+        assert_ne!(rows[0].request_id, rows[1].request_id);
+        assert!(read(&path, Some(now_ms() + 1000)).expect("read").is_empty());
+    }
+
+    #[test]
+    fn old_rows_are_pruned_on_open() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("audit.db");
+        let mut conn = open(&path).expect("open");
+        let (ack, _) = oneshot::channel();
+        let mut old = record(0);
+        old.time_ms -= 3 * 86_400_000;
+        insert(&mut conn, &[(old, ack)]).expect("insert");
+        drop(conn);
+        let _log = AuditLog::open(&AuditOptions {
+            path: path.clone(),
+            keep: Some(Duration::from_secs(86_400)),
+        })
+        .expect("open");
+        assert!(read(&path, None).expect("read").is_empty());
+    }
+}
