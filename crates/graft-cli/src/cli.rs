@@ -21,7 +21,9 @@ pub use runs::{
     RunsCommand, RunsCompareArgs, RunsDeleteArgs, RunsListArgs, RunsShowArgs, RunsSyncArgs,
     StoreArgs, RUNS_HELP,
 };
-pub use serve::{AuditCommand, AuditExportArgs, BenchServeArgs, ServeArgs};
+pub use serve::{
+    AuditCommand, AuditExportArgs, BenchServeArgs, MonitorArgs, ServeArgs, MONITOR_HELP,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,6 +135,10 @@ it is checked for accuracy against the float model on the same held-out images."
     /// one, compare several (differing parameters and metrics, learning curves), delete.
     #[command(subcommand, after_help = RUNS_HELP)]
     Runs(RunsCommand),
+    /// Judge a served model's traffic against what it learnt from: input drift, class mix,
+    /// confidence, latency. Exit status 1 when a check alerts.
+    #[command(after_help = MONITOR_HELP)]
+    Monitor(MonitorArgs),
     /// The audit trail of `graft serve`: every prediction it answered, exported as JSON or CSV.
     #[command(subcommand)]
     Audit(AuditCommand),

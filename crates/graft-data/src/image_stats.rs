@@ -18,9 +18,9 @@ pub struct ImageStats {
     pub std: [f32; 3],
     /// Mean luma (ITU-R BT.601 weights).
     pub brightness: f32,
-    /// Variance of the 4-neighbour Laplacian of the grey image at [`BLUR_SIDE`] pixels on its
-    /// longer side: low for blurred photos. Measured at a fixed size so phones of any
-    /// resolution compare.
+    /// Variance of the 4-neighbour Laplacian of the grey image, brought down to [`BLUR_SIDE`]
+    /// pixels on its longer side when larger: low for blurred photos. Measured at one size
+    /// so phones of any resolution compare (smaller images are measured as they are).
     pub blur: f32,
 }
 
@@ -69,7 +69,7 @@ fn laplacian_variance(img: &RgbImage) -> f32 {
     if w < 3 || h < 3 {
         return 0.0;
     }
-    let scale = f64::from(BLUR_SIDE) / f64::from(w.max(h));
+    let scale = (f64::from(BLUR_SIDE) / f64::from(w.max(h))).min(1.0);
     let (sw, sh) = (
         ((f64::from(w) * scale).round() as u32).max(3),
         ((f64::from(h) * scale).round() as u32).max(3),

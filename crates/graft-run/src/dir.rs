@@ -167,6 +167,10 @@ impl RunDir {
     pub fn model_card(&self) -> PathBuf {
         self.file("model_card.md")
     }
+    /// `reference.json`: what the training images look like, for `graft monitor`.
+    pub fn reference(&self) -> PathBuf {
+        self.file("reference.json")
+    }
     /// `model.onnx` or `model.int8.onnx`.
     pub fn onnx(&self, precision: Precision) -> PathBuf {
         self.file(precision.file_name())

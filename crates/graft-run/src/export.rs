@@ -206,6 +206,12 @@ pub fn export(
     };
     let records = update_records(run, req.precision, record.clone())?;
     write_card(run, &model, &records)?;
+    // What `graft monitor` judges the served model's traffic against.
+    if let Err(e) = crate::reference::write(run) {
+        reporter.event(Event::Note(format!(
+            "note: no reference profile for graft monitor ({e}); it builds one when first run"
+        )));
+    }
     Ok(Exported { path, record })
 }
 

@@ -207,3 +207,45 @@ pub struct AuditExportArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+pub const MONITOR_HELP: &str = "\
+Checks, each against the run's reference profile (RUN/reference.json, written by graft export
+from the training images; built now when missing):
+  input statistics  width, height, mean_r/g/b, std_r/g/b, brightness, blur (sharpness): the
+                    population stability index (PSI, 10 bins at the training quantiles) and
+                    the two-sample Kolmogorov-Smirnov test; alert when PSI > 0.25 and p < 0.001
+  class_mix         predicted classes against the training prior, chi-squared; alert p < 0.05
+  mean_confidence   against validation's; alert on a drop of more than 10 %
+  low_confidence    share of answers below the serving threshold; alert above 30 %
+  latency_p95_ms    reported
+Fewer than 30 requests in the window: reported, never alerted on.
+
+Exit status 0 when healthy, 1 when a check alerts (for cron); --on-alert CMD then runs CMD with
+the report's path as its argument (e.g. a retraining trigger).
+
+Examples:
+  graft monitor --run runs/leaves --window 24h
+  graft monitor --run runs/leaves --json
+  graft monitor --run runs/leaves --on-alert scripts/retrain.sh";
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The served run (its reference profile, and RUN/audit.db unless --audit).
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The audit trail to judge (default: RUN/audit.db).
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Only the requests of the last AGE (24h, 7d); default: all.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub window: Option<std::time::Duration>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the report goes (default: RUN/monitor.json).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Run this command with the report's path when a check alerts.
+    #[arg(long, value_name = "CMD")]
+    pub on_alert: Option<String>,
+}

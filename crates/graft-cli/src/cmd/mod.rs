@@ -10,6 +10,7 @@ mod extract;
 mod finetune;
 pub mod import_idx;
 mod models;
+mod monitor;
 mod pipeline;
 mod predict;
 mod registry;
@@ -46,6 +47,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Runs(RunsCommand::Sync(a)) => sync::run(a),
         Command::Registry(c) => registry::run(c),
         Command::Audit(crate::cli::AuditCommand::Export(a)) => trail::export(a),
+        Command::Monitor(a) => monitor::run(a),
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),
