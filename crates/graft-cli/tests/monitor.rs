@@ -7,20 +7,10 @@ mod common;
 mod http;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{cache_with_mobilenet, png_bytes, stderr, stdout};
+use common::{cache_with_mobilenet, graft_in as graft, png_bytes, stderr, stdout};
 use http::{agent, post, Server};
-
-fn graft(cache: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .current_dir(cwd)
-        .env("GRAFT_CACHE", cache)
-        .env_remove("MLFLOW_TRACKING_URI")
-        .output()
-        .expect("run graft")
-}
 
 /// (path, label) of the run's test images, from its manifest.
 fn test_images(run: &Path) -> Vec<(PathBuf, String)> {

@@ -206,8 +206,10 @@ pub fn export(
     };
     let records = update_records(run, req.precision, record.clone())?;
     write_card(run, &model, &records)?;
-    // What `graft monitor` judges the served model's traffic against.
-    if let Err(e) = crate::reference::write(run) {
+    // What `graft monitor` judges the served model's traffic against: it depends on the
+    // model and its training images, not on the precision, so one export writes it.
+    let stale = !run.is_current(&run.reference());
+    if let Err(e) = stale.then(|| crate::reference::write(run)).transpose() {
         reporter.event(Event::Note(format!(
             "note: no reference profile for graft monitor ({e}); it builds one when first run"
         )));

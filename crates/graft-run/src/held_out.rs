@@ -91,19 +91,29 @@ pub fn split_images(
 ) -> Result<Vec<(PathBuf, String)>, RunError> {
     let features = features_of(run, None)?;
     let cache = open_run_cache(&features, model)?;
-    let origin = Origin::read(&features).ok_or_else(|| {
+    let origin = origin_of(&features)?;
+    let items = &cache.header().items;
+    let (_, rows) = held_out_rows(&cache, split);
+    Ok(spread(&rows, n)
+        .into_iter()
+        .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
+        .collect())
+}
+
+/// Where the images of the feature cache in `features` lie.
+pub fn origin_of(features: &Path) -> Result<Origin, RunError> {
+    Origin::read(features).ok_or_else(|| {
         RunError::Invalid(format!(
             "{} does not say where its images are (source.json)",
             features.display()
         ))
-    })?;
-    let items = &cache.header().items;
-    let (_, rows) = held_out_rows(&cache, split);
+    })
+}
+
+/// At most `n` of `rows`, spread evenly over them (a cache is often ordered by class).
+pub fn spread(rows: &[usize], n: usize) -> Vec<usize> {
     let take = n.min(rows.len());
-    Ok((0..take)
-        .map(|k| rows[k * rows.len() / take.max(1)])
-        .map(|i| (origin.root.join(&items[i].path), items[i].label.clone()))
-        .collect())
+    (0..take).map(|k| rows[k * rows.len() / take]).collect()
 }
 
 /// The model's inputs for `rows` of the cache (pooled rows, or feature maps for heads that

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use graft_data::scan::Split;
+use graft_train::metrics::argmax_rows;
 use graft_train::HeadModel;
 use serde::Serialize;
 
@@ -33,17 +34,12 @@ pub fn test_outcomes(run: &Path) -> Result<BTreeMap<String, bool>, RunError> {
     }
     let (labels, x) = model_inputs(&cache, &model, &rows, &features)?;
     let probs = model.predict_proba(&x, rows.len());
-    let k = model.meta.classes.len();
+    let predicted = argmax_rows(&probs, model.meta.classes.len());
     let items = &cache.header().items;
     Ok(rows
         .iter()
-        .zip(&labels)
-        .enumerate()
-        .map(|(n, (&i, &y))| {
-            let p = &probs[n * k..(n + 1) * k];
-            let top = (0..k).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
-            (items[i].hash.clone(), top == y)
-        })
+        .zip(labels.iter().zip(&predicted))
+        .map(|(&i, (y, top))| (items[i].hash.clone(), top == y))
         .collect())
 }
 

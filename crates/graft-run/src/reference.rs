@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 
 use graft_data::image_stats::{image_stats, ImageStats};
 use graft_data::scan::Split;
-use graft_features::Origin;
 use graft_train::HeadModel;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Context;
 use crate::files::write_json;
-use crate::held_out::{features_of, held_out_rows, model_inputs, open_run_cache};
+use crate::held_out::{
+    features_of, held_out_rows, model_inputs, open_run_cache, origin_of, spread,
+};
 use crate::{RunDir, RunError};
 
 /// Training images whose statistics are taken, at most (spread over the split).
@@ -41,12 +42,7 @@ pub fn build(run: &RunDir) -> Result<Reference, RunError> {
         .with_context(|| format!("loading the model of run {}", run.root().display()))?;
     let features = features_of(run, None)?;
     let cache = open_run_cache(&features, &model)?;
-    let origin = Origin::read(&features).ok_or_else(|| {
-        RunError::Invalid(format!(
-            "{} does not say where its images are (source.json)",
-            features.display()
-        ))
-    })?;
+    let origin = origin_of(&features)?;
     let items = &cache.header().items;
     let train: Vec<usize> = (0..cache.len())
         .filter(|&i| !cache.is_failed(i) && items[i].split == Some(Split::Train))
@@ -64,9 +60,7 @@ pub fn build(run: &RunDir) -> Result<Reference, RunError> {
     for v in prior.values_mut() {
         *v /= train.len() as f64;
     }
-    let take = train.len().min(MAX_IMAGES);
-    let sample: Vec<usize> = (0..take).map(|k| train[k * train.len() / take]).collect();
-    let images: Vec<ImageStats> = sample
+    let images: Vec<ImageStats> = spread(&train, MAX_IMAGES)
         .par_iter()
         .filter_map(|&i| {
             let path = origin.root.join(&items[i].path);

@@ -501,14 +501,7 @@ fn artifacts(folder: &Path, root: &Path) -> Vec<Artifact> {
             if name.starts_with('.') || name.ends_with(".tmp") {
                 return None;
             }
-            let path = e.path();
-            let bytes = e.metadata().ok()?.len();
-            let sha256 = graft_data::hash::sha256_file(&path).ok()?;
-            Some(Artifact {
-                path: format!("{prefix}{name}"),
-                bytes,
-                sha256,
-            })
+            artifact_at(&e.path(), format!("{prefix}{name}"))
         })
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -530,15 +523,19 @@ pub fn model_files(run: &RunDir) -> Vec<Artifact> {
         run.encoder_weights(),
     ]
     .iter()
-    .filter_map(|path| {
-        let bytes = std::fs::metadata(path).ok().filter(|m| m.is_file())?.len();
-        Some(Artifact {
-            path: path.file_name()?.to_string_lossy().into_owned(),
-            bytes,
-            sha256: graft_data::hash::sha256_file(path).ok()?,
-        })
-    })
+    .filter_map(|path| artifact_at(path, path.file_name()?.to_string_lossy().into_owned()))
     .collect()
+}
+
+/// The file at `path`, recorded as `name`, with its size and SHA-256 (`None` when it is not a
+/// readable file).
+fn artifact_at(path: &Path, name: String) -> Option<Artifact> {
+    let bytes = std::fs::metadata(path).ok().filter(|m| m.is_file())?.len();
+    Some(Artifact {
+        path: name,
+        bytes,
+        sha256: graft_data::hash::sha256_file(path).ok()?,
+    })
 }
 
 /// A JSON value as flat `a.b.c = value` parameters (arrays as JSON text).

@@ -184,7 +184,8 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
     Ok(conn)
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as rows record time.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -276,8 +277,9 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// The trail's rows since `since_ms` (all with `None`), oldest first.
-pub fn read(path: &Path, since_ms: Option<i64>) -> Result<Vec<Record>, AuditError> {
+/// The trail's rows of the last `window` (all with `None`), oldest first.
+pub fn read(path: &Path, window: Option<Duration>) -> Result<Vec<Record>, AuditError> {
+    let since_ms = window.map(|w| now_ms() - w.as_millis() as i64);
     let err = sql(path);
     if !path.is_file() {
         return Err(other(
@@ -340,11 +342,6 @@ pub fn key_hash(key: &str) -> String {
     graft_model::weights::sha256_bytes(key.as_bytes())[..16].to_string()
 }
 
-/// The current time, as rows record it.
-pub fn time_ms() -> i64 {
-    now_ms()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,7 +384,8 @@ mod tests {
         assert_eq!(rows[0].top[0].0, "red");
         assert_ne!(rows[0].key_hash.as_deref(), Some("secret"));
         assert_ne!(rows[0].request_id, rows[1].request_id);
-        assert!(read(&path, Some(now_ms() + 1000)).expect("read").is_empty());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(read(&path, Some(Duration::ZERO)).expect("read").is_empty());
     }
 
     #[test]

@@ -360,7 +360,7 @@ async fn audit(app: &App, asked: &Asked, id: String, answer: &Value, stats: Imag
         .unwrap_or_default();
     let m = &app.model;
     log.log(crate::audit::Record {
-        time_ms: crate::audit::time_ms(),
+        time_ms: crate::audit::now_ms(),
         request_id: id,
         endpoint: asked.endpoint.to_string(),
         model: m.name.clone(),

@@ -24,10 +24,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
         .audit
         .clone()
         .unwrap_or_else(|| args.run.join("audit.db"));
-    let since = args
-        .window
-        .map(|w| graft_serve::audit::time_ms() - w.as_millis() as i64);
-    let rows = graft_serve::audit::read(&audit, since)?;
+    let rows = graft_serve::audit::read(&audit, args.window)?;
     let traffic: Vec<Observation> = rows
         .iter()
         .map(|r| Observation {

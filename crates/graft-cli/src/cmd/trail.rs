@@ -8,10 +8,7 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
         (None, Some(run)) => run.join("audit.db"),
         (None, None) => anyhow::bail!("give --run DIR or --audit FILE"),
     };
-    let since = args
-        .since
-        .map(|age| graft_serve::audit::time_ms() - age.as_millis() as i64);
-    let rows = graft_serve::audit::read(&path, since)?;
+    let rows = graft_serve::audit::read(&path, args.since)?;
     if args.csv {
         let header = [
             "time_ms",
