@@ -24,6 +24,24 @@ pub struct ImageStats {
     pub blur: f32,
 }
 
+impl ImageStats {
+    /// Each statistic with its name, as drift checks compare them one by one.
+    pub fn named(&self) -> [(&'static str, f64); 10] {
+        [
+            ("width", f64::from(self.width)),
+            ("height", f64::from(self.height)),
+            ("mean_r", f64::from(self.mean[0])),
+            ("mean_g", f64::from(self.mean[1])),
+            ("mean_b", f64::from(self.mean[2])),
+            ("std_r", f64::from(self.std[0])),
+            ("std_g", f64::from(self.std[1])),
+            ("std_b", f64::from(self.std[2])),
+            ("brightness", f64::from(self.brightness)),
+            ("blur", f64::from(self.blur)),
+        ]
+    }
+}
+
 /// The longer side the sharpness measure works at.
 pub const BLUR_SIDE: u32 = 256;
 

@@ -14,6 +14,8 @@ pub mod atomic;
 pub mod audit;
 pub mod augment;
 pub mod decode;
+pub mod drift;
+pub mod embedding;
 pub mod error;
 pub mod hash;
 pub mod idx;

@@ -3,7 +3,6 @@
 //! galleries of mistakes and of right answers, and one self-contained HTML report.
 
 pub mod calibration;
-pub mod drift;
 pub mod error;
 mod percentile;
 pub mod plots;

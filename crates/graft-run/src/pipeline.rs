@@ -228,6 +228,15 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
             Ok(Outcome::Done)
         },
     )?);
+    // What `graft monitor` and graft serve's drift gauges judge traffic against (graft export
+    // writes it too; here a served run straight from `graft train DIR` has it as well).
+    if !run.is_current(&run.reference()) {
+        if let Err(e) = crate::reference::write(&run) {
+            reporter.event(Event::Note(format!(
+                "note: no reference profile for graft monitor ({e}); it builds one when first run"
+            )));
+        }
+    }
     reporter.event(Event::Trained(&timings));
     Ok(Trained {
         run,

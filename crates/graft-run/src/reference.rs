@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use graft_data::embedding::Projection;
 use graft_data::image_stats::{image_stats, ImageStats};
 use graft_data::scan::Split;
 use graft_train::HeadModel;
@@ -20,6 +21,8 @@ use crate::{RunDir, RunError};
 
 /// Training images whose statistics are taken, at most (spread over the split).
 pub const MAX_IMAGES: usize = 2000;
+/// Training rows whose embedding summaries are kept, at most (the MMD test is quadratic).
+pub const MAX_EMBEDDINGS: usize = 500;
 
 /// The reference profile of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +36,11 @@ pub struct Reference {
     pub val_mean_confidence: Option<f64>,
     /// Validation images scored.
     pub val_images: usize,
+    /// Embedding summaries ([`graft_data::embedding`]) of training rows, from the feature
+    /// cache (a spread sample of at most [`MAX_EMBEDDINGS`]); none for a fine-tuned run, whose
+    /// encoder no longer gives the cached features, and in profiles from before they existed.
+    #[serde(default)]
+    pub embeddings: Option<Vec<Vec<f32>>>,
 }
 
 /// Build the profile of `run` from its feature cache (labels, splits and image paths) and its
@@ -69,6 +77,14 @@ pub fn build(run: &RunDir) -> Result<Reference, RunError> {
                 .map(|(_, img)| image_stats(&img))
         })
         .collect();
+    let embeddings = model.meta.encoder_file.is_none().then(|| {
+        let projection = Projection::new(cache.feature_dim());
+        spread(&train, MAX_EMBEDDINGS)
+            .into_iter()
+            .filter_map(|i| cache.row(i).and_then(|r| projection.project(&r)))
+            .map(|e| e.to_vec())
+            .collect()
+    });
     let (_, val) = held_out_rows(&cache, Split::Val);
     let (val_mean_confidence, val_images) = if val.is_empty() {
         (None, 0)
@@ -87,6 +103,7 @@ pub fn build(run: &RunDir) -> Result<Reference, RunError> {
         class_prior: prior,
         val_mean_confidence,
         val_images,
+        embeddings,
     })
 }
 

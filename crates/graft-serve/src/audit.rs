@@ -14,7 +14,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 /// Schema migrations, oldest first (SQLite's `user_version` says which ran). Append only.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE predictions (
         id INTEGER PRIMARY KEY,
         time_ms INTEGER NOT NULL,
@@ -37,7 +38,20 @@ const MIGRATIONS: &[&str] = &["
         blur REAL NOT NULL
     );
     CREATE INDEX predictions_by_time ON predictions(time_ms);
-"];
+",
+    "
+    ALTER TABLE predictions ADD COLUMN embedding BLOB;
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY,
+        time_ms INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        code TEXT NOT NULL
+    );
+    CREATE INDEX failures_by_time ON failures(time_ms);
+",
+];
 
 /// Where the trail goes and how long it is kept.
 #[derive(Debug, Clone)]
@@ -69,6 +83,20 @@ pub struct Record {
     /// From the request's arrival to its answer being ready.
     pub latency_ms: f64,
     pub stats: ImageStats,
+    /// The embedding summary (graft-data's `embedding`: 32 numbers from the model's pooled
+    /// features, not invertible to the image); none when the model gave no features.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// A prediction request that got an error instead of an answer: its status and the API's
+/// error code, never the message (which may quote a file name the client sent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    pub time_ms: i64,
+    pub request_id: String,
+    pub endpoint: String,
+    pub status: u16,
+    pub code: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +125,13 @@ fn other(path: &Path, message: impl Into<String>) -> AuditError {
     }
 }
 
-type Job = (Record, oneshot::Sender<bool>);
+/// One row for the writer.
+enum Row {
+    Prediction(Record),
+    Failure(Failure),
+}
+
+type Job = (Row, oneshot::Sender<bool>);
 
 /// The writer thread's end of the trail.
 pub struct AuditLog {
@@ -137,8 +171,17 @@ impl AuditLog {
 
     /// Record one prediction; resolves once the row is committed (`false` if it could not be).
     pub async fn log(&self, record: Record) -> bool {
+        self.send(Row::Prediction(record)).await
+    }
+
+    /// Record one failed prediction request (for the error rate).
+    pub async fn log_failure(&self, failure: Failure) -> bool {
+        self.send(Row::Failure(failure)).await
+    }
+
+    async fn send(&self, row: Row) -> bool {
         let (ack, done) = oneshot::channel();
-        if self.tx.try_send((record, ack)).is_err() {
+        if self.tx.try_send((row, ack)).is_err() {
             tracing::error!(
                 "audit trail {}: writer queue full or stopped; a prediction is not recorded",
                 self.path.display()
@@ -194,10 +237,11 @@ pub(crate) fn now_ms() -> i64 {
 
 fn prune(conn: &Connection, keep: Duration) -> rusqlite::Result<usize> {
     let cutoff = now_ms() - keep.as_millis() as i64;
-    conn.execute(
+    let n = conn.execute(
         "DELETE FROM predictions WHERE time_ms < ?1",
         params![cutoff],
-    )
+    )?;
+    Ok(n + conn.execute("DELETE FROM failures WHERE time_ms < ?1", params![cutoff])?)
 }
 
 /// Group commit: whatever is queued when the writer is free goes in one transaction.
@@ -241,11 +285,28 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO predictions (time_ms, request_id, endpoint, model, version, sha256,
                  key_hash, predicted, probability, confident, top, latency_ms, width, height,
-                 mean_r, mean_g, mean_b, std_r, std_g, std_b, brightness, blur)
+                 mean_r, mean_g, mean_b, std_r, std_g, std_b, brightness, blur, embedding)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )?;
-        for (r, _) in batch {
+        let mut failed = tx.prepare_cached(
+            "INSERT INTO failures (time_ms, request_id, endpoint, status, code)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (row, _) in batch {
+            let r = match row {
+                Row::Prediction(r) => r,
+                Row::Failure(f) => {
+                    failed.execute(params![
+                        f.time_ms,
+                        f.request_id,
+                        f.endpoint,
+                        f.status,
+                        f.code
+                    ])?;
+                    continue;
+                }
+            };
             let s = &r.stats;
             let top = serde_json::to_string(&r.top).unwrap_or_else(|_| "[]".into());
             stmt.execute(params![
@@ -271,6 +332,7 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
                 s.std[2],
                 s.brightness,
                 s.blur,
+                r.embedding.as_deref().map(f32s_to_bytes),
             ])?;
         }
     }
@@ -292,7 +354,7 @@ pub fn read(path: &Path, window: Option<Duration>) -> Result<Vec<Record>, AuditE
         .prepare(
             "SELECT time_ms, request_id, endpoint, model, version, sha256, key_hash, predicted,
                  probability, confident, top, latency_ms, width, height, mean_r, mean_g,
-                 mean_b, std_r, std_g, std_b, brightness, blur
+                 mean_b, std_r, std_g, std_b, brightness, blur, embedding
              FROM predictions WHERE time_ms >= ?1 ORDER BY id",
         )
         .map_err(&err)?;
@@ -320,12 +382,51 @@ pub fn read(path: &Path, window: Option<Duration>) -> Result<Vec<Record>, AuditE
                     brightness: r.get(20)?,
                     blur: r.get(21)?,
                 },
+                embedding: r.get::<_, Option<Vec<u8>>>(22)?.map(|b| bytes_to_f32s(&b)),
             })
         })
         .map_err(&err)?
         .collect::<Result<_, _>>()
         .map_err(&err)?;
     Ok(rows)
+}
+
+/// The failed prediction requests of the last `window` (all with `None`), oldest first.
+pub fn read_failures(path: &Path, window: Option<Duration>) -> Result<Vec<Failure>, AuditError> {
+    let since_ms = window.map(|w| now_ms() - w.as_millis() as i64);
+    let err = sql(path);
+    let conn = open(path)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT time_ms, request_id, endpoint, status, code FROM failures
+             WHERE time_ms >= ?1 ORDER BY id",
+        )
+        .map_err(&err)?;
+    let rows = stmt
+        .query_map(params![since_ms.unwrap_or(i64::MIN)], |r| {
+            Ok(Failure {
+                time_ms: r.get(0)?,
+                request_id: r.get(1)?,
+                endpoint: r.get(2)?,
+                status: r.get(3)?,
+                code: r.get(4)?,
+            })
+        })
+        .map_err(&err)?
+        .collect::<Result<_, _>>()
+        .map_err(&err)?;
+    Ok(rows)
+}
+
+/// An embedding as stored: little-endian f32s.
+fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn bytes_to_f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// A short, unique request id (time, process and a counter, hashed).
@@ -361,6 +462,7 @@ mod tests {
             top: vec![("red".into(), 0.9), ("green".into(), 0.1)],
             latency_ms: 3.5,
             stats: graft_data::image_stats::image_stats(&image::RgbImage::new(8, 8)),
+            embedding: Some(vec![0.5, -1.25]),
         }
     }
 
@@ -379,8 +481,18 @@ mod tests {
         for i in 0..5 {
             assert!(rt.block_on(log.log(record(i))));
         }
+        assert!(rt.block_on(log.log_failure(Failure {
+            time_ms: now_ms(),
+            request_id: request_id(),
+            endpoint: "/predict".into(),
+            status: 415,
+            code: "not_an_image".into(),
+        })));
         let rows = read(&path, None).expect("read");
         assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0].embedding.as_deref(), Some(&[0.5, -1.25][..]));
+        let failures = read_failures(&path, None).expect("failures");
+        assert_eq!((failures.len(), failures[0].status), (1, 415));
         assert_eq!(rows[0].top[0].0, "red");
         assert_ne!(rows[0].key_hash.as_deref(), Some("secret"));
         assert_ne!(rows[0].request_id, rows[1].request_id);
@@ -396,7 +508,7 @@ mod tests {
         let (ack, _) = oneshot::channel();
         let mut old = record(0);
         old.time_ms -= 3 * 86_400_000;
-        insert(&mut conn, &[(old, ack)]).expect("insert");
+        insert(&mut conn, &[(Row::Prediction(old), ack)]).expect("insert");
         drop(conn);
         let _log = AuditLog::open(&AuditOptions {
             path: path.clone(),

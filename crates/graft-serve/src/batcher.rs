@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-/// A model that maps `n` preprocessed images to `n × classes` probabilities.
+/// A model that maps `n` preprocessed images to `n` rows of a fixed width (the batcher's
+/// `row`): for the served classifier, the probabilities and then the embedding summary.
 pub trait Infer: Send + 'static {
     fn infer(&mut self, input: &[f32], n: usize) -> Result<Vec<f32>, String>;
 }
@@ -21,32 +22,87 @@ pub trait Infer: Send + 'static {
 pub struct OrtInfer {
     session: graft_model::ort_backend::Session,
     size: usize,
+    classes: usize,
+    /// The projection of the `features` output, when the model has one.
+    projection: Option<graft_data::embedding::Projection>,
 }
 
 impl OrtInfer {
-    /// A session over the serialised classifier (`input` `[N,3,size,size]` → `probabilities`).
-    /// Its threads do not spin between runs: the same cores decode the next requests.
-    pub fn new(onnx: &[u8], size: usize, threads: Option<usize>) -> Result<Self, String> {
+    /// A session over the serialised classifier (`input` `[N,3,size,size]` → `probabilities`
+    /// and, where the graph has it, `features`). Its threads do not spin between runs: the
+    /// same cores decode the next requests.
+    pub fn new(
+        onnx: &[u8],
+        size: usize,
+        classes: usize,
+        threads: Option<usize>,
+    ) -> Result<Self, String> {
         let opts = graft_model::ort_backend::OrtOptions {
             intra_threads: threads,
             spinning: Some(false),
         };
         let session =
             graft_model::ort_backend::session_from_onnx(onnx, opts).map_err(|e| e.to_string())?;
-        Ok(OrtInfer { session, size })
+        let projection = feature_dim(&session).map(graft_data::embedding::Projection::new);
+        Ok(OrtInfer {
+            session,
+            size,
+            classes,
+            projection,
+        })
     }
+
+    /// Values per image: the probabilities, then the embedding summary if there is one.
+    pub fn row(&self) -> usize {
+        self.classes + self.embedding_dims()
+    }
+
+    /// Dimensions of the embedding summary in each row (0 without a `features` output).
+    pub fn embedding_dims(&self) -> usize {
+        self.projection
+            .as_ref()
+            .map_or(0, |_| graft_data::embedding::DIMS)
+    }
+}
+
+/// The width of the graph's `features` output, when it has one of a fixed width.
+fn feature_dim(session: &graft_model::ort_backend::Session) -> Option<usize> {
+    let out = session.outputs().iter().find(|o| o.name() == "features")?;
+    let shape = out.dtype().tensor_shape()?;
+    let last = *shape.last()?;
+    (shape.len() == 2 && last > 0).then_some(last as usize)
 }
 
 impl Infer for OrtInfer {
     fn infer(&mut self, input: &[f32], n: usize) -> Result<Vec<f32>, String> {
-        graft_model::ort_backend::run_images(
+        use graft_model::ort_backend::{run_images, run_images_outputs};
+        let Some(projection) = &self.projection else {
+            return run_images(&mut self.session, input, n, self.size, "probabilities")
+                .map_err(|e| e.to_string());
+        };
+        let outs = run_images_outputs(
             &mut self.session,
             input,
             n,
             self.size,
-            "probabilities",
+            &["probabilities", "features"],
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+        let (probs, features) = (&outs[0], &outs[1]);
+        let dim = projection.input_dim();
+        if probs.len() != n * self.classes || features.len() != n * dim {
+            return Err(format!(
+                "model gave {} probabilities and {} features for {n} images",
+                probs.len(),
+                features.len()
+            ));
+        }
+        let mut rows = Vec::with_capacity(n * self.row());
+        for (p, f) in probs.chunks(self.classes).zip(features.chunks(dim)) {
+            rows.extend_from_slice(p);
+            rows.extend(projection.project(f).unwrap_or_default());
+        }
+        Ok(rows)
     }
 }
 
@@ -115,12 +171,13 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start one worker thread per model in `models` (copies of the same model: with several,
-    /// batches run side by side). `image_len` is the length of one preprocessed image.
+    /// batches run side by side). `image_len` is the length of one preprocessed image, `row`
+    /// the number of values the model gives per image.
     pub fn start<I: Infer>(
         models: Vec<I>,
         cfg: BatchConfig,
         image_len: usize,
-        classes: usize,
+        row: usize,
     ) -> Batcher {
         let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -131,14 +188,14 @@ impl Batcher {
             let (rx, stats, idle) = (rx.clone(), stats.clone(), idle.clone());
             std::thread::Builder::new()
                 .name(format!("graft-infer-{k}"))
-                .spawn(move || worker(infer, &rx, &idle, cfg, image_len, classes, &stats))
+                .spawn(move || worker(infer, &rx, &idle, cfg, image_len, row, &stats))
                 // Spawning a thread fails only when the OS is out of resources at start-up.
                 .unwrap_or_else(|e| panic!("cannot start an inference thread: {e}"));
         }
         Batcher { tx, stats }
     }
 
-    /// Probabilities (`n × classes`) for `n` preprocessed images.
+    /// The model's rows (`n × row`) for `n` preprocessed images.
     pub async fn predict(&self, input: Vec<f32>, n: usize) -> Result<Vec<f32>, BatchError> {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { input, n, reply }) {
@@ -199,7 +256,7 @@ fn worker<I: Infer>(
     idle: &AtomicUsize,
     cfg: BatchConfig,
     image_len: usize,
-    classes: usize,
+    row: usize,
     stats: &BatchStats,
 ) {
     let _running = Running(&stats.running);
@@ -224,10 +281,10 @@ fn worker<I: Infer>(
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.images.fetch_add(n as u64, Ordering::Relaxed);
         match result {
-            Ok(probs) if probs.len() == n * classes => {
+            Ok(probs) if probs.len() == n * row => {
                 let mut at = 0;
                 for job in jobs {
-                    let len = job.n * classes;
+                    let len = job.n * row;
                     // A client that went away is not an error.
                     let _ = job.reply.send(Ok(probs[at..at + len].to_vec()));
                     at += len;

@@ -15,10 +15,12 @@ pub mod batcher;
 pub mod class_info;
 mod error;
 mod guard;
+pub mod live_drift;
 mod metrics;
 mod page;
 mod routes;
 mod server;
+mod upload;
 
 pub use advice::uncertain_warning;
 pub use class_info::ClassInfo;

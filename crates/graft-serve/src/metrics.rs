@@ -2,18 +2,19 @@
 //! prometheus-client.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::batcher::BatchStats;
+use crate::live_drift::Scores;
 
 pub use prometheus_text::CONTENT_TYPE;
 
@@ -45,6 +46,15 @@ struct ModelInfoLabels {
     encoder: String,
 }
 
+/// Upper bounds of the top-1 probability histogram's buckets.
+const CONFIDENCE_BUCKETS: [f64; 12] =
+    [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatisticLabels {
+    statistic: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
@@ -56,6 +66,7 @@ pub struct Metrics {
     /// By class index: the names only come with `render`.
     predictions: Vec<Counter>,
     low_confidence: Counter,
+    confidence: Histogram,
 }
 
 /// Label values for the model's identity.
@@ -72,6 +83,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             predictions: (0..classes).map(|_| Counter::default()).collect(),
             low_confidence: Counter::default(),
+            confidence: Histogram::new(CONFIDENCE_BUCKETS),
         }
     }
 
@@ -91,11 +103,13 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// One answered image: its top-1 class and whether it cleared the threshold.
-    pub fn prediction(&self, class: usize, confident: bool) {
+    /// One answered image: its top-1 class and probability, and whether it cleared the
+    /// threshold.
+    pub fn prediction(&self, class: usize, probability: f32, confident: bool) {
         if let Some(c) = self.predictions.get(class) {
             c.inc();
         }
+        self.confidence.observe(f64::from(probability));
         if !confident {
             self.low_confidence.inc();
         }
@@ -107,6 +121,7 @@ impl Metrics {
         batches: &BatchStats,
         model: &ModelLabels<'_>,
         uptime: Duration,
+        drift: Option<&Scores>,
     ) -> String {
         // prometheus-client appends `_total` to counters, `_info` to info metrics and a full
         // stop to every help text.
@@ -156,6 +171,38 @@ impl Metrics {
             ConstCounter::new(low),
         );
         r.register(
+            "graft_prediction_confidence",
+            "Top-1 probability of answered images",
+            self.confidence.clone(),
+        );
+        if let Some(d) = drift {
+            r.register(
+                "graft_drift_window_images",
+                "Answered images the drift gauges are computed over (the most recent)",
+                ConstGauge::new(d.requests as i64),
+            );
+            let family = Family::<StatisticLabels, Gauge<f64, AtomicU64>>::default();
+            for (name, v) in &d.psi {
+                family
+                    .get_or_create(&StatisticLabels {
+                        statistic: (*name).to_string(),
+                    })
+                    .set(*v);
+            }
+            r.register(
+                "graft_drift_psi",
+                "Population stability index of an input statistic over the window against \
+                 the training images (above 0.25: a shift)",
+                family,
+            );
+            r.register(
+                "graft_drift_class_mix_psi",
+                "Population stability index of the predicted classes over the window against \
+                 the training prior",
+                ConstGauge::new(d.class_mix_psi),
+            );
+        }
+        r.register(
             "graft_inference_batches",
             "Model runs",
             ConstCounter::new(batches.batches.load(Ordering::Relaxed)),
@@ -203,10 +250,10 @@ mod tests {
         m.request("/predict", 200, Duration::from_millis(7));
         m.request("/predict", 200, Duration::from_millis(70));
         m.request("/predict", 415, Duration::from_millis(1));
-        m.prediction(0, true);
-        m.prediction(1, false);
-        m.prediction(1, true);
-        m.prediction(1, true);
+        m.prediction(0, 0.95, true);
+        m.prediction(1, 0.45, false);
+        m.prediction(1, 0.75, true);
+        m.prediction(1, 1.0, true);
         let stats = BatchStats::default();
         stats.batches.store(3, Ordering::Relaxed);
         stats.images.store(4, Ordering::Relaxed);
@@ -216,7 +263,18 @@ mod tests {
             sha256: "ab",
             encoder: "mobilenet-v2",
         };
-        let text = m.render(&classes, &stats, &model, Duration::from_secs(2));
+        let drift = Scores {
+            requests: 4,
+            psi: vec![("brightness", 0.5)],
+            class_mix_psi: 0.125,
+        };
+        let text = m.render(
+            &classes,
+            &stats,
+            &model,
+            Duration::from_secs(2),
+            Some(&drift),
+        );
         for line in [
             "graft_http_requests_total{route=\"/predict\",status=\"200\"} 2",
             "graft_http_requests_total{route=\"/predict\",status=\"415\"} 1",
@@ -229,6 +287,14 @@ mod tests {
             "graft_low_confidence_total 1",
             "graft_low_confidence_ratio 0.250000",
             "graft_inference_images_total 4",
+            "graft_prediction_confidence_bucket{le=\"0.5\"} 1",
+            "graft_prediction_confidence_bucket{le=\"0.8\"} 2",
+            "graft_prediction_confidence_bucket{le=\"0.95\"} 3",
+            "graft_prediction_confidence_bucket{le=\"1\"} 4",
+            "graft_prediction_confidence_count 4",
+            "graft_drift_window_images 4",
+            "graft_drift_psi{statistic=\"brightness\"} 0.5",
+            "graft_drift_class_mix_psi 0.125",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -1,18 +1,15 @@
 //! The API's handlers and the two middlewares (request accounting, key + rate checks).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, MatchedPath, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use graft_data::decode::DecodeError;
 use graft_data::image_stats::ImageStats;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,6 +17,7 @@ use serde_json::{json, Value};
 use crate::batcher::BatchError;
 use crate::metrics::ModelLabels;
 use crate::server::App;
+use crate::upload::{decode_error, uploads, Upload, CONTENT_TYPES};
 use crate::ApiError;
 
 type Shared = State<Arc<App>>;
@@ -123,151 +121,6 @@ fn settings(app: &App, uri: &axum::http::Uri) -> Result<Settings, ApiError> {
     })
 }
 
-/// One uploaded image: a name for messages and its bytes.
-struct Upload {
-    name: String,
-    bytes: Bytes,
-}
-
-const CONTENT_TYPES: &str = "send the image as multipart/form-data (field \"image\"), or as the raw \
-     request body with Content-Type image/jpeg, image/png, image/webp, … or application/octet-stream";
-
-/// The images of a request: multipart file fields, or the raw body.
-///
-/// The whole body is read first (up to the body limit) whatever follows: an answer sent before
-/// the body is read makes the server close the connection, which keep-alive clients see as a
-/// failed next request.
-async fn uploads(req: Request, max: usize, max_body: usize) -> Result<Vec<Upload>, ApiError> {
-    // The boundary parameter is case-sensitive: lower-case only a copy for matching.
-    let ctype = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let lower = ctype.as_deref().map(str::to_ascii_lowercase);
-    let body = read_body(req.into_body(), max_body).await?;
-    let single = |bytes: Bytes| {
-        vec![Upload {
-            name: "body".into(),
-            bytes,
-        }]
-    };
-    match lower.as_deref() {
-        Some(c) if c.starts_with("multipart/form-data") => {
-            multipart_files(ctype.as_deref().unwrap_or(c), body, max).await
-        }
-        None => Ok(single(body)),
-        Some(c) if c.starts_with("image/") || c.starts_with("application/octet-stream") => {
-            Ok(single(body))
-        }
-        Some(c) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_content_type",
-            format!("Content-Type {c} is not accepted; {CONTENT_TYPES}"),
-        )),
-    }
-}
-
-/// How much of an oversized body is read and dropped so the client receives its 413 (a server
-/// that stops reading and closes makes the client fail writing, before it sees any answer).
-const DRAIN_LIMIT: usize = 64 << 20;
-
-/// The request body, at most `limit` bytes.
-async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
-    use futures_util::StreamExt as _;
-    let mut stream = body.into_data_stream();
-    let mut buf = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("bad_body", format!("reading the request body: {e}"))
-        })?;
-        seen += chunk.len();
-        if seen <= limit {
-            buf.extend_from_slice(&chunk);
-        } else {
-            buf = Vec::new();
-            if seen > limit + DRAIN_LIMIT {
-                break;
-            }
-        }
-    }
-    if seen > limit {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the request body is over the {:.1} MB limit; send a smaller image \
-                 (about 1000 px on the long side is plenty)",
-                limit as f64 / (1 << 20) as f64
-            ),
-        ));
-    }
-    Ok(Bytes::from(buf))
-}
-
-/// The file fields of a multipart/form-data body: fields with a filename, or named
-/// image(s)/file(s).
-async fn multipart_files(ctype: &str, body: Bytes, max: usize) -> Result<Vec<Upload>, ApiError> {
-    let bad = |why: String| ApiError::bad_request("bad_multipart", why);
-    let boundary = multer::parse_boundary(ctype)
-        .map_err(|e| bad(format!("{e}; let the HTTP client build the multipart body")))?;
-    let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(body)));
-    let mut form = multer::Multipart::new(stream, boundary);
-    let mut out = Vec::new();
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("malformed multipart body: {e}")))?
-    {
-        let is_file = field.file_name().is_some()
-            || matches!(field.name(), Some("image" | "images" | "file" | "files"));
-        if !is_file {
-            continue;
-        }
-        let name = field
-            .file_name()
-            .or(field.name())
-            .unwrap_or("image")
-            .to_string();
-        let bytes = field
-            .bytes()
-            .await
-            .map_err(|e| bad(format!("malformed multipart body: {e}")))?;
-        out.push(Upload { name, bytes });
-    }
-    if out.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_image",
-            format!("the form has no file field; {CONTENT_TYPES}"),
-        ));
-    }
-    if out.len() > max {
-        return Err(ApiError::bad_request(
-            "too_many_images",
-            format!("at most {max} images per request"),
-        ));
-    }
-    Ok(out)
-}
-
-fn decode_error(name: &str, e: &DecodeError) -> ApiError {
-    let (status, code) = match e {
-        DecodeError::Empty => (StatusCode::BAD_REQUEST, "empty_image"),
-        DecodeError::UnknownFormat => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image"),
-        DecodeError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pixels"),
-        DecodeError::Io(_) | DecodeError::Corrupt { .. } | DecodeError::ZeroSize => {
-            (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image")
-        }
-    };
-    let hint = match e {
-        DecodeError::Empty => "; the request carried no image bytes",
-        DecodeError::UnknownFormat => "; send JPEG, PNG, WebP, BMP, GIF or TIFF",
-        DecodeError::TooLarge { .. } => "; resize it before sending",
-        _ => "; the file is damaged or cut short, send it again",
-    };
-    ApiError::new(status, code, format!("{name}: {e}{hint}"))
-}
-
 /// Decode and preprocess on the blocking pool (CPU work must not stall the async workers);
 /// the image's statistics come along for the audit trail (the image itself goes no further).
 async fn prepare(app: &Arc<App>, upload: Upload) -> Result<(Vec<f32>, ImageStats), ApiError> {
@@ -276,7 +129,7 @@ async fn prepare(app: &Arc<App>, upload: Upload) -> Result<(Vec<f32>, ImageStats
     tokio::task::spawn_blocking(move || {
         let img = graft_data::decode::decode_bytes_limited(&upload.bytes, app.opts.max_pixels)
             .map_err(|e| decode_error(&upload.name, &e))?;
-        let stats = if app.audit.is_some() {
+        let stats = if app.audit.is_some() || app.live.is_some() {
             graft_data::image_stats::image_stats(&img)
         } else {
             ImageStats::default()
@@ -341,7 +194,14 @@ impl Asked {
 }
 
 /// Record one answer in the audit trail (when there is one); returns once it is committed.
-async fn audit(app: &App, asked: &Asked, id: String, answer: &Value, stats: ImageStats) {
+async fn audit(
+    app: &App,
+    asked: &Asked,
+    id: String,
+    answer: &Value,
+    stats: ImageStats,
+    embedding: &[f32],
+) {
     let Some(log) = &app.audit else {
         return;
     };
@@ -376,8 +236,33 @@ async fn audit(app: &App, asked: &Asked, id: String, answer: &Value, stats: Imag
         top,
         latency_ms: asked.started.elapsed().as_secs_f64() * 1000.0,
         stats,
+        embedding: (!embedding.is_empty()).then(|| embedding.to_vec()),
     })
     .await;
+}
+
+/// Record a prediction request that failed (status and error code only), for the error rate.
+async fn audit_failure(app: &App, asked: &Asked, e: &ApiError) {
+    if let Some(log) = &app.audit {
+        log.log_failure(crate::audit::Failure {
+            time_ms: crate::audit::now_ms(),
+            request_id: asked.request_id.clone(),
+            endpoint: asked.endpoint.to_string(),
+            status: e.status.as_u16(),
+            code: e.code.to_string(),
+        })
+        .await;
+    }
+}
+
+/// Add one answered image to the drift gauges' window.
+fn observe(app: &App, stats: ImageStats, probs: &[f32]) {
+    if let Some(live) = &app.live {
+        let best = graft_model::imagenet::top_k_probs(probs, 1)
+            .first()
+            .map_or(0, |&(k, _)| k);
+        live.observe(stats, best);
+    }
 }
 
 /// The JSON answer for one image's probabilities.
@@ -386,7 +271,7 @@ fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
     let ranked = graft_model::imagenet::top_k_probs(probs, s.top);
     let (best, p_best) = ranked.first().copied().unwrap_or((0, 0.0));
     let confident = p_best >= s.threshold;
-    app.metrics.prediction(best, confident);
+    app.metrics.prediction(best, p_best, confident);
     let top: Vec<Value> = ranked
         .iter()
         .map(|&(k, p)| {
@@ -411,6 +296,14 @@ fn answer(app: &App, probs: &[f32], s: &Settings) -> Value {
 
 pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Value>, ApiError> {
     let asked = Asked::new(&req, "/predict");
+    let answered = predict_one(&app, &asked, req).await;
+    if let Err(e) = &answered {
+        audit_failure(&app, &asked, e).await;
+    }
+    answered
+}
+
+async fn predict_one(app: &Arc<App>, asked: &Asked, req: Request) -> Result<Json<Value>, ApiError> {
     let uri = req.uri().clone();
     let mut images = uploads(req, 1, app.opts.max_body).await.map_err(|e| {
         if e.code == "too_many_images" {
@@ -422,17 +315,19 @@ pub(crate) async fn predict(State(app): Shared, req: Request) -> Result<Json<Val
             e
         }
     })?;
-    let s = settings(&app, &uri)?;
+    let s = settings(app, &uri)?;
     let Some(upload) = images.pop() else {
         return Err(ApiError::bad_request("no_image", CONTENT_TYPES));
     };
-    let (input, stats) = prepare(&app, upload).await?;
-    let probs = app.batcher.predict(input, 1).await.map_err(batch_error)?;
-    let mut out = answer(&app, &probs, &s);
+    let (input, stats) = prepare(app, upload).await?;
+    let row = app.batcher.predict(input, 1).await.map_err(batch_error)?;
+    let (probs, embedding) = row.split_at(app.model.classes.len());
+    let mut out = answer(app, probs, &s);
+    observe(app, stats, probs);
     out["model"] = json!(app.model.name);
     out["threshold"] = json!(decimal(s.threshold));
     out["request_id"] = json!(asked.request_id);
-    audit(&app, &asked, asked.request_id.clone(), &out, stats).await;
+    audit(app, asked, asked.request_id.clone(), &out, stats, embedding).await;
     Ok(Json(out))
 }
 
@@ -441,14 +336,26 @@ pub(crate) async fn predict_batch(
     req: Request,
 ) -> Result<Json<Value>, ApiError> {
     let asked = Asked::new(&req, "/predict/batch");
+    let answered = predict_many(&app, &asked, req).await;
+    if let Err(e) = &answered {
+        audit_failure(&app, &asked, e).await;
+    }
+    answered
+}
+
+async fn predict_many(
+    app: &Arc<App>,
+    asked: &Asked,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
     let uri = req.uri().clone();
     let images = uploads(req, app.opts.max_batch_images, app.opts.max_body).await?;
-    let s = settings(&app, &uri)?;
+    let s = settings(app, &uri)?;
     // Decode all in parallel (each on the blocking pool); an unreadable image gets its own
     // error entry.
     let names: Vec<String> = images.iter().map(|up| up.name.clone()).collect();
     let prepared =
-        futures_util::future::join_all(images.into_iter().map(|up| prepare(&app, up))).await;
+        futures_util::future::join_all(images.into_iter().map(|up| prepare(app, up))).await;
     let mut input = Vec::new();
     let mut ok = Vec::new();
     let mut stats = Vec::new();
@@ -466,18 +373,22 @@ pub(crate) async fn predict_batch(
     }
     if !ok.is_empty() {
         let c = app.model.classes.len();
-        let probs = app
+        let width = c + app.embedding_dims;
+        let rows = app
             .batcher
             .predict(input, ok.len())
             .await
             .map_err(batch_error)?;
         for (j, &i) in ok.iter().enumerate() {
-            results[i] = answer(&app, &probs[j * c..(j + 1) * c], &s);
+            let probs = &rows[j * width..j * width + c];
+            results[i] = answer(app, probs, &s);
+            observe(app, stats[j], probs);
         }
         // One row per image, committed together before the answer goes out.
-        let rows = ok.iter().zip(&stats).map(|(&i, st)| {
+        let rows = ok.iter().enumerate().zip(&stats).map(|((j, &i), st)| {
             let id = format!("{}-{i}", asked.request_id);
-            audit(&app, &asked, id, &results[i], *st)
+            let embedding = &rows[j * width + c..(j + 1) * width];
+            audit(app, asked, id, &results[i], *st, embedding)
         });
         futures_util::future::join_all(rows).await;
     }
@@ -539,6 +450,7 @@ pub(crate) async fn metrics(State(app): Shared) -> Response {
         app.batcher.stats(),
         &labels,
         app.started.elapsed(),
+        app.live.as_ref().map(|l| l.scores()).as_ref(),
     );
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }

@@ -77,6 +77,8 @@ pub struct ServeOptions {
     pub threads: Option<usize>,
     /// The audit trail of every prediction; `None` records nothing.
     pub audit: Option<crate::audit::AuditOptions>,
+    /// The training data's profile, for the drift gauges of `/metrics`; `None`: no gauges.
+    pub drift: Option<crate::live_drift::DriftReference>,
 }
 
 impl Default for ServeOptions {
@@ -96,6 +98,7 @@ impl Default for ServeOptions {
             workers: 1,
             threads: None,
             audit: None,
+            drift: None,
         }
     }
 }
@@ -110,6 +113,10 @@ pub(crate) struct App {
     pub guard: Guard,
     pub started: Instant,
     pub audit: Option<crate::audit::AuditLog>,
+    /// Values of the embedding summary after the probabilities in each batcher row.
+    pub embedding_dims: usize,
+    /// The drift gauges' window, when the run has a reference profile.
+    pub live: Option<crate::live_drift::LiveDrift>,
 }
 
 /// Serve until `shutdown` completes, then finish the requests in flight and return.
@@ -127,14 +134,15 @@ pub async fn serve(
     });
     let threads = (cores / workers).max(1);
     let models = (0..workers)
-        .map(|_| OrtInfer::new(&model.onnx, size, Some(threads)))
+        .map(|_| OrtInfer::new(&model.onnx, size, model.classes.len(), Some(threads)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServeError::Runtime)?;
+    let embedding_dims = models.first().map_or(0, OrtInfer::embedding_dims);
     let batcher = Batcher::start(
         models,
         opts.batch,
         model.preprocess.len(),
-        model.classes.len(),
+        model.classes.len() + embedding_dims,
     );
     let audit = opts
         .audit
@@ -156,6 +164,8 @@ pub async fn serve(
         batcher,
         started: Instant::now(),
         audit,
+        embedding_dims,
+        live: opts.drift.clone().map(crate::live_drift::LiveDrift::new),
         opts,
     });
     let router = router(app);

@@ -214,10 +214,16 @@ from the training images; built now when missing):
   input statistics  width, height, mean_r/g/b, std_r/g/b, brightness, blur (sharpness): the
                     population stability index (PSI, 10 bins at the training quantiles) and
                     the two-sample Kolmogorov-Smirnov test; alert when PSI > 0.25 and p < 0.001
+  embedding_mmd     what the encoder saw: its pooled features, projected to 32 numbers per
+                    image, against the training rows'; maximum mean discrepancy (Gaussian
+                    kernel, median bandwidth) with a 300-permutation p-value; alert p < 0.01
+                    (the last 400 requests; absent for fine-tuned runs)
   class_mix         predicted classes against the training prior, chi-squared; alert p < 0.05
   mean_confidence   against validation's; alert on a drop of more than 10 %
   low_confidence    share of answers below the serving threshold; alert above 30 %
   latency_p95_ms    reported
+  error_rate        prediction requests the server failed (5xx) among all asked; alert above
+                    5 % (bad input, 4xx, is reported beside it, not counted)
 Fewer than 30 requests in the window: reported, never alerted on.
 
 Exit status 0 when healthy, 1 when a check alerts (for cron); --on-alert CMD then runs CMD with

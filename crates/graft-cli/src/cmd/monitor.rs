@@ -33,9 +33,14 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
             probability: f64::from(r.probability),
             confident: r.confident,
             latency_ms: r.latency_ms,
+            embedding: r.embedding.clone(),
         })
         .collect();
-    let report = judge(&reference, &traffic, &Thresholds::default());
+    let failures: Vec<u16> = graft_serve::audit::read_failures(&audit, args.window)?
+        .iter()
+        .map(|f| f.status)
+        .collect();
+    let report = judge(&reference, &traffic, &failures, &Thresholds::default());
     let out = args
         .out
         .clone()

@@ -36,6 +36,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         served.name = format!("{}@{}", r.name, r.alias.as_deref().unwrap_or(&r.version));
     }
     served.registered = registered;
+    let drift = drift_reference(&run, &served.classes);
     let opts = ServeOptions {
         addr: SocketAddr::new(host, args.port),
         threshold: args.threshold,
@@ -58,6 +59,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             path: args.audit.clone().unwrap_or_else(|| run.join("audit.db")),
             keep: args.audit_keep,
         }),
+        drift,
     };
     let audit_note = opts
         .audit
@@ -124,4 +126,33 @@ async fn shutdown_signal() {
         () = term => {},
     }
     note!("Shutting down…");
+}
+
+/// The drift gauges' reference, from RUN/reference.json when the run has one (graft train and
+/// graft export write it); without it `/metrics` has no drift gauges.
+fn drift_reference(
+    run: &std::path::Path,
+    classes: &[String],
+) -> Option<graft_serve::live_drift::DriftReference> {
+    let path = graft_run::RunDir::new(run).reference();
+    match graft_run::files::read_json_if_exists::<graft_run::reference::Reference>(&path) {
+        Ok(Some(r)) => Some(graft_serve::live_drift::DriftReference {
+            class_prior: classes
+                .iter()
+                .map(|c| r.class_prior.get(c).copied().unwrap_or(0.0))
+                .collect(),
+            images: r.images,
+        }),
+        Ok(None) => {
+            note!(
+                "note: {} is missing, so /metrics has no drift gauges (graft export writes it)",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            note!("note: no drift gauges in /metrics: {e}");
+            None
+        }
+    }
 }

@@ -33,6 +33,7 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
             "std_b",
             "brightness",
             "blur",
+            "embedding",
         ];
         let lines = rows.iter().map(|r| {
             let s = &r.stats;
@@ -60,6 +61,10 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
                 s.std[2].to_string(),
                 s.brightness.to_string(),
                 s.blur.to_string(),
+                r.embedding
+                    .as_ref()
+                    .map(|e| e.iter().map(f32::to_string).collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default(),
             ]
         });
         print!("{}", graft_data::table::to_csv(&header, lines)?);

@@ -207,7 +207,7 @@ fn direct_latency(
 ) -> anyhow::Result<Direct> {
     let served = crate::served::load_model(run, None, precision)?;
     let pre = served.preprocess;
-    let mut infer = OrtInfer::new(&served.onnx, pre.size as usize, None)
+    let mut infer = OrtInfer::new(&served.onnx, pre.size as usize, served.classes.len(), None)
         .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
     let (mut total, mut dec, mut prep, mut model) = (vec![], vec![], vec![], vec![]);
     for i in 0..n + 5 {
