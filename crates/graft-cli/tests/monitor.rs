@@ -189,6 +189,15 @@ fn held_out_images_are_healthy_and_darkened_or_one_class_traffic_alerts() {
     assert!(alerted.contains("monitor.json"), "{alerted}");
     let dark = checks(&o);
     assert_eq!(check(&dark, "brightness")["alert"], true);
+    let page = std::fs::read_to_string(run.join("monitor.html")).expect("monitor.html");
+    assert!(
+        page.contains("ALERT: ") && page.contains("brightness"),
+        "{page}"
+    );
+    assert!(
+        page.contains("data:image/png;base64,"),
+        "the page has its figures"
+    );
     assert_eq!(check(&dark, "embedding_mmd")["alert"], true);
 
     // One class only (each image twice, to have enough requests): the class mix.

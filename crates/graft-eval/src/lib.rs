@@ -8,6 +8,7 @@ mod percentile;
 pub mod plots;
 pub mod report;
 mod summary;
+pub mod timeline;
 
 pub use calibration::{Calibration, CalibrationBin};
 pub use error::EvalError;

@@ -15,6 +15,8 @@ use crate::reference::Reference;
 /// One answered request, as the audit trail has it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: i64,
     pub stats: ImageStats,
     pub predicted: String,
     pub probability: f64,
@@ -94,8 +96,16 @@ const MMD_SAMPLE: usize = 400;
 /// Relabellings for the MMD p-value (its smallest value is 1 / 301).
 const MMD_PERMUTATIONS: usize = 300;
 
-/// How the prediction requests that got no answer ended: their HTTP statuses.
-pub type Failures<'a> = &'a [u16];
+/// A prediction request that got an error instead of an answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Failed {
+    pub time_ms: i64,
+    /// Its HTTP status.
+    pub status: u16,
+}
+
+/// The prediction requests that got no answer.
+pub type Failures<'a> = &'a [Failed];
 
 /// Judge `traffic` (and the `failures` beside it) against `reference`.
 pub fn judge(
@@ -273,7 +283,7 @@ fn service_checks(traffic: &[Observation], failures: Failures<'_>, t: &Threshold
     } else {
         graft_eval::percentile(&mut lat, 0.95)
     };
-    let server = failures.iter().filter(|&&s| s >= 500).count();
+    let server = failures.iter().filter(|f| f.status >= 500).count();
     let client = failures.len() - server;
     let asked = traffic.len() + failures.len();
     let rate = server as f64 / asked.max(1) as f64;
@@ -331,6 +341,7 @@ mod tests {
     fn traffic(scale: f32, only_a: bool) -> Vec<Observation> {
         (0..200)
             .map(|i| Observation {
+                time_ms: i as i64 * 1000,
                 stats: stats(scale * (0.3 + 0.4 * i as f32 / 200.0)),
                 predicted: if only_a || i % 2 == 0 { "a" } else { "b" }.into(),
                 probability: 0.9,
@@ -345,7 +356,8 @@ mod tests {
     fn like_training_is_healthy_darker_and_one_sided_are_not() {
         let t = Thresholds::default();
         let r = reference();
-        let healthy = judge(&r, &traffic(1.0, false), &[400, 503], &t);
+        let failed = |status: u16| Failed { time_ms: 0, status };
+        let healthy = judge(&r, &traffic(1.0, false), &[failed(400), failed(503)], &t);
         assert_eq!(healthy.alerts().count(), 0, "{healthy:#?}");
         let dark = judge(&r, &traffic(0.6, false), &[], &t);
         let names: Vec<&str> = dark.alerts().map(|c| c.name.as_str()).collect();
@@ -362,7 +374,7 @@ mod tests {
         let failing = judge(
             &r,
             &traffic(1.0, false),
-            &[[503u16; 20], [400; 20]].concat(),
+            &[[failed(503); 20], [failed(400); 20]].concat(),
             &t,
         );
         let names: Vec<&str> = failing.alerts().map(|c| c.name.as_str()).collect();

@@ -226,6 +226,10 @@ from the training images; built now when missing):
                     5 % (bad input, 4xx, is reported beside it, not counted)
 Fewer than 30 requests in the window: reported, never alerted on.
 
+Writes the report to RUN/monitor.json (or --out FILE) and a page beside it, monitor.html (or
+FILE with .html): the checks, and the window's traffic over time (requests, confidence,
+brightness, latency, errors).
+
 Exit status 0 when healthy, 1 when a check alerts (for cron); --on-alert CMD then runs CMD with
 the report's path as its argument (e.g. a retraining trigger).
 

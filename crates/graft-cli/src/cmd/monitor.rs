@@ -2,7 +2,7 @@
 //! profile; exit status 1 when a check alerts.
 
 use anyhow::Context as _;
-use graft_run::monitor::{judge, Observation, Thresholds};
+use graft_run::monitor::{judge, Failed, Observation, Thresholds};
 use graft_run::RunDir;
 
 use crate::cli::MonitorArgs;
@@ -28,6 +28,7 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
     let traffic: Vec<Observation> = rows
         .iter()
         .map(|r| Observation {
+            time_ms: r.time_ms,
             stats: r.stats,
             predicted: r.predicted.clone(),
             probability: f64::from(r.probability),
@@ -36,9 +37,12 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
             embedding: r.embedding.clone(),
         })
         .collect();
-    let failures: Vec<u16> = graft_serve::audit::read_failures(&audit, args.window)?
+    let failures: Vec<Failed> = graft_serve::audit::read_failures(&audit, args.window)?
         .iter()
-        .map(|f| f.status)
+        .map(|f| Failed {
+            time_ms: f.time_ms,
+            status: f.status,
+        })
         .collect();
     let report = judge(&reference, &traffic, &failures, &Thresholds::default());
     let out = args
@@ -47,6 +51,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.run.join("monitor.json"));
     crate::output::write_file(&out, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", out.display()))?;
+    let page = out.with_extension("html");
+    let html =
+        graft_run::monitor_page::render(&dir.name(), &report, &traffic, &failures, &reference);
+    crate::output::write_file(&page, html)
+        .with_context(|| format!("writing {}", page.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -73,6 +82,11 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
             ]);
         }
         super::runs::print_table("  ", &rows);
+        say!(
+            "Report: {} (figures over time: {})",
+            out.display(),
+            page.display()
+        );
         if report.requests < report.thresholds.min_requests {
             say!(
                 "Fewer than {} requests: nothing is alerted on yet.",
