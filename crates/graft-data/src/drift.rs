@@ -101,6 +101,30 @@ pub fn chi_squared(observed: &[f64], expected: &[f64]) -> (f64, usize, f64) {
     (stat, df, gamma_q(df as f64 / 2.0, stat / 2.0))
 }
 
+/// Chi-squared test of homogeneity: whether two samples of counts over the same categories
+/// (two models' predicted classes, say) come from one distribution. The statistic, degrees of
+/// freedom and p-value; categories empty in both samples are left out.
+pub fn chi_squared_homogeneity(a: &[f64], b: &[f64]) -> (f64, usize, f64) {
+    let (na, nb): (f64, f64) = (a.iter().sum(), b.iter().sum());
+    let n = na + nb;
+    let mut stat = 0.0;
+    let mut cells = 0usize;
+    for (&x, &y) in a.iter().zip(b) {
+        let column = x + y;
+        if column <= 0.0 {
+            continue;
+        }
+        let (ea, eb) = (column * na / n, column * nb / n);
+        stat += (x - ea) * (x - ea) / ea + (y - eb) * (y - eb) / eb;
+        cells += 1;
+    }
+    let df = cells.saturating_sub(1);
+    if df == 0 || na == 0.0 || nb == 0.0 {
+        return (0.0, df, 1.0);
+    }
+    (stat, df, gamma_q(df as f64 / 2.0, stat / 2.0))
+}
+
 /// The regularised upper incomplete gamma function Q(a, x) (series below a + 1, continued
 /// fraction above), as the chi-squared tail needs it.
 fn gamma_q(a: f64, x: f64) -> f64 {
@@ -201,6 +225,15 @@ mod tests {
         assert_eq!(df, 2);
         assert!((stat - 10.0).abs() < 1e-12);
         assert!((p - (-5.0f64).exp()).abs() < 1e-12, "{p}");
+        // Homogeneity, 2 × 3: expected 20 per cell, statistic 4 × 10² / 20 = 20 on df 2.
+        let (stat, df, p) =
+            chi_squared_homogeneity(&[30.0, 10.0, 20.0, 0.0], &[10.0, 30.0, 20.0, 0.0]);
+        assert_eq!(df, 2);
+        assert!((stat - 20.0).abs() < 1e-12);
+        assert!((p - (-10.0f64).exp()).abs() < 1e-12, "{p}");
+        let (stat, _, p) = chi_squared_homogeneity(&[5.0, 10.0], &[50.0, 100.0]);
+        assert!(stat.abs() < 1e-12 && (p - 1.0).abs() < 1e-12);
+        assert_eq!(chi_squared_homogeneity(&[3.0, 4.0], &[0.0, 0.0]).2, 1.0);
         // df = 9 at the 5% critical value 16.919.
         let q = gamma_q(4.5, 16.919 / 2.0);
         assert!((q - 0.05).abs() < 1e-4, "{q}");

@@ -26,6 +26,7 @@ pub mod files;
 pub mod heads;
 pub mod held_out;
 pub mod monitor;
+pub mod monitor_compare;
 pub mod monitor_page;
 pub mod notes;
 pub mod paired;

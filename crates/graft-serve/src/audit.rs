@@ -51,7 +51,39 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX failures_by_time ON failures(time_ms);
 ",
+    // Canary serving: which arm scored the row, and whether its answer went back.
+    "
+    ALTER TABLE predictions ADD COLUMN arm TEXT NOT NULL DEFAULT 'champion';
+    ALTER TABLE predictions ADD COLUMN answered INTEGER NOT NULL DEFAULT 1;
+",
 ];
+
+/// The two models of canary serving, as the trail names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arm {
+    /// The model served (`--run` / `--model`); it scores every request.
+    Champion,
+    /// The challenger (`--canary`), answering its share of the clients.
+    Canary,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Champion => "champion",
+            Arm::Canary => "canary",
+        }
+    }
+
+    fn parse(s: &str) -> Arm {
+        if s == "canary" {
+            Arm::Canary
+        } else {
+            Arm::Champion
+        }
+    }
+}
 
 /// Where the trail goes and how long it is kept.
 #[derive(Debug, Clone)]
@@ -86,6 +118,11 @@ pub struct Record {
     /// The embedding summary (graft-data's `embedding`: 32 numbers from the model's pooled
     /// features, not invertible to the image); none when the model gave no features.
     pub embedding: Option<Vec<f32>>,
+    /// Which model scored it.
+    pub arm: Arm,
+    /// Whether this answer went back to the client: the champion's row of a canary request is
+    /// a shadow score (`false`), kept to compare the two models on the same images.
+    pub answered: bool,
 }
 
 /// A prediction request that got an error instead of an answer: its status and the API's
@@ -285,9 +322,10 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO predictions (time_ms, request_id, endpoint, model, version, sha256,
                  key_hash, predicted, probability, confident, top, latency_ms, width, height,
-                 mean_r, mean_g, mean_b, std_r, std_g, std_b, brightness, blur, embedding)
+                 mean_r, mean_g, mean_b, std_r, std_g, std_b, brightness, blur, embedding, arm,
+                 answered)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                 ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
         )?;
         let mut failed = tx.prepare_cached(
             "INSERT INTO failures (time_ms, request_id, endpoint, status, code)
@@ -333,6 +371,8 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
                 s.brightness,
                 s.blur,
                 r.embedding.as_deref().map(f32s_to_bytes),
+                r.arm.as_str(),
+                r.answered,
             ])?;
         }
     }
@@ -369,7 +409,7 @@ fn rows_since<T>(
 pub fn read(path: &Path, window: Option<Duration>) -> Result<Vec<Record>, AuditError> {
     let query = "SELECT time_ms, request_id, endpoint, model, version, sha256, key_hash,
              predicted, probability, confident, top, latency_ms, width, height, mean_r, mean_g,
-             mean_b, std_r, std_g, std_b, brightness, blur, embedding
+             mean_b, std_r, std_g, std_b, brightness, blur, embedding, arm, answered
          FROM predictions WHERE time_ms >= ?1 ORDER BY id";
     rows_since(path, window, query, |r| {
         let top: String = r.get(10)?;
@@ -395,6 +435,8 @@ pub fn read(path: &Path, window: Option<Duration>) -> Result<Vec<Record>, AuditE
                 blur: r.get(21)?,
             },
             embedding: r.get::<_, Option<Vec<u8>>>(22)?.map(|b| bytes_to_f32s(&b)),
+            arm: Arm::parse(&r.get::<_, String>(23)?),
+            answered: r.get(24)?,
         })
     })
 }
@@ -459,6 +501,8 @@ mod tests {
             latency_ms: 3.5,
             stats: graft_data::image_stats::image_stats(&image::RgbImage::new(8, 8)),
             embedding: Some(vec![0.5, -1.25]),
+            arm: if i == 1 { Arm::Canary } else { Arm::Champion },
+            answered: i != 2,
         }
     }
 
@@ -487,6 +531,15 @@ mod tests {
         let rows = read(&path, None).expect("read");
         assert_eq!(rows.len(), 5);
         assert_eq!(rows[0].embedding.as_deref(), Some(&[0.5, -1.25][..]));
+        let arms: Vec<(Arm, bool)> = rows.iter().map(|r| (r.arm, r.answered)).collect();
+        assert_eq!(
+            arms[..3],
+            [
+                (Arm::Champion, true),
+                (Arm::Canary, true),
+                (Arm::Champion, false)
+            ]
+        );
         let failures = read_failures(&path, None).expect("failures");
         assert_eq!((failures.len(), failures[0].status), (1, 415));
         assert_eq!(rows[0].top[0].0, "red");
@@ -494,6 +547,29 @@ mod tests {
         assert_ne!(rows[0].request_id, rows[1].request_id);
         std::thread::sleep(Duration::from_millis(5));
         assert!(read(&path, Some(Duration::ZERO)).expect("read").is_empty());
+    }
+
+    #[test]
+    fn a_trail_from_before_canaries_reads_as_the_champions_answers() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("audit.db");
+        let conn = Connection::open(&path).expect("open");
+        for (v, step) in MIGRATIONS[..2].iter().enumerate() {
+            conn.execute_batch(&format!("{step}; PRAGMA user_version = {};", v + 1))
+                .expect("old schema");
+        }
+        conn.execute(
+            "INSERT INTO predictions (time_ms, request_id, endpoint, model, sha256, predicted,
+                 probability, confident, top, latency_ms, width, height, mean_r, mean_g, mean_b,
+                 std_r, std_g, std_b, brightness, blur)
+             VALUES (1, 'r', '/predict', 'm', 'ab', 'red', 0.9, 1, '[]', 2.0, 8, 8, 0.5, 0.5,
+                 0.5, 0.1, 0.1, 0.1, 0.5, 3.0)",
+            [],
+        )
+        .expect("old row");
+        drop(conn);
+        let rows = read(&path, None).expect("read migrates");
+        assert_eq!((rows[0].arm, rows[0].answered), (Arm::Champion, true));
     }
 
     #[test]

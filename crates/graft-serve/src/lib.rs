@@ -12,17 +12,20 @@
 mod advice;
 pub mod audit;
 pub mod batcher;
+pub mod canary;
 pub mod class_info;
 mod error;
 mod guard;
 pub mod live_drift;
 mod metrics;
 mod page;
+mod predict;
 mod routes;
 mod server;
 mod upload;
 
 pub use advice::uncertain_warning;
+pub use canary::Canary;
 pub use class_info::ClassInfo;
 pub use error::ApiError;
 pub use server::{serve, Registered, ServeOptions, ServedModel};
@@ -44,6 +47,8 @@ pub enum ServeError {
     },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Canary(String),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
 }

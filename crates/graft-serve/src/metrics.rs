@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::audit::Arm;
 use crate::batcher::BatchStats;
 use crate::live_drift::Scores;
 
@@ -51,6 +52,19 @@ const CONFIDENCE_BUCKETS: [f64; 12] =
     [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CanaryInfoLabels {
+    run: String,
+    sha256: String,
+    encoder: String,
+    share_percent: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ArmLabels {
+    arm: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StatisticLabels {
     statistic: String,
 }
@@ -67,6 +81,11 @@ pub struct Metrics {
     predictions: Vec<Counter>,
     low_confidence: Counter,
     confidence: Histogram,
+    /// Answered images by arm: champion, canary.
+    answers: [Counter; 2],
+    /// Canary answers the champion also scored, and those where both had the same top class.
+    shadowed: Counter,
+    agreed: Counter,
 }
 
 /// Label values for the model's identity.
@@ -84,6 +103,9 @@ impl Metrics {
             predictions: (0..classes).map(|_| Counter::default()).collect(),
             low_confidence: Counter::default(),
             confidence: Histogram::new(CONFIDENCE_BUCKETS),
+            answers: Default::default(),
+            shadowed: Counter::default(),
+            agreed: Counter::default(),
         }
     }
 
@@ -105,13 +127,22 @@ impl Metrics {
 
     /// One answered image: its top-1 class and probability, and whether it cleared the
     /// threshold.
-    pub fn prediction(&self, class: usize, probability: f32, confident: bool) {
+    pub fn prediction(&self, arm: Arm, class: usize, probability: f32, confident: bool) {
+        self.answers[arm as usize].inc();
         if let Some(c) = self.predictions.get(class) {
             c.inc();
         }
         self.confidence.observe(f64::from(probability));
         if !confident {
             self.low_confidence.inc();
+        }
+    }
+
+    /// The champion scored a canary answer too: `agreed` when its top class was the same.
+    pub fn shadow(&self, agreed: bool) {
+        self.shadowed.inc();
+        if agreed {
+            self.agreed.inc();
         }
     }
 
@@ -122,6 +153,7 @@ impl Metrics {
         model: &ModelLabels<'_>,
         uptime: Duration,
         drift: Option<&Scores>,
+        canary: Option<(&ModelLabels<'_>, u8)>,
     ) -> String {
         // prometheus-client appends `_total` to counters, `_info` to info metrics and a full
         // stop to every help text.
@@ -202,6 +234,35 @@ impl Metrics {
                 ConstGauge::new(d.class_mix_psi),
             );
         }
+        if let Some((c, share)) = canary {
+            r.register(
+                "graft_canary",
+                "The challenger answering a share of the clients (graft serve --canary)",
+                Info::new(CanaryInfoLabels {
+                    run: c.run.to_owned(),
+                    sha256: c.sha256.to_owned(),
+                    encoder: c.encoder.to_owned(),
+                    share_percent: share,
+                }),
+            );
+            let family = Family::<ArmLabels, Counter>::default();
+            for arm in [Arm::Champion, Arm::Canary] {
+                family
+                    .get_or_create(&ArmLabels { arm: arm.as_str() })
+                    .inc_by(self.answers[arm as usize].get());
+            }
+            r.register("graft_answers", "Answered images by model", family);
+            r.register(
+                "graft_canary_shadow_scored",
+                "Canary answers the champion scored too",
+                ConstCounter::new(self.shadowed.get()),
+            );
+            r.register(
+                "graft_canary_agreed",
+                "Canary answers whose top class the champion shared",
+                ConstCounter::new(self.agreed.get()),
+            );
+        }
         r.register(
             "graft_inference_batches",
             "Model runs",
@@ -250,10 +311,11 @@ mod tests {
         m.request("/predict", 200, Duration::from_millis(7));
         m.request("/predict", 200, Duration::from_millis(70));
         m.request("/predict", 415, Duration::from_millis(1));
-        m.prediction(0, 0.95, true);
-        m.prediction(1, 0.45, false);
-        m.prediction(1, 0.75, true);
-        m.prediction(1, 1.0, true);
+        m.prediction(Arm::Champion, 0, 0.95, true);
+        m.prediction(Arm::Champion, 1, 0.45, false);
+        m.prediction(Arm::Canary, 1, 0.75, true);
+        m.prediction(Arm::Champion, 1, 1.0, true);
+        m.shadow(true);
         let stats = BatchStats::default();
         stats.batches.store(3, Ordering::Relaxed);
         stats.images.store(4, Ordering::Relaxed);
@@ -274,6 +336,14 @@ mod tests {
             &model,
             Duration::from_secs(2),
             Some(&drift),
+            Some((
+                &ModelLabels {
+                    run: "r2",
+                    sha256: "cd",
+                    encoder: "mobilenet-v2",
+                },
+                10,
+            )),
         );
         for line in [
             "graft_http_requests_total{route=\"/predict\",status=\"200\"} 2",
@@ -295,6 +365,11 @@ mod tests {
             "graft_drift_window_images 4",
             "graft_drift_psi{statistic=\"brightness\"} 0.5",
             "graft_drift_class_mix_psi 0.125",
+            "graft_canary_info{run=\"r2\",sha256=\"cd\",encoder=\"mobilenet-v2\",share_percent=\"10\"} 1",
+            "graft_answers_total{arm=\"champion\"} 3",
+            "graft_answers_total{arm=\"canary\"} 1",
+            "graft_canary_shadow_scored_total 1",
+            "graft_canary_agreed_total 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -14,10 +14,11 @@ use graft_data::preprocess::Preprocess;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::batcher::{BatchConfig, Batcher, OrtInfer};
+use crate::batcher::BatchConfig;
+use crate::canary::{Canary, Challenger, Deployed};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
-use crate::{page, routes, ClassInfo, ServeError};
+use crate::{page, predict, routes, ClassInfo, ServeError};
 
 /// The classifier to serve and what describes it.
 pub struct ServedModel {
@@ -105,16 +106,15 @@ impl Default for ServeOptions {
 
 /// What every handler sees.
 pub(crate) struct App {
-    pub model: ServedModel,
-    pub sha256: String,
+    /// The model served; it scores every request.
+    pub champion: Deployed,
+    /// The challenger answering its share of the clients, when `--canary` is given.
+    pub canary: Option<Challenger>,
     pub opts: ServeOptions,
-    pub batcher: Batcher,
     pub metrics: Metrics,
     pub guard: Guard,
     pub started: Instant,
     pub audit: Option<crate::audit::AuditLog>,
-    /// Values of the embedding summary after the probabilities in each batcher row.
-    pub embedding_dims: usize,
     /// The drift gauges' window, when the run has a reference profile.
     pub live: Option<crate::live_drift::LiveDrift>,
 }
@@ -123,27 +123,29 @@ pub(crate) struct App {
 /// `on_ready` gets the bound address (useful with port 0).
 pub async fn serve(
     model: ServedModel,
+    canary: Option<Canary>,
     opts: ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let size = model.preprocess.size as usize;
     let workers = opts.workers.max(1);
     let cores = opts.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let threads = (cores / workers).max(1);
-    let models = (0..workers)
-        .map(|_| OrtInfer::new(&model.onnx, size, model.classes.len(), Some(threads)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServeError::Runtime)?;
-    let embedding_dims = models.first().map_or(0, OrtInfer::embedding_dims);
-    let batcher = Batcher::start(
-        models,
-        opts.batch,
-        model.preprocess.len(),
-        model.classes.len() + embedding_dims,
-    );
+    if let Some(c) = &canary {
+        crate::canary::check_classes(&model, &c.model).map_err(ServeError::Canary)?;
+    }
+    let champion = Deployed::start(model, workers, threads, opts.batch)?;
+    // One session for the challenger: it answers a share of the traffic only.
+    let canary = canary
+        .map(|c| {
+            Deployed::start(c.model, 1, threads, opts.batch).map(|deployed| Challenger {
+                deployed,
+                share: c.share.min(100),
+            })
+        })
+        .transpose()?;
     let audit = opts
         .audit
         .as_ref()
@@ -157,14 +159,12 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
-        sha256: graft_model::weights::sha256_bytes(&model.onnx),
-        metrics: Metrics::new(model.classes.len()),
+        metrics: Metrics::new(champion.model.classes.len()),
         guard: Guard::new(opts.api_keys.clone(), opts.rate_limit),
-        model,
-        batcher,
+        champion,
+        canary,
         started: Instant::now(),
         audit,
-        embedding_dims,
         live: opts.drift.clone().map(crate::live_drift::LiveDrift::new),
         opts,
     });
@@ -181,8 +181,8 @@ pub async fn serve(
 
 fn router(app: Arc<App>) -> Router {
     let predict = Router::new()
-        .route("/predict", post(routes::predict))
-        .route("/predict/batch", post(routes::predict_batch))
+        .route("/predict", post(predict::predict))
+        .route("/predict/batch", post(predict::predict_batch))
         .route_layer(from_fn_with_state(app.clone(), routes::guard));
     Router::new()
         .route("/", get(page::index))

@@ -31,9 +31,16 @@ answered: time, request id, model and its sha256, a hash of the API key, the ans
 top-k, latency, and the image's size, channel means and spreads, brightness and sharpness —
 never the image, its bytes or its file name. `graft audit export` reads it back.
 
+Canary: --canary RUN2 --canary-share 10 lets RUN2 answer 10 % of the clients, picked by a hash
+of their API key (their address without one), so each client keeps one model. The champion
+scores those requests too, in shadow: the trail holds both answers (its `arm` and `answered`
+columns say whose and which went back), /version and /metrics name both models, and
+`graft monitor --run RUN --compare` sets their confidence, class mix and agreement side by side.
+
 Examples:
   graft serve --run runs/leaves-mobilenet-v2
   graft serve --model leaves@champion
+  graft serve --run runs/leaves --canary runs/leaves-vit --canary-share 10
   MLFLOW_TRACKING_URI=http://mlflow:5000 graft serve --model models:/leaves@champion
   graft serve --run runs/leaves-mobilenet-v2 --host 0.0.0.0 --port 8000 --api-key \"$KEY\" --rate-limit 120
   curl -F image=@leaf.jpg http://127.0.0.1:8080/predict
@@ -125,6 +132,16 @@ pub struct ServeArgs {
     /// Delete audit rows older than this (30d, 12h, 90m); default: keep all.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub audit_keep: Option<std::time::Duration>,
+    /// A challenger run that answers --canary-share percent of the clients (same classes as
+    /// the model served). The champion scores those requests too, in shadow; both answers go
+    /// to the audit trail with their model, for `graft monitor --compare`.
+    #[arg(long, value_name = "DIR")]
+    pub canary: Option<PathBuf>,
+    /// Percent of the clients the canary answers, 1–100. Sticky: a client (its API key, its
+    /// address without one) always gets the same model.
+    #[arg(long, default_value_t = 10, value_name = "PCT", requires = "canary",
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub canary_share: u8,
 }
 
 /// `30d`, `12h`, `90m`, `45s` as a duration.
@@ -224,7 +241,16 @@ from the training images; built now when missing):
   latency_p95_ms    reported
   error_rate        prediction requests the server failed (5xx) among all asked; alert above
                     5 % (bad input, 4xx, is reported beside it, not counted)
-Fewer than 30 requests in the window: reported, never alerted on.
+Fewer than 30 requests in the window: reported, never alerted on. With a canary (graft serve
+--canary), these checks judge the champion, which scores every request.
+
+--compare instead sets the champion and its canary side by side on the requests both scored
+(the canary's, which the champion scored in shadow): each model's mean confidence,
+low-confidence share and class mix, and the share of requests where both gave the same class.
+  canary_class_mix    chi-squared test of homogeneity of the two class mixes; alert p < 0.05
+  canary_confidence   the canary's mean confidence; alert when 10 % below the champion's
+  agreement           reported
+Report: RUN/compare.json (or --out FILE); exit status 1 when a check alerts.
 
 Writes the report to RUN/monitor.json (or --out FILE) and a page beside it, monitor.html (or
 FILE with .html): the checks, and the window's traffic over time (requests, confidence,
@@ -236,7 +262,8 @@ the report's path as its argument (e.g. a retraining trigger).
 Examples:
   graft monitor --run runs/leaves --window 24h
   graft monitor --run runs/leaves --json
-  graft monitor --run runs/leaves --on-alert scripts/retrain.sh";
+  graft monitor --run runs/leaves --on-alert scripts/retrain.sh
+  graft monitor --run runs/leaves --compare --window 7d";
 
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
@@ -258,4 +285,9 @@ pub struct MonitorArgs {
     /// Run this command with the report's path when a check alerts.
     #[arg(long, value_name = "CMD")]
     pub on_alert: Option<String>,
+    /// Compare the champion with its canary (`graft serve --canary`) instead: on the requests
+    /// both scored, each model's confidence, low-confidence share and class mix, and their
+    /// agreement. Report: RUN/compare.json (or --out).
+    #[arg(long)]
+    pub compare: bool,
 }

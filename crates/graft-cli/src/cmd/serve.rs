@@ -36,6 +36,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         served.name = format!("{}@{}", r.name, r.alias.as_deref().unwrap_or(&r.version));
     }
     served.registered = registered;
+    let canary = match &args.canary {
+        Some(dir) => {
+            let model = crate::served::load_model(dir, None, args.precision)
+                .with_context(|| format!("loading the canary --canary {}", dir.display()))?;
+            graft_serve::canary::check_classes(&served, &model).map_err(anyhow::Error::msg)?;
+            Some(graft_serve::Canary {
+                model,
+                share: args.canary_share,
+            })
+        }
+        None => None,
+    };
+    let canary_note = canary.as_ref().map(|c| {
+        format!(
+            "  canary    {} answers {} % of the clients; the champion scores them too",
+            c.model.name, c.share
+        )
+    });
     let drift = drift_reference(&run, &served.classes);
     let opts = ServeOptions {
         addr: SocketAddr::new(host, args.port),
@@ -90,11 +108,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(graft_serve::serve(
         served,
+        canary,
         opts,
         |addr| {
             say!("Serving {name} ({origin}; {auth}; {limit})");
             say!("  web page  http://{addr}/");
             say!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
+            if let Some(c) = &canary_note {
+                say!("{c}");
+            }
             say!("  {audit_note}");
             say!("Ctrl-C stops after the requests in flight.");
             let _ = std::io::stdout().flush();

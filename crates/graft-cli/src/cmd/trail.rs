@@ -34,6 +34,8 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
             "brightness",
             "blur",
             "embedding",
+            "arm",
+            "answered",
         ];
         let lines = rows.iter().map(|r| {
             let s = &r.stats;
@@ -65,6 +67,8 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|e| e.iter().map(f32::to_string).collect::<Vec<_>>().join(" "))
                     .unwrap_or_default(),
+                r.arm.as_str().to_string(),
+                r.answered.to_string(),
             ]
         });
         print!("{}", graft_data::table::to_csv(&header, lines)?);
