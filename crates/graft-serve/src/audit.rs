@@ -235,32 +235,14 @@ pub fn open(path: &Path) -> Result<Connection, AuditError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(parent);
     }
-    let conn = Connection::open(path).map_err(&err)?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(&err)?;
-    // WAL + NORMAL: a commit is an append, durable across a killed process.
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(&err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(&err)?;
-    let found: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(&err)?;
-    if found > MIGRATIONS.len() as i64 {
-        return Err(other(
+    let conn = graft_sqlite::open_wal(path).map_err(&err)?;
+    graft_sqlite::migrate(&conn, MIGRATIONS).map_err(|e| match e {
+        graft_sqlite::SchemaError::Sqlite(e) => err(e),
+        newer @ graft_sqlite::SchemaError::Newer { .. } => other(
             path,
-            format!(
-                "written by a newer graft (schema {found}); upgrade graft or give another \
-                 --audit file"
-            ),
-        ));
-    }
-    for (v, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {step}; PRAGMA user_version = {}; COMMIT;",
-            v + 1
-        ))
-        .map_err(&err)?;
-    }
+            format!("{newer}; upgrade graft or give another --audit file"),
+        ),
+    })?;
     Ok(conn)
 }
 

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrackError;
@@ -141,15 +140,7 @@ impl Store {
 
     fn connect(path: &Path) -> Result<Store, TrackError> {
         let sql = TrackError::sql(path);
-        let conn = Connection::open(path).map_err(&sql)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(&sql)?;
-        // WAL: readers and the one writer do not block each other, and a commit is one
-        // append. NORMAL sync is durable across a killed process (only a power cut can lose
-        // the last commit, never the file).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(&sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(&sql)?;
+        let conn = graft_sqlite::open_wal(path).map_err(&sql)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(&sql)?;
         Ok(Store {
@@ -174,31 +165,14 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), TrackError> {
-        let sql = self.sql();
-        let found = self.schema_version()?;
-        let known = schema::current();
-        if found > known {
-            return Err(TrackError::NewerSchema {
+        graft_sqlite::migrate(&self.conn, schema::MIGRATIONS).map_err(|e| match e {
+            graft_sqlite::SchemaError::Sqlite(e) => TrackError::sql(&self.path)(e),
+            graft_sqlite::SchemaError::Newer { found, known } => TrackError::NewerSchema {
                 path: self.path.clone(),
                 found,
                 known,
-            });
-        }
-        if found == known {
-            return Ok(());
-        }
-        // IMMEDIATE: two processes opening a new store at once migrate one after the other.
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(&sql)?;
-        let found: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(&sql)?;
-        for (version, step) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(step).map_err(&sql)?;
-            tx.pragma_update(None, "user_version", version as i64 + 1)
-                .map_err(&sql)?;
-        }
-        tx.commit().map_err(&sql)
+            },
+        })
     }
 
     /// Mark as killed every `running` run whose process is gone; returns their ids.
