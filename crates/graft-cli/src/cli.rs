@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod explain;
 mod export;
 mod finetune;
 mod registry;
 mod runs;
 mod serve;
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
+pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
 pub use export::{ExportArgs, Precision};
 pub use finetune::{FinetuneArgs, FINETUNE_HELP};
 pub use registry::{
@@ -115,6 +117,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
 (exit status 1 if any)."
     )]
     Predict(PredictRunArgs),
+    /// Show where the model looked (Grad-CAM and friends) and measure whether that holds up:
+    /// confidence drop, concentration, coverage, deletion/insertion AUC; flags suspicious maps.
+    #[command(after_help = EXPLAIN_HELP)]
+    Explain(Box<ExplainArgs>),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(

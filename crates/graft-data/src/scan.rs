@@ -114,7 +114,8 @@ impl Dataset {
     }
 }
 
-fn is_image_name(path: &Path) -> bool {
+/// Whether a file name has one of [`IMAGE_EXTENSIONS`].
+pub fn is_image_name(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .map(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))

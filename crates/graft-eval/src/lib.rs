@@ -4,6 +4,7 @@
 
 pub mod calibration;
 pub mod error;
+pub mod explain;
 mod percentile;
 pub mod plots;
 pub mod report;

@@ -10,7 +10,7 @@ use crate::calibration::Calibration;
 use crate::EvalError;
 use graft_train::Confusion;
 
-fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
+pub(crate) fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
     move |why| EvalError::Plot {
         path: path.to_path_buf(),
         why,
@@ -18,11 +18,11 @@ fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
 }
 
 /// Folder names as people read them: `Tomato___Late_blight` → `Tomato · Late blight`.
-fn tidy(name: &str) -> String {
+pub(crate) fn tidy(name: &str) -> String {
     name.replace("___", " · ").replace('_', " ")
 }
 
-fn short(name: &str, max: usize) -> String {
+pub(crate) fn short(name: &str, max: usize) -> String {
     if name.chars().count() <= max {
         name.to_string()
     } else {

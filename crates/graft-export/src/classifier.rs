@@ -25,6 +25,8 @@ use crate::ExportError;
 /// Name of the graph's probability output (`[N, classes]`); "features" (`[N, dim]`) stays an
 /// output too, for monitoring drift.
 pub const PROBABILITIES: &str = "probabilities";
+/// The encoder's last feature map, in [`explainer_to_onnx`]'s graph.
+pub const FEATURE_MAP: &str = "feature_map";
 
 /// One dense layer in PyTorch's `[out, in]` layout.
 struct Dense {
@@ -133,6 +135,27 @@ pub fn classifier_to_onnx_in(
     model: &HeadModel,
     int8: Option<Int8<'_>>,
 ) -> Result<Vec<u8>, ExportError> {
+    classifier_graph(spec, weights, model, int8, false)
+}
+
+/// The float classifier with the encoder's last feature map as a third output,
+/// [`FEATURE_MAP`] `[N, C, h, w]`: what Grad-CAM weighs, from the same run that gives the
+/// probabilities it explains.
+pub fn explainer_to_onnx(
+    spec: &NetSpec,
+    weights: &StateDict,
+    model: &HeadModel,
+) -> Result<Vec<u8>, ExportError> {
+    classifier_graph(spec, weights, model, None, true)
+}
+
+fn classifier_graph(
+    spec: &NetSpec,
+    weights: &StateDict,
+    model: &HeadModel,
+    int8: Option<Int8<'_>>,
+    feature_map: bool,
+) -> Result<Vec<u8>, ExportError> {
     if spec.feature_dim != model.meta.feature_dim {
         return Err(ExportError::Mismatch {
             encoder: spec.kind.name().to_string(),
@@ -143,7 +166,7 @@ pub fn classifier_to_onnx_in(
     let opts = ExportOptions {
         input_size: None,
         logits: false,
-        feature_map: false,
+        feature_map,
     };
     let mut eg = match int8 {
         None => encoder_graph(spec, weights, opts)?,

@@ -18,7 +18,9 @@ pub mod quant;
 pub mod records;
 
 pub use check::{accuracy, AccuracyDrop, Agreement};
-pub use classifier::{classifier_to_onnx, classifier_to_onnx_in, PROBABILITIES};
+pub use classifier::{
+    classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, FEATURE_MAP, PROBABILITIES,
+};
 pub use int8::{calibrate, Int8};
 pub use quant::{cpu_has_vnni, Calibration, WeightBits};
 pub use records::{ExportRecord, ExportRecords};

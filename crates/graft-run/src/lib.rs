@@ -20,6 +20,7 @@ pub mod dir;
 pub mod encoder;
 mod error;
 pub mod evaluate;
+pub mod explain;
 pub mod export;
 pub mod extract;
 pub mod files;

@@ -274,6 +274,38 @@ impl Head {
         }
     }
 
+    /// The gradient of `Σ_k weights[k] · logit_k` with respect to one input row `x`
+    /// (inference: no dropout), for heads that read a pooled row; `None` for attention heads.
+    /// Grad-CAM at the last feature map needs only this: the row is the map's average over its
+    /// locations.
+    pub fn input_gradient(&self, x: &[f32], weights: &[f32]) -> Option<Vec<f32>> {
+        // The weights' gradient back through the last layer: Σ_k W[j, k]·weights[k].
+        let back = |l: &Layer, j: usize| -> f32 {
+            let row = &l.w[j * l.cols..(j + 1) * l.cols];
+            row.iter().zip(weights).map(|(w, d)| w * d).sum()
+        };
+        match (self.spec, self.layers.as_slice()) {
+            (HeadSpec::Attention, _) => None,
+            (_, [l1, l2]) => {
+                let mut hidden = Vec::new();
+                l1.forward(x, 1, &mut hidden);
+                // Through the ReLU: only the units it let through pass a gradient.
+                let dh: Vec<f32> = (0..l2.rows)
+                    .map(|j| if hidden[j] > 0.0 { back(l2, j) } else { 0.0 })
+                    .collect();
+                let grad = (0..l1.rows)
+                    .map(|i| {
+                        let row = &l1.w[i * l1.cols..(i + 1) * l1.cols];
+                        row.iter().zip(&dh).map(|(w, d)| w * d).sum()
+                    })
+                    .collect();
+                Some(grad)
+            }
+            (_, [l]) => Some((0..l.rows).map(|i| back(l, i)).collect()),
+            _ => None,
+        }
+    }
+
     /// Class probabilities for `n` rows (inference: no dropout).
     pub fn predict_proba(&self, x: &[f32], n: usize) -> Vec<f32> {
         let mut out = self.logits(x, n);

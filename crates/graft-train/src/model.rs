@@ -72,6 +72,36 @@ impl HeadModel {
         self.meta.feature_dim * self.meta.locations.max(1)
     }
 
+    /// The gradient of `Σ_k weights[k] · z_k`, `z` the calibrated logits (the softmax input),
+    /// with respect to one raw pooled feature row, through the standardisation; `None` for
+    /// heads that read feature maps.
+    pub fn logit_gradient(&self, features: &[f32], weights: &[f32]) -> Option<Vec<f32>> {
+        if self.reads_maps()
+            || features.len() != self.meta.feature_dim
+            || weights.len() != self.meta.classes.len()
+        {
+            return None;
+        }
+        let mut x = features.to_vec();
+        self.standardizer.apply(&mut x);
+        let mut grad = self.head.input_gradient(&x, weights)?;
+        let t = self.temperature();
+        for (g, s) in grad.iter_mut().zip(&self.standardizer.std) {
+            *g /= s * t;
+        }
+        Some(grad)
+    }
+
+    /// Weights that pick class `class`'s logit less the mean logit: what the softmax sees of
+    /// that class (adding one number to every logit changes no probability, so what all
+    /// classes share explains none of them).
+    pub fn centred(&self, class: usize) -> Vec<f32> {
+        let k = self.meta.classes.len();
+        (0..k)
+            .map(|j| f32::from(j == class) - 1.0 / k as f32)
+            .collect()
+    }
+
     /// Whether rows are feature maps (the encoder's spatial output) rather than pooled features.
     pub fn reads_maps(&self) -> bool {
         self.meta.head.spatial()
@@ -167,39 +197,86 @@ mod tests {
     use super::*;
     use graft_data::rng::SplitMix64;
 
+    /// A head over 4 features (× `locations`) and 3 classes, standardised, with a temperature.
+    fn tiny(spec: HeadSpec, locations: usize) -> HeadModel {
+        let mut rng = SplitMix64::new(2);
+        let head = Head::new(spec, 4, 3, &mut rng);
+        HeadModel {
+            meta: ModelMeta {
+                format_version: 1,
+                head: head.spec,
+                classes: vec!["a".into(), "b".into(), "c".into()],
+                feature_dim: 4,
+                locations,
+                encoder: graft_model::arch::EncoderKind::MobileNetV2,
+                weights: "w".into(),
+                preprocess: Preprocess {
+                    size: 8,
+                    resize_shorter: 8,
+                    mean: [0.5; 3],
+                    std: [0.5; 3],
+                    filter: Default::default(),
+                },
+                train: TrainConfig::default(),
+                temperature: 1.5,
+                encoder_file: None,
+            },
+            head,
+            standardizer: Standardizer {
+                mean: vec![1.0, 2.0, 3.0, 4.0],
+                std: vec![0.5, 1.0, 2.0, 4.0],
+            },
+        }
+    }
+
+    #[test]
+    fn logit_gradient_matches_finite_differences() {
+        for spec in [HeadSpec::Linear, HeadSpec::DEFAULT_MLP] {
+            let model = tiny(spec, 1);
+            let x = [0.3f32, 2.5, 1.0, 7.0];
+            let logit = |x: &[f32], k: usize| {
+                let mut z = x.to_vec();
+                model.standardizer.apply(&mut z);
+                model.head.logits(&z, 1)[k] / model.temperature()
+            };
+            for k in 0..3 {
+                let mut onehot = [0.0; 3];
+                onehot[k] = 1.0;
+                let grad = model.logit_gradient(&x, &onehot).expect("pooled head");
+                for i in 0..4 {
+                    // Central differences: the logit is piecewise linear
+                    // in x, so away from a ReLU kink the difference is exact up to rounding.
+                    let h = 1e-3;
+                    let (mut up, mut down) = (x, x);
+                    up[i] += h;
+                    down[i] -= h;
+                    let fd = (logit(&up, k) - logit(&down, k)) / (2.0 * h);
+                    assert!(
+                        (fd - grad[i]).abs() < 1e-3,
+                        "{spec:?} k{k} i{i}: {fd} vs {grad:?}"
+                    );
+                }
+            }
+        }
+        // Centred: the gradients of the three centred logits sum to zero.
+        let model = tiny(HeadSpec::DEFAULT_MLP, 1);
+        let x = [0.3f32, 2.5, 1.0, 7.0];
+        let sum = (0..3).fold(vec![0f32; 4], |acc, k| {
+            let g = model.logit_gradient(&x, &model.centred(k)).expect("pooled");
+            acc.iter().zip(g).map(|(a, b)| a + b).collect()
+        });
+        assert!(sum.iter().all(|v| v.abs() < 1e-5), "{sum:?}");
+        assert!(tiny(HeadSpec::Attention, 3)
+            .logit_gradient(&[0.0; 4], &[1.0, 0.0, 0.0])
+            .is_none());
+    }
+
     #[test]
     fn save_load_round_trip_predicts_the_same() {
         // A pooled MLP, and an attention head over 4 channels × 3 locations.
         for (spec, locations) in [(HeadSpec::DEFAULT_MLP, 1), (HeadSpec::Attention, 3)] {
             let tmp = tempfile::tempdir().expect("tmp");
-            let mut rng = SplitMix64::new(2);
-            let head = Head::new(spec, 4, 3, &mut rng);
-            let model = HeadModel {
-                meta: ModelMeta {
-                    format_version: 1,
-                    head: head.spec,
-                    classes: vec!["a".into(), "b".into(), "c".into()],
-                    feature_dim: 4,
-                    locations,
-                    encoder: graft_model::arch::EncoderKind::MobileNetV2,
-                    weights: "w".into(),
-                    preprocess: Preprocess {
-                        size: 8,
-                        resize_shorter: 8,
-                        mean: [0.5; 3],
-                        std: [0.5; 3],
-                        filter: Default::default(),
-                    },
-                    train: TrainConfig::default(),
-                    temperature: 1.5,
-                    encoder_file: None,
-                },
-                head,
-                standardizer: Standardizer {
-                    mean: vec![1.0, 2.0, 3.0, 4.0],
-                    std: vec![0.5, 1.0, 2.0, 4.0],
-                },
-            };
+            let model = tiny(spec, locations);
             model.save(tmp.path()).expect("save");
             let back = HeadModel::load(tmp.path()).expect("load");
             assert_eq!(back, model);

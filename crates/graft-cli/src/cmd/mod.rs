@@ -5,6 +5,7 @@ mod augment;
 mod bench;
 mod diff;
 mod eval;
+mod explain;
 mod export;
 mod extract;
 mod finetune;
@@ -33,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Extract(a) => extract::run(a),
         Command::Finetune(a) => finetune::run(*a),
         Command::Eval(a) => eval::run(a),
+        Command::Explain(a) => explain::run(*a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

@@ -1,0 +1,496 @@
+//! The run's classifier with its last feature map, on ONNX Runtime: one run gives each image's
+//! probabilities and the map its heatmap is made from; a second, batched, scores the
+//! perturbed images the quality metrics need.
+
+use std::path::Path;
+
+use graft_data::preprocess::Preprocess;
+use graft_data::rng::SplitMix64;
+use graft_eval::explain::cam::{self, CamKind};
+use graft_eval::explain::figure::{self, Explained as Drawn};
+use graft_eval::explain::quality::{self, Perturb};
+use graft_model::ort_backend::Session;
+use graft_model::ort_backend::{run_images, run_images_outputs, session_from_onnx, OrtOptions};
+use graft_train::HeadModel;
+use image::RgbImage;
+
+use super::layer::LayerGrad;
+use super::record::{path_key, ExplainRecord, Peak};
+use super::{ExplainConfig, Item, Method, Target};
+use crate::{RunDir, RunError};
+
+/// Perturbed images per ONNX Runtime call.
+const CHUNK: usize = 32;
+
+pub struct Explainer {
+    model: HeadModel,
+    session: Session,
+    pre: Preprocess,
+    /// The feature map is `channels × side × side`.
+    side: usize,
+    channels: usize,
+    /// Grad-CAM at an earlier block, when asked.
+    layer: Option<LayerGrad>,
+    /// The model with its head's weights drawn at random again (the sanity check), when asked.
+    randomised: Option<HeadModel>,
+}
+
+/// One image's predicted-class map ([`Explainer::maps`]).
+pub struct Mapped {
+    /// Index into the items given.
+    pub item: usize,
+    /// The model's crop.
+    pub crop: RgbImage,
+    /// `side × side`, scaled to `[0, 1]`.
+    pub heat: Vec<f32>,
+    pub predicted: usize,
+}
+
+/// The heatmaps of one image, each `side × side`, raw (non-negative, unscaled).
+struct Heats {
+    maps: Vec<Vec<f32>>,
+    side: usize,
+    method: Method,
+}
+
+/// One decoded image, as the model sees it.
+struct Seen {
+    item: usize,
+    crop: RgbImage,
+    input: Vec<f32>,
+    /// The original image's size, to place the peak on it.
+    size: (u32, u32),
+}
+
+impl Explainer {
+    /// The run's classifier (its fine-tuned encoder if it has one) with the map as an output.
+    /// With `layer`, Grad-CAM is taken at that block's output instead of the last map; with
+    /// `sanity`, every map is also made from a randomised head and compared.
+    pub fn open(run: &RunDir, layer: Option<usize>, sanity: bool) -> Result<Explainer, RunError> {
+        let model = HeadModel::load(run.root())?;
+        let (spec, weights) = crate::encoder::load_run_weights(run, &model)?;
+        if layer.is_some() && model.reads_maps() {
+            return Err(RunError::Invalid(
+                "an attention head is explained by its own attention over the last map; \
+                 --layer is for pooled heads (linear, mlp)"
+                    .into(),
+            ));
+        }
+        let layer = layer
+            .map(|b| LayerGrad::new(&spec, &weights, b))
+            .transpose()?;
+        let bytes = graft_export::explainer_to_onnx(&spec, &weights, &model)?;
+        let opts = OrtOptions {
+            intra_threads: Some(rayon::current_num_threads()),
+            ..OrtOptions::default()
+        };
+        let session = session_from_onnx(&bytes, opts)?;
+        let pre = model.meta.preprocess;
+        Ok(Explainer {
+            side: spec.feature_map_size(pre.size as usize),
+            channels: spec.feature_dim,
+            randomised: sanity.then(|| randomised(&model)),
+            model,
+            session,
+            pre,
+            layer,
+        })
+    }
+
+    pub fn model(&self) -> &HeadModel {
+        &self.model
+    }
+
+    /// Probabilities and feature maps of `n` preprocessed images.
+    fn forward(&mut self, input: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>), RunError> {
+        let size = self.pre.size as usize;
+        let mut outs = run_images_outputs(
+            &mut self.session,
+            input,
+            n,
+            size,
+            &[graft_export::PROBABILITIES, graft_export::FEATURE_MAP],
+        )?;
+        let maps = outs.pop().unwrap_or_default();
+        let probs = outs.pop().unwrap_or_default();
+        Ok((probs, maps))
+    }
+
+    /// Probabilities of any number of preprocessed images, in chunks.
+    fn probabilities(&mut self, input: &[f32]) -> Result<Vec<f32>, RunError> {
+        let size = self.pre.size as usize;
+        let per = 3 * size * size;
+        let mut out = Vec::with_capacity(input.len() / per * self.model.meta.classes.len());
+        for chunk in input.chunks(CHUNK * per) {
+            out.extend(run_images(
+                &mut self.session,
+                chunk,
+                chunk.len() / per,
+                size,
+                graft_export::PROBABILITIES,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The layer maps are at: "last", or "block B (C×H×W)".
+    pub fn layer_name(&self) -> String {
+        match &self.layer {
+            None => "last".into(),
+            Some(l) => format!(
+                "block {} ({}×{}×{})",
+                l.block(),
+                l.shape[0],
+                l.shape[1],
+                l.shape[2]
+            ),
+        }
+    }
+
+    /// Heatmaps of `classes` for one image (its last feature map `map` and its preprocessed
+    /// `input`), by `method`; attention heads answer with their attention.
+    fn heats(
+        &self,
+        model: &HeadModel,
+        method: Method,
+        map: &[f32],
+        input: &[f32],
+        classes: &[usize],
+        seed: u64,
+    ) -> Result<Heats, RunError> {
+        let side = self.layer.as_ref().map_or(self.side, |l| l.shape[1]);
+        let locations = side * side;
+        if method == Method::Random {
+            let maps = classes
+                .iter()
+                .map(|&c| {
+                    let mut rng = SplitMix64::new(seed ^ c as u64);
+                    (0..locations).map(|_| rng.next_f64() as f32).collect()
+                })
+                .collect();
+            return Ok(Heats { maps, side, method });
+        }
+        if model.reads_maps() {
+            let attention = model.attention(map, 1);
+            return Ok(Heats {
+                maps: vec![attention; classes.len()],
+                side: self.side,
+                method: Method::Attention,
+            });
+        }
+        let (kind, method) = match method {
+            Method::GradCamPlusPlus => (CamKind::GradCamPlusPlus, method),
+            Method::LayerCam => (CamKind::LayerCam, method),
+            _ => (CamKind::GradCam, Method::GradCam),
+        };
+        let targets: Vec<Vec<f32>> = classes.iter().map(|&c| model.centred(c)).collect();
+        if let Some(layer) = &self.layer {
+            let (at, grads) = layer.map_and_gradients(input, model, &targets)?;
+            let maps = grads
+                .iter()
+                .map(|g| cam::class_activation(kind, &at, g, locations))
+                .collect();
+            return Ok(Heats { maps, side, method });
+        }
+        let pooled: Vec<f32> = map
+            .chunks_exact(locations)
+            .map(|plane| plane.iter().sum::<f32>() / locations as f32)
+            .collect();
+        // Activations above the training mean, which the head's standardiser subtracts: a
+        // channel high everywhere in every image tells no class apart.
+        let centred: Vec<f32> = map
+            .chunks_exact(locations)
+            .zip(&model.standardizer.mean)
+            .flat_map(|(plane, m)| plane.iter().map(move |a| a - m))
+            .collect();
+        let maps = targets
+            .iter()
+            .map(|t| {
+                let g = model.logit_gradient(&pooled, t).unwrap_or_default();
+                let grads = cam::broadcast(&g, locations);
+                cam::class_activation(kind, &centred, &grads, locations)
+            })
+            .collect();
+        Ok(Heats { maps, side, method })
+    }
+
+    /// The predicted class's heatmap for each readable image (no quality metrics): the
+    /// model's crop, the map at the layer's grid (`side × side`, scaled to `[0, 1]`), the
+    /// predicted class. For the class means.
+    pub fn maps(
+        &mut self,
+        items: &[&Item],
+        method: Method,
+    ) -> Result<(usize, Vec<Mapped>), RunError> {
+        let mut seen = Vec::new();
+        for (k, item) in items.iter().enumerate() {
+            if let Ok((_, img)) = graft_data::decode::read_and_decode(&item.path) {
+                seen.push((k, self.pre.resize_crop(&img), self.pre.apply(&img)));
+            }
+        }
+        if seen.is_empty() {
+            return Ok((self.side, Vec::new()));
+        }
+        let input: Vec<f32> = seen.iter().flat_map(|s| s.2.iter().copied()).collect();
+        let (probs, maps) = self.forward(&input, seen.len())?;
+        let k = self.model.meta.classes.len();
+        let map_len = self.channels * self.side * self.side;
+        let mut side = self.side;
+        let mut out = Vec::with_capacity(seen.len());
+        for (i, (item, crop, input)) in seen.into_iter().enumerate() {
+            let predicted = argmax(&probs[i * k..(i + 1) * k]);
+            let map = &maps[i * map_len..(i + 1) * map_len];
+            let heats = self.heats(&self.model, method, map, &input, &[predicted], 0)?;
+            side = heats.side;
+            out.push(Mapped {
+                item,
+                crop,
+                heat: cam::normalised(&heats.maps[0]),
+                predicted,
+            });
+        }
+        Ok((side, out))
+    }
+
+    /// Explain a batch: a record per readable image, and its figure when drawn.
+    pub fn explain(
+        &mut self,
+        items: &[&Item],
+        config: &ExplainConfig,
+        target: &Target,
+        unreadable: &mut Vec<(std::path::PathBuf, String)>,
+    ) -> Result<Vec<(ExplainRecord, Option<RgbImage>)>, RunError> {
+        let mut seen = Vec::new();
+        for (k, item) in items.iter().enumerate() {
+            match graft_data::decode::read_and_decode(&item.path) {
+                Ok((_, img)) => seen.push(Seen {
+                    item: k,
+                    crop: self.pre.resize_crop(&img),
+                    input: self.pre.apply(&img),
+                    size: img.dimensions(),
+                }),
+                Err(e) => unreadable.push((item.path.clone(), e.to_string())),
+            }
+        }
+        if seen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let input: Vec<f32> = seen.iter().flat_map(|s| s.input.iter().copied()).collect();
+        let (probs, maps) = self.forward(&input, seen.len())?;
+        let k = self.model.meta.classes.len();
+        let map_len = self.channels * self.side * self.side;
+        let size = self.pre.size as usize;
+        let pre = self.pre;
+        let perturb = Perturb {
+            top_share: config.top_share,
+            steps: config.steps,
+            // Removed pixels are black, in the model's units.
+            fill: [0, 1, 2].map(|c| -pre.mean[c] / pre.std[c]),
+        };
+        // Heatmaps first, then every image's perturbations in one batched pass.
+        let drawing = config.save != super::Save::None;
+        let mut shown_of = Vec::with_capacity(seen.len());
+        let mut sanity_of = Vec::with_capacity(seen.len());
+        let mut heats_of = Vec::with_capacity(seen.len());
+        let mut perturbed = Vec::new();
+        for (i, s) in seen.iter().enumerate() {
+            let item = items[s.item];
+            let p = &probs[i * k..(i + 1) * k];
+            let map = &maps[i * map_len..(i + 1) * map_len];
+            let class = self.target_class(target, item, p);
+            // The figure's second row: the top classes, and the true one when it is not
+            // among them (a mistake's predicted and true class side by side).
+            let mut shown = top_k(p, config.top_k);
+            let truth = item.truth.as_deref();
+            let t = truth.and_then(|t| self.model.meta.classes.iter().position(|c| c == t));
+            if let Some(t) = t.filter(|t| !shown.iter().any(|(c, _)| c == t)) {
+                shown.truncate(3);
+                shown.push((t, p[t]));
+            }
+            let mut wanted = vec![class];
+            if drawing {
+                wanted.extend(shown.iter().map(|(c, _)| *c));
+            }
+            // The random method's map depends on the image's pixels: not on where the file
+            // lies nor on its place in the batch.
+            let key = blake3::hash(s.crop.as_raw());
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&key.as_bytes()[..8]);
+            let seed = config.seed ^ u64::from_le_bytes(first);
+            let heats = self.heats(&self.model, config.method, map, &s.input, &wanted, seed)?;
+            // Adebayo et al.'s check: the same map from a model whose head is random must
+            // look different, or the method is not explaining the model.
+            let sanity = match &self.randomised {
+                Some(random) if heats.method != Method::Random => {
+                    let other = self.heats(random, config.method, map, &s.input, &[class], seed)?;
+                    Some(cam::rank_correlation(&heats.maps[0], &other.maps[0]))
+                }
+                _ => None,
+            };
+            sanity_of.push(sanity);
+            let up = cam::normalised(&cam::upsample(&heats.maps[0], heats.side, size));
+            perturbed.extend(quality::perturbations(&s.input, &up, perturb));
+            shown_of.push(shown);
+            heats_of.push((class, heats, up));
+        }
+        let scored = self.probabilities(&perturbed)?;
+        let per = perturb.count();
+        let layer = self.layer_name();
+        let mut out = Vec::with_capacity(seen.len());
+        let rows = seen.iter().zip(heats_of).zip(shown_of).enumerate();
+        for (i, ((s, (class, heats, up)), shown)) in rows {
+            let item = items[s.item];
+            let p = &probs[i * k..(i + 1) * k];
+            let class_probs: Vec<f32> = scored[i * per * k..(i + 1) * per * k]
+                .chunks_exact(k)
+                .map(|row| row[class])
+                .collect();
+            let q = quality::quality(p[class], &class_probs, &up, perturb);
+            let top = top_k(p, config.top_k);
+            // The hottest cell's centre: an upsampled map peaks there (or on a plateau at
+            // the border, where the first pixel would say less than the cell does).
+            let (cx, cy) = quality::peak(&heats.maps[0], heats.side);
+            let cell = size as f32 / heats.side as f32;
+            let (px, py) = ((cx as f32 + 0.5) * cell, (cy as f32 + 0.5) * cell);
+            let mut rec = ExplainRecord::new(
+                path_key(&item.path),
+                item.truth.clone(),
+                &self.model.meta.classes,
+                p,
+                class,
+                &top,
+                heats.method,
+                q,
+                self.peak_in_original(px as usize, py as usize, s.size),
+                config,
+            );
+            rec.layer = layer.clone();
+            rec.sanity_rank_correlation = sanity_of[i];
+            let drawn = drawing.then(|| {
+                let class_heats: Vec<Vec<f32>> = heats.maps[1..]
+                    .iter()
+                    .map(|h| cam::normalised(&cam::upsample(h, heats.side, size)))
+                    .collect();
+                self.draw(&rec, &s.crop, &up, &shown, &class_heats, &item.path)
+            });
+            out.push((rec, drawn.transpose()?));
+        }
+        Ok(out)
+    }
+
+    fn target_class(&self, target: &Target, item: &Item, probs: &[f32]) -> usize {
+        let classes = &self.model.meta.classes;
+        let predicted = argmax(probs);
+        let named = |name: &str| classes.iter().position(|c| c == name);
+        match target {
+            Target::Predicted => predicted,
+            Target::True => item.truth.as_deref().and_then(named).unwrap_or(predicted),
+            Target::Class(name) => named(name).unwrap_or(predicted),
+        }
+    }
+
+    /// A crop pixel back on the original image: the crop is the centre of the image resized
+    /// so its shorter side is `resize_shorter`.
+    fn peak_in_original(&self, x: usize, y: usize, (w, h): (u32, u32)) -> Peak {
+        let short = w.min(h).max(1) as f32;
+        let scale = self.pre.resize_shorter.max(self.pre.size) as f32 / short;
+        let (rw, rh) = (w as f32 * scale, h as f32 * scale);
+        let c = self.pre.size as f32;
+        let (left, top) = (((rw - c) / 2.0).round(), ((rh - c) / 2.0).round());
+        Peak {
+            x: ((x as f32 + 0.5 + left) / scale).clamp(0.0, w as f32 - 1.0),
+            y: ((y as f32 + 0.5 + top) / scale).clamp(0.0, h as f32 - 1.0),
+            crop_x: x as u32,
+            crop_y: y as u32,
+        }
+    }
+
+    fn draw(
+        &self,
+        rec: &ExplainRecord,
+        crop: &RgbImage,
+        heat: &[f32],
+        top: &[(usize, f32)],
+        class_heats: &[Vec<f32>],
+        path: &Path,
+    ) -> Result<RgbImage, RunError> {
+        let classes = &self.model.meta.classes;
+        let named: Vec<(String, f32)> = top.iter().map(|&(c, p)| (classes[c].clone(), p)).collect();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let truth = rec
+            .truth
+            .as_deref()
+            .map(|t| format!("true {t}, "))
+            .unwrap_or_default();
+        let verdict = if rec.suspicious {
+            format!(" · suspicious: {}", rec.reasons.join("; "))
+        } else {
+            String::new()
+        };
+        let notes = [
+            format!(
+                "drop {:.2}  increase {:+.2}",
+                rec.quality.confidence_drop, rec.quality.confidence_increase
+            ),
+            format!(
+                "concentration {:.2}  coverage {:.2}",
+                rec.quality.concentration, rec.quality.coverage
+            ),
+            format!(
+                "deletion {:.3}  insertion {:.3}",
+                rec.quality.deletion_auc, rec.quality.insertion_auc
+            ),
+        ];
+        let drawn = Drawn {
+            crop,
+            heat,
+            title: [
+                format!("{file} · {} for {}", rec.method, rec.target),
+                format!(
+                    "{truth}predicted {} ({:.1}%){verdict}",
+                    rec.predicted,
+                    rec.probability * 100.0
+                ),
+            ],
+            top: &named,
+            class_heats,
+            notes: &notes,
+        };
+        Ok(figure::figure(&drawn, path)?)
+    }
+}
+
+/// The model with a head of the same shape drawn at random (fixed seed): the cascading
+/// randomisation of Adebayo et al. (2018) at its first step, the layer nearest the output.
+fn randomised(model: &HeadModel) -> HeadModel {
+    let mut rng = SplitMix64::new(0x5A17_C0DE);
+    let mut random = model.clone();
+    random.head = graft_train::Head::new(
+        model.meta.head,
+        model
+            .head
+            .layers
+            .first()
+            .map_or(model.meta.feature_dim, |l| l.rows),
+        model.meta.classes.len(),
+        &mut rng,
+    );
+    random
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// The `k` most probable classes, most probable first.
+fn top_k(p: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+    order.into_iter().take(k).map(|c| (c, p[c])).collect()
+}
