@@ -253,7 +253,12 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cwd = tmp.path();
     let cache = cache_with_mobilenet(cwd);
-    std::fs::write(cwd.join("graft.toml"), QUICK).expect("config");
+    // graft train takes the [explain] table too, and graft explain reads it from the run.
+    std::fs::write(
+        cwd.join("graft.toml"),
+        format!("{QUICK}[explain]\ntop_k = 2\n"),
+    )
+    .expect("config");
     let demo = demo();
     ok(graft_in(
         &cache,
@@ -340,6 +345,11 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
     assert!(!wrong.is_empty() && wrong.len() <= 3);
     for w in &wrong {
         assert_ne!(w["true"], w["predicted"], "{w}");
+        assert_eq!(
+            w["top"].as_array().expect("top").len(),
+            2,
+            "[explain] top_k: {w}"
+        );
         assert!(w["figure"].is_string(), "{w}");
     }
     let p: Vec<f64> = wrong
@@ -369,6 +379,19 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
     let side = means["side"].as_u64().expect("side") as usize;
     assert!(means["classes"][0]["heat"].as_array().expect("heat").len() == side * side);
     image::open(cwd.join(run).join("explain/class-mean/class_means.png")).expect("a PNG");
+
+    // graft eval embeds what graft explain wrote for the current model.
+    ok(graft_in(
+        &cache,
+        cwd,
+        &["eval", "--run", run, "--latency", "0", "--no-track"],
+    ));
+    let html = std::fs::read_to_string(cwd.join(run).join("report.html")).expect("report");
+    assert!(
+        html.contains("<h2>Explanations</h2>"),
+        "no Explanations section"
+    );
+    assert!(html.contains("<td>misclassified</td>") && html.contains("mean maps per class"));
 
     // Production photos: verdicts filed as folders; suspicious-only saves no normal figure.
     let o = ok(graft_in(

@@ -15,6 +15,17 @@ pub struct ReportInputs<'a> {
     pub sweep: Option<(Vec<String>, Vec<Vec<String>>)>,
     /// (caption, PNG bytes).
     pub figures: Vec<(String, Vec<u8>)>,
+    /// What `graft explain` found for this model, when it has run.
+    pub explanations: Option<Explanations>,
+}
+
+/// The report's "Explanations" section: a summary row per explained set and its figures.
+#[derive(Debug, Default)]
+pub struct Explanations {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// (caption, PNG bytes).
+    pub figures: Vec<(String, Vec<u8>)>,
 }
 
 pub fn html_escape(s: &str) -> String {
@@ -172,15 +183,19 @@ footer{color:#8a93a6;font-size:12px;margin-top:30px}
     }
 
     if !inp.figures.is_empty() {
-        h.push_str("<h2>Figures</h2>\n<div class=\"grid\">\n");
-        for (caption, png) in &inp.figures {
-            h.push_str(&format!(
-                "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
-                html_escape(caption),
-                base64(png)
-            ));
-        }
-        h.push_str("</div>\n");
+        h.push_str("<h2>Figures</h2>\n");
+        figures(&mut h, &inp.figures);
+    }
+    if let Some(x) = &inp.explanations {
+        h.push_str("<h2>Explanations</h2>\n");
+        h.push_str(
+            "<p>Where the model looked (<code>graft explain</code>), and whether that holds up: \
+             confidence drop when the hot region is hidden, concentration, deletion AUC (lower \
+             is better) and insertion AUC (higher is better). Suspicious maps failed a \
+             threshold; <code>graft explain query FILE --suspicious</code> lists them.</p>\n",
+        );
+        table(&mut h, &x.header, &x.rows);
+        figures(&mut h, &x.figures);
     }
     h.push_str(&format!(
         "<footer>graft {} — generated locally; this file has no external references.</footer>\n",
@@ -188,6 +203,36 @@ footer{color:#8a93a6;font-size:12px;margin-top:30px}
     ));
     h.push_str("</main></body></html>\n");
     h
+}
+
+/// A grid of embedded PNGs with captions.
+fn figures(h: &mut String, figures: &[(String, Vec<u8>)]) {
+    h.push_str("<div class=\"grid\">\n");
+    for (caption, png) in figures {
+        h.push_str(&format!(
+            "<figure><img alt=\"{0}\" src=\"data:image/png;base64,{1}\"><figcaption>{0}</figcaption></figure>\n",
+            html_escape(caption),
+            base64(png)
+        ));
+    }
+    h.push_str("</div>\n");
+}
+
+/// A plain table: header cells, then rows.
+fn table(h: &mut String, header: &[String], rows: &[Vec<String>]) {
+    h.push_str("<table>\n<tr>");
+    for c in header {
+        h.push_str(&format!("<th>{}</th>", html_escape(c)));
+    }
+    h.push_str("</tr>\n");
+    for r in rows {
+        h.push_str("<tr>");
+        for c in r {
+            h.push_str(&format!("<td>{}</td>", html_escape(c)));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
 }
 
 #[cfg(test)]
@@ -220,5 +265,19 @@ mod tests {
         assert!(html.contains("r&amp;d"));
         assert!(html.contains("data:image/png;base64,AQID"));
         assert!(html.contains("100.00%"));
+        assert!(!html.contains("Explanations"));
+        let html = render(
+            &e,
+            &ReportInputs {
+                explanations: Some(Explanations {
+                    header: vec!["set".into(), "images".into()],
+                    rows: vec![vec!["misclassified".into(), "<3>".into()]],
+                    figures: vec![("true cat".into(), vec![4, 5, 6])],
+                }),
+                ..Default::default()
+            },
+        );
+        assert!(html.contains("<h2>Explanations</h2>") && html.contains("&lt;3&gt;"));
+        assert!(html.contains("BAUG") && html.contains("true cat"));
     }
 }

@@ -196,6 +196,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
             facts,
             sweep: read_sweep(&run),
             figures,
+            explanations: crate::explain::report::section(&run),
         },
     );
     write_file(&run.report(), html.as_bytes())?;

@@ -24,6 +24,8 @@ pub struct Settings {
     pub eval: EvalConfig,
     /// Training-time augmentation (fine-tuning; `graft data augment` previews it).
     pub augment: graft_data::augment::AugmentConfig,
+    /// How `graft explain` makes, measures and judges heatmaps.
+    pub explain: crate::explain::ExplainConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +81,7 @@ impl Default for Settings {
             heads: HeadsConfig::default(),
             eval: EvalConfig::default(),
             augment: Default::default(),
+            explain: Default::default(),
         }
     }
 }

@@ -37,7 +37,8 @@ region\" is the top --top-share of pixels by heat; removed pixels are black):
                        higher is better.
   peak                 the hottest pixel, on the original image and on the model's crop.
 
-Settings: an [explain] table in a TOML file (--config), flags on top:
+Settings: the [explain] table of --config FILE (else of the run's config.toml), flags on top;
+graft train --config accepts the same file:
   [explain]  method = \"grad-cam\"  layer = 13  top_k = 3  top_share = 0.2  steps = 20
              min_confidence_drop = 0.05  min_concentration = 0.3  min_coverage = 0.01
              max_coverage = 0.6  save = \"all\"  batch = 4  seed = 0  sanity = false
@@ -125,7 +126,8 @@ pub struct ExplainRunArgs {
     /// Classes shown per image [default: 3].
     #[arg(long, value_name = "K")]
     pub top: Option<usize>,
-    /// Settings file with an [explain] table (other tables are ignored).
+    /// Settings file with an [explain] table (other tables are ignored) [default: the run's
+    /// config.toml].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Folder under RUN/explain/ [default: images, the folder's name, misclassified or

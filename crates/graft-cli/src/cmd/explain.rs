@@ -18,7 +18,13 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
 }
 
 fn settings(args: &ExplainRunArgs) -> anyhow::Result<ExplainConfig> {
-    let mut c = match &args.config {
+    // A file given, else the run's own settings (config.toml keeps an [explain] table).
+    let saved = args
+        .run
+        .as_ref()
+        .map(|r| RunDir::new(r).config())
+        .filter(|p| p.is_file());
+    let mut c = match args.config.as_ref().or(saved.as_ref()) {
         Some(path) => ExplainConfig::read(path)?,
         None => ExplainConfig::default(),
     };

@@ -15,6 +15,7 @@ mod class_mean;
 pub mod explainer;
 pub mod layer;
 pub mod record;
+pub mod report;
 mod select;
 
 use std::collections::HashSet;
