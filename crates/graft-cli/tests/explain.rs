@@ -124,6 +124,7 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
         ("grad-cam++", "last"),
         ("layer-cam", "13"),
         ("grad-cam", "13"),
+        ("score-cam", "last"),
     ] {
         let name = format!("{method}@{layer}");
         let mut args = vec![
@@ -157,7 +158,7 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
             .filter_map(|r| r["sanity_rank_correlation"].as_f64())
             .collect();
         let sanity = sanity.iter().sum::<f64>() / sanity.len().max(1) as f64;
-        eprintln!("{name}: peak on the patch for {hits}/{HELD} images; sanity rank correlation {sanity:.2}");
+        eprintln!("{name}: peak on the patch for {hits}/{HELD} images; sanity {sanity:.2}");
         hits_of.insert(name.clone(), (hits, sanity));
     }
     // A peak on a random cell of the 7×7 map hits as often as the share of cell centres
@@ -189,6 +190,12 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
             "{name}: {hits} hits, chance {chance:.1}"
         );
     }
+    // Score-CAM, gradient-free, is the cross-check: measured 20 of 30.
+    let (score, _) = hits_of["score-cam@last"];
+    assert!(
+        score as f64 >= 2.0 * chance,
+        "score-cam: {score} hits, chance {chance:.1}"
+    );
     // Grad-CAM's maps follow the head's weights (measured 0.28 at the last map, 0.03 at block
     // 13); Grad-CAM++'s barely do at a pooled head (its channel weight is nearly the sign of
     // the gradient; measured 0.94), which is what the check is there to show.
@@ -326,6 +333,25 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
         "{:?}",
         fig.dimensions()
     );
+
+    // Score-CAM, with its figure (each top class's map from the same masked images).
+    let score = records(&ok(graft_in(
+        &cache,
+        cwd,
+        &[
+            "explain",
+            "--run",
+            run,
+            first.to_str().expect("utf-8"),
+            "--method",
+            "score-cam",
+            "--name",
+            "score",
+            "--json",
+        ],
+    )));
+    assert_eq!(score[0]["method"], "score-cam");
+    assert!(score[0]["figure"].is_string(), "{}", score[0]);
 
     // The test split's mistakes, most confident first, true class beside the predicted.
     let o = ok(graft_in(

@@ -16,8 +16,10 @@ Modes (one per call; each writes RUN/explain/<name>/explain.jsonl and PNG figure
   graft explain query RUN/explain/dir/explain.jsonl --suspicious
 
 Methods (--method): grad-cam (default), grad-cam++, layer-cam (sharper at an earlier --layer),
-attention (attention heads always use it), random (a seeded random map: the floor the quality
-metrics of a real method must beat). --sanity checks a method against a randomised head.
+score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
+model's probability on it weighs the channel; 64 more model runs per image), attention
+(attention heads always use it), random (a seeded random map: the floor the quality metrics of
+a real method must beat). --sanity checks a gradient method against a randomised head.
 Maps are over the encoder's last feature map (7×7 for MobileNetV2 at 224 px); a pooled head on
 a frozen encoder needs only the head's gradient there, no encoder backward pass.
 
@@ -42,6 +44,7 @@ graft train --config accepts the same file:
   [explain]  method = \"grad-cam\"  layer = 13  top_k = 3  top_share = 0.2  steps = 20
              min_confidence_drop = 0.05  min_concentration = 0.3  min_coverage = 0.01
              max_coverage = 0.6  save = \"all\"  batch = 4  seed = 0  sanity = false
+             score_cam_channels = 64
 
 Exit status: 0, also when images are suspicious (query the file for them); 1 when images
 could not be read (they are named; the others are explained).";

@@ -115,6 +115,63 @@ pub fn upsample(grid: &[f32], side: usize, size: usize) -> Vec<f32> {
     out
 }
 
+/// Score-CAM (Wang et al. 2020), a gradient-free cross-check: each channel's map, scaled to
+/// `[0, 1]` and upsampled, masks the image; the model's probability for the class on that
+/// masked image, softmaxed over the channels, weighs the channel. [`score_cam_channels`] picks
+/// the channels (the most active, to bound the cost), [`score_cam_mask`] makes each mask, and
+/// this combines the probabilities `scores` (one per picked channel) into the map.
+pub fn score_cam(map: &[f32], locations: usize, channels: &[usize], scores: &[f32]) -> Vec<f32> {
+    let mut cam = vec![0f32; locations];
+    if channels.len() != scores.len() || locations == 0 {
+        return cam;
+    }
+    let max = scores.iter().copied().fold(f32::MIN, f32::max);
+    let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    for (&k, e) in channels.iter().zip(&exp) {
+        let Some(plane) = map.get(k * locations..(k + 1) * locations) else {
+            continue;
+        };
+        let w = e / total;
+        for (c, a) in cam.iter_mut().zip(plane) {
+            *c += w * a;
+        }
+    }
+    cam.iter_mut().for_each(|v| *v = v.max(0.0));
+    cam
+}
+
+/// The `n` channels with the highest mean activation (ties in channel order).
+pub fn score_cam_channels(map: &[f32], locations: usize, n: usize) -> Vec<usize> {
+    if locations == 0 {
+        return Vec::new();
+    }
+    let means: Vec<f32> = map
+        .chunks_exact(locations)
+        .map(|p| p.iter().sum::<f32>() / locations as f32)
+        .collect();
+    let mut order: Vec<usize> = (0..means.len()).collect();
+    order.sort_by(|&a, &b| means[b].total_cmp(&means[a]).then(a.cmp(&b)));
+    order.truncate(n);
+    order
+}
+
+/// Channel `k`'s mask over the input (`size × size`, `[0, 1]`): its plane min-max scaled and
+/// upsampled from `side × side`.
+pub fn score_cam_mask(map: &[f32], side: usize, k: usize, size: usize) -> Vec<f32> {
+    let locations = side * side;
+    let plane = map.get(k * locations..(k + 1) * locations).unwrap_or(&[]);
+    let (lo, hi) = plane
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    let scaled: Vec<f32> = if hi > lo {
+        plane.iter().map(|v| (v - lo) / (hi - lo)).collect()
+    } else {
+        vec![0.0; plane.len()]
+    };
+    upsample(&scaled, side, size)
+}
+
 /// Spearman's rank correlation of two maps of one size (average ranks for ties): how much a
 /// map kept its order when the model was randomised.
 pub fn rank_correlation(a: &[f32], b: &[f32]) -> f64 {
@@ -193,6 +250,21 @@ mod tests {
         let grads = [2.0, -5.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0];
         let cam = class_activation(CamKind::LayerCam, &map, &grads, 4);
         assert_eq!(cam, vec![2.0, 0.0, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn score_cam_weighs_the_channels_that_convince_the_model() {
+        // Channel 0 lights location 0, channel 1 location 3, channel 2 is dark.
+        let map = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.1, 0.1, 0.1, 0.1];
+        assert_eq!(score_cam_channels(&map, 4, 2), vec![0, 1]);
+        // Masked by channel 0 the model is sure (0.9), by channel 1 not (0.1).
+        let cam = score_cam(&map, 4, &[0, 1], &[0.9, 0.1]);
+        assert!(cam[0] > cam[3] && cam[3] > 0.0 && cam[1] == 0.0, "{cam:?}");
+        let w0 = 0.9f32.exp() / (0.9f32.exp() + 0.1f32.exp());
+        assert!((cam[0] - w0).abs() < 1e-6);
+        let mask = score_cam_mask(&map, 2, 1, 4);
+        assert_eq!(mask.len(), 16);
+        assert!(mask[15] > 0.99 && mask[0] < 0.01, "{mask:?}");
     }
 
     #[test]

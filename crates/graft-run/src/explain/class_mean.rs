@@ -60,7 +60,7 @@ pub fn class_means(
     let bar = reporter.bar("class means", items.len() as u64);
     let known: Vec<&Item> = items.iter().filter(|i| i.truth.is_some()).collect();
     for chunk in known.chunks(16) {
-        let (s, maps) = explainer.maps(chunk, config.method)?;
+        let (s, maps) = explainer.maps(chunk, config)?;
         side = s;
         for m in maps {
             let (crop, heat, predicted) = (m.crop, m.heat, m.predicted);

@@ -214,13 +214,60 @@ impl Explainer {
         Ok(Heats { maps, side, method })
     }
 
+    /// [`Explainer::heats`], or Score-CAM, which runs the model itself.
+    fn make_heats(
+        &mut self,
+        config: &ExplainConfig,
+        method: Method,
+        map: &[f32],
+        input: &[f32],
+        classes: &[usize],
+        seed: u64,
+    ) -> Result<Heats, RunError> {
+        if method != Method::ScoreCam || self.model.reads_maps() {
+            return self.heats(&self.model, method, map, input, classes, seed);
+        }
+        if self.layer.is_some() {
+            return Err(RunError::Invalid(
+                "score-cam masks the image with the last map's channels; drop --layer".into(),
+            ));
+        }
+        let (side, size) = (self.side, self.pre.size as usize);
+        let (locations, pixels) = (side * side, size * size);
+        let picked = cam::score_cam_channels(map, locations, config.score_cam_channels);
+        let fill = self.fill();
+        let mut masked = Vec::with_capacity(picked.len() * 3 * pixels);
+        for &k in &picked {
+            let mask = cam::score_cam_mask(map, side, k, size);
+            for (c, f) in fill.iter().enumerate() {
+                let plane = &input[c * pixels..(c + 1) * pixels];
+                masked.extend(plane.iter().zip(&mask).map(|(x, m)| f + (x - f) * m));
+            }
+        }
+        let probs = self.probabilities(&masked)?;
+        let k = self.model.meta.classes.len();
+        let maps = classes
+            .iter()
+            .map(|&c| {
+                let scores: Vec<f32> = (0..picked.len()).map(|j| probs[j * k + c]).collect();
+                cam::score_cam(map, locations, &picked, &scores)
+            })
+            .collect();
+        Ok(Heats { maps, side, method })
+    }
+
+    /// Black, per channel, in the model's normalised units: what removed pixels become.
+    fn fill(&self) -> [f32; 3] {
+        [0, 1, 2].map(|c| -self.pre.mean[c] / self.pre.std[c])
+    }
+
     /// The predicted class's heatmap for each readable image (no quality metrics): the
     /// model's crop, the map at the layer's grid (`side × side`, scaled to `[0, 1]`), the
     /// predicted class. For the class means.
     pub fn maps(
         &mut self,
         items: &[&Item],
-        method: Method,
+        config: &ExplainConfig,
     ) -> Result<(usize, Vec<Mapped>), RunError> {
         let mut seen = Vec::new();
         for (k, item) in items.iter().enumerate() {
@@ -240,7 +287,7 @@ impl Explainer {
         for (i, (item, crop, input)) in seen.into_iter().enumerate() {
             let predicted = argmax(&probs[i * k..(i + 1) * k]);
             let map = &maps[i * map_len..(i + 1) * map_len];
-            let heats = self.heats(&self.model, method, map, &input, &[predicted], 0)?;
+            let heats = self.make_heats(config, config.method, map, &input, &[predicted], 0)?;
             side = heats.side;
             out.push(Mapped {
                 item,
@@ -280,12 +327,10 @@ impl Explainer {
         let k = self.model.meta.classes.len();
         let map_len = self.channels * self.side * self.side;
         let size = self.pre.size as usize;
-        let pre = self.pre;
         let perturb = Perturb {
             top_share: config.top_share,
             steps: config.steps,
-            // Removed pixels are black, in the model's units.
-            fill: [0, 1, 2].map(|c| -pre.mean[c] / pre.std[c]),
+            fill: self.fill(),
         };
         // Heatmaps first, then every image's perturbations in one batched pass.
         let drawing = config.save != super::Save::None;
@@ -317,11 +362,11 @@ impl Explainer {
             let mut first = [0u8; 8];
             first.copy_from_slice(&key.as_bytes()[..8]);
             let seed = config.seed ^ u64::from_le_bytes(first);
-            let heats = self.heats(&self.model, config.method, map, &s.input, &wanted, seed)?;
+            let heats = self.make_heats(config, config.method, map, &s.input, &wanted, seed)?;
             // Adebayo et al.'s check: the same map from a model whose head is random must
             // look different, or the method is not explaining the model.
             let sanity = match &self.randomised {
-                Some(random) if heats.method != Method::Random => {
+                Some(random) if !matches!(heats.method, Method::Random | Method::ScoreCam) => {
                     let other = self.heats(random, config.method, map, &s.input, &[class], seed)?;
                     Some(cam::rank_correlation(&heats.maps[0], &other.maps[0]))
                 }

@@ -45,6 +45,10 @@ pub enum Method {
     /// Layer-CAM (Jiang et al. 2021): every location weighed by its own positive gradient;
     /// sharper than Grad-CAM at earlier blocks (`--layer`).
     LayerCam,
+    /// Score-CAM (Wang et al. 2020), gradient-free: the most active channels each mask the
+    /// image, and the model's probability on each masked image weighs its channel. A
+    /// cross-check of the gradient methods; costs `score_cam_channels` model runs per image.
+    ScoreCam,
     /// The attention head's own weights over the map (attention heads only).
     Attention,
     /// A seeded random map: the floor any real method must beat on the quality metrics.
@@ -57,6 +61,7 @@ impl Method {
             Method::GradCam => "grad-cam",
             Method::GradCamPlusPlus => "grad-cam++",
             Method::LayerCam => "layer-cam",
+            Method::ScoreCam => "score-cam",
             Method::Attention => "attention",
             Method::Random => "random",
         }
@@ -102,6 +107,8 @@ pub struct ExplainConfig {
     pub batch: usize,
     /// Seed of the random method.
     pub seed: u64,
+    /// Channels Score-CAM masks the image with (the most active ones).
+    pub score_cam_channels: usize,
     /// Also make each map from a randomised head and record the rank correlation.
     pub sanity: bool,
 }
@@ -121,6 +128,7 @@ impl Default for ExplainConfig {
             save: Save::All,
             batch: 4,
             seed: 0,
+            score_cam_channels: 64,
             sanity: false,
         }
     }
@@ -164,8 +172,8 @@ impl ExplainConfig {
         if self.steps == 0 || self.steps > 1000 {
             return bad(format!("[explain] steps {} is not in 1..=1000", self.steps));
         }
-        if self.top_k == 0 || self.batch == 0 {
-            return bad("[explain] top_k and batch must be at least 1".into());
+        if self.top_k == 0 || self.batch == 0 || self.score_cam_channels == 0 {
+            return bad("[explain] top_k, batch and score_cam_channels must be at least 1".into());
         }
         Ok(())
     }
