@@ -219,6 +219,7 @@ fn folder_name(folder: &std::path::Path, fallback: &str) -> String {
 fn print_records(records: &[ExplainRecord]) {
     let mut rows = vec![[
         "image",
+        "true",
         "predicted",
         "p",
         "explains",
@@ -239,6 +240,7 @@ fn print_records(records: &[ExplainRecord]) {
         let q = &r.quality;
         rows.push(vec![
             file,
+            r.truth.clone().unwrap_or_else(|| "?".into()),
             r.predicted.clone(),
             format!("{:.2}", r.probability),
             r.target.clone(),
