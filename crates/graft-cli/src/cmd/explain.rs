@@ -112,14 +112,7 @@ fn explain_run(args: ExplainRunArgs) -> anyhow::Result<()> {
         let items = args
             .images
             .iter()
-            .map(|p| Item {
-                path: p.clone(),
-                truth: p
-                    .parent()
-                    .and_then(|d| d.file_name())
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .filter(|n| classes.contains(n)),
-            })
+            .map(|p| Item::in_class_folder(p.clone(), classes))
             .collect();
         ("images".to_string(), items, false)
     } else {

@@ -9,8 +9,10 @@ use graft_data::rng::SplitMix64;
 use graft_eval::explain::cam::{self, CamKind};
 use graft_eval::explain::figure::{self, Explained as Drawn};
 use graft_eval::explain::quality::{self, Perturb};
+use graft_model::imagenet::top_k_probs;
 use graft_model::ort_backend::Session;
 use graft_model::ort_backend::{run_images, run_images_outputs, session_from_onnx, OrtOptions};
+use graft_train::metrics::argmax_rows;
 use graft_train::HeadModel;
 use image::RgbImage;
 
@@ -284,8 +286,9 @@ impl Explainer {
         let map_len = self.channels * self.side * self.side;
         let mut side = self.side;
         let mut out = Vec::with_capacity(seen.len());
+        let predictions = argmax_rows(&probs, k);
         for (i, (item, crop, input)) in seen.into_iter().enumerate() {
-            let predicted = argmax(&probs[i * k..(i + 1) * k]);
+            let predicted = predictions[i];
             let map = &maps[i * map_len..(i + 1) * map_len];
             let heats = self.make_heats(config, config.method, map, &input, &[predicted], 0)?;
             side = heats.side;
@@ -345,7 +348,8 @@ impl Explainer {
             let class = self.target_class(target, item, p);
             // The figure's second row: the top classes, and the true one when it is not
             // among them (a mistake's predicted and true class side by side).
-            let mut shown = top_k(p, config.top_k);
+            let top = top_k_probs(p, config.top_k);
+            let mut shown = top.clone();
             let truth = item.truth.as_deref();
             let t = truth.and_then(|t| self.model.meta.classes.iter().position(|c| c == t));
             if let Some(t) = t.filter(|t| !shown.iter().any(|(c, _)| c == t)) {
@@ -375,7 +379,7 @@ impl Explainer {
             sanity_of.push(sanity);
             let up = cam::normalised(&cam::upsample(&heats.maps[0], heats.side, size));
             perturbed.extend(quality::perturbations(&s.input, &up, perturb));
-            shown_of.push(shown);
+            shown_of.push((top, shown));
             heats_of.push((class, heats, up));
         }
         let scored = self.probabilities(&perturbed)?;
@@ -383,7 +387,7 @@ impl Explainer {
         let layer = self.layer_name();
         let mut out = Vec::with_capacity(seen.len());
         let rows = seen.iter().zip(heats_of).zip(shown_of).enumerate();
-        for (i, ((s, (class, heats, up)), shown)) in rows {
+        for (i, ((s, (class, heats, up)), (top, shown))) in rows {
             let item = items[s.item];
             let p = &probs[i * k..(i + 1) * k];
             let class_probs: Vec<f32> = scored[i * per * k..(i + 1) * per * k]
@@ -391,7 +395,6 @@ impl Explainer {
                 .map(|row| row[class])
                 .collect();
             let q = quality::quality(p[class], &class_probs, &up, perturb);
-            let top = top_k(p, config.top_k);
             // The hottest cell's centre: an upsampled map peaks there (or on a plateau at
             // the border, where the first pixel would say less than the cell does).
             let (cx, cy) = quality::peak(&heats.maps[0], heats.side);
@@ -425,7 +428,7 @@ impl Explainer {
 
     fn target_class(&self, target: &Target, item: &Item, probs: &[f32]) -> usize {
         let classes = &self.model.meta.classes;
-        let predicted = argmax(probs);
+        let predicted = argmax_rows(probs, probs.len())[0];
         let named = |name: &str| classes.iter().position(|c| c == name);
         match target {
             Target::Predicted => predicted,
@@ -524,18 +527,4 @@ fn randomised(model: &HeadModel) -> HeadModel {
         &mut rng,
     );
     random
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map_or(0, |(i, _)| i)
-}
-
-/// The `k` most probable classes, most probable first.
-fn top_k(p: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    order.into_iter().take(k).map(|c| (c, p[c])).collect()
 }

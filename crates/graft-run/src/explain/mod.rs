@@ -196,6 +196,18 @@ pub struct Item {
     pub truth: Option<String>,
 }
 
+impl Item {
+    /// `path`, its true class the name of its folder when the model knows that class.
+    pub fn in_class_folder(path: PathBuf, classes: &[String]) -> Item {
+        let truth = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| classes.contains(n));
+        Item { path, truth }
+    }
+}
+
 /// What `graft explain` is asked.
 pub struct ExplainRequest<'a> {
     pub run: &'a RunDir,

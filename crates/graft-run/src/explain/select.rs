@@ -26,15 +26,7 @@ pub fn folder_images(dir: &Path, classes: &[String]) -> Result<Vec<Item>, RunErr
         if !entry.file_type().is_file() || hidden || !graft_data::scan::is_image_name(path) {
             continue;
         }
-        let truth = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| classes.contains(n));
-        items.push(Item {
-            path: path.to_path_buf(),
-            truth,
-        });
+        items.push(Item::in_class_folder(path.to_path_buf(), classes));
     }
     Ok(items)
 }
@@ -83,16 +75,12 @@ pub fn misclassified(
     let (labels, x) = model_inputs(&cache, model, &rows, &features)?;
     let probs = model.predict_proba(&x, rows.len());
     let k = model.meta.classes.len();
+    // Predicted as graft eval predicts, so these are the report's mistakes.
+    let predicted = graft_train::metrics::argmax_rows(&probs, k);
     let mut wrong: Vec<(usize, f32)> = Vec::new();
-    for (i, (&row, &y)) in rows.iter().zip(&labels).enumerate() {
-        let p = &probs[i * k..(i + 1) * k];
-        let (pred, conf) = p
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or((0, 0.0), |(c, v)| (c, *v));
+    for (i, ((&row, &y), &pred)) in rows.iter().zip(&labels).zip(&predicted).enumerate() {
         if pred != y {
-            wrong.push((row, conf));
+            wrong.push((row, probs[i * k + pred]));
         }
     }
     match order {
