@@ -69,5 +69,32 @@ pub fn load_model(
         classes: model.meta.classes.clone(),
         class_info,
         registered: None,
+        explainer: None,
     })
+}
+
+/// `POST /explain`'s graph and settings for the run (its `[explain]` table of config.toml),
+/// or why there is none: the service then runs without the route.
+pub fn explainer(
+    run: &Path,
+) -> anyhow::Result<(graft_serve::Explainable, graft_serve::ExplainSettings)> {
+    let model = HeadModel::load(run)?;
+    let dir = graft_run::RunDir::new(run);
+    let onnx = graft_run::export::grad_cam_onnx(&dir, &model)?;
+    let config = dir.config();
+    let c = if config.is_file() {
+        graft_run::explain::ExplainConfig::read(&config)?
+    } else {
+        graft_run::explain::ExplainConfig::default()
+    };
+    let settings = graft_serve::ExplainSettings {
+        perturb_share: c.top_share,
+        steps: c.steps,
+        thresholds: c.thresholds(),
+    };
+    let explainable = graft_serve::Explainable {
+        onnx,
+        attention: model.reads_maps(),
+    };
+    Ok((explainable, settings))
 }

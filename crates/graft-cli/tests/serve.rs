@@ -220,6 +220,171 @@ fn predicts_and_answers_bad_input_with_clear_4xx_json() {
     assert!(server.terminate().success());
 }
 
+/// Red texture on the left, green on the right: a map with somewhere to point.
+fn two_colours() -> image::RgbImage {
+    let (red, green) = (coloured(99_003, 0), coloured(99_004, 1));
+    image::RgbImage::from_fn(96, 40, |x, y| {
+        if x < 48 {
+            *red.get_pixel(x, y)
+        } else {
+            *green.get_pixel(x - 48, y)
+        }
+    })
+}
+
+#[test]
+fn explain_shows_where_the_model_looked_as_graft_explain_does() {
+    use base64::Engine as _;
+    let f = fixture();
+    let server = Server::start(&f.run, &f.cache, &["--max-body-mb", "1"]);
+    let a = agent();
+    let version = get(&a, &server.url("/version"));
+    assert_eq!(version.json["explain"], true, "{}", version.text);
+    let photo = f.root.join("explain-two-colours.png");
+    let bytes = png_bytes(&two_colours());
+    std::fs::write(&photo, &bytes).expect("photo");
+
+    let r = post(&a, &server.url("/explain"), Some("image/png"), &bytes);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let e = &r.json;
+    // The same prediction as /predict (the float graph; model.onnx is float too).
+    let p = post(&a, &server.url("/predict"), Some("image/png"), &bytes);
+    assert_eq!(
+        e["prediction"], p.json["prediction"],
+        "{}\n{}",
+        r.text, p.text
+    );
+    let (pe, pp) = (e["probability"].as_f64(), p.json["probability"].as_f64());
+    assert!(
+        (pe.expect("p") - pp.expect("p")).abs() < 1e-4,
+        "{pe:?} {pp:?}"
+    );
+    assert_eq!(e["explained"], e["prediction"]);
+    assert_eq!(e["method"], "grad-cam");
+    assert_eq!(e["layer"], "last feature map (7×7)");
+    let map: Vec<f64> = e["map"]["values"]
+        .as_array()
+        .expect("map")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
+    assert_eq!(map.len(), 49);
+    assert!(map.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(map.contains(&1.0), "scaled to its peak: {map:?}");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(e["overlay_png"].as_str().expect("overlay"))
+        .expect("base64");
+    let overlay = image::load_from_memory(&png).expect("a PNG");
+    assert_eq!((overlay.width(), overlay.height()), (224, 224));
+    let (px, py) = (e["peak"]["x"].as_f64(), e["peak"]["y"].as_f64());
+    assert!((0.0..96.0).contains(&px.expect("x")) && (0.0..40.0).contains(&py.expect("y")));
+
+    // graft explain on the same photo: the same map, so the same metrics and peak (the two
+    // maps differ by float rounding only, which can at most swap near-equal pixels' order).
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["explain", "--run"])
+        .arg(&f.run)
+        .arg(&photo)
+        .args(["--json", "--save", "none", "--name", "serve-compare"])
+        .current_dir(&f.root)
+        .env("GRAFT_CACHE", &f.cache)
+        .output()
+        .expect("graft explain");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let rec: Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("a JSON record: {text}"));
+    assert_eq!(rec["target"], e["explained"]);
+    for m in [
+        "confidence_drop",
+        "confidence_increase",
+        "concentration",
+        "coverage",
+        "deletion_auc",
+        "insertion_auc",
+    ] {
+        let (cli, api) = (rec[m].as_f64(), e["metrics"][m].as_f64());
+        assert!(
+            (cli.expect(m) - api.expect(m)).abs() < 0.02,
+            "{m}: graft explain {cli:?}, /explain {api:?}"
+        );
+    }
+    // Within one cell of the map (a cell is 32 of the crop's 224 pixels; the crop is the
+    // photo scaled by 256 / 40).
+    let cell = 32.0 * 40.0 / 256.0;
+    for axis in ["x", "y"] {
+        let (cli, api) = (rec["peak"][axis].as_f64(), e["peak"][axis].as_f64());
+        assert!(
+            (cli.expect(axis) - api.expect(axis)).abs() <= cell + 1.0,
+            "peak {axis}: graft explain {cli:?}, /explain {api:?}"
+        );
+    }
+    assert_eq!(rec["suspicious"], e["suspicious"]);
+
+    // Another class on request: its own map.
+    let r = post(
+        &a,
+        &server.url("/explain?class=blue&top=1"),
+        Some("image/png"),
+        &bytes,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["explained"], "blue");
+    assert_eq!(r.json["top"].as_array().map(Vec::len), Some(1));
+
+    // Bad input, as /predict answers it: 4xx with a JSON error.
+    assert_error(
+        &post(
+            &a,
+            &server.url("/explain"),
+            Some("image/png"),
+            &bytes[..bytes.len() / 2],
+        ),
+        422,
+        "corrupt_image",
+    );
+    assert_error(
+        &post(&a, &server.url("/explain"), Some("image/png"), b""),
+        400,
+        "empty_image",
+    );
+    assert_error(
+        &post(&a, &server.url("/explain"), Some("text/plain"), b"hello"),
+        415,
+        "unsupported_content_type",
+    );
+    let r = post(
+        &a,
+        &server.url("/explain?class=purple"),
+        Some("image/png"),
+        &bytes,
+    );
+    assert_error(&r, 400, "unknown_class");
+    assert!(r.text.contains("blue, green, red"), "{}", r.text);
+    assert_error(
+        &post(
+            &a,
+            &server.url("/explain?colour=red"),
+            Some("image/png"),
+            &bytes,
+        ),
+        400,
+        "bad_query",
+    );
+    let (ctype, body) = multipart(&[("image", "a.png", &bytes), ("image", "b.png", &bytes)]);
+    assert_error(
+        &post(&a, &server.url("/explain"), Some(&ctype), &body),
+        400,
+        "too_many_images",
+    );
+    assert_error(&get(&a, &server.url("/explain")), 405, "method_not_allowed");
+    let big = vec![0u8; 2 << 20];
+    let r = post(&a, &server.url("/explain"), Some("image/png"), &big);
+    assert_eq!(r.status, 413, "{}", r.text);
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path().join("f");
@@ -527,6 +692,36 @@ fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
     let info = browser.text("#info");
     assert!(info.contains("brake"), "class info shown: {info}");
     assert!(browser.text("#model").contains("colours"));
+
+    // "Where it looked": the heatmap over the photo, and what it is worth.
+    let toggle = browser.find("#explain");
+    browser.click(&toggle);
+    let boxed = browser.find("#explain-box");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let s = browser.attribute(&boxed, "data-state");
+        if s == "shown" || s == "error" {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no explanation on the page (state {s})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let note = browser.text("#explain-note");
+    assert_eq!(state, "shown", "{note}");
+    assert!(
+        note.contains("Grad-CAM for red") && note.contains("deletion AUC"),
+        "{note}"
+    );
+    let preview = browser.find("#preview");
+    let src = browser.attribute(&preview, "src");
+    assert!(
+        src.as_str()
+            .is_some_and(|s| s.starts_with("data:image/png;base64,")),
+        "the overlay replaces the photo"
+    );
 
     let png = browser.screenshot();
     let img = image::load_from_memory(&png).expect("screenshot is an image");

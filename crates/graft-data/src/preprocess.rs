@@ -45,18 +45,38 @@ impl Preprocess {
 
     /// The resized and cropped RGB image, before normalisation.
     pub fn resize_crop(&self, img: &RgbImage) -> RgbImage {
-        let (w, h) = img.dimensions();
+        let (nw, nh, left, top) = self.geometry(img.dimensions());
+        let resized = resize(img, nw, nh, self.filter);
+        let c = self.size;
+        image::imageops::crop_imm(&resized, left, top, c, c).to_image()
+    }
+
+    /// For a `w × h` image: the resized size (shorter side `resize_shorter`) and the crop's
+    /// top-left corner on it.
+    fn geometry(&self, (w, h): (u32, u32)) -> (u32, u32, u32, u32) {
+        let (w, h) = (w.max(1), h.max(1));
         let s = self.resize_shorter.max(self.size);
         let (nw, nh) = if w <= h {
             (s, ((s as u64 * h as u64) / w as u64).max(s as u64) as u32)
         } else {
             (((s as u64 * w as u64) / h as u64).max(s as u64) as u32, s)
         };
-        let resized = resize(img, nw, nh, self.filter);
         let c = self.size;
         let left = ((nw - c) as f64 / 2.0).round() as u32;
         let top = ((nh - c) as f64 / 2.0).round() as u32;
-        image::imageops::crop_imm(&resized, left, top, c, c).to_image()
+        (nw, nh, left, top)
+    }
+
+    /// A point of the crop (`x`, `y` in crop pixels, a pixel's centre at +0.5) on the original
+    /// `w × h` image, in its pixels: where a heatmap's peak lies on the photo the user sent.
+    pub fn crop_to_original(&self, x: f32, y: f32, (w, h): (u32, u32)) -> (f32, f32) {
+        let (nw, nh, left, top) = self.geometry((w, h));
+        let ox = (x + left as f32) * w as f32 / nw as f32;
+        let oy = (y + top as f32) * h as f32 / nh as f32;
+        (
+            ox.clamp(0.0, w.saturating_sub(1) as f32),
+            oy.clamp(0.0, h.saturating_sub(1) as f32),
+        )
     }
 
     /// Write the normalised CHW tensor of `img` into `out` (length [`Preprocess::len`]).
@@ -120,6 +140,38 @@ mod tests {
         std: [0.229, 0.224, 0.225],
         filter: Filter::Bilinear,
     };
+
+    #[test]
+    fn crop_points_land_where_the_crop_took_them() {
+        // 400×300 → 341×256, crop from (59, 16): the crop's centre is the photo's centre
+        // (within the one-pixel rounding of the offset), its corner is (59, 16)·(400/341, 300/256).
+        let (cx, cy) = IMAGENET.crop_to_original(112.0, 112.0, (400, 300));
+        assert!(
+            (cx - 200.0).abs() < 1.5 && (cy - 150.0).abs() < 1.5,
+            "{cx} {cy}"
+        );
+        let (x0, y0) = IMAGENET.crop_to_original(0.0, 0.0, (400, 300));
+        assert!((x0 - 59.0 * 400.0 / 341.0).abs() < 1e-3, "{x0}");
+        assert!((y0 - 16.0 * 300.0 / 256.0).abs() < 1e-3, "{y0}");
+        // A marked pixel of the photo is found again through the crop.
+        let mut img = RgbImage::from_pixel(400, 300, image::Rgb([0, 0, 0]));
+        for y in 60..70 {
+            for x in 300..310 {
+                img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let crop = IMAGENET.resize_crop(&img);
+        let (bx, by) = crop
+            .enumerate_pixels()
+            .max_by_key(|(_, _, p)| p[0])
+            .map(|(x, y, _)| (x, y))
+            .expect("pixels");
+        let (ox, oy) = IMAGENET.crop_to_original(bx as f32 + 0.5, by as f32 + 0.5, (400, 300));
+        assert!(
+            (300.0..311.0).contains(&ox) && (59.0..71.0).contains(&oy),
+            "{ox} {oy}"
+        );
+    }
 
     #[test]
     fn shapes_and_normalisation() {

@@ -27,6 +27,16 @@ use crate::ExportError;
 pub const PROBABILITIES: &str = "probabilities";
 /// The encoder's last feature map, in [`explainer_to_onnx`]'s graph.
 pub const FEATURE_MAP: &str = "feature_map";
+/// [`grad_cam_to_onnx`]'s map output, `[N, classes, h, w]`: each class's Grad-CAM map.
+pub const CAMS: &str = "cams";
+
+/// What a classifier graph gives besides "features" and "probabilities".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    None,
+    FeatureMap,
+    GradCam,
+}
 
 /// One dense layer in PyTorch's `[out, in]` layout.
 struct Dense {
@@ -80,8 +90,13 @@ fn folded_layers(model: &HeadModel) -> Vec<Dense> {
 }
 
 /// Attention pooling over `map` (`[N, C, H, W]`) into logits, standardisation and temperature
-/// folded in. Returns the logits' name.
-fn attention_head(g: &mut Graph, map: &str, model: &HeadModel, locations: usize) -> String {
+/// folded in. Returns the logits' name and the attention's (`[N, 1, locations]`).
+fn attention_head(
+    g: &mut Graph,
+    map: &str,
+    model: &HeadModel,
+    locations: usize,
+) -> (String, String) {
     let (q, out) = (&model.head.layers[0], &model.head.layers[1]);
     let c = out.rows;
     let st = &model.standardizer;
@@ -115,7 +130,7 @@ fn attention_head(g: &mut Graph, map: &str, model: &HeadModel, locations: usize)
     );
     let wn = g.initializer("head.out.weight", &[d.out, d.inp], &d.w);
     let bn = g.initializer("head.out.bias", &[d.out], &d.b);
-    gemm(g, &pooled, &wn, &bn, "head.out")
+    (gemm(g, &pooled, &wn, &bn, "head.out"), attn)
 }
 
 /// Serialised ONNX model: input "input" `[N, 3, S, S]`, outputs "features" and "probabilities".
@@ -135,7 +150,7 @@ pub fn classifier_to_onnx_in(
     model: &HeadModel,
     int8: Option<Int8<'_>>,
 ) -> Result<Vec<u8>, ExportError> {
-    classifier_graph(spec, weights, model, int8, false)
+    classifier_graph(spec, weights, model, int8, Extra::None)
 }
 
 /// The float classifier with the encoder's last feature map as a third output,
@@ -146,7 +161,81 @@ pub fn explainer_to_onnx(
     weights: &StateDict,
     model: &HeadModel,
 ) -> Result<Vec<u8>, ExportError> {
-    classifier_graph(spec, weights, model, None, true)
+    classifier_graph(spec, weights, model, None, Extra::FeatureMap)
+}
+
+/// The float classifier with Grad-CAM at the last feature map inside the graph, for a service
+/// that has ONNX Runtime and nothing else: input "input", outputs "features", "probabilities"
+/// and [`CAMS`] `[N, classes, h, w]`. Class `c`'s map is `relu(Σ_k w_k·(A_k − μ_k))`, `A` the
+/// map, `μ` the standardiser's training mean and `w` the gradient, averaged over the locations,
+/// of logit `c` less the mean logit: the map graft explain draws (graft-explain's
+/// `class_activation(GradCam, …)` on graft-train's `logit_gradient` and `centred`). The head's
+/// backward is a few MatMuls, for every class at once (a pooled head on a frozen encoder needs
+/// no encoder backward, and the ReLU masks are the same for every class); an attention head
+/// gives its attention over the map for every class.
+pub fn grad_cam_to_onnx(
+    spec: &NetSpec,
+    weights: &StateDict,
+    model: &HeadModel,
+) -> Result<Vec<u8>, ExportError> {
+    classifier_graph(spec, weights, model, None, Extra::GradCam)
+}
+
+/// Grad-CAM for every class over `map` (`[N, C, h, w]`): the centred class targets back
+/// through the dense layers `(weight, pre-activation of the layer's input)` (`None` for the
+/// first, which reads the pooled features), then weighed channels summed. Returns
+/// `[N, classes, locations]`.
+fn grad_cam(
+    g: &mut Graph,
+    map: &str,
+    layers: &[(String, Option<String>)],
+    mean: &[f32],
+    classes: usize,
+    locations: usize,
+) -> String {
+    // Row c: one-hot c less 1/K (what the softmax sees of class c), over the locations (the
+    // pooled features are the map's mean, and Grad-CAM averages the gradient over it).
+    let per = 1.0 / locations as f32;
+    let targets: Vec<f32> = (0..classes * classes)
+        .map(|i| (f32::from(i / classes == i % classes) - 1.0 / classes as f32) * per)
+        .collect();
+    let mut grad = g.initializer("cam.targets", &[classes, classes], &targets);
+    let zero = g.initializer("cam.zero", &[], &[0.0]);
+    let axis1 = g.i64_initializer("cam.axis1", &[1], &[1]);
+    for (i, (w, pre)) in layers.iter().enumerate().rev() {
+        // Gemm computes x·Wᵀ + b, so the gradient with respect to x is grad·W.
+        grad = g.node("MatMul", &[&grad, w], &format!("cam.grad{i}"), &[]);
+        if let Some(z) = pre {
+            // `[N, 1, in]`: the image's ReLU mask, the same for every class's row.
+            let on = g.node("Greater", &[z, &zero], &format!("cam.on{i}"), &[]);
+            let on = g.node(
+                "Cast",
+                &[&on],
+                &format!("cam.mask{i}"),
+                &[("to", Attr::Int(1))],
+            );
+            let on = g.node(
+                "Unsqueeze",
+                &[&on, &axis1],
+                &format!("cam.mask{i}.rows"),
+                &[],
+            );
+            grad = g.node("Mul", &[&grad, &on], &format!("cam.grad{i}.relu"), &[]);
+        }
+    }
+    let channels = mean.len();
+    let shape = g.i64_initializer(
+        "cam.map_shape",
+        &[3],
+        &[0, channels as i64, locations as i64],
+    );
+    let maps = g.node("Reshape", &[map, &shape], "cam.maps", &[]);
+    // Σ_k w_k·(A_k − μ_k) = (w·A) − (w·μ).
+    let weighed = g.node("MatMul", &[&grad, &maps], "cam.weighed", &[]);
+    let mu = g.initializer("cam.mean", &[channels, 1], mean);
+    let shift = g.node("MatMul", &[&grad, &mu], "cam.shift", &[]);
+    let sum = g.node("Sub", &[&weighed, &shift], "cam.sum", &[]);
+    g.node("Relu", &[&sum], "cam.relu", &[])
 }
 
 fn classifier_graph(
@@ -154,7 +243,7 @@ fn classifier_graph(
     weights: &StateDict,
     model: &HeadModel,
     int8: Option<Int8<'_>>,
-    feature_map: bool,
+    extra: Extra,
 ) -> Result<Vec<u8>, ExportError> {
     if spec.feature_dim != model.meta.feature_dim {
         return Err(ExportError::Mismatch {
@@ -166,15 +255,18 @@ fn classifier_graph(
     let opts = ExportOptions {
         input_size: None,
         logits: false,
-        feature_map,
+        feature_map: extra == Extra::FeatureMap,
     };
     let mut eg = match int8 {
         None => encoder_graph(spec, weights, opts)?,
         Some(q) => encoder_graph_marked(spec, weights, opts, &mut q.marker())?,
     };
-    let locations = eg.feature_map_size * eg.feature_map_size;
+    let side = eg.feature_map_size;
+    let locations = side * side;
     let g = &mut eg.graph;
-    let x = if model.meta.head.spatial() {
+    let classes = model.meta.classes.len();
+    let cams = extra == Extra::GradCam;
+    let (x, cam) = if model.meta.head.spatial() {
         if model.meta.locations != locations {
             return Err(ExportError::Locations {
                 encoder: spec.kind.name().to_string(),
@@ -182,22 +274,59 @@ fn classifier_graph(
                 given: locations,
             });
         }
-        attention_head(g, &eg.feature_map, model, locations)
+        let (logits, attention) = attention_head(g, &eg.feature_map, model, locations);
+        // `[N, 1, L]`, the same map whatever the class.
+        let cam = cams.then(|| {
+            let shape = g.i64_initializer("cam.expand", &[3], &[1, classes as i64, 1]);
+            g.node("Expand", &[&attention, &shape], "cam.attention", &[])
+        });
+        (logits, cam)
     } else {
         let mut x = eg.features.clone();
         let layers = folded_layers(model);
         let count = layers.len();
+        // Each layer's weight and the pre-activation its input came from, for the backward.
+        let mut backward = Vec::with_capacity(count);
+        let mut pre = None;
         for (i, d) in layers.into_iter().enumerate() {
             let w = g.initializer(&format!("head.{i}.weight"), &[d.out, d.inp], &d.w);
             let b = g.initializer(&format!("head.{i}.bias"), &[d.out], &d.b);
+            backward.push((w.clone(), pre.take()));
             x = gemm(g, &x, &w, &b, &format!("head.{i}.out"));
             if i + 1 < count {
+                pre = Some(x.clone());
                 x = g.node("Relu", &[&x], &format!("head.{i}.relu"), &[]);
             }
         }
-        x
+        let cam = cams.then(|| {
+            let mean = &model.standardizer.mean;
+            grad_cam(g, &eg.feature_map, &backward, mean, classes, locations)
+        });
+        (x, cam)
     };
     let probs = g.node("Softmax", &[&x], PROBABILITIES, &[("axis", Attr::Int(1))]);
-    g.output(&probs, &[batch(), Dim::Fixed(model.meta.classes.len())]);
+    g.output(&probs, &[batch(), Dim::Fixed(classes)]);
+    if let Some(cam) = cam {
+        let shape = g.i64_initializer(
+            "cam.shape",
+            &[4],
+            &[0, classes as i64, side as i64, side as i64],
+        );
+        let out = g.node("Reshape", &[&cam, &shape], CAMS, &[]);
+        if out != CAMS {
+            return Err(ExportError::Onnx(graft_model::onnx::OnnxError::Spec(
+                format!("output `{CAMS}` clashes with a weight name"),
+            )));
+        }
+        g.output(
+            &out,
+            &[
+                batch(),
+                Dim::Fixed(classes),
+                Dim::Fixed(side),
+                Dim::Fixed(side),
+            ],
+        );
+    }
     Ok(g.to_model("graft", env!("CARGO_PKG_VERSION")))
 }

@@ -223,6 +223,13 @@ pub fn float_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> 
     Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
 }
 
+/// The run's float classifier with every class's Grad-CAM map as an output (graft-export's
+/// `grad_cam_to_onnx`), for `POST /explain`.
+pub fn grad_cam_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> {
+    let (spec, weights) = crate::encoder::load_run_weights(run, model)?;
+    Ok(graft_export::grad_cam_to_onnx(&spec, &weights, model)?)
+}
+
 /// Decoded and preprocessed images (unreadable ones skipped) with their class index, if the
 /// model knows the label.
 fn preprocess_all(

@@ -3,6 +3,9 @@
 //! - `POST /predict` (multipart field or raw image body) and `POST /predict/batch` (multipart,
 //!   several images) answer JSON with the top-k classes, their probabilities, a `confident` flag
 //!   and per-class information from an optional `classes.toml`.
+//! - `POST /explain` (one image): the prediction, the Grad-CAM map of the predicted class (or
+//!   `?class=NAME`) at the encoder's last feature map, its quality metrics and the map over the
+//!   model's crop as a PNG ([`explain`]).
 //! - `GET /health`, `GET /version`, `GET /metrics` (Prometheus text format), `GET /` (the page).
 //!
 //! Images are decoded in memory and never written to disk. Decoding and preprocessing run on
@@ -15,6 +18,7 @@ pub mod batcher;
 pub mod canary;
 pub mod class_info;
 mod error;
+pub mod explain;
 mod guard;
 pub mod live_drift;
 mod metrics;
@@ -28,7 +32,8 @@ pub use advice::uncertain_warning;
 pub use canary::Canary;
 pub use class_info::ClassInfo;
 pub use error::ApiError;
-pub use server::{serve, Registered, ServeOptions, ServedModel};
+pub use explain::ExplainSettings;
+pub use server::{serve, Explainable, Registered, ServeOptions, ServedModel};
 
 /// Errors that stop the service from starting.
 #[derive(Debug, thiserror::Error)]

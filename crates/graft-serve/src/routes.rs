@@ -130,6 +130,7 @@ pub(crate) async fn version(State(app): Shared) -> Json<Value> {
         "auth_required": app.guard.auth_required(),
         "max_body_bytes": app.opts.max_body,
         "max_batch_images": app.opts.max_batch_images,
+        "explain": app.explainer.is_some(),
     }))
 }
 
@@ -159,8 +160,8 @@ pub(crate) async fn not_found(req: Request) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!(
-            "no endpoint {} {}; the API is POST /predict, POST /predict/batch, GET /health, \
-             GET /version, GET /metrics, and the web page at /",
+            "no endpoint {} {}; the API is POST /predict, POST /predict/batch, POST /explain, \
+             GET /health, GET /version, GET /metrics, and the web page at /",
             req.method(),
             req.uri().path()
         ),

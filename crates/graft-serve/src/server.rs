@@ -18,7 +18,7 @@ use crate::batcher::BatchConfig;
 use crate::canary::{Canary, Challenger, Deployed};
 use crate::guard::Guard;
 use crate::metrics::Metrics;
-use crate::{page, predict, routes, ClassInfo, ServeError};
+use crate::{explain, page, predict, routes, ClassInfo, ServeError};
 
 /// The classifier to serve and what describes it.
 pub struct ServedModel {
@@ -36,6 +36,16 @@ pub struct ServedModel {
     pub class_info: ClassInfo,
     /// The registered version served, when it came from a model registry.
     pub registered: Option<Registered>,
+    /// The graph `POST /explain` runs; without it the route answers 501.
+    pub explainer: Option<Explainable>,
+}
+
+/// The float classifier with every class's Grad-CAM map as an output ("cams",
+/// `[N, classes, h, w]`; graft-export's `grad_cam_to_onnx`).
+pub struct Explainable {
+    pub onnx: Vec<u8>,
+    /// The maps are an attention head's attention (the same for every class).
+    pub attention: bool,
 }
 
 /// A registry's name for the served model (`graft serve --model NAME@ALIAS`).
@@ -80,6 +90,8 @@ pub struct ServeOptions {
     pub audit: Option<crate::audit::AuditOptions>,
     /// The training data's profile, for the drift gauges of `/metrics`; `None`: no gauges.
     pub drift: Option<crate::live_drift::DriftReference>,
+    /// How `POST /explain` measures and judges a map.
+    pub explain: crate::explain::ExplainSettings,
 }
 
 impl Default for ServeOptions {
@@ -100,6 +112,7 @@ impl Default for ServeOptions {
             threads: None,
             audit: None,
             drift: None,
+            explain: crate::explain::ExplainSettings::default(),
         }
     }
 }
@@ -117,12 +130,14 @@ pub(crate) struct App {
     pub audit: Option<crate::audit::AuditLog>,
     /// The drift gauges' window, when the run has a reference profile.
     pub live: Option<crate::live_drift::LiveDrift>,
+    /// `POST /explain`'s model, when the champion came with one.
+    pub explainer: Option<Arc<crate::explain::Explainer>>,
 }
 
 /// Serve until `shutdown` completes, then finish the requests in flight and return.
 /// `on_ready` gets the bound address (useful with port 0).
 pub async fn serve(
-    model: ServedModel,
+    mut model: ServedModel,
     canary: Option<Canary>,
     opts: ServeOptions,
     on_ready: impl FnOnce(SocketAddr),
@@ -136,6 +151,22 @@ pub async fn serve(
     if let Some(c) = &canary {
         crate::canary::check_classes(&model, &c.model).map_err(ServeError::Canary)?;
     }
+    // Its own session on all the cores: an explanation is ~40 model runs, one at a time.
+    let explainer = model
+        .explainer
+        .take()
+        .map(|e| {
+            crate::explain::Explainer::new(
+                &e.onnx,
+                model.preprocess,
+                model.classes.len(),
+                e.attention,
+                cores,
+                opts.explain,
+            )
+            .map(Arc::new)
+        })
+        .transpose()?;
     let champion = Deployed::start(model, workers, threads, opts.batch)?;
     // One session for the challenger: it answers a share of the traffic only.
     let canary = canary
@@ -166,6 +197,7 @@ pub async fn serve(
         started: Instant::now(),
         audit,
         live: opts.drift.clone().map(crate::live_drift::LiveDrift::new),
+        explainer,
         opts,
     });
     let router = router(app);
@@ -183,6 +215,7 @@ fn router(app: Arc<App>) -> Router {
     let predict = Router::new()
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(predict::predict_batch))
+        .route("/explain", post(explain::explain))
         .route_layer(from_fn_with_state(app.clone(), routes::guard));
     Router::new()
         .route("/", get(page::index))

@@ -36,6 +36,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         served.name = format!("{}@{}", r.name, r.alias.as_deref().unwrap_or(&r.version));
     }
     served.registered = registered;
+    let explain = match crate::served::explainer(&run) {
+        Ok((graph, settings)) => {
+            served.explainer = Some(graph);
+            Some(settings)
+        }
+        Err(e) => {
+            note!("note: POST /explain is off: {e:#}");
+            None
+        }
+    };
     let canary = match &args.canary {
         Some(dir) => {
             let model = crate::served::load_model(dir, None, args.precision)
@@ -78,6 +88,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             keep: args.audit_keep,
         }),
         drift,
+        explain: explain.unwrap_or_default(),
     };
     let audit_note = opts
         .audit
@@ -100,6 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let limit = opts
         .rate_limit
         .map_or("no rate limit".to_string(), |n| format!("{n} requests/min"));
+    let explaining = served.explainer.is_some();
     let name = served.name.clone();
     let origin = served.onnx_origin.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -114,6 +126,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             say!("Serving {name} ({origin}; {auth}; {limit})");
             say!("  web page  http://{addr}/");
             say!("  API       POST http://{addr}/predict   (graft serve --help lists all)");
+            if explaining {
+                say!("            POST http://{addr}/explain   (where the model looked)");
+            }
             if let Some(c) = &canary_note {
                 say!("{c}");
             }

@@ -130,6 +130,10 @@ impl Browser {
         );
     }
 
+    pub fn click(&self, el: &str) {
+        self.call("POST", &format!("/element/{el}/click"), Some(json!({})));
+    }
+
     pub fn attribute(&self, el: &str, name: &str) -> Value {
         self.call("GET", &format!("/element/{el}/attribute/{name}"), None)
     }
@@ -145,7 +149,10 @@ impl Browser {
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         let v = self.call("GET", "/screenshot", None);
-        decode_base64(v.as_str().expect("base64 screenshot"))
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().expect("base64 screenshot"))
+            .expect("base64")
     }
 }
 
@@ -158,35 +165,4 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64: {c}"),
-    };
-    let clean: Vec<u8> = s
-        .bytes()
-        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
-    for chunk in clean.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= u32::from(val(c)) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
-    }
-    out
-}
-
-#[test]
-fn base64_decodes_with_and_without_padding() {
-    assert_eq!(decode_base64("aGVsbG8="), b"hello");
-    assert_eq!(decode_base64("aGk="), b"hi");
-    assert_eq!(decode_base64("YWJj"), b"abc");
 }

@@ -1,8 +1,6 @@
-//! Explanations of one prediction and what they are worth: class activation maps over the
-//! encoder's last feature map ([`cam`]), and the perturbation tests that measure whether a map
-//! points at what the model used ([`quality`]). Pure arithmetic on plain slices; running the
-//! model on the perturbed images is the caller's job.
+//! Explanations in pictures: the figure of one explained image ([`figure`]). The maps and their
+//! quality metrics are graft-explain's, re-exported here for the callers that had them here.
 
-pub mod cam;
 pub mod figure;
-pub mod quality;
+
+pub use graft_explain::{cam, quality};

@@ -437,17 +437,14 @@ impl Explainer {
         }
     }
 
-    /// A crop pixel back on the original image: the crop is the centre of the image resized
-    /// so its shorter side is `resize_shorter`.
-    fn peak_in_original(&self, x: usize, y: usize, (w, h): (u32, u32)) -> Peak {
-        let short = w.min(h).max(1) as f32;
-        let scale = self.pre.resize_shorter.max(self.pre.size) as f32 / short;
-        let (rw, rh) = (w as f32 * scale, h as f32 * scale);
-        let c = self.pre.size as f32;
-        let (left, top) = (((rw - c) / 2.0).round(), ((rh - c) / 2.0).round());
+    /// A crop pixel back on the original image.
+    fn peak_in_original(&self, x: usize, y: usize, size: (u32, u32)) -> Peak {
+        let (ox, oy) = self
+            .pre
+            .crop_to_original(x as f32 + 0.5, y as f32 + 0.5, size);
         Peak {
-            x: ((x as f32 + 0.5 + left) / scale).clamp(0.0, w as f32 - 1.0),
-            y: ((y as f32 + 0.5 + top) / scale).clamp(0.0, h as f32 - 1.0),
+            x: ox,
+            y: oy,
             crop_x: x as u32,
             crop_y: y as u32,
         }

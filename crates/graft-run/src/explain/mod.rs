@@ -135,6 +135,17 @@ impl Default for ExplainConfig {
 }
 
 impl ExplainConfig {
+    /// The thresholds that flag a map as suspicious.
+    pub fn thresholds(&self) -> graft_eval::explain::quality::Thresholds {
+        graft_eval::explain::quality::Thresholds {
+            top_share: self.top_share,
+            min_confidence_drop: self.min_confidence_drop,
+            min_concentration: self.min_concentration,
+            min_coverage: self.min_coverage,
+            max_coverage: self.max_coverage,
+        }
+    }
+
     /// The `[explain]` table of a TOML file (other tables are ignored); defaults without one.
     pub fn read(path: &Path) -> Result<ExplainConfig, RunError> {
         #[derive(Deserialize)]

@@ -110,37 +110,7 @@ impl ExplainRecord {
 
 /// Why a map is suspicious, by the configured thresholds (empty: it is not).
 pub fn verdict(q: &Quality, c: &ExplainConfig) -> Vec<String> {
-    let mut why = Vec::new();
-    if q.confidence_drop < c.min_confidence_drop {
-        why.push(format!(
-            "hiding the hot region lowers the probability by {:.0} % (< {:.0} %)",
-            q.confidence_drop * 100.0,
-            c.min_confidence_drop * 100.0
-        ));
-    }
-    if q.concentration < c.min_concentration {
-        why.push(format!(
-            "diffuse: {:.0} % of the map in its top {:.0} % (< {:.0} %)",
-            q.concentration * 100.0,
-            c.top_share * 100.0,
-            c.min_concentration * 100.0
-        ));
-    }
-    if q.coverage < c.min_coverage {
-        why.push(format!(
-            "a speck: {:.1} % of the image above half the peak (< {:.1} %)",
-            q.coverage * 100.0,
-            c.min_coverage * 100.0
-        ));
-    }
-    if q.coverage > c.max_coverage {
-        why.push(format!(
-            "everywhere: {:.0} % of the image above half the peak (> {:.0} %)",
-            q.coverage * 100.0,
-            c.max_coverage * 100.0
-        ));
-    }
-    why
+    graft_eval::explain::quality::verdict(q, &c.thresholds())
 }
 
 /// How an image is named in the file (and matched on resume).

@@ -1,8 +1,12 @@
-// The page's whole behaviour: pick or drop a photo, POST it to /predict, show the answer.
+// The page's whole behaviour: pick or drop a photo, POST it to /predict, show the answer;
+// on request, POST it to /explain and lay the heatmap over the photo.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let authRequired = false;
+let canExplain = false;
+// The photo shown, its object URL, and its explanation once fetched.
+let current = { file: null, url: "", explained: null };
 
 function setStatus(state, text) {
   $("result").dataset.state = state;
@@ -18,6 +22,7 @@ async function loadVersion() {
     const r = await fetch("/version");
     const v = await r.json();
     authRequired = v.auth_required;
+    canExplain = Boolean(v.explain);
     $("model").textContent =
       `${v.model} · ${v.encoder} · ${v.classes.length} classes · confident above ${Math.round(v.threshold * 100)}%`;
     $("key-box").hidden = !authRequired;
@@ -70,24 +75,85 @@ function showAnswer(a) {
     }
   }
   $("answer").hidden = false;
+  $("explain-box").hidden = !canExplain;
 }
 
-async function classify(file) {
-  if (!file) return;
-  const preview = $("preview");
-  if (preview.src) URL.revokeObjectURL(preview.src);
-  preview.src = URL.createObjectURL(file);
-  preview.hidden = false;
-  $("answer").hidden = true;
-  setStatus("busy", "Classifying…");
-  const form = new FormData();
-  form.append("image", file, file.name || "photo");
+function keyHeaders() {
   const headers = {};
   const key = $("key").value.trim();
   if (key) {
     headers["X-API-Key"] = key;
     localStorage.setItem("graft-api-key", key);
   }
+  return headers;
+}
+
+function setExplainState(state, text, suspicious) {
+  $("explain-box").dataset.state = state;
+  const note = $("explain-note");
+  note.textContent = text || "";
+  note.hidden = !text;
+  note.classList.toggle("suspicious", Boolean(suspicious));
+}
+
+function describe(e) {
+  const m = e.metrics;
+  const drop = Math.round(m.confidence_drop * 100);
+  let text = `${e.method === "attention" ? "Attention" : "Grad-CAM"} for ${humanClass(e.explained)} ` +
+    `(the model's ${e.layer}; it sees the centre crop). Hiding the hot region lowers its ` +
+    `probability by ${drop}%; deletion AUC ${m.deletion_auc.toFixed(2)} (lower is better).`;
+  if (e.suspicious) text += ` Suspicious: ${e.reasons.join("; ")}.`;
+  return text;
+}
+
+async function toggleExplain() {
+  const on = $("explain").checked;
+  const preview = $("preview");
+  if (!on) {
+    preview.src = current.url;
+    setExplainState("off", "");
+    return;
+  }
+  if (!current.explained) {
+    const file = current.file;
+    setExplainState("busy", "Looking where the model looked…");
+    const form = new FormData();
+    form.append("image", file, file.name || "photo");
+    try {
+      const r = await fetch("/explain", { method: "POST", body: form, headers: keyHeaders() });
+      const body = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+      if (file !== current.file) return; // another photo came meanwhile
+      if (!r.ok) {
+        $("explain").checked = false;
+        setExplainState("error", body.error || `HTTP ${r.status}`);
+        return;
+      }
+      current.explained = body;
+    } catch (e) {
+      $("explain").checked = false;
+      setExplainState("error", `The server could not be reached: ${e.message}`);
+      return;
+    }
+  }
+  if (!$("explain").checked) return;
+  preview.src = `data:image/png;base64,${current.explained.overlay_png}`;
+  setExplainState("shown", describe(current.explained), current.explained.suspicious);
+}
+
+async function classify(file) {
+  if (!file) return;
+  const preview = $("preview");
+  if (current.url) URL.revokeObjectURL(current.url);
+  current = { file, url: URL.createObjectURL(file), explained: null };
+  preview.src = current.url;
+  preview.hidden = false;
+  $("answer").hidden = true;
+  $("explain").checked = false;
+  setExplainState("off", "");
+  setStatus("busy", "Classifying…");
+  const form = new FormData();
+  form.append("image", file, file.name || "photo");
+  const headers = keyHeaders();
   try {
     const started = performance.now();
     const r = await fetch("/predict", { method: "POST", body: form, headers });
@@ -104,6 +170,7 @@ async function classify(file) {
   }
 }
 
+$("explain").addEventListener("change", toggleExplain);
 for (const id of ["file", "camera"]) {
   $(id).addEventListener("change", (e) => classify(e.target.files[0]));
 }

@@ -64,6 +64,53 @@ pub struct Quality {
     pub insertion_auc: f32,
 }
 
+/// When a map is suspicious: graft.toml's `[explain]` thresholds (`graft explain` and
+/// `POST /explain` judge with the same ones).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// The region's share, as in [`Perturb::top_share`] (for the message).
+    pub top_share: f32,
+    pub min_confidence_drop: f32,
+    pub min_concentration: f32,
+    pub min_coverage: f32,
+    pub max_coverage: f32,
+}
+
+/// Why a map is suspicious (empty: it is not), one plain sentence per reason.
+pub fn verdict(q: &Quality, t: &Thresholds) -> Vec<String> {
+    let mut why = Vec::new();
+    if q.confidence_drop < t.min_confidence_drop {
+        why.push(format!(
+            "hiding the hot region lowers the probability by {:.0} % (< {:.0} %)",
+            q.confidence_drop * 100.0,
+            t.min_confidence_drop * 100.0
+        ));
+    }
+    if q.concentration < t.min_concentration {
+        why.push(format!(
+            "diffuse: {:.0} % of the map in its top {:.0} % (< {:.0} %)",
+            q.concentration * 100.0,
+            t.top_share * 100.0,
+            t.min_concentration * 100.0
+        ));
+    }
+    if q.coverage < t.min_coverage {
+        why.push(format!(
+            "a speck: {:.1} % of the image above half the peak (< {:.1} %)",
+            q.coverage * 100.0,
+            t.min_coverage * 100.0
+        ));
+    }
+    if q.coverage > t.max_coverage {
+        why.push(format!(
+            "everywhere: {:.0} % of the image above half the peak (> {:.0} %)",
+            q.coverage * 100.0,
+            t.max_coverage * 100.0
+        ));
+    }
+    why
+}
+
 /// Pixel indices, hottest first (ties in index order, so the order is reproducible).
 fn heat_order(heat: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..heat.len()).collect();
