@@ -199,6 +199,42 @@ Each training runs in a fresh folder of its own (nothing is skipped), in the ord
 on, … so that a machine that slows down or warms up weighs on both sides alike."
     )]
     Tracking(BenchTrackingArgs),
+    /// Milliseconds per image of `graft explain` — Grad-CAM at the last map, at an earlier
+    /// block, and with the quality tests (deletion and insertion curves) — against
+    /// pytorch-grad-cam on torchvision's MobileNetV2, one image at a time, in one run.
+    #[command(after_help = BENCH_EXPLAIN_HELP)]
+    Explain(BenchExplainArgs),
+}
+
+const BENCH_EXPLAIN_HELP: &str = "\
+Example:
+  graft bench explain --run runs/demo --python .venv/bin/python
+
+Both sides explain one photo at a time (decode, preprocess, model, map), the first image untimed,
+and report the median. graft runs the run's own model (ONNX Runtime for the last map, burn for
+--layer); the reference runs torchvision's MobileNetV2 with the same weights and a linear head of
+the run's class count. The reference needs a Python with torch, torchvision and grad-cam
+(pip install torch torchvision grad-cam); without one it is skipped and said so.";
+
+#[derive(Debug, Args)]
+pub struct BenchExplainArgs {
+    /// The run whose model is explained (a MobileNetV2 run for the reference).
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Photos to explain (default: the run's test split).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Images timed.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+    /// The earlier block timed (13: MobileNetV2's last 14×14 map).
+    #[arg(long, default_value_t = 13, value_name = "BLOCK")]
+    pub layer: usize,
+    /// Deletion and insertion curve steps.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub steps: usize,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
 }
 
 #[derive(Debug, Args)]

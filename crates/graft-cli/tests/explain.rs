@@ -119,6 +119,7 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
     // The pointing game at the last map (7×7) and at block 13 (14×14), against a random map;
     // the sanity check alongside.
     let mut hits_of = std::collections::BTreeMap::new();
+    let mut cascade_of = std::collections::BTreeMap::new();
     for (method, layer) in [
         ("grad-cam", "last"),
         ("grad-cam++", "last"),
@@ -158,8 +159,23 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
             .filter_map(|r| r["sanity_rank_correlation"].as_f64())
             .collect();
         let sanity = sanity.iter().sum::<f64>() / sanity.len().max(1) as f64;
-        eprintln!("{name}: peak on the patch for {hits}/{HELD} images; sanity {sanity:.2}");
+        // The cascade (head, then the encoder's top blocks too): each step's mean.
+        let steps = recs[0]["sanity_cascade"].as_array().map_or(0, Vec::len);
+        let cascade: Vec<f64> = (0..steps)
+            .map(|k| {
+                let v: Vec<f64> = recs
+                    .iter()
+                    .filter_map(|r| r["sanity_cascade"][k]["rank_correlation"].as_f64())
+                    .collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            })
+            .collect();
+        eprintln!(
+            "{name}: peak on the patch for {hits}/{HELD} images; sanity {sanity:.2}, \
+             cascade {cascade:.2?}"
+        );
         hits_of.insert(name.clone(), (hits, sanity));
+        cascade_of.insert(name.clone(), cascade);
     }
     // A peak on a random cell of the 7×7 map hits as often as the share of cell centres
     // (at 32 + 32·i on the original image: the crop starts at 16) inside the hit window.
@@ -196,17 +212,28 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
         score as f64 >= 2.0 * chance,
         "score-cam: {score} hits, chance {chance:.1}"
     );
-    // Grad-CAM's maps follow the head's weights (measured 0.28 at the last map, 0.03 at block
-    // 13); Grad-CAM++'s barely do at a pooled head (its channel weight is nearly the sign of
-    // the gradient; measured 0.94), which is what the check is there to show.
-    for name in ["grad-cam@last", "grad-cam@13"] {
-        let (_, sanity) = hits_of[name];
+    // The randomisation check (Adebayo et al.'s cascade): with the head and the encoder's top
+    // three blocks drawn at random, no gradient method's map still looks like the real one.
+    // Measured, head then one, two, three blocks: Grad-CAM at the last map 0.28, 0.24, 0.03,
+    // −0.04; at block 13 0.03 … 0.07; Layer-CAM at block 13 0.18 … 0.12. Grad-CAM++ at a pooled
+    // head barely follows the head (its channel weight is nearly the gradient's sign; measured
+    // 0.94) but does follow the encoder (−0.34 at the deepest step): the cascade shows both.
+    for name in [
+        "grad-cam@last",
+        "grad-cam++@last",
+        "layer-cam@13",
+        "grad-cam@13",
+    ] {
+        let cascade = &cascade_of[name];
+        assert_eq!(cascade.len(), 3, "{name}: {cascade:?}");
         assert!(
-            sanity < 0.3,
-            "{name}: maps barely change with a random head ({sanity:.2})"
+            cascade[2] < 0.3,
+            "{name}: maps barely change with the top of the model random ({cascade:.2?})"
         );
     }
+    assert!(hits_of["grad-cam@13"].1 < 0.3, "{hits_of:?}");
     assert!(hits_of["grad-cam++@last"].1 > 0.5, "{hits_of:?}");
+    assert!(cascade_of["score-cam@last"].is_empty());
 }
 
 /// Whether a record's peak lies on the image's patch, within the pointing game's tolerance.
@@ -558,4 +585,31 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
         "{}",
         stderr(&o)
     );
+
+    // The benchmark runs (its timings are for people, not for asserts): every case timed.
+    let o = ok(graft_in(
+        &cache,
+        cwd,
+        &[
+            "bench",
+            "explain",
+            "--run",
+            run,
+            "--limit",
+            "3",
+            "--steps",
+            "4",
+            "--no-reference",
+            "--json",
+            "bench.json",
+        ],
+    ));
+    assert!(stdout(&o).contains("Grad-CAM, block 13"), "{}", stdout(&o));
+    let bench: Value =
+        serde_json::from_slice(&std::fs::read(cwd.join("bench.json")).expect("bench.json"))
+            .expect("JSON");
+    for case in ["grad_cam_last", "grad_cam_block", "grad_cam_quality"] {
+        let ms = bench[case]["graft_ms"].as_f64().unwrap_or(0.0);
+        assert!(ms > 0.0, "{case}: {bench}");
+    }
 }

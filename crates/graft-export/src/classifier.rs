@@ -12,7 +12,8 @@
 
 use graft_model::arch::NetSpec;
 use graft_model::onnx::{
-    batch, encoder_graph, encoder_graph_marked, gemm, Attr, Dim, ExportOptions, Graph,
+    batch, encoder_graph, encoder_graph_marked, gemm, Attr, Dim, ExportOptions, Graph, Marker,
+    OnnxError,
 };
 use graft_model::weights::StateDict;
 use graft_train::data::Standardizer;
@@ -150,18 +151,80 @@ pub fn classifier_to_onnx_in(
     model: &HeadModel,
     int8: Option<Int8<'_>>,
 ) -> Result<Vec<u8>, ExportError> {
-    classifier_graph(spec, weights, model, int8, Extra::None)
+    match int8 {
+        None => classifier_graph(spec, weights, model, None, Extra::None),
+        Some(q) => classifier_graph(spec, weights, model, Some(&mut q.marker()), Extra::None),
+    }
 }
 
 /// The float classifier with the encoder's last feature map as a third output,
 /// [`FEATURE_MAP`] `[N, C, h, w]`: what Grad-CAM weighs, from the same run that gives the
-/// probabilities it explains.
+/// probabilities it explains. With `block`, that block's output is a fourth, [`BLOCK_MAP`]
+/// (what Grad-CAM at an earlier layer weighs; only the blocks above it then need a backward).
 pub fn explainer_to_onnx(
     spec: &NetSpec,
     weights: &StateDict,
     model: &HeadModel,
+    block: Option<usize>,
 ) -> Result<Vec<u8>, ExportError> {
-    classifier_graph(spec, weights, model, None, Extra::FeatureMap)
+    let Some(b) = block else {
+        return classifier_graph(spec, weights, model, None, Extra::FeatureMap);
+    };
+    let Some(layers) = spec.blocks.get(b).map(|bl| (bl.residual, bl.layers.len())) else {
+        return Err(ExportError::Onnx(OnnxError::Spec(format!(
+            "{} has no block {b}",
+            spec.kind.name()
+        ))));
+    };
+    // The writer's name for a block's output: its residual sum, else its last layer.
+    let key = match layers {
+        (true, _) => format!("b{b}.add"),
+        (false, n) => format!("b{b}.l{}", n.saturating_sub(1)),
+    };
+    let mut tap = BlockTap { key, found: false };
+    let bytes = classifier_graph(spec, weights, model, Some(&mut tap), Extra::FeatureMap)?;
+    if !tap.found {
+        return Err(ExportError::Onnx(OnnxError::Spec(format!(
+            "block {b}'s output `{}` is not in the graph",
+            tap.key
+        ))));
+    }
+    Ok(bytes)
+}
+
+/// The output of block `B` in [`explainer_to_onnx`]'s graph, `[N, c, h, w]`.
+pub const BLOCK_MAP: &str = "block_map";
+
+/// Declares one block's output (the writer's key for it) as the graph output [`BLOCK_MAP`].
+struct BlockTap {
+    key: String,
+    found: bool,
+}
+
+impl Marker for BlockTap {
+    fn mark(
+        &mut self,
+        g: &mut Graph,
+        x: String,
+        key: &str,
+        [c, h, w]: [usize; 3],
+        _: usize,
+    ) -> Result<String, OnnxError> {
+        if key == self.key && !self.found {
+            self.found = true;
+            let out = g.node("Identity", &[&x], BLOCK_MAP, &[]);
+            if out != BLOCK_MAP {
+                return Err(OnnxError::Spec(format!(
+                    "output `{BLOCK_MAP}` clashes with a weight name"
+                )));
+            }
+            g.output(
+                &out,
+                &[batch(), Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)],
+            );
+        }
+        Ok(x)
+    }
 }
 
 /// The float classifier with Grad-CAM at the last feature map inside the graph, for a service
@@ -242,7 +305,7 @@ fn classifier_graph(
     spec: &NetSpec,
     weights: &StateDict,
     model: &HeadModel,
-    int8: Option<Int8<'_>>,
+    marker: Option<&mut dyn Marker>,
     extra: Extra,
 ) -> Result<Vec<u8>, ExportError> {
     if spec.feature_dim != model.meta.feature_dim {
@@ -257,9 +320,9 @@ fn classifier_graph(
         logits: false,
         feature_map: extra == Extra::FeatureMap,
     };
-    let mut eg = match int8 {
+    let mut eg = match marker {
         None => encoder_graph(spec, weights, opts)?,
-        Some(q) => encoder_graph_marked(spec, weights, opts, &mut q.marker())?,
+        Some(m) => encoder_graph_marked(spec, weights, opts, m)?,
     };
     let side = eg.feature_map_size;
     let locations = side * side;

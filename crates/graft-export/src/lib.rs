@@ -19,8 +19,8 @@ pub mod records;
 
 pub use check::{accuracy, AccuracyDrop, Agreement};
 pub use classifier::{
-    classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, grad_cam_to_onnx, CAMS,
-    FEATURE_MAP, PROBABILITIES,
+    classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, grad_cam_to_onnx, BLOCK_MAP,
+    CAMS, FEATURE_MAP, PROBABILITIES,
 };
 pub use int8::{calibrate, Int8};
 pub use quant::{cpu_has_vnni, Calibration, WeightBits};

@@ -99,7 +99,8 @@ fn the_graph_gives_graft_explains_grad_cam() {
     {
         let m = model(head, channels, locations, 100 + h as u64);
         let k = m.meta.classes.len();
-        let explainer = graft_export::explainer_to_onnx(&spec, &weights, &m).expect("explainer");
+        let explainer =
+            graft_export::explainer_to_onnx(&spec, &weights, &m, None).expect("explainer");
         let maps = feature_maps(&explainer, &input, n);
         let bytes = graft_export::grad_cam_to_onnx(&spec, &weights, &m).expect("graph");
         let (probs, cams) = run(&bytes, &input, n);
@@ -165,7 +166,7 @@ fn an_attention_head_answers_with_its_attention() {
     let input: Vec<f32> = (0..3 * (SIZE * SIZE) as usize)
         .map(|_| rng.next_f64() as f32 * 4.0 - 2.0)
         .collect();
-    let explainer = graft_export::explainer_to_onnx(&spec, &weights, &m).expect("explainer");
+    let explainer = graft_export::explainer_to_onnx(&spec, &weights, &m, None).expect("explainer");
     let map = feature_maps(&explainer, &input, 1);
     let want = m.attention(&map, 1);
     let bytes = graft_export::grad_cam_to_onnx(&spec, &weights, &m).expect("graph");

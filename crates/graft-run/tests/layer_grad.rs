@@ -76,4 +76,44 @@ fn block_gradients_match_finite_differences() {
             grad[i]
         );
     }
+
+    // graft explain takes the block's map from ONNX Runtime's run of the whole model (the
+    // explainer graph's `block_map` output) and only the blocks above it from burn: the two
+    // engines must give the same map (f32 through 14 blocks, summed in different orders).
+    let bytes = graft_export::explainer_to_onnx(&spec, &weights, &model, Some(13)).expect("graph");
+    let mut session = graft_model::ort_backend::session_from_onnx(
+        &bytes,
+        graft_model::ort_backend::OrtOptions::default(),
+    )
+    .expect("ONNX Runtime (run the tests with scripts/test.sh)");
+    let ort = graft_model::ort_backend::run_images(
+        &mut session,
+        &input,
+        1,
+        size,
+        graft_export::BLOCK_MAP,
+    )
+    .expect("block map");
+    assert_eq!(ort.len(), map.len());
+    let peak = map.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = ort
+        .iter()
+        .zip(&map)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-3 * peak,
+        "ONNX Runtime and burn differ by {worst} (peak {peak})"
+    );
+    let from_ort = layer
+        .gradients(&ort, &model, std::slice::from_ref(&target))
+        .expect("grads");
+    let g_peak = grad.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let g_worst = from_ort[0]
+        .iter()
+        .zip(grad)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        g_worst <= 1e-2 * g_peak,
+        "gradients differ by {g_worst} (peak {g_peak})"
+    );
 }

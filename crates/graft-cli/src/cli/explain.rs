@@ -19,7 +19,8 @@ Methods (--method): grad-cam (default), grad-cam++, layer-cam (sharper at an ear
 score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
 model's probability on it weighs the channel; 64 more model runs per image), attention
 (attention heads always use it), random (a seeded random map: the floor the quality metrics of
-a real method must beat). --sanity checks a gradient method against a randomised head.
+a real method must beat). --sanity checks a gradient method against models randomised from
+the top down (the head, then the encoder's last one, two and three blocks too).
 Maps are over the encoder's last feature map (7×7 for MobileNetV2 at 224 px); a pooled head on
 a frozen encoder needs only the head's gradient there, no encoder backward pass.
 
@@ -106,9 +107,10 @@ pub struct ExplainRunArgs {
     /// not exist is refused with the list of blocks and their map sizes.
     #[arg(long, value_name = "BLOCK")]
     pub layer: Option<usize>,
-    /// Sanity check (Adebayo et al. 2018): also make every map from the model with its head
-    /// re-drawn at random and report the rank correlation between the two maps. A method that
-    /// explains the model gives a low correlation (below 0.3); one near 1 ignores the weights.
+    /// Sanity check (Adebayo et al. 2018, cascading): also make every map from the model with
+    /// its head re-drawn at random, then with the encoder's top one, two and three blocks
+    /// re-drawn too, and report each rank correlation with the real map. A method that
+    /// explains the model ends low (below 0.3); one near 1 ignores the weights.
     #[arg(long)]
     pub sanity: bool,
     /// Explain the true class (known from the folder or the split) instead of the predicted.

@@ -262,11 +262,28 @@ fn summary(records: &[ExplainRecord], resumed: usize) {
         .filter_map(|r| r.sanity_rank_correlation)
         .collect();
     if !sanity.is_empty() {
-        let m = sanity.iter().sum::<f64>() / sanity.len() as f64;
+        let mean_of = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        // The cascade: a random head, then the encoder's top blocks drawn at random too.
+        let mut steps = vec![("head".to_string(), mean_of(&sanity))];
+        let depth = records.first().map_or(0, |r| r.sanity_cascade.len());
+        for k in 0..depth {
+            let v: Vec<f64> = records
+                .iter()
+                .filter_map(|r| r.sanity_cascade.get(k).map(|s| s.rank_correlation))
+                .collect();
+            let name = records[0].sanity_cascade[k].randomised.clone();
+            steps.push((name, mean_of(&v)));
+        }
+        let deepest = steps.last().map_or(1.0, |s| s.1);
+        let shown: Vec<String> = steps
+            .iter()
+            .map(|(name, m)| format!("{name} {m:.2}"))
+            .collect();
         say!(
-            "Sanity check: rank correlation with a randomised head's maps {m:.2} over {} images ({})",
+            "Sanity check over {} images, rank correlation with maps from randomised models: {} ({})",
             sanity.len(),
-            if m < 0.3 {
+            shown.join(" · "),
+            if deepest < 0.3 {
                 "below 0.3: the maps depend on what the model learned"
             } else {
                 "0.3 or more: the maps change little when the model's weights do; distrust them"

@@ -60,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Finetune(a)) => bench::finetune(a),
         Command::Bench(BenchCommand::Serve(a)) => bench::serve(a),
         Command::Bench(BenchCommand::Tracking(a)) => bench::tracking(a),
+        Command::Bench(BenchCommand::Explain(a)) => bench::explain(a),
     }
 }
 

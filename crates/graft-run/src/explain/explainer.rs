@@ -17,7 +17,8 @@ use graft_train::HeadModel;
 use image::RgbImage;
 
 use super::layer::LayerGrad;
-use super::record::{path_key, ExplainRecord, Peak};
+use super::record::{path_key, ExplainRecord, Peak, SanityStep};
+use super::sanity::{Engine, Sanity};
 use super::{ExplainConfig, Item, Method, Target};
 use crate::{RunDir, RunError};
 
@@ -33,8 +34,16 @@ pub struct Explainer {
     channels: usize,
     /// Grad-CAM at an earlier block, when asked.
     layer: Option<LayerGrad>,
-    /// The model with its head's weights drawn at random again (the sanity check), when asked.
-    randomised: Option<HeadModel>,
+    /// The randomised models of the sanity check, when asked.
+    sanity: Option<Sanity>,
+}
+
+/// What one ONNX Runtime run gives, for a batch.
+struct Forward {
+    probs: Vec<f32>,
+    maps: Vec<f32>,
+    /// The `--layer` block's maps (empty without one).
+    blocks: Vec<f32>,
 }
 
 /// One image's predicted-class map ([`Explainer::maps`]).
@@ -67,7 +76,7 @@ struct Seen {
 impl Explainer {
     /// The run's classifier (its fine-tuned encoder if it has one) with the map as an output.
     /// With `layer`, Grad-CAM is taken at that block's output instead of the last map; with
-    /// `sanity`, every map is also made from a randomised head and compared.
+    /// `sanity`, every map is also made from models randomised from the top down and compared.
     pub fn open(run: &RunDir, layer: Option<usize>, sanity: bool) -> Result<Explainer, RunError> {
         let model = HeadModel::load(run.root())?;
         let (spec, weights) = crate::encoder::load_run_weights(run, &model)?;
@@ -81,17 +90,28 @@ impl Explainer {
         let layer = layer
             .map(|b| LayerGrad::new(&spec, &weights, b))
             .transpose()?;
-        let bytes = graft_export::explainer_to_onnx(&spec, &weights, &model)?;
+        // With a layer, ONNX Runtime gives that block's map too: only the blocks above it run
+        // on burn, for the gradient.
+        let bytes = graft_export::explainer_to_onnx(
+            &spec,
+            &weights,
+            &model,
+            layer.as_ref().map(LayerGrad::block),
+        )?;
         let opts = OrtOptions {
             intra_threads: Some(rayon::current_num_threads()),
             ..OrtOptions::default()
         };
         let session = session_from_onnx(&bytes, opts)?;
         let pre = model.meta.preprocess;
+        let block = layer.as_ref().map(LayerGrad::block);
+        let sanity = sanity
+            .then(|| Sanity::new(&spec, &weights, &model, block, opts))
+            .transpose()?;
         Ok(Explainer {
             side: spec.feature_map_size(pre.size as usize),
             channels: spec.feature_dim,
-            randomised: sanity.then(|| randomised(&model)),
+            sanity,
             model,
             session,
             pre,
@@ -103,19 +123,34 @@ impl Explainer {
         &self.model
     }
 
-    /// Probabilities and feature maps of `n` preprocessed images.
-    fn forward(&mut self, input: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>), RunError> {
+    /// Probabilities, last feature maps and (with a layer) that block's maps of `n`
+    /// preprocessed images.
+    fn forward(&mut self, input: &[f32], n: usize) -> Result<Forward, RunError> {
         let size = self.pre.size as usize;
-        let mut outs = run_images_outputs(
-            &mut self.session,
-            input,
-            n,
-            size,
-            &[graft_export::PROBABILITIES, graft_export::FEATURE_MAP],
-        )?;
-        let maps = outs.pop().unwrap_or_default();
-        let probs = outs.pop().unwrap_or_default();
-        Ok((probs, maps))
+        let mut names = vec![graft_export::PROBABILITIES, graft_export::FEATURE_MAP];
+        if self.layer.is_some() {
+            names.push(graft_export::BLOCK_MAP);
+        }
+        let mut outs = run_images_outputs(&mut self.session, input, n, size, &names)?.into_iter();
+        Ok(Forward {
+            probs: outs.next().unwrap_or_default(),
+            maps: outs.next().unwrap_or_default(),
+            blocks: outs.next().unwrap_or_default(),
+        })
+    }
+
+    /// Image `i`'s last map and block map in `f`.
+    fn image<'f>(&self, f: &'f Forward, i: usize) -> (&'f [f32], &'f [f32]) {
+        let map_len = self.channels * self.side * self.side;
+        let map = &f.maps[i * map_len..(i + 1) * map_len];
+        let block = match &self.layer {
+            Some(l) => {
+                let len = l.shape.iter().product::<usize>();
+                f.blocks.get(i * len..(i + 1) * len).unwrap_or_default()
+            }
+            None => &[],
+        };
+        (map, block)
     }
 
     /// Probabilities of any number of preprocessed images, in chunks.
@@ -149,18 +184,35 @@ impl Explainer {
         }
     }
 
-    /// Heatmaps of `classes` for one image (its last feature map `map` and its preprocessed
-    /// `input`), by `method`; attention heads answer with their attention.
+    /// Heatmaps of `classes` for one image (its last feature map `map` and, with a layer,
+    /// that block's map `block`), by `method`; attention heads answer with their attention.
     fn heats(
         &self,
         model: &HeadModel,
         method: Method,
         map: &[f32],
-        input: &[f32],
+        block: &[f32],
         classes: &[usize],
         seed: u64,
     ) -> Result<Heats, RunError> {
-        let side = self.layer.as_ref().map_or(self.side, |l| l.shape[1]);
+        let layer = self.layer.as_ref();
+        self.heats_in(model, layer, method, map, block, classes, seed)
+    }
+
+    /// [`Explainer::heats`] with the gradient at an earlier block taken through `layer`'s
+    /// blocks (the sanity check's randomised ones, or the run's).
+    #[allow(clippy::too_many_arguments)]
+    fn heats_in(
+        &self,
+        model: &HeadModel,
+        layer: Option<&LayerGrad>,
+        method: Method,
+        map: &[f32],
+        block: &[f32],
+        classes: &[usize],
+        seed: u64,
+    ) -> Result<Heats, RunError> {
+        let side = layer.map_or(self.side, |l| l.shape[1]);
         let locations = side * side;
         if method == Method::Random {
             let maps = classes
@@ -186,11 +238,11 @@ impl Explainer {
             _ => (CamKind::GradCam, Method::GradCam),
         };
         let targets: Vec<Vec<f32>> = classes.iter().map(|&c| model.centred(c)).collect();
-        if let Some(layer) = &self.layer {
-            let (at, grads) = layer.map_and_gradients(input, model, &targets)?;
+        if let Some(layer) = layer {
+            let grads = layer.gradients(block, model, &targets)?;
             let maps = grads
                 .iter()
-                .map(|g| cam::class_activation(kind, &at, g, locations))
+                .map(|g| cam::class_activation(kind, block, g, locations))
                 .collect();
             return Ok(Heats { maps, side, method });
         }
@@ -221,13 +273,13 @@ impl Explainer {
         &mut self,
         config: &ExplainConfig,
         method: Method,
-        map: &[f32],
+        (map, block): (&[f32], &[f32]),
         input: &[f32],
         classes: &[usize],
         seed: u64,
     ) -> Result<Heats, RunError> {
         if method != Method::ScoreCam || self.model.reads_maps() {
-            return self.heats(&self.model, method, map, input, classes, seed);
+            return self.heats(&self.model, method, map, block, classes, seed);
         }
         if self.layer.is_some() {
             return Err(RunError::Invalid(
@@ -281,16 +333,15 @@ impl Explainer {
             return Ok((self.side, Vec::new()));
         }
         let input: Vec<f32> = seen.iter().flat_map(|s| s.2.iter().copied()).collect();
-        let (probs, maps) = self.forward(&input, seen.len())?;
+        let f = self.forward(&input, seen.len())?;
         let k = self.model.meta.classes.len();
-        let map_len = self.channels * self.side * self.side;
         let mut side = self.side;
         let mut out = Vec::with_capacity(seen.len());
-        let predictions = argmax_rows(&probs, k);
+        let predictions = argmax_rows(&f.probs, k);
         for (i, (item, crop, input)) in seen.into_iter().enumerate() {
             let predicted = predictions[i];
-            let map = &maps[i * map_len..(i + 1) * map_len];
-            let heats = self.make_heats(config, config.method, map, &input, &[predicted], 0)?;
+            let maps = self.image(&f, i);
+            let heats = self.make_heats(config, config.method, maps, &input, &[predicted], 0)?;
             side = heats.side;
             out.push(Mapped {
                 item,
@@ -326,9 +377,9 @@ impl Explainer {
             return Ok(Vec::new());
         }
         let input: Vec<f32> = seen.iter().flat_map(|s| s.input.iter().copied()).collect();
-        let (probs, maps) = self.forward(&input, seen.len())?;
+        let f = self.forward(&input, seen.len())?;
+        let probs = &f.probs;
         let k = self.model.meta.classes.len();
-        let map_len = self.channels * self.side * self.side;
         let size = self.pre.size as usize;
         let perturb = Perturb {
             top_share: config.top_share,
@@ -344,7 +395,7 @@ impl Explainer {
         for (i, s) in seen.iter().enumerate() {
             let item = items[s.item];
             let p = &probs[i * k..(i + 1) * k];
-            let map = &maps[i * map_len..(i + 1) * map_len];
+            let maps = self.image(&f, i);
             let class = self.target_class(target, item, p);
             // The figure's second row: the top classes, and the true one when it is not
             // among them (a mistake's predicted and true class side by side).
@@ -366,15 +417,14 @@ impl Explainer {
             let mut first = [0u8; 8];
             first.copy_from_slice(&key.as_bytes()[..8]);
             let seed = config.seed ^ u64::from_le_bytes(first);
-            let heats = self.make_heats(config, config.method, map, &s.input, &wanted, seed)?;
-            // Adebayo et al.'s check: the same map from a model whose head is random must
-            // look different, or the method is not explaining the model.
-            let sanity = match &self.randomised {
-                Some(random) if !matches!(heats.method, Method::Random | Method::ScoreCam) => {
-                    let other = self.heats(random, config.method, map, &s.input, &[class], seed)?;
-                    Some(cam::rank_correlation(&heats.maps[0], &other.maps[0]))
-                }
-                _ => None,
+            let heats = self.make_heats(config, config.method, maps, &s.input, &wanted, seed)?;
+            // Adebayo et al.'s check: the same map from models randomised from the top down
+            // must look different, or the method is not explaining the model.
+            let checked = !matches!(heats.method, Method::Random | Method::ScoreCam);
+            let sanity = if checked {
+                self.sanity_check(config.method, maps, &s.input, class, &heats.maps[0], seed)?
+            } else {
+                None
             };
             sanity_of.push(sanity);
             let up = cam::normalised(&cam::upsample(&heats.maps[0], heats.side, size));
@@ -413,7 +463,10 @@ impl Explainer {
                 config,
             );
             rec.layer = layer.clone();
-            rec.sanity_rank_correlation = sanity_of[i];
+            if let Some((head, cascade)) = sanity_of[i].take() {
+                rec.sanity_rank_correlation = Some(head);
+                rec.sanity_cascade = cascade;
+            }
             let drawn = drawing.then(|| {
                 let class_heats: Vec<Vec<f32>> = heats.maps[1..]
                     .iter()
@@ -424,6 +477,61 @@ impl Explainer {
             out.push((rec, drawn.transpose()?));
         }
         Ok(out)
+    }
+
+    /// The rank correlation of `real` (class `class`'s map) with the same map from the model
+    /// with a random head, then with each cascade step's randomised blocks too.
+    fn sanity_check(
+        &mut self,
+        method: Method,
+        (map, block): (&[f32], &[f32]),
+        input: &[f32],
+        class: usize,
+        real: &[f32],
+        seed: u64,
+    ) -> Result<Option<(f64, Vec<SanityStep>)>, RunError> {
+        let Some(mut sanity) = self.sanity.take() else {
+            return Ok(None);
+        };
+        let checked =
+            self.check_cascade(&mut sanity, method, (map, block), input, class, real, seed);
+        self.sanity = Some(sanity);
+        checked.map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_cascade(
+        &self,
+        sanity: &mut Sanity,
+        method: Method,
+        (map, block): (&[f32], &[f32]),
+        input: &[f32],
+        class: usize,
+        real: &[f32],
+        seed: u64,
+    ) -> Result<(f64, Vec<SanityStep>), RunError> {
+        let head = &sanity.head;
+        let other = self.heats(head, method, map, block, &[class], seed)?;
+        let first = cam::rank_correlation(real, &other.maps[0]);
+        let size = self.pre.size as usize;
+        let mut steps = Vec::with_capacity(sanity.steps.len());
+        for step in &mut sanity.steps {
+            let other = match &mut step.engine {
+                Engine::Last(session) => {
+                    let random_map =
+                        run_images(session, input, 1, size, graft_export::FEATURE_MAP)?;
+                    self.heats_in(head, None, method, &random_map, &[], &[class], seed)?
+                }
+                Engine::Layer(layer) => {
+                    self.heats_in(head, Some(layer), method, map, block, &[class], seed)?
+                }
+            };
+            steps.push(SanityStep {
+                randomised: step.name.clone(),
+                rank_correlation: cam::rank_correlation(real, &other.maps[0]),
+            });
+        }
+        Ok((first, steps))
     }
 
     fn target_class(&self, target: &Target, item: &Item, probs: &[f32]) -> usize {
@@ -506,22 +614,4 @@ impl Explainer {
         };
         Ok(figure::figure(&drawn, path)?)
     }
-}
-
-/// The model with a head of the same shape drawn at random (fixed seed): the cascading
-/// randomisation of Adebayo et al. (2018) at its first step, the layer nearest the output.
-fn randomised(model: &HeadModel) -> HeadModel {
-    let mut rng = SplitMix64::new(0x5A17_C0DE);
-    let mut random = model.clone();
-    random.head = graft_train::Head::new(
-        model.meta.head,
-        model
-            .head
-            .layers
-            .first()
-            .map_or(model.meta.feature_dim, |l| l.rows),
-        model.meta.classes.len(),
-        &mut rng,
-    );
-    random
 }

@@ -4,6 +4,7 @@
 //! to the pooled features comes from the head (on the host); burn carries it from there back
 //! to the block.
 
+use burn::module::Module as _;
 use burn::tensor::{Device, Tensor, TensorData};
 use graft_model::arch::NetSpec;
 use graft_model::burn_backend::EncoderNet;
@@ -42,7 +43,8 @@ impl LayerGrad {
             )));
         }
         let device = Device::flex().autodiff();
-        let net = EncoderNet::from_spec(spec, weights, &device)?;
+        // Only the map's gradient is wanted: no weight gradients computed or kept.
+        let net = EncoderNet::from_spec(spec, weights, &device)?.no_grad();
         Ok(LayerGrad {
             net,
             device,
@@ -71,7 +73,29 @@ impl LayerGrad {
             .iter()
             .fold(x, |x, b| b.forward(x))
             .detach();
-        let host = to_host(map.clone())?;
+        let host = to_host(map)?;
+        let grads = self.gradients(&host, model, targets)?;
+        Ok((host, grads))
+    }
+
+    /// For the block's map `map` (`C × H × W`, from any engine: graft explain takes it from
+    /// ONNX Runtime's run of the whole model), the gradient of each of `targets`' scores with
+    /// respect to it, through the blocks above it only.
+    pub fn gradients(
+        &self,
+        map: &[f32],
+        model: &HeadModel,
+        targets: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, RunError> {
+        let [c, h, w] = self.shape;
+        if map.len() != c * h * w {
+            return Err(RunError::Invalid(format!(
+                "block {} map of {} values, expected {c}×{h}×{w}",
+                self.block,
+                map.len()
+            )));
+        }
+        let map = Tensor::<4>::from_data(TensorData::new(map.to_vec(), [1, c, h, w]), &self.device);
         let mut grads = Vec::with_capacity(targets.len());
         for weights in targets {
             // A fresh forward from the map for each target: a backward consumes its graph.
@@ -94,7 +118,7 @@ impl LayerGrad {
                 .ok_or_else(|| RunError::Invalid("burn returned no gradient for the map".into()))?;
             grads.push(to_host(grad)?);
         }
-        Ok((host, grads))
+        Ok(grads)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod explainer;
 pub mod layer;
 pub mod record;
 pub mod report;
+mod sanity;
 mod select;
 
 use std::collections::HashSet;
@@ -109,7 +110,8 @@ pub struct ExplainConfig {
     pub seed: u64,
     /// Channels Score-CAM masks the image with (the most active ones).
     pub score_cam_channels: usize,
-    /// Also make each map from a randomised head and record the rank correlation.
+    /// Also make each map from models randomised from the top down (the head, then the
+    /// encoder's top blocks too) and record the rank correlations.
     pub sanity: bool,
 }
 

@@ -56,9 +56,22 @@ pub struct ExplainRecord {
     /// whose head is random (`--sanity`): near 1 means the map ignores what the model learned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sanity_rank_correlation: Option<f64>,
+    /// The same with the encoder's top blocks drawn at random too, one more each step
+    /// (Adebayo et al.'s cascade; `--sanity`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sanity_cascade: Vec<SanityStep>,
     /// The figure, relative to the explain folder, when one was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub figure: Option<String>,
+}
+
+/// One step of the sanity cascade: what was drawn at random, and how much the map still looks
+/// like the real one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SanityStep {
+    /// "head, block 18", "head, blocks 17–18", …
+    pub randomised: String,
+    pub rank_correlation: f64,
 }
 
 impl ExplainRecord {
@@ -98,6 +111,7 @@ impl ExplainRecord {
             reasons,
             peak,
             sanity_rank_correlation: None,
+            sanity_cascade: Vec::new(),
             figure: None,
         }
     }

@@ -1,6 +1,7 @@
 //! `graft bench …`: graft against a reference, measured in the same run, reported as ratios.
 
 mod audit;
+mod explain;
 mod extract;
 mod finetune;
 mod heads;
@@ -8,6 +9,7 @@ mod serve;
 mod tracking;
 
 pub use audit::audit;
+pub use explain::explain;
 pub use extract::extract;
 pub use finetune::finetune;
 pub use heads::heads;
