@@ -263,9 +263,60 @@ pub fn peak(heat: &[f32], side: usize) -> (usize, usize) {
     (i % side.max(1), i / side.max(1))
 }
 
+/// The peak of a coarse `S × S` map to a fraction of a cell, as `(x, y)` in cells with a cell's
+/// centre at +0.5: the hottest cell, moved towards its hotter neighbour by the vertex of the
+/// parabola through it and its two neighbours on each axis (at most half a cell). A 7×7 map
+/// samples a smooth activation every 32 pixels; its hottest sample alone can be a cell off an
+/// object that lies between two cells.
+pub fn subcell_peak(heat: &[f32], side: usize) -> (f32, f32) {
+    let (x, y) = peak(heat, side);
+    let at = |x: usize, y: usize| heat.get(y * side + x).copied().unwrap_or(0.0);
+    let offset = |lo: Option<f32>, mid: f32, hi: Option<f32>| match (lo, hi) {
+        (Some(l), Some(h)) => {
+            let curve = l - 2.0 * mid + h;
+            if curve < 0.0 {
+                (0.5 * (l - h) / curve).clamp(-0.5, 0.5)
+            } else {
+                0.0
+            }
+        }
+        _ => 0.0,
+    };
+    let mid = at(x, y);
+    let dx = offset(
+        x.checked_sub(1).map(|l| at(l, y)),
+        mid,
+        (x + 1 < side).then(|| at(x + 1, y)),
+    );
+    let dy = offset(
+        y.checked_sub(1).map(|u| at(x, u)),
+        mid,
+        (y + 1 < side).then(|| at(x, y + 1)),
+    );
+    (x as f32 + 0.5 + dx, y as f32 + 0.5 + dy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subcell_peak_finds_a_bump_between_cells() {
+        // A parabola peaking at x = 2.3 cells (centres at +0.5), sampled at the centres.
+        let side = 5;
+        let heat: Vec<f32> = (0..side * side)
+            .map(|i| {
+                let (x, y) = ((i % side) as f32 + 0.5, (i / side) as f32 + 0.5);
+                10.0 - (x - 2.3).powi(2) - (y - 2.5).powi(2)
+            })
+            .collect();
+        let (x, y) = subcell_peak(&heat, side);
+        assert!((x - 2.3).abs() < 1e-4 && (y - 2.5).abs() < 1e-4, "{x} {y}");
+        // At the border, or on a plateau, the cell's centre.
+        let mut flat = vec![0.0; side * side];
+        flat[0] = 1.0;
+        assert_eq!(subcell_peak(&flat, side), (0.5, 0.5));
+    }
 
     fn image(side: usize) -> Vec<f32> {
         (0..3 * side * side).map(|i| 1.0 + (i % 7) as f32).collect()

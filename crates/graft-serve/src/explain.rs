@@ -254,13 +254,9 @@ fn explain_image(
     drop(session);
     let quality = quality::quality(probs[class], &class_probs, &up, perturb);
     // The hottest cell's centre, on the photo as sent.
-    let (cx, cy) = quality::peak(map, side);
+    let (cx, cy) = quality::subcell_peak(map, side);
     let cell = size as f32 / side as f32;
-    let peak = pre.crop_to_original(
-        (cx as f32 + 0.5) * cell,
-        (cy as f32 + 0.5) * cell,
-        img.dimensions(),
-    );
+    let peak = pre.crop_to_original(cx * cell, cy * cell, img.dimensions());
     let mut png = Vec::new();
     overlay::overlay(&crop, &up)
         .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)

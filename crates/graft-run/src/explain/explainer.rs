@@ -445,11 +445,10 @@ impl Explainer {
                 .map(|row| row[class])
                 .collect();
             let q = quality::quality(p[class], &class_probs, &up, perturb);
-            // The hottest cell's centre: an upsampled map peaks there (or on a plateau at
-            // the border, where the first pixel would say less than the cell does).
-            let (cx, cy) = quality::peak(&heats.maps[0], heats.side);
+            // The hottest cell, refined to a fraction of a cell by its neighbours.
+            let (cx, cy) = quality::subcell_peak(&heats.maps[0], heats.side);
             let cell = size as f32 / heats.side as f32;
-            let (px, py) = ((cx as f32 + 0.5) * cell, (cy as f32 + 0.5) * cell);
+            let (px, py) = (cx * cell, cy * cell);
             let mut rec = ExplainRecord::new(
                 path_key(&item.path),
                 item.truth.clone(),
@@ -459,7 +458,7 @@ impl Explainer {
                 &top,
                 heats.method,
                 q,
-                self.peak_in_original(px as usize, py as usize, s.size),
+                self.peak_in_original(px, py, s.size),
                 config,
             );
             rec.layer = layer.clone();
@@ -545,11 +544,9 @@ impl Explainer {
         }
     }
 
-    /// A crop pixel back on the original image.
-    fn peak_in_original(&self, x: usize, y: usize, size: (u32, u32)) -> Peak {
-        let (ox, oy) = self
-            .pre
-            .crop_to_original(x as f32 + 0.5, y as f32 + 0.5, size);
+    /// A point of the crop back on the original image.
+    fn peak_in_original(&self, x: f32, y: f32, size: (u32, u32)) -> Peak {
+        let (ox, oy) = self.pre.crop_to_original(x, y, size);
         Peak {
             x: ox,
             y: oy,
