@@ -121,6 +121,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// confidence drop, concentration, coverage, deletion/insertion AUC; flags suspicious maps.
     #[command(after_help = EXPLAIN_HELP)]
     Explain(Box<ExplainArgs>),
+    /// Find a learning rate for a head: train a fresh one on the run's cached features while the
+    /// rate grows exponentially, draw the loss against the rate, and suggest one.
+    #[command(name = "lr-find", after_help = LR_FIND_HELP)]
+    LrFind(LrFindArgs),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(
@@ -204,6 +208,52 @@ on, … so that a machine that slows down or warms up weighs on both sides alike
     /// pytorch-grad-cam on torchvision's MobileNetV2, one image at a time, in one run.
     #[command(after_help = BENCH_EXPLAIN_HELP)]
     Explain(BenchExplainArgs),
+}
+
+const LR_FIND_HELP: &str = "\
+Example:
+  graft lr-find --run runs/leaves --head mlp:256:0.2
+  graft train leaves --config graft.toml      # with [heads] lrs = [the suggestion, …]
+
+The test (Smith 2017) uses the run's own training settings (batch, weight decay, label smoothing,
+class balance, clipping, seed) with a fresh head, 200 minibatches by default, the rate growing
+from --start to --end by the same factor each step; it stops early once the smoothed loss is 4×
+its lowest. Rules: steepest (default; where the smoothed loss falls fastest per decade of rate,
+before its minimum) and valley (two thirds down the longest stretch where the loss only falls).
+Writes RUN/lr_find/lr_find.png (the curve, the suggestion and the minimum marked) and
+lr_find.json (every point). Read the picture: a curve that never falls means the head cannot
+learn from these features at any rate.";
+
+#[derive(Debug, Args)]
+pub struct LrFindArgs {
+    /// The run whose cached features the head trains on.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Head to test (linear, mlp:WIDTH:DROPOUT); default: the first of the run's [heads].
+    #[arg(long, value_name = "SPEC")]
+    pub head: Option<graft_train::HeadSpec>,
+    /// First rate of the ramp.
+    #[arg(long, default_value_t = 1e-6, value_name = "LR")]
+    pub start: f32,
+    /// Last rate of the ramp.
+    #[arg(long, default_value_t = 1.0, value_name = "LR")]
+    pub end: f32,
+    /// Minibatches (points on the curve).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub steps: usize,
+    /// How the suggestion is read off the curve.
+    #[arg(long, value_enum, default_value_t = LrRule::Steepest)]
+    pub rule: LrRule,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrRule {
+    Steepest,
+    Valley,
 }
 
 const BENCH_EXPLAIN_HELP: &str = "\

@@ -5,6 +5,7 @@
 pub mod calibration;
 pub mod error;
 pub mod explain;
+pub mod lr_plot;
 mod percentile;
 pub mod plots;
 pub mod report;

@@ -26,6 +26,7 @@ pub mod extract;
 pub mod files;
 pub mod heads;
 pub mod held_out;
+pub mod lr_find;
 pub mod monitor;
 pub mod monitor_compare;
 pub mod monitor_page;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod finetune;
 pub mod head;
 mod loss;
+pub mod lr_find;
 pub mod metrics;
 pub mod model;
 pub mod optim;

@@ -10,6 +10,7 @@ mod export;
 mod extract;
 mod finetune;
 pub mod import_idx;
+mod lr_find;
 mod models;
 mod monitor;
 mod pipeline;
@@ -35,6 +36,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Finetune(a) => finetune::run(*a),
         Command::Eval(a) => eval::run(a),
         Command::Explain(a) => explain::run(*a),
+        Command::LrFind(a) => lr_find::run(a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

@@ -1,0 +1,90 @@
+//! `graft lr-find` on a run trained by `graft train`: the range test's curve, its suggestion,
+//! its picture, and clear errors.
+
+mod common;
+
+use common::{cache_with_mobilenet, coloured_folder, graft_in as run_graft, stderr, stdout};
+
+#[test]
+fn the_range_test_suggests_a_rate_on_the_falling_part_of_the_curve() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cache = cache_with_mobilenet(tmp.path());
+    coloured_folder(&tmp.path().join("photos"), 20);
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["train", "photos", "--name", "t", "--no-track"],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+
+    for rule in ["steepest", "valley"] {
+        let o = run_graft(
+            &cache,
+            tmp.path(),
+            &["lr-find", "--run", "runs/t", "--rule", rule, "--json"],
+        );
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+        let lrs: Vec<f64> = r["lrs"]
+            .as_array()
+            .expect("lrs")
+            .iter()
+            .map(|v| v.as_f64().expect("lr"))
+            .collect();
+        assert!(lrs.len() >= 10 && lrs.windows(2).all(|w| w[1] > w[0]));
+        let smoothed: Vec<f64> = r["smoothed"]
+            .as_array()
+            .expect("smoothed")
+            .iter()
+            .map(|v| v.as_f64().expect("loss"))
+            .collect();
+        let low = smoothed.iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(low < 0.5 * smoothed[0], "the loss falls: {smoothed:?}");
+        let suggested = r["suggested"].as_f64().expect("a suggestion");
+        let minimum = r["minimum"].as_f64().expect("minimum");
+        assert!(
+            suggested > lrs[0] && suggested <= minimum,
+            "{rule}: {suggested} should lie on the fall, before the minimum {minimum}"
+        );
+    }
+    let png = tmp.path().join("runs/t/lr_find/lr_find.png");
+    let img = image::open(&png).expect("the curve is a PNG");
+    assert!(img.width() >= 600);
+    assert!(tmp.path().join("runs/t/lr_find/lr_find.json").is_file());
+    let o = run_graft(&cache, tmp.path(), &["lr-find", "--run", "runs/t"]);
+    assert!(
+        stdout(&o).contains("Suggested learning rate") && stdout(&o).contains("lr_find.png"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Bad input: a message that says what to do, never a panic.
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["lr-find", "--run", "runs/t", "--start", "0"],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("--start"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["lr-find", "--run", "runs/t", "--head", "attention"],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("pooled"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_graft(&cache, tmp.path(), &["lr-find", "--run", "runs/nope"]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("graft train")
+            && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
+}

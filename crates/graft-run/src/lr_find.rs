@@ -1,0 +1,108 @@
+//! `graft lr-find`: the learning-rate range test for a head on the run's cached features, its
+//! curve written beside the run (`RUN/lr_find/`).
+
+use graft_features::FeatureCache;
+use graft_train::lr_find::{range_test, LrCurve, RangeTest, Rule};
+use graft_train::{Dataset, HeadSpec, TrainConfig};
+use serde::Serialize;
+
+use crate::{RunDir, RunError};
+
+/// What to test.
+#[derive(Debug, Clone)]
+pub struct LrFindRequest<'a> {
+    pub run: &'a RunDir,
+    /// The head to test; the first of the run's `[heads]` list when `None`.
+    pub head: Option<HeadSpec>,
+    pub test: RangeTest,
+    pub rule: Rule,
+}
+
+/// What `RUN/lr_find/lr_find.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LrFound {
+    pub head: String,
+    pub rule: Rule,
+    /// The suggested rate by `rule`, when the curve has one.
+    pub suggested: Option<f32>,
+    pub train_rows: usize,
+    #[serde(flatten)]
+    pub curve: LrCurve,
+}
+
+/// Run the range test with the run's own training settings (batch, weight decay, label
+/// smoothing, balance, clipping, seed, val hold-out) and write the curve and its picture.
+pub fn lr_find(req: &LrFindRequest<'_>) -> Result<LrFound, RunError> {
+    let run = req.run;
+    let config = run.config();
+    let settings = if config.is_file() {
+        crate::settings::Settings::read(&config)?
+    } else {
+        crate::settings::Settings::default()
+    };
+    let head = match req.head {
+        Some(h) => h,
+        None => settings
+            .head_specs()?
+            .into_iter()
+            .next()
+            .unwrap_or(HeadSpec::Linear),
+    };
+    if head.spatial() {
+        return Err(RunError::Invalid(
+            "the range test runs on pooled features: give --head linear or mlp:…".into(),
+        ));
+    }
+    let features = run.features();
+    let cache = FeatureCache::open(&features).map_err(|e| {
+        RunError::Invalid(format!(
+            "{}: {e} (graft train or graft extract writes the run's feature cache)",
+            features.display()
+        ))
+    })?;
+    let loaded = cache.load_all();
+    let h = &settings.heads;
+    let ds = Dataset::new(
+        loaded.feature_dim,
+        loaded.features,
+        loaded.labels,
+        &loaded.splits,
+        cache.header().classes.clone(),
+        h.val_fraction,
+        h.seed,
+    )?;
+    let cfg = TrainConfig {
+        head,
+        batch: h.batch,
+        weight_decay: h.weight_decay,
+        label_smoothing: h.label_smoothing,
+        balance: settings.balance()?,
+        clip: h.clip,
+        seed: h.seed,
+        ..TrainConfig::default()
+    };
+    let curve = range_test(&ds, &cfg, &req.test);
+    let found = LrFound {
+        head: head.to_string(),
+        rule: req.rule,
+        suggested: curve.suggestion(req.rule),
+        train_rows: ds.train.len(),
+        curve,
+    };
+    let dir = run.root().join("lr_find");
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
+    crate::files::write_json(&dir.join("lr_find.json"), &found)?;
+    let mut marks = Vec::new();
+    if let Some(s) = found.suggested {
+        marks.push((
+            match req.rule {
+                Rule::Steepest => "steepest",
+                Rule::Valley => "valley",
+            },
+            s,
+        ));
+    }
+    marks.push(("minimum", found.curve.minimum));
+    graft_eval::lr_plot::lr_curve(&found.curve, &marks, &dir.join("lr_find.png"))?;
+    Ok(found)
+}
