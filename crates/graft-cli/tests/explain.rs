@@ -331,6 +331,32 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
     );
     assert!(auc[0].0 < auc[1].0, "deletion: {auc:?}");
 
+    // Each explanation is a tracked run (runs/graft.db): its set, method and mean metrics.
+    let listed = ok(graft_in(&cache, cwd, &["runs", "list", "--json"]));
+    let runs: Value = serde_json::from_str(&stdout(&listed)).expect("runs JSON");
+    let explained: Vec<&Value> = runs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|r| r["command"] == "explain")
+        .collect();
+    assert_eq!(explained.len(), 2, "{runs}");
+    let gc = explained
+        .iter()
+        .find(|r| r["params"]["set"] == "grad-cam")
+        .expect("the grad-cam set");
+    assert_eq!(gc["status"], "finished");
+    assert_eq!(gc["params"]["method"], "grad-cam");
+    assert_eq!(gc["metrics"]["explained_images"].as_f64(), Some(40.0));
+    let tracked = gc["metrics"]["deletion_auc"]
+        .as_f64()
+        .expect("deletion_auc");
+    assert!(
+        (tracked - auc[0].0).abs() < 1e-4,
+        "{tracked} vs {}",
+        auc[0].0
+    );
+
     // A few images: the four-panel figure, the records in a table.
     let one = cwd.join("few/ankle_boot");
     let first = std::fs::read_dir(&one)

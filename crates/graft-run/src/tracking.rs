@@ -25,6 +25,7 @@ pub enum Job {
     Finetune,
     Eval,
     Export,
+    Explain,
 }
 
 impl Job {
@@ -36,6 +37,7 @@ impl Job {
             Job::Finetune => "finetune",
             Job::Eval => "eval",
             Job::Export => "export",
+            Job::Explain => "explain",
         }
     }
 
@@ -51,6 +53,7 @@ impl Job {
             Job::Train | Job::TrainHeads | Job::Finetune => "training",
             Job::Eval => "evaluation",
             Job::Export => "export",
+            Job::Explain => "explanation",
         }
     }
 }
@@ -369,6 +372,16 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                 }
             }
         }
+        Job::Explain => {
+            if let Some(dir) = newest_explained(run, start_ms) {
+                if let Ok(records) =
+                    crate::explain::record::read(&dir.join(crate::explain::record::FILE))
+                {
+                    explain_metrics(&records, &mut |k, v| final_metric(&mut out.metrics, k, v));
+                }
+                out.folder = dir;
+            }
+        }
         Job::Finetune => {
             let tuned = run.finetune();
             out.folder = tuned.root().to_path_buf();
@@ -392,6 +405,67 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
     let mut seen = std::collections::BTreeSet::new();
     out.metrics.retain(|m| seen.insert((m.key.clone(), m.step)));
     out
+}
+
+/// The explanation set `graft explain` wrote in this run: the `RUN/explain/<name>` folder whose
+/// `explain.jsonl` changed last, at or after `start_ms`.
+fn newest_explained(run: &RunDir, start_ms: i64) -> Option<PathBuf> {
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(start_ms.max(0) as u64);
+    std::fs::read_dir(run.root().join("explain"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let modified = e
+                .path()
+                .join(crate::explain::record::FILE)
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()?;
+            (modified >= since).then(|| (modified, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// An explanation set's numbers: how many, how many suspicious, the mean quality metrics and
+/// the sanity check's correlations when it ran.
+fn explain_metrics(records: &[crate::explain::ExplainRecord], put: &mut dyn FnMut(&str, f64)) {
+    if records.is_empty() {
+        return;
+    }
+    let n = records.len() as f64;
+    let mean = |f: &dyn Fn(&crate::explain::ExplainRecord) -> f32| {
+        records.iter().map(|r| f64::from(f(r))).sum::<f64>() / n
+    };
+    put("explained_images", n);
+    put(
+        "suspicious_share",
+        records.iter().filter(|r| r.suspicious).count() as f64 / n,
+    );
+    put("deletion_auc", mean(&|r| r.quality.deletion_auc));
+    put("insertion_auc", mean(&|r| r.quality.insertion_auc));
+    put("confidence_drop", mean(&|r| r.quality.confidence_drop));
+    put("concentration", mean(&|r| r.quality.concentration));
+    let sanity: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.sanity_rank_correlation)
+        .collect();
+    if !sanity.is_empty() {
+        put(
+            "sanity_rank_correlation",
+            sanity.iter().sum::<f64>() / sanity.len() as f64,
+        );
+        let deepest: Vec<f64> = records
+            .iter()
+            .filter_map(|r| r.sanity_cascade.last().map(|s| s.rank_correlation))
+            .collect();
+        if !deepest.is_empty() {
+            put(
+                "sanity_cascade_deepest",
+                deepest.iter().sum::<f64>() / deepest.len() as f64,
+            );
+        }
+    }
 }
 
 /// An evaluation's numbers, named by split (`test_accuracy`, `test_ece`, …).

@@ -140,8 +140,22 @@ fn explain_run(args: ExplainRunArgs) -> anyhow::Result<()> {
         target,
         by_verdict,
     };
-    let done = explain::explain(&req, &Terminal)
-        .with_context(|| format!("explaining with run {}", run.display()))?;
+    let params = graft_track::Params::from([
+        ("set".to_string(), req.name.clone()),
+        ("method".to_string(), req.config.method.name().to_string()),
+        (
+            "layer".to_string(),
+            req.config
+                .layer
+                .map_or_else(|| "last".to_string(), |b| b.to_string()),
+        ),
+        ("images".to_string(), req.items.len().to_string()),
+        ("sanity".to_string(), req.config.sanity.to_string()),
+    ]);
+    let done = crate::tracked::tracked(graft_run::Job::Explain, &dir, params, || {
+        explain::explain(&req, &Terminal)
+            .with_context(|| format!("explaining with run {}", run.display()))
+    })?;
     for (path, why) in &done.unreadable {
         note!(
             "{}: cannot read this image ({why}); skipped",
