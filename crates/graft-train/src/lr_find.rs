@@ -6,11 +6,8 @@
 use graft_data::rng::SplitMix64;
 use serde::Serialize;
 
-use crate::data::{Balance, Dataset};
-use crate::head::{Activations, Head};
-use crate::loss::cross_entropy;
-use crate::optim::{clip_grad_norm, AdamW};
-use crate::trainer::TrainConfig;
+use crate::data::Dataset;
+use crate::trainer::{Learner, TrainConfig};
 
 /// The ramp.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,17 +73,8 @@ impl LrCurve {
 /// balance, clipping and seed; its rate, epochs and schedule are what the test replaces) on
 /// the training rows of `ds`, cycling through them as often as the steps need.
 pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve {
-    let c = ds.classes.len();
     let mut rng = SplitMix64::new(cfg.seed);
-    let inputs = if cfg.head.spatial() {
-        ds.dim / ds.locations.max(1)
-    } else {
-        ds.dim
-    };
-    let mut head = Head::new(cfg.head, inputs, c, &mut rng);
-    let mut opt = AdamW::new(&head, cfg.weight_decay);
-    let mut grad = head.zeros_like();
-    let weights = (ds.resolve(cfg.balance) == Balance::Weights).then(|| ds.class_weights());
+    let mut learner = Learner::new(ds, cfg, ds.resolve(cfg.balance), &mut rng);
     let n = ds.train.len();
     let batch = cfg.batch.clamp(1, n.max(1));
     let steps = test.steps.max(2);
@@ -97,7 +85,6 @@ pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve 
         Vec::with_capacity(batch * ds.dim),
         Vec::with_capacity(batch),
     );
-    let (mut act, mut dlogits) = (Activations::default(), Vec::new());
     let mut curve = LrCurve {
         lrs: Vec::with_capacity(steps),
         losses: Vec::with_capacity(steps),
@@ -123,18 +110,7 @@ pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve 
             xb.extend_from_slice(&ds.x[i * ds.dim..(i + 1) * ds.dim]);
             yb.push(ds.y[i]);
         }
-        head.forward(&xb, batch, Some(&mut rng), &mut act);
-        let loss = cross_entropy(
-            &act.logits,
-            &yb,
-            c,
-            cfg.label_smoothing,
-            weights.as_deref(),
-            &mut dlogits,
-        );
-        head.backward(&xb, batch, &act, &dlogits, &mut grad);
-        clip_grad_norm(&mut grad, cfg.clip);
-        opt.step(&mut head, &grad, lr);
+        let loss = learner.step(&xb, &yb, lr, &mut rng);
         let beta = f64::from(test.smoothing);
         avg = beta * avg + (1.0 - beta) * f64::from(loss);
         let smooth = avg / (1.0 - beta.powi(step as i32 + 1));

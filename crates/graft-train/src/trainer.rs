@@ -81,19 +81,9 @@ pub fn evaluate(head: &Head, ds: &Dataset, rows: &[usize]) -> Confusion {
 
 pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
     let started = Instant::now();
-    let c = ds.classes.len();
     let mut rng = SplitMix64::new(cfg.seed);
-    // An attention head reads each location's channels; the others the whole row.
-    let inputs = if cfg.head.spatial() {
-        ds.dim / ds.locations.max(1)
-    } else {
-        ds.dim
-    };
-    let mut head = Head::new(cfg.head, inputs, c, &mut rng);
-    let mut opt = AdamW::new(&head, cfg.weight_decay);
-    let mut grad = head.zeros_like();
     let balance = ds.resolve(cfg.balance);
-    let weights = (balance == Balance::Weights).then(|| ds.class_weights());
+    let mut learner = Learner::new(ds, cfg, balance, &mut rng);
     let sampling_cdf = (balance == Balance::Sampling).then(|| {
         let w = ds.class_weights();
         let mut acc = 0.0f64;
@@ -113,7 +103,7 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
     let warmup = ((total as f32 * cfg.warmup) as usize).max(1);
     let mut step = 0;
 
-    let mut best = (head.clone(), 0usize, -1.0f64, 0.0f64);
+    let mut best = (learner.head.clone(), 0usize, -1.0f64, 0.0f64);
     let mut history = Vec::new();
     let mut stale = 0;
     let mut stopped_early = false;
@@ -121,8 +111,6 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
         Vec::with_capacity(batch * ds.dim),
         Vec::with_capacity(batch),
     );
-    let mut act = Activations::default();
-    let mut dlogits = Vec::new();
     let mut order = ds.train.clone();
 
     for epoch in 1..=cfg.epochs.max(1) {
@@ -147,23 +135,12 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
                 xb.extend_from_slice(&ds.x[i * ds.dim..(i + 1) * ds.dim]);
                 yb.push(ds.y[i]);
             }
-            head.forward(&xb, rows.len(), Some(&mut rng), &mut act);
-            let loss = cross_entropy(
-                &act.logits,
-                &yb,
-                c,
-                cfg.label_smoothing,
-                weights.as_deref(),
-                &mut dlogits,
-            );
-            loss_sum += f64::from(loss) * rows.len() as f64;
-            head.backward(&xb, rows.len(), &act, &dlogits, &mut grad);
-            clip_grad_norm(&mut grad, cfg.clip);
             lr = cosine_with_warmup(cfg.lr, step, warmup, total);
-            opt.step(&mut head, &grad, lr);
+            let loss = learner.step(&xb, &yb, lr, &mut rng);
+            loss_sum += f64::from(loss) * rows.len() as f64;
             step += 1;
         }
-        let conf = evaluate(&head, ds, &ds.val);
+        let conf = evaluate(&learner.head, ds, &ds.val);
         let (acc, f1) = (conf.accuracy(), conf.macro_f1());
         history.push(EpochRecord {
             epoch,
@@ -175,7 +152,7 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
         });
         tracing::debug!(head = %cfg.head, lr = cfg.lr, epoch, f1, acc, "epoch");
         if f1 > best.2 {
-            best = (head.clone(), epoch, f1, acc);
+            best = (learner.head.clone(), epoch, f1, acc);
             stale = 0;
         } else {
             stale += 1;
@@ -194,6 +171,71 @@ pub fn train_head(ds: &Dataset, cfg: &TrainConfig) -> TrainOutcome {
         seconds: started.elapsed().as_secs_f64(),
         stopped_early,
         balance,
+    }
+}
+
+/// A fresh head with its optimiser and the buffers a minibatch step reuses: what
+/// [`train_head`] and the learning-rate range test both drive.
+pub(crate) struct Learner {
+    pub head: Head,
+    opt: AdamW,
+    grad: Head,
+    act: Activations,
+    dlogits: Vec<f32>,
+    /// Per-class loss weights, when the balance is by weights.
+    weights: Option<Vec<f32>>,
+    classes: usize,
+    label_smoothing: f32,
+    clip: f32,
+}
+
+impl Learner {
+    /// `cfg`'s head for `ds`, drawn from `rng`, with `balance` (already resolved) applied.
+    pub(crate) fn new(
+        ds: &Dataset,
+        cfg: &TrainConfig,
+        balance: Balance,
+        rng: &mut SplitMix64,
+    ) -> Learner {
+        let classes = ds.classes.len();
+        // An attention head reads each location's channels; the others the whole row.
+        let inputs = if cfg.head.spatial() {
+            ds.dim / ds.locations.max(1)
+        } else {
+            ds.dim
+        };
+        let head = Head::new(cfg.head, inputs, classes, rng);
+        Learner {
+            opt: AdamW::new(&head, cfg.weight_decay),
+            grad: head.zeros_like(),
+            head,
+            act: Activations::default(),
+            dlogits: Vec::new(),
+            weights: (balance == Balance::Weights).then(|| ds.class_weights()),
+            classes,
+            label_smoothing: cfg.label_smoothing,
+            clip: cfg.clip,
+        }
+    }
+
+    /// One AdamW step at rate `lr` on the rows `xb` with labels `yb` (gradient clipped);
+    /// returns the minibatch's loss.
+    pub(crate) fn step(&mut self, xb: &[f32], yb: &[usize], lr: f32, rng: &mut SplitMix64) -> f32 {
+        let n = yb.len();
+        self.head.forward(xb, n, Some(rng), &mut self.act);
+        let loss = cross_entropy(
+            &self.act.logits,
+            yb,
+            self.classes,
+            self.label_smoothing,
+            self.weights.as_deref(),
+            &mut self.dlogits,
+        );
+        self.head
+            .backward(xb, n, &self.act, &self.dlogits, &mut self.grad);
+        clip_grad_norm(&mut self.grad, self.clip);
+        self.opt.step(&mut self.head, &self.grad, lr);
+        loss
     }
 }
 
