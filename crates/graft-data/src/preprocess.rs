@@ -79,6 +79,12 @@ impl Preprocess {
         )
     }
 
+    /// Black, per channel, in normalised units: what a pixel removed from the model's view
+    /// becomes (the explanation metrics' deletions, Score-CAM's masks).
+    pub fn black(&self) -> [f32; 3] {
+        std::array::from_fn(|c| -self.mean[c] / self.std[c])
+    }
+
     /// Write the normalised CHW tensor of `img` into `out` (length [`Preprocess::len`]).
     pub fn apply_into(&self, img: &RgbImage, out: &mut [f32]) {
         let crop = self.resize_crop(img);

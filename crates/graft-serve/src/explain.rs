@@ -21,6 +21,7 @@ use image::RgbImage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::predict::Settings;
 use crate::server::App;
 use crate::upload::{decode_error, uploads, CONTENT_TYPES};
 use crate::{ApiError, ServeError};
@@ -142,18 +143,8 @@ pub(crate) async fn explain(
             ),
         )
     })?;
+    let settings = crate::predict::checked(&app, p.top, p.threshold)?;
     let classes = &app.champion.model.classes;
-    let top = p.top.unwrap_or(app.opts.top);
-    if top == 0 {
-        return Err(ApiError::bad_request("bad_query", "top must be at least 1"));
-    }
-    let threshold = p.threshold.unwrap_or(app.opts.threshold);
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            "threshold must be between 0 and 1",
-        ));
-    }
     let wanted = match &p.class {
         None => None,
         Some(name) => Some(classes.iter().position(|c| c == name).ok_or_else(|| {
@@ -190,7 +181,7 @@ pub(crate) async fn explain(
             "the explanation stopped unexpectedly",
         )
     })??;
-    Ok(Json(answer(&app, &explainer, &done, top, threshold)))
+    Ok(Json(answer(&app, &explainer, &done, &settings)))
 }
 
 /// Run the graph, pick the class, measure the map.
@@ -231,11 +222,10 @@ fn explain_image(
     });
     let map = &cams[class * locations..(class + 1) * locations];
     let up = cam::normalised(&cam::upsample(map, side, size));
-    let fill = [0, 1, 2].map(|c| -pre.mean[c] / pre.std[c]);
     let perturb = Perturb {
         top_share: ex.settings.perturb_share,
         steps: ex.settings.steps,
-        fill,
+        fill: pre.black(),
     };
     let perturbed = quality::perturbations(&input, &up, perturb);
     let per = pre.len();
@@ -278,26 +268,16 @@ fn short(x: f32) -> f64 {
     (f64::from(x) * 1000.0).round() / 1000.0
 }
 
-fn answer(app: &App, ex: &Explainer, e: &Explained, top: usize, threshold: f32) -> Value {
+/// `/predict`'s answer for the photo, with the explanation added.
+fn answer(app: &App, ex: &Explainer, e: &Explained, s: &Settings) -> Value {
     let model = &app.champion.model;
-    let classes = &model.classes;
-    let ranked = graft_model::imagenet::top_k_probs(&e.probs, top.min(classes.len()));
-    let (best, p_best) = ranked.first().copied().unwrap_or((0, 0.0));
-    let confident = p_best >= threshold;
-    let top: Vec<Value> = ranked
-        .iter()
-        .map(|&(k, p)| json!({"class": classes[k], "probability": p}))
-        .collect();
+    let mut out = crate::predict::answer(&app.champion, &e.probs, s).json;
     let reasons = quality::verdict(&e.quality, &ex.settings.thresholds);
     let q = &e.quality;
-    let mut out = json!({
+    let explained = json!({
         "model": model.name,
-        "prediction": classes[best],
-        "probability": p_best,
-        "confident": confident,
-        "threshold": crate::predict::decimal(threshold),
-        "top": top,
-        "explained": classes[e.class],
+        "threshold": crate::predict::decimal(s.threshold),
+        "explained": model.classes[e.class],
         "explained_probability": e.probs[e.class],
         "method": if ex.attention { "attention" } else { "grad-cam" },
         "layer": format!("last feature map ({0}×{0})", e.side),
@@ -319,8 +299,8 @@ fn answer(app: &App, ex: &Explainer, e: &Explained, top: usize, threshold: f32) 
         "overlay_png": base64::engine::general_purpose::STANDARD.encode(&e.overlay_png),
         "explain_ms": (e.millis * 10.0).round() / 10.0,
     });
-    if !confident {
-        out["warning"] = json!(crate::uncertain_warning(p_best, threshold));
+    if let (Some(out), Value::Object(more)) = (out.as_object_mut(), explained) {
+        out.extend(more);
     }
     out
 }

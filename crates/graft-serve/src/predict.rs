@@ -30,9 +30,10 @@ struct Params {
     threshold: Option<f32>,
 }
 
-struct Settings {
+/// How many classes an answer lists and where it stops being confident.
+pub(crate) struct Settings {
     top: usize,
-    threshold: f32,
+    pub threshold: f32,
 }
 
 fn settings(app: &App, uri: &axum::http::Uri) -> Result<Settings, ApiError> {
@@ -42,11 +43,20 @@ fn settings(app: &App, uri: &axum::http::Uri) -> Result<Settings, ApiError> {
             format!("{}; the query may set top=K and threshold=P", e.body_text()),
         )
     })?;
-    let top = p.top.unwrap_or(app.opts.top);
+    checked(app, p.top, p.threshold)
+}
+
+/// A request's `top` and `threshold` (the server's own when not given), checked.
+pub(crate) fn checked(
+    app: &App,
+    top: Option<usize>,
+    threshold: Option<f32>,
+) -> Result<Settings, ApiError> {
+    let top = top.unwrap_or(app.opts.top);
     if top == 0 {
         return Err(ApiError::bad_request("bad_query", "top must be at least 1"));
     }
-    let threshold = p.threshold.unwrap_or(app.opts.threshold);
+    let threshold = threshold.unwrap_or(app.opts.threshold);
     if !(0.0..=1.0).contains(&threshold) {
         return Err(ApiError::bad_request(
             "bad_query",
@@ -215,15 +225,15 @@ impl App {
 }
 
 /// One image's answer, and what `/metrics` counts of it.
-struct Answered {
-    json: Value,
+pub(crate) struct Answered {
+    pub json: Value,
     best: usize,
     probability: f32,
     confident: bool,
 }
 
 /// The JSON answer for one image's probabilities.
-fn answer(who: &Deployed, probs: &[f32], s: &Settings) -> Answered {
+pub(crate) fn answer(who: &Deployed, probs: &[f32], s: &Settings) -> Answered {
     let classes = &who.model.classes;
     let ranked = graft_model::imagenet::top_k_probs(probs, s.top);
     let (best, p_best) = ranked.first().copied().unwrap_or((0, 0.0));

@@ -90,21 +90,16 @@ impl Explainer {
         let layer = layer
             .map(|b| LayerGrad::new(&spec, &weights, b))
             .transpose()?;
+        let block = layer.as_ref().map(LayerGrad::block);
         // With a layer, ONNX Runtime gives that block's map too: only the blocks above it run
         // on burn, for the gradient.
-        let bytes = graft_export::explainer_to_onnx(
-            &spec,
-            &weights,
-            &model,
-            layer.as_ref().map(LayerGrad::block),
-        )?;
+        let bytes = graft_export::explainer_to_onnx(&spec, &weights, &model, block)?;
         let opts = OrtOptions {
             intra_threads: Some(rayon::current_num_threads()),
             ..OrtOptions::default()
         };
         let session = session_from_onnx(&bytes, opts)?;
         let pre = model.meta.preprocess;
-        let block = layer.as_ref().map(LayerGrad::block);
         let sanity = sanity
             .then(|| Sanity::new(&spec, &weights, &model, block, opts))
             .transpose()?;
@@ -289,7 +284,7 @@ impl Explainer {
         let (side, size) = (self.side, self.pre.size as usize);
         let (locations, pixels) = (side * side, size * size);
         let picked = cam::score_cam_channels(map, locations, config.score_cam_channels);
-        let fill = self.fill();
+        let fill = self.pre.black();
         let mut masked = Vec::with_capacity(picked.len() * 3 * pixels);
         for &k in &picked {
             let mask = cam::score_cam_mask(map, side, k, size);
@@ -308,11 +303,6 @@ impl Explainer {
             })
             .collect();
         Ok(Heats { maps, side, method })
-    }
-
-    /// Black, per channel, in the model's normalised units: what removed pixels become.
-    fn fill(&self) -> [f32; 3] {
-        [0, 1, 2].map(|c| -self.pre.mean[c] / self.pre.std[c])
     }
 
     /// The predicted class's heatmap for each readable image (no quality metrics): the
@@ -384,7 +374,7 @@ impl Explainer {
         let perturb = Perturb {
             top_share: config.top_share,
             steps: config.steps,
-            fill: self.fill(),
+            fill: self.pre.black(),
         };
         // Heatmaps first, then every image's perturbations in one batched pass.
         let drawing = config.save != super::Save::None;

@@ -154,14 +154,7 @@ fn run_torch(
         &args.reference.python,
         &["torch", "torchvision", "pytorch_grad_cam"],
     )?;
-    let weights =
-        graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), EncoderKind::MobileNetV2);
-    if !weights.exists() {
-        bail!(
-            "{} missing: run `graft models fetch mobilenet-v2`",
-            weights.display()
-        );
-    }
+    let weights = super::reference_weights(EncoderKind::MobileNetV2)?;
     let work = tempfile::tempdir().context("a temporary folder")?;
     let list = work.path().join("images.txt");
     let text: String = items

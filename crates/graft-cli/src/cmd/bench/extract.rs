@@ -256,14 +256,7 @@ fn run_torch(
     threads: usize,
 ) -> anyhow::Result<(Timing, Vec<Vec<f32>>, String)> {
     super::require_python(&args.reference.python, &["torch", "torchvision"])?;
-    let weights = graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), args.encoder);
-    if !weights.exists() {
-        bail!(
-            "{} missing: run `graft models fetch {}`",
-            weights.display(),
-            args.encoder
-        );
-    }
+    let weights = super::reference_weights(args.encoder)?;
     let n = args.reference_limit.unwrap_or(rows.len()).min(rows.len());
     let list = work.join("sample-torch.txt");
     let text: String = rows[..n]

@@ -16,6 +16,18 @@ pub use heads::heads;
 pub use serve::serve;
 pub use tracking::tracking;
 
+/// The cached weights file of `kind` that a PyTorch reference reads, or how to fetch it.
+fn reference_weights(kind: graft_model::arch::EncoderKind) -> anyhow::Result<std::path::PathBuf> {
+    let weights = graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), kind);
+    if !weights.exists() {
+        anyhow::bail!(
+            "{} missing: run `graft models fetch {kind}`",
+            weights.display()
+        );
+    }
+    Ok(weights)
+}
+
 /// Fail with the install hint unless `python` can import every module of `modules`.
 fn require_python(python: &std::path::Path, modules: &[&str]) -> anyhow::Result<()> {
     use anyhow::Context;
