@@ -11,6 +11,7 @@ mod finetune;
 mod registry;
 mod runs;
 mod serve;
+mod tune;
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
 pub use export::{ExportArgs, Precision};
@@ -26,6 +27,7 @@ pub use runs::{
 pub use serve::{
     AuditCommand, AuditExportArgs, BenchServeArgs, MonitorArgs, ServeArgs, MONITOR_HELP,
 };
+pub use tune::{TuneArgs, TUNE_HELP};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +62,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
     /// Do not record this command in the tracking store (see `graft runs --help`).
-    #[arg(long, global = true, env = "GRAFT_NO_TRACK")]
+    /// GRAFT_NO_TRACK takes 1/0, true/false, yes/no, on/off.
+    #[arg(long, global = true, env = "GRAFT_NO_TRACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_track: bool,
     /// The tracking store to record in and read (default: graft.db in the runs folder).
     #[arg(long, global = true, env = "GRAFT_TRACKING_DB", value_name = "FILE")]
@@ -125,6 +128,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// rate grows exponentially, draw the loss against the rate, and suggest one.
     #[command(name = "lr-find", after_help = LR_FIND_HELP)]
     LrFind(LrFindArgs),
+    /// Search the head's hyperparameters on the run's cached features — grid, random,
+    /// Bayesian (TPE) or genetic — resumable, with plots, best.toml and one test at the end.
+    #[command(after_help = TUNE_HELP)]
+    Tune(TuneArgs),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(

@@ -88,6 +88,22 @@ impl Reporter for Terminal {
                 note!("Retraining the best configuration with {n} seeds …")
             }
             Event::Swept(s) => swept(s),
+            Event::TuneStarted(t) => say!(
+                "Tuning the head: {} trials ({}), {} at a time, on {} train / {} val rows; \
+                 parameters {}{} → {}",
+                t.trials,
+                t.method,
+                t.parallel,
+                t.train_rows,
+                t.val_rows,
+                t.space.names().collect::<Vec<_>>().join(", "),
+                if t.resumed > 0 {
+                    format!("; {} finished before, kept", t.resumed)
+                } else {
+                    String::new()
+                },
+                t.dir.root().display()
+            ),
             Event::Evaluated(e) => {
                 print_summary(&e.eval);
                 say!("Report: {}", e.report.display());

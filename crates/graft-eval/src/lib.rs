@@ -11,6 +11,7 @@ pub mod plots;
 pub mod report;
 mod summary;
 pub mod timeline;
+pub mod tune_plots;
 
 pub use calibration::{Calibration, CalibrationBin};
 pub use error::EvalError;

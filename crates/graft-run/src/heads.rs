@@ -252,6 +252,29 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
     Ok(swept)
 }
 
+/// The pooled feature rows of a run's cache as a training set, with the val hold-out of its
+/// settings (the same rows its head sweep trained and chose on).
+pub fn pooled_dataset(run: &RunDir, settings: &crate::Settings) -> Result<Dataset, RunError> {
+    let features = run.features();
+    let cache = FeatureCache::open(&features).map_err(|e| {
+        RunError::Invalid(format!(
+            "{}: {e} (graft train or graft extract writes the run's feature cache)",
+            features.display()
+        ))
+    })?;
+    let loaded = cache.load_all();
+    let h = &settings.heads;
+    Ok(Dataset::new(
+        loaded.feature_dim,
+        loaded.features,
+        loaded.labels,
+        &loaded.splits,
+        cache.header().classes.clone(),
+        h.val_fraction,
+        h.seed,
+    )?)
+}
+
 /// `runs/NAME`, or the first free of `runs/train`, `runs/train2`, …, created.
 pub fn run_folder(runs: &Path, name: Option<&str>) -> Result<PathBuf, RunError> {
     let dir = match name {

@@ -39,6 +39,7 @@ pub mod report;
 pub mod settings;
 pub mod stages;
 pub mod tracking;
+pub mod tune;
 
 pub use dir::{Figure, Precision, RunDir, ENCODER_FILE};
 pub use encoder::Backend;

@@ -1,9 +1,8 @@
 //! `graft lr-find`: the learning-rate range test for a head on the run's cached features, its
 //! curve written beside the run (`RUN/lr_find/`).
 
-use graft_features::FeatureCache;
 use graft_train::lr_find::{range_test, LrCurve, RangeTest, Rule};
-use graft_train::{Dataset, HeadSpec, TrainConfig};
+use graft_train::{HeadSpec, TrainConfig};
 use serde::Serialize;
 
 use crate::{RunDir, RunError};
@@ -34,12 +33,7 @@ pub struct LrFound {
 /// smoothing, balance, clipping, seed, val hold-out) and write the curve and its picture.
 pub fn lr_find(req: &LrFindRequest<'_>) -> Result<LrFound, RunError> {
     let run = req.run;
-    let config = run.config();
-    let settings = if config.is_file() {
-        crate::settings::Settings::read(&config)?
-    } else {
-        crate::settings::Settings::default()
-    };
+    let settings = crate::settings::Settings::of_run(run)?;
     let head = match req.head {
         Some(h) => h,
         None => settings
@@ -53,24 +47,8 @@ pub fn lr_find(req: &LrFindRequest<'_>) -> Result<LrFound, RunError> {
             "the range test runs on pooled features: give --head linear or mlp:…".into(),
         ));
     }
-    let features = run.features();
-    let cache = FeatureCache::open(&features).map_err(|e| {
-        RunError::Invalid(format!(
-            "{}: {e} (graft train or graft extract writes the run's feature cache)",
-            features.display()
-        ))
-    })?;
-    let loaded = cache.load_all();
+    let ds = crate::heads::pooled_dataset(run, &settings)?;
     let h = &settings.heads;
-    let ds = Dataset::new(
-        loaded.feature_dim,
-        loaded.features,
-        loaded.labels,
-        &loaded.splits,
-        cache.header().classes.clone(),
-        h.val_fraction,
-        h.seed,
-    )?;
     let cfg = TrainConfig {
         head,
         batch: h.batch,

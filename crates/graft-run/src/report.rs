@@ -14,6 +14,7 @@ use crate::extract::{ExtractStarted, Extracted};
 use crate::heads::{SweepStarted, Swept};
 use crate::prepare::Prepared;
 use crate::stages::{Stage, StageRun};
+use crate::tune::TuneStarted;
 
 /// Something a stage did or is about to do.
 #[derive(Debug)]
@@ -39,6 +40,8 @@ pub enum Event<'a> {
     /// The best configuration is trained again with these many seeds.
     RetrainingSeeds(usize),
     Swept(&'a Swept),
+    /// `graft tune` begins (or continues) a search.
+    TuneStarted(&'a TuneStarted<'a>),
     Evaluated(&'a Evaluated),
     /// INT8 calibration begins.
     Calibrating(&'a Calibrating),

@@ -26,6 +26,8 @@ pub struct Settings {
     pub augment: graft_data::augment::AugmentConfig,
     /// How `graft explain` makes, measures and judges heatmaps.
     pub explain: crate::explain::ExplainConfig,
+    /// What `graft tune` searches, and how.
+    pub tune: crate::tune::TuneConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +84,7 @@ impl Default for Settings {
             eval: EvalConfig::default(),
             augment: Default::default(),
             explain: Default::default(),
+            tune: Default::default(),
         }
     }
 }
@@ -150,6 +153,16 @@ impl Settings {
             }
         }
         Ok(c)
+    }
+
+    /// The settings a run was trained with (its `config.toml`), the defaults when it has none.
+    pub fn of_run(run: &crate::RunDir) -> Result<Settings, RunError> {
+        let config = run.config();
+        if config.is_file() {
+            Settings::read(&config)
+        } else {
+            Ok(Settings::default())
+        }
     }
 
     /// Fail on bad values now, not after an hour of extraction.

@@ -22,6 +22,7 @@ mod split;
 mod sync;
 mod trail;
 mod train_heads;
+mod tune;
 
 use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, RunsCommand, TrainCommand};
 
@@ -37,6 +38,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Explain(a) => explain::run(*a),
         Command::LrFind(a) => lr_find::run(a),
+        Command::Tune(a) => tune::run(a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

@@ -1,0 +1,180 @@
+//! `graft tune --run RUN`: the search, then its best trials, the winner's test result and
+//! where the pictures are.
+
+use anyhow::Context as _;
+use graft_run::tune::{tune, Stopped, TuneConfig, TuneRequest, Tuned};
+use graft_run::{RunDir, Settings};
+
+use crate::cli::TuneArgs;
+use crate::terminal::Terminal;
+
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.run);
+    if !dir.features().is_dir() {
+        anyhow::bail!(
+            "{}: no feature cache in this run (train it first: graft train DIR)",
+            args.run.display()
+        );
+    }
+    let mut config = match &args.config {
+        Some(file) => read_tune_table(file)?,
+        None => Settings::of_run(&dir)?.tune,
+    };
+    if let Some(m) = args.method {
+        config.method = m;
+    }
+    if let Some(t) = args.trials {
+        config.trials = Some(t);
+    }
+    if args.time.is_some() {
+        config.time.clone_from(&args.time);
+    }
+    if let Some(p) = args.parallel {
+        config.parallel = p;
+    }
+    if let Some(s) = args.seed {
+        config.seed = s;
+    }
+    let tuned = tune(
+        &TuneRequest {
+            run: &dir,
+            name: args.name.clone(),
+            config,
+            fresh: args.fresh,
+        },
+        // --json prints only the summary on stdout.
+        if args.json {
+            &graft_run::Silent as &dyn graft_run::Reporter
+        } else {
+            &Terminal
+        },
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}{}",
+            if e.to_string().contains("[tune") {
+                " (see `graft tune --help` for the space's form)"
+            } else {
+                ""
+            }
+        )
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&tuned.summary)?);
+        return Ok(());
+    }
+    print(&tuned);
+    Ok(())
+}
+
+/// `[tune]` of a TOML file; the defaults when it has none. Other tables are ignored.
+fn read_tune_table(file: &std::path::Path) -> anyhow::Result<TuneConfig> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    match value.get("tune") {
+        Some(t) => t.clone().try_into().with_context(|| {
+            format!(
+                "the [tune] table of {} (see `graft tune --help` for its keys)",
+                file.display()
+            )
+        }),
+        None => Ok(TuneConfig::default()),
+    }
+}
+
+fn print(t: &Tuned) {
+    let s = &t.summary;
+    let ranked = graft_run::tune::trials::ranked(&t.trials);
+    let names: Vec<&str> = t.space.names().collect();
+    say!("Best trials (val macro-F1):");
+    say!(
+        "  {:>5}  {:>8}  {:>8}  {}",
+        "trial",
+        "macro-F1",
+        "accuracy",
+        names.join("  ")
+    );
+    for r in ranked.iter().take(5) {
+        let values: Vec<String> = t
+            .space
+            .iter()
+            .zip(&r.point)
+            .map(|((_, d), v)| short(&d.format(*v)))
+            .collect();
+        say!(
+            "  {:>5}  {:>8.4}  {:>8.4}  {}",
+            r.trial,
+            r.val_macro_f1,
+            r.val_accuracy,
+            values.join("  ")
+        );
+    }
+    say!(
+        "{} trials of {} ({}{}) in {:.1} s this time, {} at once.",
+        s.trials_finished,
+        s.trials_asked,
+        s.method,
+        s.model
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default(),
+        s.seconds,
+        s.parallel
+    );
+    if s.stopped == Stopped::Time {
+        say!("  stopped by the time limit; rerun (with more --time) to continue");
+    }
+    let b = &s.best;
+    say!(
+        "Best: trial {} — {} lr {:.3e}: val macro-F1 {:.4}, val accuracy {:.4}",
+        b.trial,
+        b.head,
+        b.lr,
+        b.val_macro_f1,
+        b.val_accuracy
+    );
+    if let Some(sweep) = s.sweep_best_val_macro_f1 {
+        say!(
+            "  the run's own sweep reached {sweep:.4} on the same val rows ({:+.4})",
+            b.val_macro_f1 - sweep
+        );
+    }
+    match &b.test {
+        Some(test) => say!(
+            "  test, once{}: macro-F1 {:.4}, accuracy {:.4} on {} images",
+            if t.test_from_before {
+                " (from the earlier run of this search: the best trial has not changed)"
+            } else {
+                " (the best configuration retrained)"
+            },
+            test.macro_f1,
+            test.accuracy,
+            test.rows
+        ),
+        None => say!("  no test split in this run: nothing scored on test"),
+    }
+    let d = &t.dir;
+    say!("Train it: graft train --config {}", d.best_toml().display());
+    say!(
+        "Files: {} ({}, {}, {})",
+        d.root().display(),
+        "results.csv",
+        "tune.json",
+        "objective.png, parameters.png, heatmap.png"
+    );
+}
+
+fn short(s: &str) -> String {
+    match s.parse::<f64>() {
+        Ok(x) if s.contains('.') || s.contains('e') => {
+            if x != 0.0 && (x.abs() < 1e-2 || x.abs() >= 1e4) {
+                format!("{x:.2e}")
+            } else {
+                format!("{x:.3}")
+            }
+        }
+        _ => s.to_string(),
+    }
+}
