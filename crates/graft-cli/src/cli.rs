@@ -187,6 +187,16 @@ pub enum BenchCommand {
         after_help = "Example:\n  graft bench heads --features runs/fm/features --python .venv/bin/python"
     )]
     Heads(BenchHeadsArgs),
+    /// Time `graft tune --method bayes` (40 trials by default) against Optuna's TPE driving
+    /// the same PyTorch head over the same space and feature rows, in one run.
+    #[command(
+        after_help = "Example:\n  graft bench tune --run runs/fm --python .venv/bin/python\n\n\
+graft runs its trials on one worker per core (each trial single-threaded) and writes\n\
+RUN/tune/bench/ (replaced each time); the reference runs Optuna's trials one after the other,\n\
+PyTorch using all the threads. Both time the trials alone. The reference needs a Python with\n\
+torch, numpy and optuna (pip install torch numpy optuna)."
+    )]
+    Tune(BenchTuneArgs),
     /// Images/s of one fine-tuning step (forward, backward, AdamW) on burn — all layers, stage 2
     /// from images, stage 2 on cached activations — against the same all-layers step in
     /// PyTorch (torchvision MobileNetV2), in one run.
@@ -232,6 +242,24 @@ lr_find.json (every point). Read the picture: a curve that never falls means the
 learn from these features at any rate.";
 
 #[derive(Debug, Args)]
+pub struct BenchTuneArgs {
+    /// The run whose cached features the heads train on ([tune] space from its config.toml).
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// Trials on each side.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub trials: usize,
+    /// Seed of both samplers.
+    #[arg(long, default_value_t = 42, value_name = "SEED")]
+    pub seed: u64,
+    /// graft's trials at once [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct LrFindArgs {
     /// The run whose cached features the head trains on.
     #[arg(long, value_name = "DIR")]
@@ -254,6 +282,30 @@ pub struct LrFindArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--lr`: a rate, or the range test's with a rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrArg {
+    Auto(graft_train::lr_find::Rule),
+    Rate(f32),
+}
+
+impl std::str::FromStr for LrArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        use graft_train::lr_find::Rule;
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "auto:steepest" => Ok(LrArg::Auto(Rule::Steepest)),
+            "auto:valley" => Ok(LrArg::Auto(Rule::Valley)),
+            t => match t.parse::<f32>() {
+                Ok(x) if x > 0.0 && x.is_finite() => Ok(LrArg::Rate(x)),
+                _ => Err(format!(
+                    "{s:?}: give auto, auto:valley or a positive rate such as 3e-3"
+                )),
+            },
+        }
+    }
 }
 
 /// `--rule`.
@@ -605,6 +657,11 @@ pub struct PipelineArgs {
     /// Learning rates to compare, comma-separated [default: 3e-4,1e-3,3e-3].
     #[arg(long, value_delimiter = ',')]
     pub lrs: Option<Vec<f32>>,
+    /// `auto`: each head's rate from the learning-rate range test (`graft lr-find`'s steepest
+    /// rule; `auto:valley` for the valley rule), one configuration per head instead of every
+    /// rate of --lrs. A number: that rate alone.
+    #[arg(long, value_name = "auto|auto:valley|RATE", conflicts_with = "lrs")]
+    pub lr: Option<LrArg>,
     /// Most epochs per head [default: 10].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -658,6 +715,10 @@ pub struct TrainHeadsArgs {
     /// Learning rates to compare, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "3e-4,1e-3,3e-3")]
     pub lrs: Vec<f32>,
+    /// `auto` (or `auto:valley`): each head's rate from the learning-rate range test instead
+    /// of --lrs; a number: that rate alone.
+    #[arg(long, value_name = "auto|auto:valley|RATE")]
+    pub lr: Option<LrArg>,
     /// Most epochs per configuration.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,

@@ -39,6 +39,15 @@ impl Resolve for Config {
         }
         if let Some(v) = &args.lrs {
             c.heads.lrs = v.clone();
+            c.heads.auto_lr = None;
+        }
+        match args.lr {
+            Some(crate::cli::LrArg::Auto(rule)) => c.heads.auto_lr = Some(rule),
+            Some(crate::cli::LrArg::Rate(lr)) => {
+                c.heads.lrs = vec![lr];
+                c.heads.auto_lr = None;
+            }
+            None => {}
         }
         if let Some(v) = args.epochs {
             c.heads.epochs = v;
@@ -86,5 +95,36 @@ mod tests {
         std::fs::write(&file, "[heads]\nepoch = 3\n").expect("write");
         let err = Config::read(&file).expect_err("unknown key");
         assert!(format!("{err:#}").contains("epoch"), "{err:#}");
+    }
+
+    #[test]
+    fn lr_auto_from_the_file_or_the_flag_and_a_rate_replaces_it() {
+        use graft_train::lr_find::Rule;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = tmp.path().join("graft.toml");
+        std::fs::write(&file, "[heads]\nauto_lr = \"valley\"\n").expect("write");
+        let from_file = PipelineArgs {
+            config: Some(file.clone()),
+            ..PipelineArgs::default()
+        };
+        let c = Config::resolve(&from_file).expect("resolves");
+        assert_eq!(c.heads.auto_lr, Some(Rule::Valley));
+        let saved = c.to_toml(&tmp.path().join("config.toml")).expect("toml");
+        assert!(saved.contains("auto_lr = \"valley\""), "{saved}");
+        let rate = PipelineArgs {
+            config: Some(file),
+            lr: Some("2e-3".parse().expect("rate")),
+            ..PipelineArgs::default()
+        };
+        let c = Config::resolve(&rate).expect("resolves");
+        assert_eq!((c.heads.auto_lr, c.heads.lrs.clone()), (None, vec![2e-3]));
+        let auto = PipelineArgs {
+            lr: Some("auto".parse().expect("auto")),
+            ..PipelineArgs::default()
+        };
+        let c = Config::resolve(&auto).expect("resolves");
+        assert_eq!(c.heads.auto_lr, Some(Rule::Steepest));
+        let e = "fast".parse::<crate::cli::LrArg>().expect_err("not a rate");
+        assert!(e.contains("auto:valley"), "{e}");
     }
 }

@@ -198,11 +198,14 @@ fn extracted(x: &Extracted) {
 
 fn sweep_started(s: &SweepStarted) {
     say!(
-        "Training {} heads ({} × {} learning rates) on {} train / {} val rows of {} features, \
+        "Training {} heads ({}) on {} train / {} val rows of {} features, \
          {} classes{}, {} threads",
         s.runs,
-        s.heads,
-        s.lrs,
+        if s.auto_lr {
+            format!("{} heads, rates from the range test", s.heads)
+        } else {
+            format!("{} × {} learning rates", s.heads, s.lrs)
+        },
         s.train_rows,
         s.val_rows,
         s.dim,

@@ -79,6 +79,67 @@ fn the_range_test_suggests_a_rate_on_the_falling_part_of_the_curve() {
         "{}",
         stderr(&o)
     );
+    // --lr auto: one configuration per head, each at the rate its range test suggests (the
+    // same test lr-find ran: same rows, same settings).
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &["lr-find", "--run", "runs/t", "--head", "linear", "--json"],
+    );
+    let found: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    let linear = found["suggested"].as_f64().expect("a suggestion");
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train",
+            "heads",
+            "--features",
+            "runs/t/features",
+            "--lr",
+            "auto",
+            "--name",
+            "auto",
+            "--no-track",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("rates from the range test"),
+        "{}",
+        stdout(&o)
+    );
+    let sweep = std::fs::read_to_string(tmp.path().join("runs/auto/sweep.csv")).expect("sweep");
+    let rows: Vec<Vec<&str>> = sweep
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "one per head: {sweep}");
+    assert_eq!(rows[0][0], "linear");
+    let lr: f64 = rows[0][1].parse().expect("lr");
+    assert!(
+        (lr - linear).abs() <= 1e-6 * linear,
+        "sweep {lr} vs lr-find {linear}"
+    );
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "train",
+            "heads",
+            "--features",
+            "runs/t/features",
+            "--lr",
+            "fast",
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("auto:valley"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = run_graft(&cache, tmp.path(), &["lr-find", "--run", "runs/nope"]);
     assert!(
         !o.status.success()

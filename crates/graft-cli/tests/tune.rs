@@ -85,6 +85,24 @@ fn tune_searches_resumes_after_a_kill_and_its_best_toml_trains_the_winner() {
     let best_trial = summary["best"]["trial"].as_u64().expect("trial");
     assert!(first.starts_with(&format!("1,{best_trial},")), "{first}");
 
+    // The search is a tracked run of its own, its best and test scores as metrics.
+    let o = run_graft(&cache, tmp.path(), &["runs", "list", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("runs JSON");
+    let tracked = runs
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["command"] == "tune" && r["params"]["name"] == "whole")
+        .unwrap_or_else(|| panic!("the tune in {runs}"));
+    assert_eq!(tracked["status"], "finished");
+    assert_eq!(tracked["params"]["method"], "bayes");
+    assert_eq!(
+        tracked["metrics"]["best_val_macro_f1"], summary["best"]["val_macro_f1"],
+        "{tracked}"
+    );
+    assert_eq!(tracked["metrics"]["test_macro_f1"], test["macro_f1"]);
+    assert_eq!(tracked["metrics"]["trials_finished"].as_f64(), Some(14.0));
+
     // The same search killed with SIGKILL after a few trials, then run again: it keeps what
     // finished and ends with the same trials as the uninterrupted one.
     let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))

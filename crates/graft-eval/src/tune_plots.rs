@@ -122,6 +122,7 @@ pub fn objective(plot: &TunePlot, out: &Path) -> Result<(), EvalError> {
         .configure_mesh()
         .x_desc("trial")
         .y_desc("val macro-F1")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(|x| e(x.to_string()))?;

@@ -36,6 +36,8 @@ pub struct HeadsRequest {
     pub seed: u64,
     /// Retrain the best configuration with this many seeds (for a confidence interval).
     pub seeds: usize,
+    /// Replace `lrs` by each head's rate from the learning-rate range test, read by this rule.
+    pub auto_lr: Option<graft_train::lr_find::Rule>,
 }
 
 /// Told before the sweep starts.
@@ -45,6 +47,8 @@ pub struct SweepStarted {
     pub runs: usize,
     pub heads: usize,
     pub lrs: usize,
+    /// Rates come from the range test, one per head.
+    pub auto_lr: bool,
     pub train_rows: usize,
     pub val_rows: usize,
     pub dim: usize,
@@ -116,7 +120,7 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
         pooled: &ds,
         spatial: maps.as_ref(),
     };
-    let sweep = SweepConfig {
+    let mut sweep = SweepConfig {
         heads: req.heads.clone(),
         lrs: req.lrs.clone(),
         base: TrainConfig {
@@ -130,7 +134,24 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
             seed: req.seed,
             ..TrainConfig::default()
         },
+        found_lrs: Vec::new(),
     };
+    if let Some(rule) = req.auto_lr {
+        sweep.find_lrs(data, rule);
+        for (head, found) in sweep.heads.iter().zip(&sweep.found_lrs) {
+            reporter.event(Event::Note(match found {
+                Some(lr) => {
+                    format!("  {head}: learning rate {lr:.2e} from the range test ({rule} rule)")
+                }
+                None if head.spatial() => format!(
+                    "  {head}: the range test runs on pooled features; trying the listed rates"
+                ),
+                None => {
+                    format!("  {head}: the range test's loss never fell; trying the listed rates")
+                }
+            }));
+        }
+    }
     let runs = sweep.runs();
     if runs.is_empty() {
         return Err(RunError::Invalid(
@@ -142,6 +163,7 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
         runs: runs.len(),
         heads: sweep.heads.len(),
         lrs: sweep.lrs.len(),
+        auto_lr: req.auto_lr.is_some(),
         train_rows: ds.train.len(),
         val_rows: ds.val.len(),
         dim: ds.dim,

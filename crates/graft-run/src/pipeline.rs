@@ -181,6 +181,7 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
                     val_fraction: h.val_fraction,
                     seed: h.seed,
                     seeds: 1,
+                    auto_lr: h.auto_lr,
                 },
                 reporter,
             )?;

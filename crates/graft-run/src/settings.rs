@@ -52,6 +52,10 @@ pub struct ExtractConfig {
 pub struct HeadsConfig {
     pub heads: Vec<String>,
     pub lrs: Vec<f32>,
+    /// `"steepest"` or `"valley"`: each head's rate from the learning-rate range test, read by
+    /// this rule, instead of `lrs` (`--lr auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_lr: Option<graft_train::lr_find::Rule>,
     pub epochs: usize,
     pub batch: usize,
     pub weight_decay: f32,
@@ -116,6 +120,7 @@ impl Default for HeadsConfig {
         HeadsConfig {
             heads: s.heads.iter().map(ToString::to_string).collect(),
             lrs: s.lrs,
+            auto_lr: None,
             epochs: t.epochs,
             batch: t.batch,
             weight_decay: t.weight_decay,

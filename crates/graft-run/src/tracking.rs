@@ -26,6 +26,7 @@ pub enum Job {
     Eval,
     Export,
     Explain,
+    Tune,
 }
 
 impl Job {
@@ -38,6 +39,7 @@ impl Job {
             Job::Eval => "eval",
             Job::Export => "export",
             Job::Explain => "explain",
+            Job::Tune => "tune",
         }
     }
 
@@ -54,6 +56,7 @@ impl Job {
             Job::Eval => "evaluation",
             Job::Export => "export",
             Job::Explain => "explanation",
+            Job::Tune => "tuning",
         }
     }
 }
@@ -380,6 +383,19 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                     explain_metrics(&records, &mut |k, v| final_metric(&mut out.metrics, k, v));
                 }
                 out.folder = dir;
+            }
+        }
+        Job::Tune => {
+            if let Some(t) = crate::tune::tracked::newest(run, start_ms) {
+                out.folder = t.folder;
+                out.params.extend(t.params);
+                out.metrics
+                    .extend(t.metrics.into_iter().map(|(key, value, step)| Metric {
+                        key,
+                        value,
+                        step,
+                        time_ms: now,
+                    }));
             }
         }
         Job::Finetune => {

@@ -4,7 +4,7 @@
 //! still falls fastest, well before the blow-up.
 
 use graft_data::rng::SplitMix64;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::trainer::{Learner, TrainConfig};
@@ -34,7 +34,7 @@ impl Default for RangeTest {
 }
 
 /// How a rate is read off the curve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// Where the smoothed loss falls fastest per decade of rate.
@@ -42,6 +42,15 @@ pub enum Rule {
     /// Two thirds of the way down the longest stretch over which the smoothed loss only falls:
     /// inside the valley, short of its floor (where the next steps start to diverge).
     Valley,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rule::Steepest => "steepest",
+            Rule::Valley => "valley",
+        })
+    }
 }
 
 /// The recorded curve and what it suggests.

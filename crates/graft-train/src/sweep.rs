@@ -15,6 +15,10 @@ pub struct SweepConfig {
     pub lrs: Vec<f32>,
     /// Settings shared by every run (its `head` and `lr` are replaced per run).
     pub base: TrainConfig,
+    /// Per head, the rate the learning-rate range test found (`--lr auto`), tried instead of
+    /// `lrs`; `None` for a head without one, and empty when every head tries every rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found_lrs: Vec<Option<f32>>,
 }
 
 impl Default for SweepConfig {
@@ -30,23 +34,51 @@ impl Default for SweepConfig {
             ],
             lrs: vec![3e-4, 1e-3, 3e-3],
             base: TrainConfig::default(),
+            found_lrs: Vec::new(),
         }
     }
 }
 
 impl SweepConfig {
-    /// The run configurations, heads outer, learning rates inner.
+    /// The run configurations, heads outer, learning rates inner (a head's found rate alone
+    /// when it has one).
     pub fn runs(&self) -> Vec<TrainConfig> {
         self.heads
             .iter()
-            .flat_map(|&head| {
-                self.lrs.iter().map(move |&lr| TrainConfig {
+            .enumerate()
+            .flat_map(|(i, &head)| {
+                let lrs = match self.found_lrs.get(i).copied().flatten() {
+                    Some(lr) => vec![lr],
+                    None => self.lrs.clone(),
+                };
+                lrs.into_iter().map(move |lr| TrainConfig {
                     head,
                     lr,
                     ..self.base.clone()
                 })
             })
             .collect()
+    }
+
+    /// Run the learning-rate range test for every pooled head with the base settings and keep
+    /// the rate `rule` reads off its curve in `found_lrs` (attention heads, and curves without
+    /// a suggestion, keep `lrs`).
+    pub fn find_lrs(&mut self, data: SweepData<'_>, rule: crate::lr_find::Rule) {
+        let test = crate::lr_find::RangeTest::default();
+        self.found_lrs = self
+            .heads
+            .par_iter()
+            .map(|&head| {
+                if head.spatial() {
+                    return None;
+                }
+                let cfg = TrainConfig {
+                    head,
+                    ..self.base.clone()
+                };
+                crate::lr_find::range_test(data.pooled, &cfg, &test).suggestion(rule)
+            })
+            .collect();
     }
 }
 
@@ -152,6 +184,7 @@ mod tests {
                 batch: 32,
                 ..TrainConfig::default()
             },
+            found_lrs: Vec::new(),
         };
         let count = std::sync::atomic::AtomicUsize::new(0);
         let entries = run_sweep(SweepData::pooled(&ds), &cfg, &|_| {
@@ -171,6 +204,34 @@ mod tests {
         for e in &entries {
             assert!(e.outcome.val_macro_f1 <= entries[b].outcome.val_macro_f1);
         }
+    }
+
+    #[test]
+    fn found_rates_replace_the_list_for_their_heads_only() {
+        let ds = blobs(&[80, 80, 80], 1.2, 3);
+        let mut cfg = SweepConfig {
+            heads: vec![HeadSpec::Linear, HeadSpec::DEFAULT_MLP, HeadSpec::Attention],
+            lrs: vec![1e-4, 1e-3],
+            base: TrainConfig {
+                batch: 32,
+                ..TrainConfig::default()
+            },
+            found_lrs: Vec::new(),
+        };
+        assert_eq!(cfg.runs().len(), 6);
+        cfg.find_lrs(SweepData::pooled(&ds), crate::lr_find::Rule::Steepest);
+        let found: Vec<f32> = cfg.found_lrs.iter().flatten().copied().collect();
+        assert_eq!(found.len(), 2, "{:?}", cfg.found_lrs);
+        assert!(found.iter().all(|lr| (1e-6..1.0).contains(lr)), "{found:?}");
+        assert_eq!(cfg.found_lrs[2], None, "attention keeps the list");
+        let runs = cfg.runs();
+        assert_eq!(runs.len(), 4);
+        assert_eq!((runs[0].head, runs[0].lr), (HeadSpec::Linear, found[0]));
+        assert_eq!(
+            (runs[1].head, runs[1].lr),
+            (HeadSpec::DEFAULT_MLP, found[1])
+        );
+        assert!(runs[2..].iter().all(|r| r.head == HeadSpec::Attention));
     }
 
     /// The blobs as feature maps: each image's vector sits at one of 4 locations (by row), the
@@ -216,6 +277,7 @@ mod tests {
                 batch: 32,
                 ..TrainConfig::default()
             },
+            found_lrs: Vec::new(),
         };
         let data = SweepData {
             pooled: &pooled,

@@ -65,6 +65,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Serve(a)) => bench::serve(a),
         Command::Bench(BenchCommand::Tracking(a)) => bench::tracking(a),
         Command::Bench(BenchCommand::Explain(a)) => bench::explain(a),
+        Command::Bench(BenchCommand::Tune(a)) => bench::tune(a),
     }
 }
 

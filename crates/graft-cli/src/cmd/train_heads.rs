@@ -4,11 +4,19 @@ use graft_run::heads::{run_folder, train_heads, HeadsRequest};
 use graft_run::{Job, RunDir};
 use graft_track::Params;
 
-use crate::cli::TrainHeadsArgs;
+use crate::cli::{LrArg, TrainHeadsArgs};
 use crate::terminal::Terminal;
 use crate::tracked::tracked;
 
-pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
+pub fn run(mut args: TrainHeadsArgs) -> anyhow::Result<()> {
+    let auto_lr = match args.lr {
+        Some(LrArg::Auto(rule)) => Some(rule),
+        Some(LrArg::Rate(lr)) => {
+            args.lrs = vec![lr];
+            None
+        }
+        None => None,
+    };
     if args.heads.is_empty() || args.lrs.is_empty() {
         anyhow::bail!("nothing to train: give at least one --heads and one --lrs value");
     }
@@ -21,7 +29,13 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
     let params = Params::from([
         ("features".into(), args.features.display().to_string()),
         ("heads".into(), heads.join(",")),
-        ("lrs".into(), lrs.join(",")),
+        (
+            "lrs".into(),
+            match auto_lr {
+                Some(rule) => format!("auto:{rule}"),
+                None => lrs.join(","),
+            },
+        ),
         ("epochs".into(), args.epochs.to_string()),
         ("batch".into(), args.batch.to_string()),
         ("weight_decay".into(), args.weight_decay.to_string()),
@@ -54,6 +68,7 @@ pub fn run(args: TrainHeadsArgs) -> anyhow::Result<()> {
                 val_fraction: args.val_fraction,
                 seed: args.seed,
                 seeds: args.seeds,
+                auto_lr,
             },
             &Terminal,
         )?;

@@ -35,29 +35,51 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     if let Some(s) = args.seed {
         config.seed = s;
     }
-    let tuned = tune(
-        &TuneRequest {
-            run: &dir,
-            name: args.name.clone(),
-            config,
-            fresh: args.fresh,
-        },
-        // --json prints only the summary on stdout.
-        if args.json {
-            &graft_run::Silent as &dyn graft_run::Reporter
-        } else {
-            &Terminal
-        },
-    )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "{e}{}",
-            if e.to_string().contains("[tune") {
-                " (see `graft tune --help` for the space's form)"
-            } else {
-                ""
-            }
-        )
+    let req = TuneRequest {
+        run: &dir,
+        name: args.name.clone(),
+        config,
+        fresh: args.fresh,
+    };
+    let c = &req.config;
+    let params = graft_track::Params::from([
+        (
+            "name".to_string(),
+            req.name.clone().unwrap_or_else(|| c.method.to_string()),
+        ),
+        ("method".to_string(), c.method.to_string()),
+        (
+            "trials".to_string(),
+            c.trials.map_or_else(|| "default".into(), |t| t.to_string()),
+        ),
+        ("seed".to_string(), c.seed.to_string()),
+        ("parallel".to_string(), c.parallel.to_string()),
+        // A bad space is reported by the search itself, with its hint.
+        (
+            "space".to_string(),
+            c.space()
+                .ok()
+                .and_then(|s| serde_json::to_string(&s).ok())
+                .unwrap_or_default(),
+        ),
+    ]);
+    // --json prints only the summary on stdout.
+    let reporter: &dyn graft_run::Reporter = if args.json {
+        &graft_run::Silent
+    } else {
+        &Terminal
+    };
+    let tuned = crate::tracked::tracked(graft_run::Job::Tune, &dir, params, || {
+        tune(&req, reporter).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}{}",
+                if e.to_string().contains("[tune") {
+                    " (see `graft tune --help` for the space's form)"
+                } else {
+                    ""
+                }
+            )
+        })
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tuned.summary)?);

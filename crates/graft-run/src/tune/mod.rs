@@ -8,6 +8,7 @@
 
 pub mod config;
 mod schedule;
+pub mod tracked;
 pub mod trials;
 
 use std::collections::BTreeMap;
@@ -351,7 +352,7 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
 
 /// Every trial starts from the run's `[heads]` settings: its first pooled head, its middle
 /// learning rate, its epochs, batch, regularisation, balance and seed.
-fn base_config(settings: &Settings) -> Result<TrainConfig, RunError> {
+pub fn base_config(settings: &Settings) -> Result<TrainConfig, RunError> {
     let h = &settings.heads;
     let head = settings
         .head_specs()?

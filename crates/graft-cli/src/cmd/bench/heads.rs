@@ -111,6 +111,15 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The standardised train and val rows and labels as the PyTorch references read them:
+/// `train_x.f32`, `train_y.u32`, `val_x.f32`, `val_y.u32` (little-endian).
+pub(super) fn write_train_val(work: &Path, ds: &Dataset) -> anyhow::Result<()> {
+    write_rows(&work.join("train_x.f32"), ds, &ds.train)?;
+    write_labels(&work.join("train_y.u32"), ds, &ds.train)?;
+    write_rows(&work.join("val_x.f32"), ds, &ds.val)?;
+    write_labels(&work.join("val_y.u32"), ds, &ds.val)
+}
+
 fn write_rows(path: &Path, ds: &Dataset, rows: &[usize]) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     for &i in rows {
@@ -145,10 +154,7 @@ fn reference(
     let work = std::env::temp_dir().join(format!("graft-bench-heads-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let result = (|| -> anyhow::Result<Value> {
-        write_rows(&work.join("train_x.f32"), ds, &ds.train)?;
-        write_labels(&work.join("train_y.u32"), ds, &ds.train)?;
-        write_rows(&work.join("val_x.f32"), ds, &ds.val)?;
-        write_labels(&work.join("val_y.u32"), ds, &ds.val)?;
+        write_train_val(&work, ds)?;
         let meta = json!({
             "dim": ds.dim,
             "classes": ds.classes.len(),

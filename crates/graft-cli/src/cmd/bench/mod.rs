@@ -7,6 +7,7 @@ mod finetune;
 mod heads;
 mod serve;
 mod tracking;
+mod tune;
 
 pub use audit::audit;
 pub use explain::explain;
@@ -15,6 +16,7 @@ pub use finetune::finetune;
 pub use heads::heads;
 pub use serve::serve;
 pub use tracking::tracking;
+pub use tune::tune_bench as tune;
 
 /// The cached weights file of `kind` that a PyTorch reference reads, or how to fetch it.
 fn reference_weights(kind: graft_model::arch::EncoderKind) -> anyhow::Result<std::path::PathBuf> {
