@@ -228,6 +228,34 @@ fn tune_searches_resumes_after_a_kill_and_its_best_toml_trains_the_winner() {
     let s: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
     assert_eq!(s["trials_finished"], 16, "{s}");
 
+    // The benchmark runs (its timings are for people, not for asserts).
+    let o = run_graft(
+        &cache,
+        tmp.path(),
+        &[
+            "bench",
+            "tune",
+            "--run",
+            "runs/t",
+            "--trials",
+            "6",
+            "--no-reference",
+            "--json",
+            "bench.json",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let bench = json(&tmp.path().join("bench.json"));
+    assert!(
+        bench["graft"]["seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{bench}"
+    );
+    assert!(
+        bench["graft"]["best_val_macro_f1"].as_f64().is_some(),
+        "{bench}"
+    );
+    assert!(tmp.path().join("runs/t/tune/bench/trials.csv").is_file());
+
     // Errors say what to do.
     let o = tune(&["--name", "whole", "--seed", "7", "--trials", "3"]);
     assert!(!o.status.success());
