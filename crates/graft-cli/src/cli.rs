@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod ablate;
 mod data;
 mod explain;
 mod export;
@@ -12,6 +13,7 @@ mod registry;
 mod runs;
 mod serve;
 mod tune;
+pub use ablate::{AblateArgs, ABLATE_HELP};
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
 pub use export::{ExportArgs, Precision};
@@ -132,6 +134,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// Bayesian (TPE) or genetic — resumable, with plots, best.toml and one test at the end.
     #[command(after_help = TUNE_HELP)]
     Tune(TuneArgs),
+    /// Ablations: a matrix of head settings (head, balance, label smoothing, …) × seeds on the
+    /// run's cached features; mean ± 95% CI per cell and a paired test against the reference.
+    #[command(after_help = ABLATE_HELP)]
+    Ablate(AblateArgs),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(

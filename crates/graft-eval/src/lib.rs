@@ -2,6 +2,7 @@
 //! precision/recall/F1, top-k, calibration (ECE, reliability diagram), the confusion matrix,
 //! galleries of mistakes and of right answers, and one self-contained HTML report.
 
+pub mod ablation_plot;
 pub mod calibration;
 pub mod error;
 pub mod explain;

@@ -17,11 +17,16 @@ pub struct ReportInputs<'a> {
     pub figures: Vec<(String, Vec<u8>)>,
     /// What `graft explain` found for this model, when it has run.
     pub explanations: Option<Explanations>,
+    /// What `graft ablate` measured on this run's features, when it has run.
+    pub ablations: Option<Section>,
 }
 
 /// The report's "Explanations" section: a summary row per explained set and its figures.
+pub type Explanations = Section;
+
+/// A section of tables and figures another command wrote into the run.
 #[derive(Debug, Default)]
-pub struct Explanations {
+pub struct Section {
     pub header: Vec<String>,
     pub rows: Vec<Vec<String>>,
     /// (caption, PNG bytes).
@@ -193,6 +198,16 @@ footer{color:#8a93a6;font-size:12px;margin-top:30px}
              confidence drop when the hot region is hidden, concentration, deletion AUC (lower \
              is better) and insertion AUC (higher is better). Suspicious maps failed a \
              threshold; <code>graft explain query FILE --suspicious</code> lists them.</p>\n",
+        );
+        table(&mut h, &x.header, &x.rows);
+        figures(&mut h, &x.figures);
+    }
+    if let Some(x) = &inp.ablations {
+        h.push_str("<h2>Ablations</h2>\n");
+        h.push_str(
+            "<p>Head settings varied one matrix at a time (<code>graft ablate</code>), each cell \
+             trained with several seeds: mean ± 95% confidence interval, and the paired \
+             difference from the reference row (the first) with its t-test p-value.</p>\n",
         );
         table(&mut h, &x.header, &x.rows);
         figures(&mut h, &x.figures);

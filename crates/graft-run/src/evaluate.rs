@@ -197,6 +197,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
             sweep: read_sweep(&run),
             figures,
             explanations: crate::explain::report::section(&run),
+            ablations: crate::ablate::report_section(&run),
         },
     );
     write_file(&run.report(), html.as_bytes())?;

@@ -16,6 +16,7 @@
 //! The crates below know nothing of run folders: they compute from plain values (images,
 //! features, weights). This one wires them to files.
 
+pub mod ablate;
 pub mod dir;
 pub mod encoder;
 mod error;

@@ -27,6 +27,6 @@ pub use error::TrainError;
 pub use head::{Head, HeadSpec};
 pub use metrics::{ClassMetrics, Confusion};
 pub use model::{HeadModel, ModelMeta};
-pub use seeds::{repeat_seeds, MeanCi, SeedReport};
+pub use seeds::{repeat_seeds, MeanCi, PairedT, SeedReport};
 pub use sweep::{best, run_sweep, SweepConfig, SweepData, SweepEntry};
 pub use trainer::{evaluate, train_head, EpochRecord, TrainConfig, TrainOutcome};

@@ -11,7 +11,7 @@ pub fn grid_size(space: &Space, levels: usize) -> usize {
 }
 
 /// Point number `n` of the grid, `None` past its end.
-pub(crate) fn nth(space: &Space, levels: usize, n: usize) -> Option<Point> {
+pub fn nth(space: &Space, levels: usize, n: usize) -> Option<Point> {
     let axes: Vec<_> = space.dists().map(|d| d.grid(levels)).collect();
     if n >= grid_size(space, levels) {
         return None;

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use graft_data::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-pub use grid::grid_size;
+pub use grid::{grid_size, nth as grid_point};
 pub use space::{Choice, Dist, Point, Resolved, Space, Value};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed arguments into library calls and output.
 
+mod ablate;
 mod audit;
 mod augment;
 mod bench;
@@ -39,6 +40,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Explain(a) => explain::run(*a),
         Command::LrFind(a) => lr_find::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Ablate(a) => ablate::run(a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

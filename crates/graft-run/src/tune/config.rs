@@ -125,7 +125,7 @@ pub const PARAMETERS: &[(&str, &str)] = &[
 ];
 
 /// Every parameter is one graft knows, and every value it can take is valid for it.
-fn check(space: &Space) -> Result<(), RunError> {
+pub(crate) fn check(space: &Space) -> Result<(), RunError> {
     let known = || {
         PARAMETERS
             .iter()

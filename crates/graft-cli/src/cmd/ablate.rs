@@ -1,0 +1,89 @@
+//! `graft ablate --run RUN FILE`: the matrix trained, the table printed.
+
+use graft_run::ablate::{ablate, AblateRequest, AblationFile};
+use graft_run::RunDir;
+
+use crate::cli::AblateArgs;
+use crate::terminal::Terminal;
+
+pub fn run(args: AblateArgs) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.run);
+    if !dir.features().is_dir() {
+        anyhow::bail!(
+            "{}: no feature cache in this run (train it first: graft train DIR)",
+            args.run.display()
+        );
+    }
+    let mut file = AblationFile::read(&args.file)?;
+    if let Some(s) = args.seeds {
+        file.seeds = s;
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map_or_else(|| "ablation".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let reporter: &dyn graft_run::Reporter = if args.json {
+        &graft_run::Silent
+    } else {
+        &Terminal
+    };
+    let (a, out) = ablate(
+        &AblateRequest {
+            run: &dir,
+            file,
+            name,
+            fresh: args.fresh,
+        },
+        reporter,
+    )
+    .map_err(|e| anyhow::anyhow!("{e} (see `graft ablate --help`)"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(());
+    }
+    let width = a
+        .cells
+        .iter()
+        .map(|c| c.label.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    say!(
+        "{:<width$}  {:>17}  {:>17}  {:>17}  {:>6}",
+        "cell",
+        format!("{} macro-F1", a.split),
+        "accuracy",
+        "vs reference",
+        "p"
+    );
+    for c in &a.cells {
+        let (diff, p) = match &c.vs_reference {
+            Some(t) => (
+                format!("{:+.4} ± {:.4}", t.diff.mean, t.diff.ci95),
+                format!("{:.3}", t.p_value),
+            ),
+            None => ("reference".to_string(), String::new()),
+        };
+        say!(
+            "{:<width$}  {:>17}  {:>17}  {:>17}  {:>6}",
+            c.label,
+            format!("{:.4} ± {:.4}", c.macro_f1.mean, c.macro_f1.ci95),
+            format!("{:.4} ± {:.4}", c.accuracy.mean, c.accuracy.ci95),
+            diff,
+            p
+        );
+    }
+    say!(
+        "Mean ± 95% interval over seeds {:?} on {} {} images; p: paired t-test against the \
+         reference, seed by seed.",
+        a.seeds,
+        a.rows,
+        a.split
+    );
+    say!(
+        "Wrote {} (ablation.csv, ablation.png, runs.csv)",
+        out.root().display()
+    );
+    Ok(())
+}
