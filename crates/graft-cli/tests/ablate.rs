@@ -80,6 +80,19 @@ fn ablate_writes_intervals_and_paired_tests_repeatably_and_resumes() {
     let img = image::open(dir.join("ablation.png")).expect("chart");
     assert!(img.width() >= 700);
 
+    // The ablation is a tracked run: each cell's mean as a step metric, labels as parameters.
+    let o = run_graft(&cache, tmp.path(), &["runs", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("runs JSON");
+    let tracked = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["command"] == "ablate")
+        .unwrap_or_else(|| panic!("the ablation in {listed}"));
+    assert_eq!(tracked["status"], "finished");
+    assert_eq!(tracked["params"]["cell.0"], "epochs=3 head=linear lr=0.003");
+    assert_eq!(tracked["metrics"]["cells"].as_f64(), Some(4.0));
+
     // The same seeds give the same rows twice.
     let o = run_graft(
         &cache,

@@ -27,6 +27,7 @@ pub enum Job {
     Export,
     Explain,
     Tune,
+    Ablate,
 }
 
 impl Job {
@@ -40,6 +41,7 @@ impl Job {
             Job::Export => "export",
             Job::Explain => "explain",
             Job::Tune => "tune",
+            Job::Ablate => "ablate",
         }
     }
 
@@ -57,6 +59,7 @@ impl Job {
             Job::Export => "export",
             Job::Explain => "explanation",
             Job::Tune => "tuning",
+            Job::Ablate => "ablation",
         }
     }
 }
@@ -296,6 +299,14 @@ pub fn dataset_hash(run: &RunDir) -> Option<String> {
     Some(h.finalize().to_hex().to_string())
 }
 
+/// What a command that writes its own folder (tune, ablate) leaves to record: the folder,
+/// parameters, and metrics as (key, value, step).
+pub struct Recorded {
+    pub folder: PathBuf,
+    pub params: BTreeMap<String, String>,
+    pub metrics: Vec<(String, f64, i64)>,
+}
+
 /// What a finished stage left to record.
 struct Outputs {
     folder: PathBuf,
@@ -385,12 +396,17 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                 out.folder = dir;
             }
         }
-        Job::Tune => {
-            if let Some(t) = crate::tune::tracked::newest(run, start_ms) {
-                out.folder = t.folder;
-                out.params.extend(t.params);
+        Job::Tune | Job::Ablate => {
+            let recorded = if job == Job::Tune {
+                crate::tune::tracked::newest(run, start_ms)
+            } else {
+                crate::ablate::tracked(run, start_ms)
+            };
+            if let Some(r) = recorded {
+                out.folder = r.folder;
+                out.params.extend(r.params);
                 out.metrics
-                    .extend(t.metrics.into_iter().map(|(key, value, step)| Metric {
+                    .extend(r.metrics.into_iter().map(|(key, value, step)| Metric {
                         key,
                         value,
                         step,

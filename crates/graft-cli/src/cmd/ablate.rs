@@ -28,16 +28,23 @@ pub fn run(args: AblateArgs) -> anyhow::Result<()> {
     } else {
         &Terminal
     };
-    let (a, out) = ablate(
-        &AblateRequest {
-            run: &dir,
-            file,
-            name,
-            fresh: args.fresh,
-        },
-        reporter,
-    )
-    .map_err(|e| anyhow::anyhow!("{e} (see `graft ablate --help`)"))?;
+    let req = AblateRequest {
+        run: &dir,
+        file,
+        name,
+        fresh: args.fresh,
+    };
+    let params = graft_track::Params::from([
+        ("name".to_string(), req.name.clone()),
+        ("seeds".to_string(), req.file.seeds.to_string()),
+        (
+            "factors".to_string(),
+            serde_json::to_string(&req.file.factors).unwrap_or_default(),
+        ),
+    ]);
+    let (a, out) = crate::tracked::tracked(graft_run::Job::Ablate, &dir, params, || {
+        ablate(&req, reporter).map_err(|e| anyhow::anyhow!("{e} (see `graft ablate --help`)"))
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a)?);
         return Ok(());

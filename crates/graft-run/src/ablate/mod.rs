@@ -7,6 +7,7 @@
 
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -405,4 +406,47 @@ pub fn report_section(run: &RunDir) -> Option<graft_eval::report::Section> {
         }
     }
     (!section.rows.is_empty()).then_some(section)
+}
+
+/// What the ablation written last (at or after `since_ms`) leaves to the tracking store: its
+/// folder, each cell's label as a parameter (`cell.N`), and per cell (the step is the cell's
+/// number) the mean macro-F1, its interval and the p-value against the reference.
+pub fn tracked(run: &RunDir, since_ms: i64) -> Option<crate::tracking::Recorded> {
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms.max(0) as u64);
+    let folder = std::fs::read_dir(run.root().join("ablate"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let modified = AblateDir(e.path())
+                .summary()
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()?;
+            (modified >= since).then(|| (modified, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)?;
+    let a: Ablation = crate::files::read_json(&AblateDir(folder.clone()).summary()).ok()?;
+    let mut params = BTreeMap::new();
+    params.insert("split".to_string(), a.split.clone());
+    let mut metrics = vec![
+        ("cells".to_string(), a.cells.len() as f64, 0),
+        ("seeds".to_string(), a.seeds.len() as f64, 0),
+    ];
+    for c in &a.cells {
+        let step = c.cell as i64;
+        params.insert(format!("cell.{}", c.cell), c.label.clone());
+        metrics.push(("cell_macro_f1".into(), c.macro_f1.mean, step));
+        metrics.push(("cell_macro_f1_ci95".into(), c.macro_f1.ci95, step));
+        metrics.push(("cell_accuracy".into(), c.accuracy.mean, step));
+        if let Some(t) = &c.vs_reference {
+            metrics.push(("cell_diff_vs_reference".into(), t.diff.mean, step));
+            metrics.push(("cell_p_value".into(), t.p_value, step));
+        }
+    }
+    Some(crate::tracking::Recorded {
+        folder,
+        params,
+        metrics,
+    })
 }

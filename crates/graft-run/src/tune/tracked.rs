@@ -3,22 +3,15 @@
 //! scores as final metrics.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use super::trials::{self, SearchSpec, TuneDir};
 use super::TuneSummary;
 use crate::files::read_json;
+use crate::tracking::Recorded;
 use crate::RunDir;
 
-/// What the tune written last (at or after `since_ms`) in `run` leaves to record: its folder,
-/// parameters, and metrics as (key, value, step).
-pub struct TuneRecord {
-    pub folder: PathBuf,
-    pub params: BTreeMap<String, String>,
-    pub metrics: Vec<(String, f64, i64)>,
-}
-
-pub fn newest(run: &RunDir, since_ms: i64) -> Option<TuneRecord> {
+/// What the tune written last (at or after `since_ms`) in `run` leaves to record.
+pub fn newest(run: &RunDir, since_ms: i64) -> Option<Recorded> {
     let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms.max(0) as u64);
     let folder = std::fs::read_dir(run.root().join("tune"))
         .ok()?
@@ -68,7 +61,7 @@ pub fn newest(run: &RunDir, since_ms: i64) -> Option<TuneRecord> {
         "stopped".into(),
         format!("{:?}", summary.stopped).to_lowercase(),
     );
-    Some(TuneRecord {
+    Some(Recorded {
         folder,
         params,
         metrics,
