@@ -17,6 +17,7 @@ mod tracked;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     output::set_quiet(cli.quiet);
@@ -62,4 +63,24 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+/// `graft runs show | head`: once the reader has gone, the next print to stdout fails with a
+/// broken pipe and `println!` panics. Stop quietly instead, with the status a shell gives a
+/// process killed by SIGPIPE (128 + 13), as other Unix tools do. (Restoring SIGPIPE's default
+/// action would need `unsafe`, which this workspace denies.)
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

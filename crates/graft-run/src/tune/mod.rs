@@ -184,6 +184,13 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
     if asked == 0 {
         return Err(RunError::Invalid("trials must be at least 1".into()));
     }
+    if cfg.method == Method::Grid && cfg.trials.is_none() && cfg.time.is_none() && asked > 100 {
+        reporter.event(Event::Note(format!(
+            "note: the grid has {asked} points and all of them will be trained; --trials N or \
+             --time 10m bounds it, fewer grid_levels or values shrink it (bayes usually needs \
+             far fewer trials)"
+        )));
+    }
     let resumed = done.iter().filter(|t| t.trial < asked).count();
     reporter.event(Event::TuneStarted(&TuneStarted {
         dir: &dir,
