@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cache_with_mobilenet, coloured_folder, graft_in as run_graft, stderr, stdout};
+use common::{coloured_run, graft_in as run_graft, stderr, stdout};
 
 /// Learning rate 1e-6 for 3 epochs barely moves a fresh head: those cells must lose.
 const PLAN: &str = "\
@@ -18,14 +18,7 @@ epochs = [3]
 #[test]
 fn ablate_writes_intervals_and_paired_tests_repeatably_and_resumes() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cache = cache_with_mobilenet(tmp.path());
-    coloured_folder(&tmp.path().join("photos"), 20);
-    let o = run_graft(
-        &cache,
-        tmp.path(),
-        &["train", "photos", "--name", "t", "--no-track"],
-    );
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let cache = coloured_run(tmp.path());
     std::fs::write(tmp.path().join("plan.toml"), PLAN).expect("plan");
 
     let o = run_graft(

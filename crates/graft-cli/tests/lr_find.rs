@@ -3,19 +3,12 @@
 
 mod common;
 
-use common::{cache_with_mobilenet, coloured_folder, graft_in as run_graft, stderr, stdout};
+use common::{coloured_run, graft_in as run_graft, stderr, stdout};
 
 #[test]
 fn the_range_test_suggests_a_rate_on_the_falling_part_of_the_curve() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cache = cache_with_mobilenet(tmp.path());
-    coloured_folder(&tmp.path().join("photos"), 20);
-    let o = run_graft(
-        &cache,
-        tmp.path(),
-        &["train", "photos", "--name", "t", "--no-track"],
-    );
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let cache = coloured_run(tmp.path());
 
     for rule in ["steepest", "valley"] {
         let o = run_graft(

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cache_with_mobilenet, coloured_folder, graft_in as run_graft, stderr, stdout};
+use common::{coloured_run, graft_in as run_graft, stderr, stdout};
 
 /// A space where trials differ: learning rates down to 1e-6 barely move in 1–4 epochs.
 const SPACE: &str = "\
@@ -34,14 +34,7 @@ fn json(path: &Path) -> serde_json::Value {
 #[test]
 fn tune_searches_resumes_after_a_kill_and_its_best_toml_trains_the_winner() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cache = cache_with_mobilenet(tmp.path());
-    coloured_folder(&tmp.path().join("photos"), 20);
-    let o = run_graft(
-        &cache,
-        tmp.path(),
-        &["train", "photos", "--name", "t", "--no-track"],
-    );
-    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let cache = coloured_run(tmp.path());
     std::fs::write(tmp.path().join("tune.toml"), SPACE).expect("space");
     let tune = |extra: &[&str]| {
         let mut args = vec!["tune", "--run", "runs/t", "--config", "tune.toml"];

@@ -40,6 +40,24 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     graft_data::atomic::write_atomic(path, bytes).map_err(|e| RunError::write(path, e))
 }
 
+/// `name` is a plain folder name (a tune's, an ablation's), else an error naming it as `what`.
+pub fn check_plain_name(name: &str, what: &str) -> Result<(), RunError> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(RunError::Invalid(format!(
+            "{what} name {name:?}: use a plain folder name: no slash, no leading dot"
+        )));
+    }
+    Ok(())
+}
+
+/// Create `dir`, emptied first when `fresh` (`--fresh`: forget earlier results).
+pub fn output_folder(dir: &Path, fresh: bool) -> Result<(), RunError> {
+    if fresh && dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| RunError::write(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| RunError::write(dir, e))
+}
+
 /// `run.json`: what a run was trained from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {

@@ -213,21 +213,31 @@ impl Settings {
 /// The `[augment]` table of a TOML file (a run's config.toml or a file of its own); the
 /// defaults when it has none. Other tables are ignored.
 pub fn read_augment(path: &Path) -> Result<graft_data::augment::AugmentConfig, RunError> {
+    read_table(path, "augment", "graft data augment")
+}
+
+/// The `[table]` of a TOML file, the defaults when it has none (other tables are ignored); a
+/// bad table's error names `command`'s `--help` for its keys.
+pub fn read_table<T: serde::de::DeserializeOwned + Default>(
+    path: &Path,
+    table: &str,
+    command: &str,
+) -> Result<T, RunError> {
     let text = std::fs::read_to_string(path).map_err(|e| RunError::read(path, e))?;
     let invalid =
         |what: String, e: &dyn std::fmt::Display| RunError::Invalid(format!("{what}: {e}"));
     let value: toml::Value =
         toml::from_str(&text).map_err(|e| invalid(format!("parsing {}", path.display()), &e))?;
-    match value.get("augment") {
-        Some(table) => table.clone().try_into().map_err(|e| {
+    match value.get(table) {
+        Some(t) => t.clone().try_into().map_err(|e| {
             invalid(
                 format!(
-                    "the [augment] table of {} (see `graft data augment --help` for its keys)",
+                    "the [{table}] table of {} (see `{command} --help` for its keys)",
                     path.display()
                 ),
                 &e,
             )
         }),
-        None => Ok(graft_data::augment::AugmentConfig::default()),
+        None => Ok(T::default()),
     }
 }

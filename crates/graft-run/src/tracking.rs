@@ -387,7 +387,8 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
             }
         }
         Job::Explain => {
-            if let Some(dir) = newest_explained(run, start_ms) {
+            let explained = run.root().join("explain");
+            if let Some(dir) = newest_written(&explained, crate::explain::record::FILE, start_ms) {
                 if let Ok(records) =
                     crate::explain::record::read(&dir.join(crate::explain::record::FILE))
                 {
@@ -439,17 +440,17 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
     out
 }
 
-/// The explanation set `graft explain` wrote in this run: the `RUN/explain/<name>` folder whose
-/// `explain.jsonl` changed last, at or after `start_ms`.
-fn newest_explained(run: &RunDir, start_ms: i64) -> Option<PathBuf> {
-    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(start_ms.max(0) as u64);
-    std::fs::read_dir(run.root().join("explain"))
+/// What a command that writes `RUN/<kind>/<name>/` wrote in this run: the sub-folder of
+/// `parent` whose `file` changed last, at or after `since_ms`.
+pub(crate) fn newest_written(parent: &Path, file: &str, since_ms: i64) -> Option<PathBuf> {
+    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms.max(0) as u64);
+    std::fs::read_dir(parent)
         .ok()?
         .flatten()
         .filter_map(|e| {
             let modified = e
                 .path()
-                .join(crate::explain::record::FILE)
+                .join(file)
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()?;

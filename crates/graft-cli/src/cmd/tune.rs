@@ -1,7 +1,6 @@
 //! `graft tune --run RUN`: the search, then its best trials, the winner's test result and
 //! where the pictures are.
 
-use anyhow::Context as _;
 use graft_run::tune::{tune, Stopped, TuneConfig, TuneRequest, Tuned};
 use graft_run::{RunDir, Settings};
 
@@ -17,7 +16,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         );
     }
     let mut config = match &args.config {
-        Some(file) => read_tune_table(file)?,
+        Some(file) => graft_run::settings::read_table::<TuneConfig>(file, "tune", "graft tune")?,
         None => Settings::of_run(&dir)?.tune,
     };
     if let Some(m) = args.method {
@@ -87,23 +86,6 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     print(&tuned);
     Ok(())
-}
-
-/// `[tune]` of a TOML file; the defaults when it has none. Other tables are ignored.
-fn read_tune_table(file: &std::path::Path) -> anyhow::Result<TuneConfig> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let value: toml::Value =
-        toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-    match value.get("tune") {
-        Some(t) => t.clone().try_into().with_context(|| {
-            format!(
-                "the [tune] table of {} (see `graft tune --help` for its keys)",
-                file.display()
-            )
-        }),
-        None => Ok(TuneConfig::default()),
-    }
 }
 
 fn print(t: &Tuned) {

@@ -141,6 +141,20 @@ pub fn cache_with_mobilenet(tmp: &std::path::Path) -> std::path::PathBuf {
     cache
 }
 
+/// A run `runs/t` under `tmp`, trained by `graft train` on 20 coloured photos per class (in
+/// `tmp/photos`); the cache folder it used comes back.
+pub fn coloured_run(tmp: &Path) -> std::path::PathBuf {
+    let cache = cache_with_mobilenet(tmp);
+    coloured_folder(&tmp.join("photos"), 20);
+    let o = graft_in(
+        &cache,
+        tmp,
+        &["train", "photos", "--name", "t", "--no-track"],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    cache
+}
+
 /// First file called `name` under `dir`, at most `depth` folders down.
 pub fn walk_find(dir: &std::path::Path, name: &str, depth: usize) -> Option<std::path::PathBuf> {
     let direct = dir.join(name);

@@ -67,6 +67,9 @@ pub struct Ablation {
     pub cells: Vec<CellSummary>,
 }
 
+/// The summary's file name in an ablation's folder.
+const SUMMARY: &str = "ablation.json";
+
 /// The folder of one ablation and its files.
 #[derive(Debug, Clone)]
 pub struct AblateDir(PathBuf);
@@ -84,7 +87,7 @@ impl AblateDir {
         self.0.join("ablation.csv")
     }
     pub fn summary(&self) -> PathBuf {
-        self.0.join("ablation.json")
+        self.0.join(SUMMARY)
     }
     pub fn chart(&self) -> PathBuf {
         self.0.join("ablation.png")
@@ -101,20 +104,12 @@ pub fn ablate(
     reporter: &dyn Reporter,
 ) -> Result<(Ablation, AblateDir), RunError> {
     let space = req.file.space()?;
-    if req.name.is_empty() || req.name.contains(['/', '\\']) || req.name.starts_with('.') {
-        return Err(RunError::Invalid(format!(
-            "ablation name {:?}: use a plain folder name",
-            req.name
-        )));
-    }
+    crate::files::check_plain_name(&req.name, "ablation")?;
     let settings = Settings::of_run(req.run)?;
     let ds = crate::heads::pooled_dataset(req.run, &settings)?;
     let base = crate::tune::base_config(&settings)?;
     let dir = AblateDir(req.run.root().join("ablate").join(&req.name));
-    if req.fresh && dir.root().exists() {
-        std::fs::remove_dir_all(dir.root()).map_err(|e| RunError::write(dir.root(), e))?;
-    }
-    std::fs::create_dir_all(dir.root()).map_err(|e| RunError::write(dir.root(), e))?;
+    crate::files::output_folder(dir.root(), req.fresh)?;
     let plan_text = toml::to_string(&req.file).map_err(|e| RunError::Invalid(e.to_string()))?;
     match std::fs::read_to_string(dir.plan()) {
         Ok(old) if old != plan_text => {
@@ -412,20 +407,7 @@ pub fn report_section(run: &RunDir) -> Option<graft_eval::report::Section> {
 /// folder, each cell's label as a parameter (`cell.N`), and per cell (the step is the cell's
 /// number) the mean macro-F1, its interval and the p-value against the reference.
 pub fn tracked(run: &RunDir, since_ms: i64) -> Option<crate::tracking::Recorded> {
-    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms.max(0) as u64);
-    let folder = std::fs::read_dir(run.root().join("ablate"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let modified = AblateDir(e.path())
-                .summary()
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()?;
-            (modified >= since).then(|| (modified, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)?;
+    let folder = crate::tracking::newest_written(&run.root().join("ablate"), SUMMARY, since_ms)?;
     let a: Ablation = crate::files::read_json(&AblateDir(folder.clone()).summary()).ok()?;
     let mut params = BTreeMap::new();
     params.insert("split".to_string(), a.split.clone());

@@ -119,11 +119,7 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
     let settings = Settings::of_run(run)?;
     let space = cfg.space()?;
     let name = req.name.clone().unwrap_or_else(|| cfg.method.to_string());
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(RunError::Invalid(format!(
-            "tune name {name:?}: use a plain folder name, like bayes-wide"
-        )));
-    }
+    crate::files::check_plain_name(&name, "tune")?;
     let limit = cfg
         .time
         .as_deref()
@@ -151,10 +147,7 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
         },
     };
     let dir = TuneDir::new(run.root().join("tune").join(&name));
-    if req.fresh && dir.root().exists() {
-        std::fs::remove_dir_all(dir.root()).map_err(|e| RunError::write(dir.root(), e))?;
-    }
-    std::fs::create_dir_all(dir.root()).map_err(|e| RunError::write(dir.root(), e))?;
+    crate::files::output_folder(dir.root(), req.fresh)?;
     match read_json_if_exists::<SearchSpec>(&dir.search())? {
         Some(old) if old != spec => {
             return Err(RunError::Invalid(format!(

@@ -12,20 +12,8 @@ use crate::RunDir;
 
 /// What the tune written last (at or after `since_ms`) in `run` leaves to record.
 pub fn newest(run: &RunDir, since_ms: i64) -> Option<Recorded> {
-    let since = std::time::UNIX_EPOCH + std::time::Duration::from_millis(since_ms.max(0) as u64);
-    let folder = std::fs::read_dir(run.root().join("tune"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let modified = TuneDir::new(e.path())
-                .summary()
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()?;
-            (modified >= since).then(|| (modified, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)?;
+    let folder =
+        crate::tracking::newest_written(&run.root().join("tune"), trials::SUMMARY, since_ms)?;
     let dir = TuneDir::new(&folder);
     let summary: TuneSummary = read_json(&dir.summary()).ok()?;
     let spec: SearchSpec = read_json(&dir.search()).ok()?;

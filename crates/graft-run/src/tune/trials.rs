@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::files::write_file;
 use crate::RunError;
 
+/// The summary's file name in a tune's folder.
+pub const SUMMARY: &str = "tune.json";
+
 /// The folder of one tune, `RUN/tune/NAME/`, and its files.
 #[derive(Debug, Clone)]
 pub struct TuneDir {
@@ -43,7 +46,7 @@ impl TuneDir {
     }
     /// `tune.json`: the summary, with the best configuration's test result.
     pub fn summary(&self) -> PathBuf {
-        self.root.join("tune.json")
+        self.root.join(SUMMARY)
     }
     /// The objective of every trial in order, and the best so far.
     pub fn objective_plot(&self) -> PathBuf {

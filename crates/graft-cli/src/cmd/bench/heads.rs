@@ -113,7 +113,7 @@ pub fn heads(args: BenchHeadsArgs) -> anyhow::Result<()> {
 
 /// The standardised train and val rows and labels as the PyTorch references read them:
 /// `train_x.f32`, `train_y.u32`, `val_x.f32`, `val_y.u32` (little-endian).
-pub(super) fn write_train_val(work: &Path, ds: &Dataset) -> anyhow::Result<()> {
+fn write_train_val(work: &Path, ds: &Dataset) -> anyhow::Result<()> {
     write_rows(&work.join("train_x.f32"), ds, &ds.train)?;
     write_labels(&work.join("train_y.u32"), ds, &ds.train)?;
     write_rows(&work.join("val_x.f32"), ds, &ds.val)?;
@@ -147,37 +147,69 @@ fn reference(
     threads: usize,
 ) -> anyhow::Result<Value> {
     super::require_python(&args.reference.python, &["torch", "numpy"])?;
-    let balance = ds.resolve(sweep.base.balance);
-    if balance == Balance::Sampling {
-        bail!("the reference implements class weights, not balanced sampling");
+    HeadReference {
+        python: &args.reference.python,
+        what: "the PyTorch reference sweep",
+        meta_file: "sweep.json",
+        scripts: &[("torch_heads.py", TORCH_SCRIPT)],
+        threads,
     }
-    let work = std::env::temp_dir().join(format!("graft-bench-heads-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let result = (|| -> anyhow::Result<Value> {
-        write_train_val(&work, ds)?;
-        let meta = json!({
-            "dim": ds.dim,
-            "classes": ds.classes.len(),
-            "class_weights": (balance == Balance::Weights).then(|| ds.class_weights()),
-            "runs": sweep.runs(),
-        });
-        crate::output::write_file(work.join("sweep.json"), serde_json::to_vec(&meta)?)?;
-        let script = work.join("torch_heads.py");
-        crate::output::write_file(&script, TORCH_SCRIPT)?;
-        note!("running the PyTorch reference sweep …");
-        let out = Command::new(&args.reference.python)
-            .arg(&script)
-            .arg("--work")
-            .arg(&work)
-            .args(["--threads", &threads.to_string()])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("starting the PyTorch reference")?;
-        if !out.status.success() {
-            bail!("the PyTorch reference failed ({})", out.status);
+    .run(ds, sweep.base.balance, json!({ "runs": sweep.runs() }))
+}
+
+/// A Python reference that trains heads on the same standardised rows as graft: the rows, a
+/// JSON file of what to do and the scripts in a temporary folder, the first script run with
+/// `--work FOLDER --threads N`, its one JSON line back.
+pub(super) struct HeadReference<'a> {
+    pub python: &'a Path,
+    /// For the progress note and errors ("the Optuna reference").
+    pub what: &'a str,
+    pub meta_file: &'a str,
+    /// (file name, text); the first is run, the others are modules it imports.
+    pub scripts: &'a [(&'a str, &'a str)],
+    pub threads: usize,
+}
+
+impl HeadReference<'_> {
+    /// Run it on `ds` with `balance`; `meta` gains the rows' `dim`, `classes` and
+    /// `class_weights`.
+    pub(super) fn run(
+        &self,
+        ds: &Dataset,
+        balance: Balance,
+        mut meta: Value,
+    ) -> anyhow::Result<Value> {
+        let balance = ds.resolve(balance);
+        if balance == Balance::Sampling {
+            bail!("the reference implements class weights, not balanced sampling");
         }
-        serde_json::from_slice(&out.stdout).context("reading the reference's JSON")
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+        meta["dim"] = json!(ds.dim);
+        meta["classes"] = json!(ds.classes.len());
+        meta["class_weights"] = json!((balance == Balance::Weights).then(|| ds.class_weights()));
+        let work = std::env::temp_dir().join(format!("graft-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&work)?;
+        let result = (|| -> anyhow::Result<Value> {
+            write_train_val(&work, ds)?;
+            crate::output::write_file(work.join(self.meta_file), serde_json::to_vec(&meta)?)?;
+            for (name, text) in self.scripts {
+                crate::output::write_file(work.join(name), text)?;
+            }
+            let script = work.join(self.scripts.first().map_or("", |s| s.0));
+            note!("running {} …", self.what);
+            let out = Command::new(self.python)
+                .arg(&script)
+                .arg("--work")
+                .arg(&work)
+                .args(["--threads", &self.threads.to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .with_context(|| format!("starting {}", self.what))?;
+            if !out.status.success() {
+                bail!("{} failed ({})", self.what, out.status);
+            }
+            serde_json::from_slice(&out.stdout).context("reading the reference's JSON")
+        })();
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
 }

@@ -1,12 +1,8 @@
 //! `graft bench tune`: `graft tune --method bayes` against Optuna's TPE driving the same
 //! PyTorch head, on the same standardised feature rows, space and trial count, in one run.
 
-use std::process::Command;
-
-use anyhow::{bail, Context};
 use graft_run::tune::{base_config, tune, TuneRequest};
 use graft_run::{RunDir, Settings, Silent};
-use graft_train::Balance;
 use serde_json::{json, Value};
 
 use crate::cli::BenchTuneArgs;
@@ -96,42 +92,26 @@ fn reference(
     super::require_python(&args.reference.python, &["torch", "numpy", "optuna"])?;
     let ds = graft_run::heads::pooled_dataset(run, settings)?;
     let base = base_config(settings)?;
-    let balance = ds.resolve(base.balance);
-    if balance == Balance::Sampling {
-        bail!("the reference implements class weights, not balanced sampling");
+    let balance = base.balance;
+    super::heads::HeadReference {
+        python: &args.reference.python,
+        what: "the Optuna reference",
+        meta_file: "search.json",
+        scripts: &[
+            ("optuna_tune.py", OPTUNA_SCRIPT),
+            ("torch_heads.py", TORCH_SCRIPT),
+        ],
+        threads,
     }
-    let work = std::env::temp_dir().join(format!("graft-bench-tune-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
-    let result = (|| -> anyhow::Result<Value> {
-        super::heads::write_train_val(&work, &ds)?;
-        let meta = json!({
-            "dim": ds.dim,
-            "classes": ds.classes.len(),
-            "class_weights": (balance == Balance::Weights).then(|| ds.class_weights()),
+    .run(
+        &ds,
+        balance,
+        json!({
             "space": config.space()?,
             "base": base,
             "trials": args.trials,
             "seed": args.seed,
             "startup": config.startup,
-        });
-        crate::output::write_file(work.join("search.json"), serde_json::to_vec(&meta)?)?;
-        crate::output::write_file(work.join("torch_heads.py"), TORCH_SCRIPT)?;
-        let script = work.join("optuna_tune.py");
-        crate::output::write_file(&script, OPTUNA_SCRIPT)?;
-        note!("running the Optuna reference …");
-        let out = Command::new(&args.reference.python)
-            .arg(&script)
-            .arg("--work")
-            .arg(&work)
-            .args(["--threads", &threads.to_string()])
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("starting the Optuna reference")?;
-        if !out.status.success() {
-            bail!("the Optuna reference failed ({})", out.status);
-        }
-        serde_json::from_slice(&out.stdout).context("reading the reference's JSON")
-    })();
-    let _ = std::fs::remove_dir_all(&work);
-    result
+        }),
+    )
 }
