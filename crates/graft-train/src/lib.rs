@@ -7,6 +7,7 @@
 //! in parallel, and the same seed always gives the same weights.
 
 pub mod attention;
+pub mod baseline;
 pub mod calibrate;
 pub mod data;
 mod dense;

@@ -6,7 +6,7 @@
 use graft_data::rng::SplitMix64;
 
 use crate::space::{Dist, Point, Space, Value};
-use crate::{normal, ranked, Observed, Options};
+use crate::{ranked, Observed, Options};
 
 pub(crate) fn propose(
     space: &Space,
@@ -52,7 +52,7 @@ pub(crate) fn propose(
 fn mutate(d: &Dist, v: Value, rng: &mut SplitMix64) -> Value {
     match (d.bounds(), v) {
         (Some((a, b)), Value::Num(x)) => {
-            let mut u = d.to_internal(x) + 0.2 * (b - a) * normal(rng);
+            let mut u = d.to_internal(x) + 0.2 * (b - a) * rng.normal();
             // Reflect at the bounds, so the ends are not favoured.
             for _ in 0..4 {
                 if u < a {

@@ -149,12 +149,5 @@ pub(crate) fn ranked(history: &[Observed]) -> Vec<&Observed> {
     r
 }
 
-/// A standard normal draw (Box–Muller).
-pub(crate) fn normal(rng: &mut SplitMix64) -> f64 {
-    let u = 1.0 - rng.next_f64();
-    let v = rng.next_f64();
-    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-}
-
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@
 use graft_data::rng::SplitMix64;
 
 use crate::space::{Dist, Point, Space, Value};
-use crate::{normal, ranked, Observed, Options};
+use crate::{ranked, Observed, Options};
 
 pub(crate) fn propose(
     space: &Space,
@@ -112,7 +112,7 @@ impl Parzen {
     fn sample(&self, rng: &mut SplitMix64) -> f64 {
         let k = rng.below(self.mus.len());
         for _ in 0..64 {
-            let x = self.mus[k] + self.sigmas[k] * normal(rng);
+            let x = self.mus[k] + self.sigmas[k] * rng.normal();
             if (self.a..=self.b).contains(&x) {
                 return x;
             }
