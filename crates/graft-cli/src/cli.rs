@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 mod ablate;
+mod baseline;
 mod data;
 mod explain;
 mod export;
@@ -14,6 +15,7 @@ mod runs;
 mod serve;
 mod tune;
 pub use ablate::{AblateArgs, ABLATE_HELP};
+pub use baseline::{BaselineArgs, BASELINE_HELP};
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
 pub use export::{ExportArgs, Precision};
@@ -138,6 +140,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// run's cached features; mean ± 95% CI per cell and a paired test against the reference.
     #[command(after_help = ABLATE_HELP)]
     Ablate(AblateArgs),
+    /// Train a net from scratch (ResNet-20 or a 4-block CNN) on the run's images and split,
+    /// and set its test score beside the frozen encoder's: do pretrained features help here?
+    #[command(after_help = BASELINE_HELP)]
+    Baseline(Box<BaselineArgs>),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(

@@ -3,6 +3,7 @@
 //! galleries of mistakes and of right answers, and one self-contained HTML report.
 
 pub mod ablation_plot;
+pub mod baseline_plot;
 pub mod calibration;
 pub mod error;
 pub mod explain;

@@ -19,6 +19,8 @@ pub struct ReportInputs<'a> {
     pub explanations: Option<Explanations>,
     /// What `graft ablate` measured on this run's features, when it has run.
     pub ablations: Option<Section>,
+    /// Nets trained from scratch (`graft baseline`) beside the transfer result.
+    pub baselines: Option<Section>,
 }
 
 /// The report's "Explanations" section: a summary row per explained set and its figures.
@@ -190,6 +192,16 @@ footer{color:#8a93a6;font-size:12px;margin-top:30px}
             "<p>Head settings varied one matrix at a time (<code>graft ablate</code>), each cell \
              trained with several seeds: mean ± 95% confidence interval, and the paired \
              difference from the reference row (the first) with its t-test p-value.</p>\n",
+        );
+        table(&mut h, &x.header, &x.rows);
+        figures(&mut h, &x.figures);
+    }
+    if let Some(x) = &inp.baselines {
+        h.push_str("<h2>Baselines</h2>\n");
+        h.push_str(
+            "<p>Nets trained from scratch on the images themselves (<code>graft baseline</code>), \
+             with the run's split and scored on the same images as the frozen encoder's head: \
+             whether the pretrained features earn their keep on this data.</p>\n",
         );
         table(&mut h, &x.header, &x.rows);
         figures(&mut h, &x.figures);

@@ -198,6 +198,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
             figures,
             explanations: crate::explain::report::section(&run),
             ablations: crate::ablate::report_section(&run),
+            baselines: crate::baseline::report_section(&run),
         },
     );
     write_file(&run.report(), html.as_bytes())?;

@@ -17,6 +17,7 @@
 //! features, weights). This one wires them to files.
 
 pub mod ablate;
+pub mod baseline;
 pub mod dir;
 pub mod encoder;
 mod error;
@@ -37,6 +38,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod reference;
 pub mod report;
+pub mod roles;
 pub mod settings;
 pub mod stages;
 pub mod tracking;

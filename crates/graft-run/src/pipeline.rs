@@ -103,6 +103,9 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
             header(Stage::Prepare, "audit + split");
             let prepared = prepare(&data, &run, &cfg.split, reporter)?;
             reporter.event(Event::Prepared(&prepared));
+            if let Some(note) = crate::prepare::small_images_note(&prepared.audit, &run) {
+                reporter.event(Event::Note(note));
+            }
             Ok::<_, RunError>(Outcome::Done)
         },
     )?);

@@ -78,3 +78,24 @@ pub fn prepare(
         manifest,
     })
 }
+
+/// Images at most this many pixels on their longer median side count as small.
+pub const SMALL_IMAGE_SIDE: f64 = 64.0;
+
+/// A note when the dataset's images are mostly small (median side ≤ 64 px): ImageNet
+/// encoders saw 224-pixel photos, and their frozen features may not transfer to 28- or
+/// 32-pixel images, so a net trained from scratch is the baseline to beat.
+pub fn small_images_note(audit: &AuditReport, run: &RunDir) -> Option<String> {
+    let sizes = audit.sizes.as_ref()?;
+    let side = sizes.width.median.max(sizes.height.median);
+    (side > 0.0 && side <= SMALL_IMAGE_SIDE).then(|| {
+        format!(
+            "  note: the images are small (median {:.0}×{:.0} px); frozen ImageNet features may \
+             not transfer to them. Compare with a net trained from scratch on the same split: \
+             graft baseline {} --arch resnet20",
+            sizes.width.median,
+            sizes.height.median,
+            run.root().display()
+        )
+    })
+}

@@ -3,6 +3,7 @@
 mod ablate;
 mod audit;
 mod augment;
+mod baseline;
 mod bench;
 mod diff;
 mod eval;
@@ -41,6 +42,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::LrFind(a) => lr_find::run(a),
         Command::Tune(a) => tune::run(a),
         Command::Ablate(a) => ablate::run(a),
+        Command::Baseline(a) => baseline::run(*a),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

@@ -9,6 +9,9 @@ mod train;
 pub use net::{Arch, BnStats, Net};
 pub use train::{predictions, run, EpochRow, Event, Outcome};
 
+use std::path::Path;
+
+use graft_model::weights::{save_safetensors, DType, StateDict, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Every setting of a baseline (recorded in its checkpoint; a resume uses the recorded one).
@@ -70,6 +73,31 @@ impl BaselineConfig {
         }
         Ok(())
     }
+}
+
+/// Write a trained baseline's weights as safetensors: every parameter under its slot name
+/// (`stage2.0.a.weight`, `fc.bias`, …) and BatchNorm's running statistics as
+/// `bn.N.running_mean` / `bn.N.running_var`, in layer order.
+pub fn save_weights(
+    net: &Net,
+    values: &[Vec<f32>],
+    stats: &BnStats,
+    path: &Path,
+) -> Result<(), crate::TrainError> {
+    let mut sd = StateDict::new(path);
+    let t = |shape: Vec<usize>, data: Vec<f32>| Tensor {
+        shape,
+        data,
+        dtype: DType::F32,
+    };
+    for (slot, v) in net.slots.iter().zip(values) {
+        sd.insert(slot.name.clone(), t(slot.shape.clone(), v.clone()));
+    }
+    for (i, (m, v)) in stats.mean.iter().zip(&stats.var).enumerate() {
+        sd.insert(format!("bn.{i}.running_mean"), t(vec![m.len()], m.clone()));
+        sd.insert(format!("bn.{i}.running_var"), t(vec![v.len()], v.clone()));
+    }
+    Ok(save_safetensors(&sd, path)?)
 }
 
 #[cfg(test)]

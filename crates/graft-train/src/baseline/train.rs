@@ -175,6 +175,7 @@ fn updates_per_epoch(n: usize, batch: usize) -> usize {
 /// Train `net` on `train`, choosing the epoch by its macro-F1 on `val`, continuing from the
 /// checkpoint at `ckpt` if there is one (then its recorded configuration is used, not `cfg`).
 /// `on` sees progress; returning `false` stops (the checkpoint is the state to resume from).
+/// `device` is a plain device (`Device::flex()`, …); training adds autodiff to it.
 pub fn run(
     net: &Net,
     cfg: &BaselineConfig,
@@ -229,6 +230,8 @@ pub fn run(
     let total = per_epoch * cfg.epochs;
     let warm = ((cfg.warmup * total as f32).ceil() as usize).min(total);
     let decay: Vec<bool> = net.slots.iter().map(|s| s.decay).collect();
+    // Training records the graph for the backward pass; evaluation runs on the plain device.
+    let train_dev = device.clone().autodiff();
     let stopped = || TrainError::Finetune("stopped".into());
     if !st.finished
         && !on(&Event::Start {
@@ -245,7 +248,7 @@ pub fn run(
             let rows = &perm[st.update * batch..(st.update + 1) * batch];
             let (x, targets) = train.train_batch(rows, st.epoch as u64)?;
             let (loss, mut grads, batch_stats) =
-                gradients(net, &b.values, &x, &targets, rows.len(), &cfg, device)?;
+                gradients(net, &b.values, &x, &targets, rows.len(), &cfg, &train_dev)?;
             clip_global_norm(&mut grads, cfg.clip);
             let step = st.epoch * per_epoch + st.update;
             let lr = cosine_with_warmup(cfg.lr, step, warm, total);

@@ -28,8 +28,9 @@ use crate::progress;
 mod output;
 mod rows;
 
+use graft_run::roles::ImageRoles;
 use output::save_outputs;
-use rows::{fingerprint, plain, Rows};
+use rows::{fingerprint, plain};
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     match args.run.clone().or_else(|| args.resume.clone()) {
@@ -177,7 +178,7 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
         pb.finish_and_clear();
         Ok(a)
     };
-    let rows = Rows::of(&cache, &origin, &model, args.val_fraction, args.limit)?;
+    let rows = ImageRoles::of(&cache, &origin, &model, args.val_fraction, args.limit)?;
     // One activation cache per manifest split; the roles (train, val, test) select from them.
     let mut loaded: BTreeMap<Split, (Vec<usize>, Acts)> = BTreeMap::new();
     for (split, positions) in rows.by_manifest_split() {
