@@ -251,7 +251,15 @@ its lowest. Rules: steepest (default; where the smoothed loss falls fastest per 
 before its minimum) and valley (two thirds down the longest stretch where the loss only falls).
 Writes RUN/lr_find/lr_find.png (the curve, the suggestion and the minimum marked) and
 lr_find.json (every point). Read the picture: a curve that never falls means the head cannot
-learn from these features at any rate.";
+learn from these features at any rate.
+
+For fine-tuning, --finetune runs the test on stage 2's net instead (the top --unfreeze-blocks
+encoder blocks with the run's trained head, on activations cached at the cut; every layer's
+rate keeps its ratio to the head's), and writes RUN/finetune/lr_find/: the suggestion is a
+value for `graft finetune --lr` (which takes `--lr auto` to run the test itself). A trained
+head on pretrained features is already near its floor, so that curve is often flat and then
+rises; the suggestion is then a tenth of the rate where the loss starts to rise.
+  graft lr-find --run runs/leaves --finetune --unfreeze-blocks 3";
 
 #[derive(Debug, Args)]
 pub struct BenchTuneArgs {
@@ -294,6 +302,12 @@ pub struct LrFindArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Test the fine-tune's rate (`graft finetune --lr`) instead of a head's.
+    #[arg(long, conflicts_with_all = ["head", "start", "end", "steps", "json"])]
+    pub finetune: bool,
+    /// With --finetune: encoder blocks trained in stage 2, counted from the top.
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "finetune")]
+    pub unfreeze_blocks: usize,
 }
 
 /// `--lr`: a rate, or the range test's with a rule.

@@ -210,4 +210,61 @@ fn killed_in_stage_two_resumes_to_the_same_weights_as_an_uninterrupted_run() {
             "{f} differs after kill -9 and resume"
         );
     }
+
+    // The range test alone: the curve and a suggested --lr, nothing trained.
+    let auto = tmp.path().join("runs/auto");
+    copy_run(&base, &auto);
+    let find = [
+        "finetune",
+        "--run",
+        "runs/auto",
+        "--lr-find",
+        "--batch",
+        "8",
+        "--micro-batch",
+        "2",
+    ];
+    let o = graft(&cache, tmp.path(), &find);
+    let said = stdout(&o);
+    assert!(o.status.success(), "{said}\n{}", stderr(&o));
+    assert!(said.contains("suggested --lr"), "{said}");
+    let dir = auto.join("finetune");
+    assert!(dir.join("lr_find/lr_find.png").is_file());
+    assert!(!dir.join("checkpoint.bin").exists() && !dir.join("settings.json").exists());
+    let json = |p: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("JSON")
+    };
+    let suggested = json(dir.join("lr_find/lr_find.json"))["suggested"].clone();
+    assert!(suggested.as_f64().is_some_and(|r| r > 0.0), "{suggested}");
+    // --lr auto runs the same test and trains at its suggestion, recorded for a resume.
+    let mut args = vec!["finetune", "--run", "runs/auto", "--lr", "auto"];
+    args.extend(FT);
+    let o = graft(&cache, tmp.path(), &args);
+    let said = stdout(&o);
+    assert!(o.status.success(), "{said}\n{}", stderr(&o));
+    // The same f32, whatever digits each file's serialiser wrote.
+    let f32_of = |v: &serde_json::Value| v.as_f64().map(|x| x as f32);
+    let want = f32_of(&suggested);
+    assert_eq!(f32_of(&json(dir.join("settings.json"))["lr"]), want);
+    assert_eq!(
+        f32_of(&json(dir.join("metrics.json"))["config"]["lr"]),
+        want
+    );
+    // graft lr-find --finetune is the same test from the lr-find command.
+    let o = graft(
+        &cache,
+        tmp.path(),
+        &[
+            "lr-find",
+            "--run",
+            "runs/auto",
+            "--finetune",
+            "--rule",
+            "valley",
+        ],
+    );
+    let said = stdout(&o);
+    assert!(o.status.success(), "{said}\n{}", stderr(&o));
+    assert!(said.contains("suggested --lr"), "{said}");
+    assert_eq!(json(dir.join("lr_find/lr_find.json"))["rule"], "valley");
 }

@@ -67,20 +67,25 @@ pub fn lr_find(req: &LrFindRequest<'_>) -> Result<LrFound, RunError> {
         train_rows: ds.train.len(),
         curve,
     };
-    let dir = run.root().join("lr_find");
-    std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
-    crate::files::write_json(&dir.join("lr_find.json"), &found)?;
+    write(&run.root().join("lr_find"), &found)?;
+    Ok(found)
+}
+
+/// Write `found` into `dir`: `lr_find.json` and the curve `lr_find.png` with the suggested
+/// rate and the minimum marked.
+pub fn write(dir: &std::path::Path, found: &LrFound) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| RunError::write(dir, e))?;
+    crate::files::write_json(&dir.join("lr_find.json"), found)?;
     let mut marks = Vec::new();
     if let Some(s) = found.suggested {
-        marks.push((
-            match req.rule {
-                Rule::Steepest => "steepest",
-                Rule::Valley => "valley",
-            },
-            s,
-        ));
+        let label = match found.rule {
+            _ if found.curve.suggestion(found.rule).is_none() => "edge / 10",
+            Rule::Steepest => "steepest",
+            Rule::Valley => "valley",
+        };
+        marks.push((label, s));
     }
     marks.push(("minimum", found.curve.minimum));
     graft_eval::lr_plot::lr_curve(&found.curve, &marks, &dir.join("lr_find.png"))?;
-    Ok(found)
+    Ok(())
 }

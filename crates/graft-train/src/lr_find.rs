@@ -61,10 +61,15 @@ pub struct LrCurve {
     pub losses: Vec<f32>,
     /// Exponential moving average of `losses`, bias-corrected.
     pub smoothed: Vec<f32>,
-    /// The rate at the lowest smoothed loss.
+    /// The rate at the lowest smoothed loss (past the first tenth of the steps).
     pub minimum: f32,
     pub steepest: Option<f32>,
     pub valley: Option<f32>,
+    /// A tenth of the rate at which the smoothed loss first rises 5% above its lowest so far:
+    /// the reading for a curve with no descent, as from a model that starts trained (a
+    /// fine-tune), where the test can only say which rates begin to do harm.
+    #[serde(default)]
+    pub edge: Option<f32>,
     /// Whether the loss blew up before the last rate (the test stopped there).
     pub diverged: bool,
 }
@@ -76,6 +81,11 @@ impl LrCurve {
             Rule::Valley => self.valley,
         }
     }
+
+    /// The rule's rate, or the edge when the curve has no descent to read.
+    pub fn suggestion_or_edge(&self, rule: Rule) -> Option<f32> {
+        self.suggestion(rule).or(self.edge)
+    }
 }
 
 /// Run the range test for `cfg`'s head (its batch size, weight decay, label smoothing, class
@@ -86,27 +96,14 @@ pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve 
     let mut learner = Learner::new(ds, cfg, ds.resolve(cfg.balance), &mut rng);
     let n = ds.train.len();
     let batch = cfg.batch.clamp(1, n.max(1));
-    let steps = test.steps.max(2);
-    let ratio = (test.end / test.start).max(1.0 + f32::EPSILON);
     let mut order = ds.train.clone();
     rng.shuffle(&mut order);
     let (mut xb, mut yb) = (
         Vec::with_capacity(batch * ds.dim),
         Vec::with_capacity(batch),
     );
-    let mut curve = LrCurve {
-        lrs: Vec::with_capacity(steps),
-        losses: Vec::with_capacity(steps),
-        smoothed: Vec::with_capacity(steps),
-        minimum: test.start,
-        steepest: None,
-        valley: None,
-        diverged: false,
-    };
-    let (mut avg, mut best) = (0f64, f64::INFINITY);
     let mut at = 0;
-    for step in 0..steps {
-        let lr = test.start * ratio.powf(step as f32 / (steps - 1) as f32);
+    let ramped: Result<LrCurve, std::convert::Infallible> = ramp(test, |lr| {
         xb.clear();
         yb.clear();
         for _ in 0..batch {
@@ -119,10 +116,40 @@ pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve 
             xb.extend_from_slice(&ds.x[i * ds.dim..(i + 1) * ds.dim]);
             yb.push(ds.y[i]);
         }
-        let loss = learner.step(&xb, &yb, lr, &mut rng);
+        Ok(learner.step(&xb, &yb, lr, &mut rng))
+    });
+    match ramped {
+        Ok(curve) => curve,
+        Err(never) => match never {},
+    }
+}
+
+/// The ramp itself, for any learner: `step(lr)` makes one update at rate `lr` and returns its
+/// minibatch loss. Stops early once the smoothed loss blows up; reads the suggestions off the
+/// curve.
+pub fn ramp<E>(
+    test: &RangeTest,
+    mut step: impl FnMut(f32) -> Result<f32, E>,
+) -> Result<LrCurve, E> {
+    let steps = test.steps.max(2);
+    let ratio = (test.end / test.start).max(1.0 + f32::EPSILON);
+    let mut curve = LrCurve {
+        lrs: Vec::with_capacity(steps),
+        losses: Vec::with_capacity(steps),
+        smoothed: Vec::with_capacity(steps),
+        minimum: test.start,
+        steepest: None,
+        valley: None,
+        edge: None,
+        diverged: false,
+    };
+    let (mut avg, mut best) = (0f64, f64::INFINITY);
+    for k in 0..steps {
+        let lr = test.start * ratio.powf(k as f32 / (steps - 1) as f32);
+        let loss = step(lr)?;
         let beta = f64::from(test.smoothing);
         avg = beta * avg + (1.0 - beta) * f64::from(loss);
-        let smooth = avg / (1.0 - beta.powi(step as i32 + 1));
+        let smooth = avg / (1.0 - beta.powi(k as i32 + 1));
         curve.lrs.push(lr);
         curve.losses.push(loss);
         curve.smoothed.push(smooth as f32);
@@ -135,9 +162,45 @@ pub fn range_test(ds: &Dataset, cfg: &TrainConfig, test: &RangeTest) -> LrCurve 
             break;
         }
     }
-    curve.steepest = steepest(&curve.lrs, &curve.smoothed);
-    curve.valley = valley(&curve.lrs, &curve.smoothed);
-    curve
+    let skip = skipped(curve.smoothed.len());
+    if let Some(i) = (skip..curve.smoothed.len())
+        .min_by(|&a, &b| curve.smoothed[a].total_cmp(&curve.smoothed[b]))
+    {
+        curve.minimum = curve.lrs[i];
+    }
+    if descends(&curve.smoothed[skip..]) {
+        curve.steepest = steepest(&curve.lrs[skip..], &curve.smoothed[skip..]);
+        curve.valley = valley(&curve.lrs[skip..], &curve.smoothed[skip..]);
+    }
+    curve.edge = edge(&curve.lrs[skip..], &curve.smoothed[skip..]);
+    Ok(curve)
+}
+
+/// Steps left out at the start when reading the curve: there the smoothed loss averages a
+/// handful of minibatches, noise rather than a trend.
+fn skipped(steps: usize) -> usize {
+    steps / 10
+}
+
+/// Whether the smoothed loss falls at least 3% below where it starts: a curve to read.
+fn descends(loss: &[f32]) -> bool {
+    let Some(&first) = loss.first() else {
+        return false;
+    };
+    let low = loss.iter().copied().fold(f32::INFINITY, f32::min);
+    low < 0.97 * first
+}
+
+/// A tenth of the first rate at which the loss is 5% above its lowest so far.
+fn edge(lrs: &[f32], loss: &[f32]) -> Option<f32> {
+    let mut low = f32::INFINITY;
+    for (lr, &l) in lrs.iter().zip(loss) {
+        if l > 1.05 * low || !l.is_finite() {
+            return Some(lr / 10.0);
+        }
+        low = low.min(l);
+    }
+    None
 }
 
 /// The rate where the loss falls fastest per decade, before the curve's minimum (after it the
@@ -236,5 +299,12 @@ mod tests {
         assert_eq!(steepest(&lrs, &loss), Some(1e-3));
         // The run 0..=6 never rises; two thirds in is step 4.
         assert_eq!(valley(&lrs, &loss), Some(lrs[4]));
+        assert!(descends(&loss));
+        // First 5% above the lowest so far at step 7 (0.9 > 1.05 × 0.4).
+        assert_eq!(edge(&lrs, &loss), Some(lrs[7] / 10.0));
+        // A trained start: flat, then a rise; no descent to read, only an edge.
+        let flat = [0.63, 0.64, 0.63, 0.64, 0.63, 0.66, 0.75, 1.2, 2.5];
+        assert!(!descends(&flat));
+        assert_eq!(edge(&lrs, &flat), Some(lrs[6] / 10.0));
     }
 }

@@ -9,6 +9,8 @@ pub const FINETUNE_HELP: &str = "Examples:
   graft finetune --run runs/leaves-mobilenet-v2 --dry-run --memory 4GB
   graft finetune --resume runs/leaves-mobilenet-v2      # after an interruption, even kill -9
   graft finetune --run runs/leaves-mobilenet-v2 --epochs 1,5 --unfreeze-blocks 3 --lr 5e-4
+  graft finetune --run runs/leaves-mobilenet-v2 --lr auto   # the range test picks --lr
+  graft finetune --run runs/leaves-mobilenet-v2 --lr-find   # only the range test's curve
 
 Stages: (1) the head alone, (2) the top encoder blocks with the head, (3) every layer (opt in:
 --epochs 1,3,1). Each stage stops early when val macro-F1 stops improving, and a stage that
@@ -69,8 +71,21 @@ pub struct FinetuneArgs {
     pub micro_batch: Option<usize>,
     /// Peak learning rate of the head in stage 1 (AdamW, cosine schedule with warmup).
     /// Stages 2 and 3 use 0.3× and 0.1× of it: pretrained weights need gentle steps.
-    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
+    /// `auto` (or `auto:valley`) runs the range test first (see --lr-find) and uses the rate
+    /// it suggests by the steepest-descent (valley) rule.
+    #[arg(long = "lr", default_value = "1e-3", value_name = "LR|auto")]
+    #[serde(skip)]
+    pub lr_arg: Option<crate::cli::LrArg>,
+    /// The rate used: --lr's, or the range test's (recorded in settings.json; a resume uses it).
+    #[arg(skip = 1e-3)]
     pub lr: f32,
+    /// Run the learning-rate range test only and train nothing: stage 2's net (the top blocks
+    /// and the head, from the run's weights) on the cached activations while the rate grows
+    /// from 1e-7 to 1; writes RUN/finetune/lr_find/lr_find.png and lr_find.json with the
+    /// suggested --lr.
+    #[arg(long, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub lr_find: bool,
     /// Each encoder block learns at this factor of the one above it (the head at 1); the
     /// blocks below the top ones, trained in stage 3, as one group one step further down.
     /// 1 gives every layer of a stage the same rate: on Fashion-MNIST it beat 0.3 (test

@@ -8,6 +8,9 @@ use graft_train::lr_find::{RangeTest, Rule};
 use crate::cli::{LrFindArgs, LrRule};
 
 pub fn run(args: LrFindArgs) -> anyhow::Result<()> {
+    if args.finetune {
+        return fine_tune(&args);
+    }
     if !(args.start > 0.0 && args.end > args.start) {
         bail!(
             "--start {} and --end {} must be positive with --end above --start (1e-6 and 1 \
@@ -80,4 +83,30 @@ pub fn run(args: LrFindArgs) -> anyhow::Result<()> {
         dir.root().join("lr_find/lr_find.png").display()
     );
     Ok(())
+}
+
+/// `--finetune`: the fine-tune command's own range test, with its defaults.
+fn fine_tune(args: &LrFindArgs) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let run = args.run.to_string_lossy().into_owned();
+    let blocks = args.unfreeze_blocks.to_string();
+    let rule = match args.rule {
+        LrRule::Steepest => "auto",
+        LrRule::Valley => "auto:valley",
+    };
+    let parsed = crate::cli::Cli::try_parse_from([
+        "graft",
+        "finetune",
+        "--run",
+        &run,
+        "--lr-find",
+        "--lr",
+        rule,
+        "--unfreeze-blocks",
+        &blocks,
+    ])?;
+    match parsed.command {
+        crate::cli::Command::Finetune(a) => crate::cmd::finetune::run(*a),
+        other => anyhow::bail!("internal: parsed {other:?} instead of graft finetune"),
+    }
 }

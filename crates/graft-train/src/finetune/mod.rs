@@ -11,6 +11,7 @@ pub mod acts;
 pub mod adamw;
 pub mod checkpoint;
 pub mod layers;
+pub mod lr_range;
 pub mod memory;
 mod native;
 pub mod net;

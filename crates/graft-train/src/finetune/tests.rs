@@ -441,3 +441,42 @@ fn libtorch_depthwise_gradients_equal_flex() {
         }
     }
 }
+
+#[test]
+fn the_fine_tune_range_test_falls_then_blows_up_and_suggests_a_rate_before_the_blow_up() {
+    use crate::lr_find::{RangeTest, Rule};
+    let (spec, sd) = tiny();
+    let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 1, 1).expect("net");
+    let train = cached(acts(&net, 96, 5, rule));
+    let cfg = FinetuneConfig {
+        batch: 16,
+        micro_batch: 8,
+        clip: 0.0,
+        label_smoothing: 0.0,
+        ..FinetuneConfig::default()
+    };
+    let test = RangeTest {
+        start: 1e-5,
+        end: 10.0,
+        steps: 120,
+        ..RangeTest::default()
+    };
+    let dev = Device::flex();
+    let curve =
+        super::lr_range::range_test(&net, &start, &train, &cfg, &test, &dev).expect("range test");
+    let first = curve.smoothed[0];
+    let low = curve.smoothed.iter().copied().fold(f32::INFINITY, f32::min);
+    assert!(low < 0.8 * first, "the loss falls: {first} → {low}");
+    for rule in [Rule::Steepest, Rule::Valley] {
+        let s = curve.suggestion(rule).expect("a suggestion");
+        assert!(
+            s > test.start && s <= curve.minimum,
+            "{rule:?}: {s} vs {}",
+            curve.minimum
+        );
+    }
+    // The same seed draws the same curve.
+    let again =
+        super::lr_range::range_test(&net, &start, &train, &cfg, &test, &dev).expect("again");
+    assert_eq!(again.losses, curve.losses);
+}

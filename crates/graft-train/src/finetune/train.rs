@@ -114,7 +114,7 @@ fn derive(seed: u64, parts: &[u64]) -> u64 {
     h
 }
 
-fn trainable(net: &TopNet, stage: usize) -> Vec<bool> {
+pub(super) fn trainable(net: &TopNet, stage: usize) -> Vec<bool> {
     net.slots
         .iter()
         .map(|s| match s.group {
@@ -127,7 +127,7 @@ fn trainable(net: &TopNet, stage: usize) -> Vec<bool> {
 /// Peak learning rate of each slot in `stage`: the head at `lr`, each top block at
 /// `layer_decay` times the one above, the blocks below the cut as one group one step further
 /// down; times the stage's factor. Frozen slots get 0.
-fn rates(net: &TopNet, cfg: &FinetuneConfig, stage: usize) -> Vec<f32> {
+pub(super) fn rates(net: &TopNet, cfg: &FinetuneConfig, stage: usize) -> Vec<f32> {
     let last = net.slots.iter().filter_map(|s| match s.group {
         Group::Block(b) => Some(b),
         Group::Head => None,

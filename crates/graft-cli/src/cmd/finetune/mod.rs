@@ -20,9 +20,10 @@ use graft_train::finetune::{
     self, acts, memory::parse_bytes, memory::Estimate, prefix_spec, Acts, CachedSource, Event,
     FinetuneConfig, ImageSource, Source, StageData, TopNet,
 };
+use graft_train::lr_find::{RangeTest, Rule};
 use graft_train::HeadModel;
 
-use crate::cli::FinetuneArgs;
+use crate::cli::{FinetuneArgs, LrArg};
 use crate::progress;
 
 mod output;
@@ -34,8 +35,13 @@ use rows::{fingerprint, plain};
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     match args.run.clone().or_else(|| args.resume.clone()) {
-        Some(run) if !args.dry_run => {
-            let params = graft_run::tracking::params_of(&args);
+        Some(run) if !args.dry_run && !args.lr_find => {
+            let mut params = graft_run::tracking::params_of(&args);
+            match args.lr_arg {
+                Some(LrArg::Rate(r)) => params.insert("lr".into(), r.to_string()),
+                Some(LrArg::Auto(rule)) => params.insert("lr".into(), format!("auto:{rule}")),
+                None => None,
+            };
             crate::tracked::tracked(graft_run::Job::Finetune, &RunDir::new(run), params, || {
                 fine_tune(args)
             })
@@ -54,7 +60,7 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
     let settings_path = tuned.finetune_settings();
     // A resumed fine-tune continues with the settings it was started with (only the backend
     // may change).
-    let args = if resume && settings_path.exists() {
+    let mut args = if resume && settings_path.exists() {
         let bytes = std::fs::read(&settings_path)
             .with_context(|| format!("reading {}", settings_path.display()))?;
         let saved: FinetuneArgs = serde_json::from_slice(&bytes).with_context(|| {
@@ -73,7 +79,15 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
             ..saved
         }
     } else {
+        let mut args = args;
+        if let Some(LrArg::Rate(r)) = args.lr_arg {
+            args.lr = r;
+        }
         args
+    };
+    let auto_lr = match args.lr_arg {
+        Some(LrArg::Auto(rule)) if !resume => Some(rule),
+        _ => None,
     };
     let model = HeadModel::load(&run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
@@ -90,7 +104,7 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     let cut = blocks - args.unfreeze_blocks;
-    let cfg = config(&args)?;
+    let mut cfg = config(&args)?;
     // Stage 3 trains from the stem up; otherwise only the top blocks are held.
     let first = if cfg.epochs[2] > 0 { 0 } else { cut };
     let (mut net, start) = TopNet::new(&spec, &weights, &model, first, cut)?;
@@ -126,6 +140,7 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
     }
     let finished = tuned.metrics().exists();
     match (resume, ckpt.exists(), finished) {
+        _ if args.lr_find => {}
         (_, _, true) => bail!(
             "{} is already fine-tuned (see {}); pass --restart to fine-tune it again",
             run.display(),
@@ -145,9 +160,6 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
         _ => {}
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    if !resume {
-        write_file(&settings_path, &serde_json::to_vec_pretty(&args)?)?;
-    }
 
     // Cached activations at the cut, for every split (built once, resumable).
     let cache_started = Instant::now();
@@ -228,6 +240,27 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
 
     let device =
         graft_model::burn_backend::device_named(&args.backend).map_err(anyhow::Error::msg)?;
+    if args.lr_find || auto_lr.is_some() {
+        let rule = auto_lr.unwrap_or(Rule::Steepest);
+        let found = range_test(&net, &start, &train, &cfg, rule, &tuned, &device)?;
+        if args.lr_find {
+            return Ok(());
+        }
+        match found {
+            Some(lr) => {
+                args.lr = lr;
+                cfg.lr = lr;
+                cfg.check()?;
+            }
+            None => say!(
+                "  the curve suggests no rate by the {rule} rule; keeping --lr {}",
+                cfg.lr
+            ),
+        }
+    }
+    if !resume {
+        write_file(&settings_path, &serde_json::to_vec_pretty(&args)?)?;
+    }
     let started = Instant::now();
     let mut on = printer();
     if resume {
@@ -512,4 +545,61 @@ pub(crate) fn split_name(s: Split) -> &'static str {
         Split::Val => "val",
         Split::Test => "test",
     }
+}
+
+/// The learning-rate range test on stage 2's net over the cached training activations; writes
+/// RUN/finetune/lr_find/ and prints the suggestion, which comes back.
+fn range_test(
+    net: &TopNet,
+    start: &graft_train::finetune::Values,
+    train: &Acts,
+    cfg: &FinetuneConfig,
+    rule: Rule,
+    tuned: &RunDir,
+    device: &graft_model::burn_backend::Device,
+) -> anyhow::Result<Option<f32>> {
+    let test = RangeTest {
+        start: 1e-7,
+        end: 1.0,
+        steps: 100,
+        ..RangeTest::default()
+    };
+    let source = CachedSource {
+        acts: train.clone(),
+        start: net.top,
+        classes: net.classes,
+    };
+    say!(
+        "Learning-rate range test: {} updates of {} activations, the rate from {:.0e} to {:.0e}",
+        test.steps,
+        cfg.batch,
+        test.start,
+        test.end
+    );
+    let curve =
+        graft_train::finetune::lr_range::range_test(net, start, &source, cfg, &test, device)?;
+    let found = graft_run::lr_find::LrFound {
+        head: format!("fine-tune from block {} + head", net.top),
+        rule,
+        suggested: curve.suggestion_or_edge(rule),
+        train_rows: source.acts.len(),
+        curve,
+    };
+    let dir = tuned.root().join("lr_find");
+    graft_run::lr_find::write(&dir, &found)?;
+    let how = if found.curve.suggestion(rule).is_some() {
+        format!("{rule} rule")
+    } else {
+        "the loss does not fall from the trained start: a tenth of the rate where it starts to \
+         rise"
+            .to_string()
+    };
+    match found.suggested {
+        Some(lr) => say!(
+            "  suggested --lr {lr:.2e} ({how}); curve: {}",
+            dir.join("lr_find.png").display()
+        ),
+        None => say!("  no suggestion; see {}", dir.join("lr_find.png").display()),
+    }
+    Ok(found.suggested)
 }
