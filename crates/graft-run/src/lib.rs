@@ -24,6 +24,7 @@ mod error;
 pub mod evaluate;
 pub mod explain;
 pub mod export;
+pub mod export_web;
 pub mod extract;
 pub mod files;
 pub mod heads;

@@ -11,6 +11,12 @@ const STYLE: &str = include_str!("page/style.css");
 const CSP: &str = "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; \
                    style-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
+/// The exported web app's policy (`graft export --format web`): as the page's, plus the
+/// WebAssembly runtime and the app's service worker.
+pub(crate) const WEB_APP_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     worker-src 'self'; img-src 'self' blob: data:; style-src 'self'; connect-src 'self'; \
+     frame-ancestors 'none'";
+
 fn asset(ctype: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [

@@ -92,6 +92,8 @@ pub struct ServeOptions {
     pub drift: Option<crate::live_drift::DriftReference>,
     /// How `POST /explain` measures and judges a map.
     pub explain: crate::explain::ExplainSettings,
+    /// A folder written by `graft export --format web`, served at `/app/`.
+    pub web: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -113,6 +115,7 @@ impl Default for ServeOptions {
             audit: None,
             drift: None,
             explain: crate::explain::ExplainSettings::default(),
+            web: None,
         }
     }
 }
@@ -225,6 +228,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/version", get(routes::version))
         .route("/metrics", get(routes::metrics))
         .merge(predict)
+        .merge(web_app(app.opts.web.as_deref()))
         .fallback(routes::not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -234,6 +238,31 @@ fn router(app: Arc<App>) -> Router {
         // Outermost, so refusals by the layers inside are counted too.
         .layer(from_fn_with_state(app.clone(), routes::track))
         .with_state(app)
+}
+
+/// The exported web app's folder at `/app/`: files with their MIME types (`.wasm` as
+/// application/wasm, which streaming compilation needs), the page's own security policy, and
+/// `no-cache` so a browser always revalidates (the app's service worker is what works offline).
+fn web_app<S: Clone + Send + Sync + 'static>(dir: Option<&std::path::Path>) -> Router<S> {
+    use tower_http::services::ServeDir;
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let Some(dir) = dir else {
+        return Router::new();
+    };
+    Router::new()
+        .nest_service("/app/", ServeDir::new(dir))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::page::WEB_APP_CSP),
+        ))
+        .route(
+            "/app",
+            get(|| async { axum::response::Redirect::permanent("/app/") }),
+        )
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

@@ -9,9 +9,20 @@ pub struct ExportArgs {
     /// Run folder written by `graft train`.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
-    /// Output format (onnx).
-    #[arg(long, default_value = "onnx")]
+    /// Output format: onnx (the file, into the run folder) or web (a static folder that runs the
+    /// model in the browser, offline once opened: page, ONNX file, ONNX Runtime Web, service
+    /// worker; needs --out, and the run's ONNX file of --precision, exported first if missing).
+    #[arg(long, default_value = "onnx", value_name = "onnx|web")]
     pub format: String,
+    /// web: the folder to write (serve it with `graft serve --web DIR`, or any static host).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// web: below this top probability the page flags the answer as uncertain.
+    #[arg(long, default_value_t = 0.7, value_name = "P")]
+    pub threshold: f32,
+    /// web: classes shown per answer.
+    #[arg(long, default_value_t = 3, value_name = "K")]
+    pub top: usize,
     /// Number format: fp32 writes RUN/model.onnx; int8 writes RUN/model.int8.onnx, quantized
     /// after training with activation ranges observed on training images (about 4× smaller,
     /// 1.5-2× faster on CPUs with AVX-512 VNNI or AVX-VNNI, usually within a point of accuracy).

@@ -129,6 +129,10 @@ pub struct ServeArgs {
     /// Keep no audit trail.
     #[arg(long)]
     pub no_audit: bool,
+    /// Also serve a folder written by `graft export --format web` at /app/ (the classifier
+    /// running in the browser, offline once opened).
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<PathBuf>,
     /// Delete audit rows older than this (30d, 12h, 90m); default: keep all.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub audit_keep: Option<std::time::Duration>,

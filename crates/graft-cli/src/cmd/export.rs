@@ -12,12 +12,13 @@ use crate::terminal::Terminal;
 use crate::tracked::tracked;
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    if args.format != "onnx" {
-        bail!(
-            "format {:?} is not supported; use --format onnx",
-            args.format
-        );
-    }
+    let web = match args.format.as_str() {
+        "onnx" => None,
+        "web" => Some(args.out.clone().ok_or_else(|| {
+            anyhow::anyhow!("--format web writes a folder: give it with --out DIR")
+        })?),
+        other => bail!("format {other:?} is not supported; use --format onnx or web"),
+    };
     let req = ExportRequest {
         precision: args.precision,
         validate: args.validate,
@@ -40,7 +41,58 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         ("force".into(), req.force.to_string()),
     ]);
     let run = RunDir::new(&args.run);
+    if let Some(out) = web {
+        if !run.onnx(req.precision).is_file() {
+            say!(
+                "{} is not exported yet: exporting it first",
+                run.onnx(req.precision).display()
+            );
+            tracked(Job::Export, &run, params, || export(&run, &req))?;
+        }
+        return export_web(&run, &args, &out);
+    }
     tracked(Job::Export, &run, params, || export(&run, &req))
+}
+
+fn export_web(run: &RunDir, args: &ExportArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {} must be between 0 and 1", args.threshold);
+    }
+    let req = graft_run::export_web::WebRequest {
+        precision: args.precision,
+        out,
+        threshold: args.threshold,
+        top: args.top,
+        runtime: graft_run::export_web::ort_web_dir(),
+    };
+    let w = graft_run::export_web::export_web(run, &req)?;
+    let mb = |b: u64| b as f64 / 1e6;
+    let size = |name: &str| {
+        w.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, b)| *b)
+    };
+    say!(
+        "Wrote {} ({} files, {:.1} MB: model {:.1} MB, ONNX Runtime Web {:.1} MB)",
+        out.display(),
+        w.files.len(),
+        mb(w.bytes),
+        mb(size("model.onnx")),
+        mb(w.files
+            .iter()
+            .filter(|(n, _)| n.starts_with("ort/"))
+            .map(|(_, b)| b)
+            .sum())
+    );
+    say!(
+        "Open it from a web server (a service worker needs one): graft serve --run {} --web {} \
+         then http://127.0.0.1:8080/app/ — after the first visit it works offline and installs \
+         as an app.",
+        run.root().display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn export(run: &RunDir, req: &ExportRequest) -> anyhow::Result<()> {

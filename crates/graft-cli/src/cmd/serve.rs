@@ -89,6 +89,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }),
         drift,
         explain: explain.unwrap_or_default(),
+        web: args.web.clone(),
     };
     let audit_note = opts
         .audit

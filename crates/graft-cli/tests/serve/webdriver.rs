@@ -146,6 +146,35 @@ impl Browser {
             .to_string()
     }
 
+    /// A Chrome DevTools Protocol command (chromedriver's `goog/cdp/execute`), such as
+    /// `Network.emulateNetworkConditions`.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// Wait until the element matching `css` has attribute `name` equal to one of `values`
+    /// (returned), or fail after `secs` naming what it last saw.
+    pub fn wait_attribute(&self, css: &str, name: &str, values: &[&str], secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let el = self.find(css);
+            let v = self.attribute(&el, name);
+            let s = v.as_str().unwrap_or_default().to_string();
+            if values.contains(&s.as_str()) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css}[{name}] is {v} after {secs} s, not one of {values:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A PNG of the viewport.
     pub fn screenshot(&self) -> Vec<u8> {
         let v = self.call("GET", "/screenshot", None);

@@ -1,0 +1,95 @@
+//! `graft export --format web`: the run's exported classifier as a static folder that runs in
+//! the browser (graft-export's [`graft_export::web`] writes it; this reads the run).
+
+use std::path::{Path, PathBuf};
+
+use graft_train::HeadModel;
+
+use crate::{Context, Precision, RunDir, RunError};
+
+/// The ONNX Runtime Web version scripts/fetch-onnxruntime-web.sh fetches.
+pub const ORT_WEB_VERSION: &str = "1.31.1";
+
+/// Where ONNX Runtime Web's files are: `$GRAFT_ORT_WEB_DIR`, else the folder
+/// scripts/fetch-onnxruntime-web.sh fills (`${GRAFT_CACHE:-~/.cache/graft}/onnxruntime-web/VERSION`).
+pub fn ort_web_dir() -> PathBuf {
+    std::env::var_os("GRAFT_ORT_WEB_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            graft_model::fetch::cache_dir()
+                .join("onnxruntime-web")
+                .join(ORT_WEB_VERSION)
+        })
+}
+
+/// What `graft export --format web` writes.
+#[derive(Debug, Clone)]
+pub struct WebRequest<'a> {
+    /// Which of the run's exported files goes in (it must exist: `graft export` first).
+    pub precision: Precision,
+    pub out: &'a Path,
+    pub threshold: f32,
+    pub top: usize,
+    /// ONNX Runtime Web's folder ([`ort_web_dir`]).
+    pub runtime: PathBuf,
+}
+
+/// Write the run's exported classifier as a static web app that runs in the browser.
+pub fn export_web(
+    run: &RunDir,
+    req: &WebRequest<'_>,
+) -> Result<graft_export::web::WebFiles, RunError> {
+    let model = HeadModel::load(run.root())
+        .with_context(|| format!("loading the model of run {}", run.root().display()))?;
+    let onnx = run.onnx(req.precision);
+    let bytes = std::fs::read(&onnx).map_err(|e| RunError::read(&onnx, e))?;
+    let class_info = match std::fs::read_to_string(run.class_info()) {
+        Ok(text) => class_info_json(&text, &run.class_info(), &model.meta.classes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(RunError::read(&run.class_info(), e)),
+    };
+    let meta = graft_export::web::WebMeta {
+        name: run.name(),
+        encoder: model.meta.encoder.to_string(),
+        classes: model.meta.classes.clone(),
+        class_info,
+        preprocess: model.meta.preprocess,
+        threshold: req.threshold,
+        top: req.top.clamp(1, model.meta.classes.len().max(1)),
+        input: "input".into(),
+        output: graft_export::PROBABILITIES.into(),
+        precision: req.precision.name().into(),
+        sha256: graft_data::hash::sha256_bytes(&bytes),
+        graft: env!("CARGO_PKG_VERSION").into(),
+    };
+    let app = graft_export::web::WebApp {
+        model: &bytes,
+        meta: &meta,
+        runtime: &req.runtime,
+    };
+    graft_export::web::write_web(req.out, &app).map_err(|e| RunError::Invalid(e.to_string()))
+}
+
+/// `classes.toml` (one table per class) as the JSON the page shows; a table for a class the
+/// model does not know is an error naming it.
+fn class_info_json(
+    text: &str,
+    path: &Path,
+    classes: &[String],
+) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
+    let bad = |reason: String| RunError::Settings {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let mut out = serde_json::Map::new();
+    for (class, fields) in table {
+        if !classes.contains(&class) {
+            return Err(bad(format!("[{class}] is not one of the model's classes")));
+        }
+        let v = serde_json::to_value(fields).map_err(|e| bad(e.to_string()))?;
+        out.insert(class, v);
+    }
+    Ok(out)
+}
