@@ -70,6 +70,7 @@ pub fn load_model(
         class_info,
         registered: None,
         explainer: None,
+        trained_ms: dir.trained_ms(),
     })
 }
 

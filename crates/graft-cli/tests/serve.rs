@@ -782,6 +782,8 @@ fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does(
             "runs/colours",
             "--format",
             "web",
+            "--api",
+            "/",
             "--out",
         ])
         .arg(&out)
@@ -804,6 +806,16 @@ fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does(
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let onnx = std::fs::read(out.join("model.onnx")).expect("web model");
+    // Make the exported app an older model than the server's (another file, trained before):
+    // online, the page then asks the server, offline it answers itself.
+    let meta_path = out.join("model.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).expect("model.json")).expect("JSON");
+    assert!(meta["trained_ms"].as_i64().is_some_and(|t| t > 0), "{meta}");
+    let old_sha = "0".repeat(64);
+    meta["sha256"] = serde_json::json!(old_sha);
+    meta["trained_ms"] = serde_json::json!(1);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).expect("JSON")).expect("write");
     assert_eq!(
         onnx,
         std::fs::read(f.run.join("model.onnx")).expect("run model")
@@ -869,6 +881,20 @@ fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does(
     assert_eq!(ready, "true", "{}", browser.text("#model"));
     // The service worker has cached every file.
     browser.wait_attribute("body", "data-offline", &["ready"], 60);
+    // Online, with a newer model on the server: the server answers.
+    browser.wait_attribute("body", "data-server", &["newer"], 30);
+    let input = browser.find("#file");
+    browser.send_keys(&input, paths[0].1.to_str().expect("utf-8"));
+    let state = browser.wait_attribute("#result", "data-state", &["done", "error"], 60);
+    assert_eq!(state, "done", "online: {}", browser.text("#status"));
+    assert_eq!(browser.text("#badge"), "from server");
+    let top_class = |m: &std::collections::BTreeMap<String, f64>| {
+        m.iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(c, _)| c.clone())
+    };
+    let class = browser.attribute(&browser.find("#prediction"), "data-class");
+    assert_eq!(class.as_str(), top_class(&paths[0].2).as_deref());
     // Offline: the browser off the network and the server gone.
     browser.cdp(
         "Network.emulateNetworkConditions",
@@ -934,7 +960,46 @@ fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does(
         );
         assert_eq!(browser.text("#badge"), "on this device");
     }
+    // Both predictions wait in the browser's queue while offline.
+    browser.wait_attribute("body", "data-queued", &["2"], 30);
     let shot = f.root.join("web-offline.png");
     std::fs::write(&shot, browser.screenshot()).expect("screenshot");
     eprintln!("screenshot: {}", shot.display());
+    // Back online, the server up again on the same address: the queue is sent to /feedback
+    // and lands in the audit trail, once.
+    let audit = f.root.join("web-audit.db");
+    let _ = std::fs::remove_file(&audit);
+    let port = server.base.rsplit(':').next().expect("port").to_string();
+    let run = f.run.to_str().expect("utf-8");
+    let audit_arg = audit.to_str().expect("utf-8");
+    let _back = Server::spawn(
+        &f.cache,
+        Path::new("."),
+        &[
+            "--run", run, "--web", dir, "--port", &port, "--audit", audit_arg,
+        ],
+        &[],
+    );
+    browser.cdp(
+        "Network.emulateNetworkConditions",
+        serde_json::json!({"offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    );
+    browser.wait_attribute("body", "data-queued", &["0"], 60);
+    let conn = rusqlite::Connection::open(&audit).expect("audit trail");
+    let rows: Vec<(String, f64, String)> = conn
+        .prepare("SELECT predicted, probability, sha256 FROM field_predictions ORDER BY seq")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // Recorded with the sha256 the device's model.json gave.
+    let sha = old_sha;
+    for ((row_class, row_p, row_sha), (name, _, want, _)) in rows.iter().zip(&paths) {
+        let (class, p) = want.iter().max_by(|a, b| a.1.total_cmp(b.1)).expect("top");
+        assert_eq!(row_class, class, "{name}");
+        assert!((row_p - p).abs() < 1e-3, "{name}: {row_p} vs {p}");
+        assert_eq!(row_sha, &sha);
+    }
 }

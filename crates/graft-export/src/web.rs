@@ -42,7 +42,13 @@ pub struct WebMeta {
     /// fp32 or int8.
     pub precision: String,
     pub sha256: String,
+    /// When the run's model was written (ms since the Unix epoch): the page prefers the API's
+    /// model when that one differs and is newer.
+    pub trained_ms: Option<i64>,
     pub graft: String,
+    /// Where predictions made on the device are sent when online (`POST API/feedback`):
+    /// `/` for the server that serves the page, or an absolute URL; `None`: kept on the device.
+    pub api: Option<String>,
 }
 
 /// What to write.
@@ -99,9 +105,10 @@ pub fn write_web(out: &Path, app: &WebApp<'_>) -> Result<WebFiles, WebError> {
     files.push(("model.onnx".into(), app.model.to_vec()));
     let meta = serde_json::to_vec_pretty(app.meta).map_err(|e| WebError::Encode(e.to_string()))?;
     files.push(("model.json".into(), meta));
+    let policy = csp(app.meta.api.as_deref());
     files.push((
         "index.html".into(),
-        INDEX.replace("__CSP__", CSP).into_bytes(),
+        INDEX.replace("__CSP__", &policy).into_bytes(),
     ));
     files.push(("app.js".into(), SCRIPT.as_bytes().to_vec()));
     files.push(("style.css".into(), STYLE.as_bytes().to_vec()));
@@ -147,10 +154,30 @@ pub fn write_web(out: &Path, app: &WebApp<'_>) -> Result<WebFiles, WebError> {
 }
 
 /// The page's own rules: scripts and the WebAssembly runtime from the folder only, images from
-/// the photos the user picks.
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-                       worker-src 'self'; img-src 'self' blob: data:; style-src 'self'; \
-                       connect-src 'self'";
+/// the photos the user picks, requests to the folder and to the API's origin.
+pub fn csp(api: Option<&str>) -> String {
+    let origin = api
+        .and_then(origin_of)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
+         img-src 'self' blob: data:; style-src 'self'; connect-src 'self'{origin}"
+    )
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL; `None` for a relative one.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = rest
+        .split(['/', '?', '#'])
+        .next()
+        .filter(|h| !h.is_empty())?;
+    Some(format!("{scheme}://{host}"))
+}
 
 fn manifest(name: &str) -> Vec<u8> {
     let m = serde_json::json!({
@@ -214,7 +241,9 @@ mod tests {
             output: "probabilities".into(),
             precision: "fp32".into(),
             sha256: "00".into(),
+            trained_ms: Some(1),
             graft: "0".into(),
+            api: Some("https://api.example.org:8443/v1".into()),
         };
         let app = WebApp {
             model: b"onnx",
@@ -241,6 +270,12 @@ mod tests {
         }
         let html = std::fs::read_to_string(out.join("index.html")).expect("html");
         assert!(html.contains("wasm-unsafe-eval") && !html.contains("__CSP__"));
+        assert!(
+            html.contains("connect-src 'self' https://api.example.org:8443\""),
+            "{html}"
+        );
+        assert_eq!(origin_of("/"), None);
+        assert_eq!(origin_of("ftp://x"), None);
         // Same inputs, same version; another model, another.
         assert_eq!(write_web(&out, &app).expect("again").version, w.version);
         let other = WebApp {

@@ -207,6 +207,14 @@ impl RunDir {
 
     /// Whether `file` (one of this run's) exists and is at least as new as the trained model:
     /// files older than model.json belong to a model that has since been retrained.
+    /// When the run's model was written (model.json's modification time, ms since the Unix
+    /// epoch): which of two copies of a model is the newer.
+    pub fn trained_ms(&self) -> Option<i64> {
+        let t = std::fs::metadata(self.model_meta()).ok()?.modified().ok()?;
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(d.as_millis()).ok()
+    }
+
     pub fn is_current(&self, file: &Path) -> bool {
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         match (modified(file), modified(&self.model_meta())) {

@@ -33,6 +33,8 @@ pub struct WebRequest<'a> {
     pub top: usize,
     /// ONNX Runtime Web's folder ([`ort_web_dir`]).
     pub runtime: PathBuf,
+    /// Where the page sends the predictions it made offline (`/`: the server serving it).
+    pub api: Option<String>,
 }
 
 /// Write the run's exported classifier as a static web app that runs in the browser.
@@ -61,7 +63,9 @@ pub fn export_web(
         output: graft_export::PROBABILITIES.into(),
         precision: req.precision.name().into(),
         sha256: graft_data::hash::sha256_bytes(&bytes),
+        trained_ms: run.trained_ms(),
         graft: env!("CARGO_PKG_VERSION").into(),
+        api: req.api.clone(),
     };
     let app = graft_export::web::WebApp {
         model: &bytes,

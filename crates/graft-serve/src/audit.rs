@@ -56,6 +56,27 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE predictions ADD COLUMN arm TEXT NOT NULL DEFAULT 'champion';
     ALTER TABLE predictions ADD COLUMN answered INTEGER NOT NULL DEFAULT 1;
 ",
+    // Predictions made on a device by the exported web app, sent by `POST /feedback` when it
+    // is online again; (client, seq) makes a resend harmless.
+    "
+    CREATE TABLE field_predictions (
+        id INTEGER PRIMARY KEY,
+        received_ms INTEGER NOT NULL,
+        made_ms INTEGER NOT NULL,
+        client TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        key_hash TEXT,
+        predicted TEXT NOT NULL,
+        probability REAL NOT NULL,
+        confident INTEGER NOT NULL,
+        top TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        UNIQUE (client, seq)
+    );
+    CREATE INDEX field_predictions_by_time ON field_predictions(made_ms);
+",
 ];
 
 /// The two models of canary serving, as the trail names them.

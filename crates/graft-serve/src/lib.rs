@@ -19,6 +19,7 @@ pub mod canary;
 pub mod class_info;
 mod error;
 pub mod explain;
+mod feedback;
 mod guard;
 pub mod live_drift;
 mod metrics;

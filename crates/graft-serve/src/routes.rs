@@ -120,6 +120,7 @@ pub(crate) async fn version(State(app): Shared) -> Json<Value> {
         "registered": m.registered,
         "encoder": m.encoder,
         "sha256": app.champion.sha256,
+        "trained_ms": m.trained_ms,
         "onnx": m.onnx_origin,
         "input_size": m.preprocess.size,
         "classes": m.classes,

@@ -38,6 +38,9 @@ pub struct ServedModel {
     pub registered: Option<Registered>,
     /// The graph `POST /explain` runs; without it the route answers 501.
     pub explainer: Option<Explainable>,
+    /// When the run's model was written (ms since the Unix epoch): the exported web app
+    /// prefers the server when its model differs and is newer.
+    pub trained_ms: Option<i64>,
 }
 
 /// The float classifier with every class's Grad-CAM map as an output ("cams",
@@ -219,6 +222,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(predict::predict_batch))
         .route("/explain", post(explain::explain))
+        .route("/feedback", post(crate::feedback::feedback))
         .route_layer(from_fn_with_state(app.clone(), routes::guard));
     Router::new()
         .route("/", get(page::index))

@@ -20,6 +20,12 @@ pub struct ExportArgs {
     /// web: below this top probability the page flags the answer as uncertain.
     #[arg(long, default_value_t = 0.7, value_name = "P")]
     pub threshold: f32,
+    /// web: send the predictions made on the device to this API when online (POST
+    /// API/feedback; kept in the browser's IndexedDB until acknowledged, so none is lost
+    /// offline): `/` for the `graft serve` that serves the folder, or a URL (that server then
+    /// needs --cors-origin for the page's origin).
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
     /// web: classes shown per answer.
     #[arg(long, default_value_t = 3, value_name = "K")]
     pub top: usize,

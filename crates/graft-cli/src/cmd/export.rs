@@ -64,7 +64,13 @@ fn export_web(run: &RunDir, args: &ExportArgs, out: &std::path::Path) -> anyhow:
         threshold: args.threshold,
         top: args.top,
         runtime: graft_run::export_web::ort_web_dir(),
+        api: args.api.clone(),
     };
+    if let Some(api) = &args.api {
+        if api != "/" && graft_export::web::origin_of(api).is_none() {
+            bail!("--api {api:?}: give / (the server that serves the page) or an http(s) URL");
+        }
+    }
     let w = graft_run::export_web::export_web(run, &req)?;
     let mb = |b: u64| b as f64 / 1e6;
     let size = |name: &str| {

@@ -22,12 +22,17 @@ impl Server {
         Server::spawn(cache, Path::new("."), &args, &[])
     }
 
-    /// `graft serve ARGS --port 0` in `cwd` with `env` added.
+    /// `graft serve ARGS --port 0` (unless ARGS name a port) in `cwd` with `env` added.
     pub fn spawn(cache: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let port: &[&str] = if args.contains(&"--port") {
+            &[]
+        } else {
+            &["--port", "0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
             .arg("serve")
             .args(args)
-            .args(["--port", "0"])
+            .args(port)
             .current_dir(cwd)
             .env("GRAFT_CACHE", cache)
             .env_remove("GRAFT_API_KEYS")

@@ -31,6 +31,7 @@ async function load() {
       `${meta.name} · ${meta.encoder} · ${meta.classes.length} classes · confident above ` +
       `${Math.round(meta.threshold * 100)}% · runs on this device`;
     document.body.dataset.ready = "true";
+    if (meta.api) $("sync").hidden = false;
   } catch (e) {
     $("model").textContent = `the model could not be loaded: ${e.message || e}`;
     document.body.dataset.ready = "error";
@@ -174,59 +175,103 @@ async function tensorOf(file) {
   return new ort.Tensor("float32", x, [1, 3, c, c]);
 }
 
-function show(answer) {
-  const { probs, ms } = answer;
-  const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]).slice(0, meta.top);
-  const best = order[0];
-  const p = probs[best];
+// An answer on the page: `top` as [class, probability] best first, where it was computed,
+// and how long it took.
+function render({ top, info, source, ms, warning }) {
+  const [best, p] = top[0];
   const confident = p >= meta.threshold;
-  $("badge").textContent = "on this device";
-  $("badge").className = "badge";
+  $("badge").textContent = source === "server" ? "from server" : "on this device";
+  $("badge").className = source === "server" ? "badge server" : "badge";
   $("latency").textContent = `${ms.toFixed(0)} ms`;
-  $("prediction").textContent = humanClass(meta.classes[best]);
-  $("prediction").dataset.class = meta.classes[best];
+  $("prediction").textContent = humanClass(best);
+  $("prediction").dataset.class = best;
   $("confidence").dataset.probability = String(p);
   $("confidence").textContent = `${(p * 100).toFixed(1)}% ${confident ? "confident" : "— uncertain"}`;
   $("warning").hidden = confident;
-  $("warning").textContent = confident ? "" :
+  $("warning").textContent = confident ? "" : warning ||
     `uncertain: ${Math.round(p * 100)}% is below the ${Math.round(meta.threshold * 100)}% threshold. ` +
     "Retake the photo (closer, in focus, good light, one subject) or have it checked by a person.";
   const bars = $("bars");
   bars.replaceChildren();
-  for (const i of order) {
+  for (const [cls, prob] of top) {
     const row = document.createElement("div");
     row.className = "bar";
     const name = document.createElement("span");
-    name.textContent = humanClass(meta.classes[i]);
+    name.textContent = humanClass(cls);
     const track = document.createElement("span");
     track.className = "track";
     const fill = document.createElement("span");
     fill.className = "fill";
     fill.style.display = "block";
-    fill.style.width = `${(probs[i] * 100).toFixed(1)}%`;
+    fill.style.width = `${(prob * 100).toFixed(1)}%`;
     track.append(fill);
     const pct = document.createElement("span");
     pct.className = "pct";
-    pct.textContent = `${(probs[i] * 100).toFixed(1)}%`;
+    pct.textContent = `${(prob * 100).toFixed(1)}%`;
     row.append(name, track, pct);
     bars.append(row);
   }
-  const info = $("info");
-  info.replaceChildren();
-  const fields = meta.class_info[meta.classes[best]];
-  info.hidden = !fields;
-  for (const [k, v] of Object.entries(fields || {})) {
+  const table = $("info");
+  table.replaceChildren();
+  table.hidden = !info;
+  for (const [k, v] of Object.entries(info || {})) {
     const tr = document.createElement("tr");
     const th = document.createElement("th");
     th.textContent = k.replace(/_/g, " ");
     const td = document.createElement("td");
     td.textContent = typeof v === "string" ? v : JSON.stringify(v);
     tr.append(th, td);
-    info.append(tr);
+    table.append(tr);
   }
+  $("answer").dataset.source = source;
+  $("answer").hidden = false;
+}
+
+// The on-device answer from every class's probability.
+function show({ probs, ms }) {
+  const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]).slice(0, meta.top);
+  const top = order.map((i) => [meta.classes[i], probs[i]]);
+  render({ top, info: meta.class_info[top[0][0]], source: "device", ms });
   // Every class's probability, for checks against `graft predict`.
   $("answer").dataset.probs = JSON.stringify(Object.fromEntries(meta.classes.map((c, i) => [c, probs[i]])));
-  $("answer").hidden = false;
+}
+
+function apiUrl(path) {
+  const base = new URL(meta.api.endsWith("/") ? meta.api : `${meta.api}/`, location.href);
+  return new URL(path, base);
+}
+
+// The API's model when it differs from the one on this device and is newer: then, online,
+// photos go to the server (and its audit trail) instead.
+let newerServer = null;
+async function checkServer() {
+  newerServer = null;
+  if (meta && meta.api && navigator.onLine) {
+    try {
+      const v = await (await fetch(apiUrl("version"))).json();
+      if (v.sha256 !== meta.sha256 && (v.trained_ms || 0) > (meta.trained_ms || 0)) newerServer = v;
+    } catch (e) {
+      // No server: this device's model answers.
+    }
+  }
+  document.body.dataset.server = newerServer ? "newer" : "none";
+}
+
+// The server's answer for `file`, or null when it cannot give one (then the device answers).
+async function askServer(file) {
+  if (!newerServer || !navigator.onLine) return null;
+  try {
+    const started = performance.now();
+    const form = new FormData();
+    form.append("image", file, file.name || "photo");
+    const r = await fetch(apiUrl("predict"), { method: "POST", body: form });
+    if (!r.ok) return null;
+    const a = await r.json();
+    const top = a.top.map((t) => [t.class, t.probability]);
+    return { top, info: a.top[0] && a.top[0].info, source: "server", ms: performance.now() - started, warning: a.warning };
+  } catch (e) {
+    return null;
+  }
 }
 
 async function classify(file) {
@@ -240,7 +285,13 @@ async function classify(file) {
   preview.src = URL.createObjectURL(file);
   preview.hidden = false;
   $("answer").hidden = true;
-  setStatus("busy", "Classifying on this device…");
+  setStatus("busy", "Classifying…");
+  const remote = await askServer(file);
+  if (remote) {
+    render(remote);
+    setStatus("done", `Answered by the server (a newer model) in ${Math.round(remote.ms)} ms`);
+    return;
+  }
   try {
     const started = performance.now();
     const input = await tensorOf(file);
@@ -248,12 +299,102 @@ async function classify(file) {
     const probs = Array.from(out[meta.output].data);
     const ms = performance.now() - started;
     show({ probs, ms });
+    await enqueue({ probs, ms });
+    flush();
     // The encoder's pooled features, for checks against graft's own run of the same file.
     if (out.features) $("answer").dataset.features = JSON.stringify(Array.from(out.features.data));
     setStatus("done", `Answered on this device in ${Math.round(ms)} ms`);
   } catch (e) {
     setStatus("error", `This photo could not be classified: ${e.message || e}`);
   }
+}
+
+// --- The queue of predictions made here, sent to the API (model.json's `api`) when online. ---
+
+function request(r) {
+  return new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+let database = null;
+async function queueStore(mode) {
+  if (!database) {
+    const open = indexedDB.open("graft-queue", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("queue", { keyPath: "seq" });
+    database = await request(open);
+  }
+  return database.transaction("queue", mode).objectStore("queue");
+}
+
+function clientId() {
+  let id = localStorage.getItem("graft-client");
+  if (!id) {
+    id = crypto.randomUUID();
+    localStorage.setItem("graft-client", id);
+  }
+  return id;
+}
+
+function nextSeq() {
+  const n = Number(localStorage.getItem("graft-seq") || "0") + 1;
+  localStorage.setItem("graft-seq", String(n));
+  return n;
+}
+
+async function showQueue() {
+  if (!meta || !meta.api) return;
+  const n = await request((await queueStore("readonly")).count());
+  document.body.dataset.queued = String(n);
+  $("sync").textContent = n ? `${n} prediction${n === 1 ? "" : "s"} waiting to be sent` : "every prediction sent";
+}
+
+async function enqueue(answer) {
+  if (!meta.api) return;
+  const { probs, ms } = answer;
+  const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]);
+  const best = order[0];
+  const item = {
+    seq: nextSeq(),
+    made_ms: Date.now(),
+    sha256: meta.sha256,
+    predicted: meta.classes[best],
+    probability: probs[best],
+    confident: probs[best] >= meta.threshold,
+    top: order.slice(0, meta.top).map((i) => [meta.classes[i], probs[i]]),
+    latency_ms: ms,
+  };
+  await request((await queueStore("readwrite")).put(item));
+}
+
+let flushing = false;
+// Send what is queued; what the server acknowledged leaves the queue, the rest waits.
+async function flush() {
+  if (!meta || !meta.api) return;
+  if (!flushing && navigator.onLine) {
+    flushing = true;
+    try {
+      const items = (await request((await queueStore("readonly")).getAll())).slice(0, 500);
+      if (items.length) {
+        const base = new URL(meta.api.endsWith("/") ? meta.api : `${meta.api}/`, location.href);
+        const r = await fetch(new URL("feedback", base), {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ client: clientId(), predictions: items }),
+        });
+        if (r.ok) {
+          const store = await queueStore("readwrite");
+          for (const it of items) store.delete(it.seq);
+          await new Promise((done) => { store.transaction.oncomplete = done; });
+        }
+      }
+    } catch (e) {
+      // Offline, or the server is away: the predictions stay queued.
+    }
+    flushing = false;
+  }
+  await showQueue();
 }
 
 for (const id of ["file", "camera"]) {
@@ -267,6 +408,11 @@ for (const ev of ["dragleave", "drop"]) {
   drop.addEventListener(ev, (e) => { e.preventDefault(); drop.classList.remove("over"); });
 }
 drop.addEventListener("drop", (e) => classify(e.dataTransfer.files[0]));
-window.addEventListener("online", showNetwork);
+window.addEventListener("online", () => { showNetwork(); flush(); checkServer(); });
+window.addEventListener("offline", () => { newerServer = null; });
 window.addEventListener("offline", showNetwork);
-load();
+load().then(() => {
+  checkServer();
+  flush();
+  setInterval(flush, 15000);
+});
