@@ -1003,3 +1003,56 @@ fn the_exported_web_app_classifies_offline_in_the_browser_as_graft_predict_does(
         assert_eq!(row_sha, &sha);
     }
 }
+
+#[test]
+fn feedback_records_field_predictions_once_and_answers_bad_input_with_4xx_json() {
+    let f = fixture();
+    let audit = f.root.join("feedback-audit.db");
+    let _ = std::fs::remove_file(&audit);
+    let audit_arg = audit.to_str().expect("utf-8");
+    let server = Server::start(&f.run, &f.cache, &["--audit", audit_arg]);
+    let a = agent();
+    let url = server.url("/feedback");
+    let json = Some("application/json");
+    let body = serde_json::json!({"client": "phone-1", "predictions": [
+        {"seq": 1, "made_ms": 1_700_000_000_000i64, "sha256": "ab", "predicted": "red",
+         "probability": 0.9, "confident": true, "top": [["red", 0.9], ["green", 0.1]],
+         "latency_ms": 61.5},
+        {"seq": 2, "made_ms": 1_700_000_001_000i64, "sha256": "ab", "predicted": "green",
+         "probability": 0.55, "confident": false, "top": [["green", 0.55]], "latency_ms": 58.0}
+    ]});
+    let bytes = body.to_string().into_bytes();
+    let r = post(&a, &url, json, &bytes);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.json["recorded"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(2), Some(0))
+    );
+    // A resend (the device did not hear the answer) is recorded once.
+    let r = post(&a, &url, json, &bytes);
+    assert_eq!(
+        (r.json["recorded"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+    let conn = rusqlite::Connection::open(&audit).expect("audit");
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM field_predictions", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 2);
+    // Bad input: 4xx JSON naming what is wrong.
+    assert_error(&post(&a, &url, json, b"{not json"), 400, "bad_feedback");
+    assert_error(
+        &post(&a, &url, json, br#"{"client": "x"}"#),
+        400,
+        "bad_feedback",
+    );
+    let mut wrong = body.clone();
+    wrong["predictions"][0]["probability"] = serde_json::json!(1.5);
+    let r = post(&a, &url, json, wrong.to_string().as_bytes());
+    assert_error(&r, 400, "bad_feedback");
+    assert!(r.text.contains("prediction 0"), "{}", r.text);
+    // Without an audit trail there is nowhere to record them.
+    let quiet = Server::start(&f.run, &f.cache, &["--no-audit"]);
+    let r = post(&a, &quiet.url("/feedback"), json, &bytes);
+    assert_error(&r, 503, "no_audit_trail");
+}

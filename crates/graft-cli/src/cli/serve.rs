@@ -17,6 +17,10 @@ Endpoints:
                          classes
   GET  /metrics          Prometheus: requests by status, latency histogram, predictions by class,
                          low-confidence rate, batch sizes
+  POST /feedback         predictions made on a device by the exported web app (JSON), written to
+                         the audit trail's field_predictions table; a resend is recorded once
+  GET  /app/             with --web DIR: a folder from `graft export --format web` (the model
+                         running in the browser, offline once opened)
 
 The model is RUN/model.onnx (from `graft export`); without it the same graph is built at start-up.
 Per-class details (crop, disease, severity, recommended action, …) come from RUN/classes.toml or
