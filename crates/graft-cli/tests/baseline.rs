@@ -102,6 +102,19 @@ fn resnet20_from_scratch_sits_beside_the_transfer_run_and_resumes_after_kill() {
     let f1 = m["val"]["macro_f1"].as_f64().expect("f1");
     assert!(f1 > 0.5, "val macro-F1 {f1}");
 
+    // The baseline is a tracked run: its settings, val macro-F1 per epoch, the gap.
+    let o = graft_in(&cache, tmp.path(), &["runs", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("runs JSON");
+    let tracked = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|r| r["command"] == "baseline")
+        .unwrap_or_else(|| panic!("the baseline in {listed}"));
+    assert_eq!(tracked["status"], "finished");
+    assert_eq!(tracked["params"]["arch"], "resnet20");
+    assert_eq!(tracked["metrics"]["test_macro_f1"], m["test"]["macro_f1"]);
+
     // graft eval puts it in the report.
     let o = graft_in(
         &cache,

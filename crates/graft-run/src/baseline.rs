@@ -467,3 +467,36 @@ pub fn report_section(run: &RunDir) -> Option<graft_eval::report::Section> {
     }
     Some(section)
 }
+
+/// What the baseline written last (at or after `since_ms`) leaves to the tracking store: its
+/// folder, architecture and size, val macro-F1 per epoch (the step is the epoch), and its
+/// final scores beside the transfer run's.
+pub fn tracked(run: &RunDir, since_ms: i64) -> Option<crate::tracking::Recorded> {
+    let folder =
+        crate::tracking::newest_written(&run.root().join("baseline"), "metrics.json", since_ms)?;
+    let m: BaselineMetrics = crate::files::read_json(&folder.join("metrics.json")).ok()?;
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("arch".to_string(), m.arch.to_string());
+    params.insert("parameters".to_string(), m.parameters.to_string());
+    params.insert("test_split".to_string(), m.test_split.clone());
+    let mut metrics = Vec::new();
+    if let Ok(mut rows) = csv::Reader::from_path(folder.join("history.csv")) {
+        for row in rows.deserialize::<baseline::EpochRow>().flatten() {
+            let step = row.epoch as i64;
+            metrics.push(("val_macro_f1".to_string(), row.val_macro_f1, step));
+            metrics.push(("train_loss".to_string(), row.train_loss, step));
+        }
+    }
+    metrics.push(("test_accuracy".into(), m.test.accuracy, 0));
+    metrics.push(("test_macro_f1".into(), m.test.macro_f1, 0));
+    metrics.push(("best_val_macro_f1".into(), m.val.macro_f1, 0));
+    metrics.push(("train_seconds".into(), m.train_seconds, 0));
+    if let Some(g) = m.gap() {
+        metrics.push(("test_macro_f1_vs_transfer".into(), g, 0));
+    }
+    Some(crate::tracking::Recorded {
+        folder,
+        params,
+        metrics,
+    })
+}

@@ -28,6 +28,7 @@ pub enum Job {
     Explain,
     Tune,
     Ablate,
+    Baseline,
 }
 
 impl Job {
@@ -42,6 +43,7 @@ impl Job {
             Job::Explain => "explain",
             Job::Tune => "tune",
             Job::Ablate => "ablate",
+            Job::Baseline => "baseline",
         }
     }
 
@@ -60,6 +62,7 @@ impl Job {
             Job::Explain => "explanation",
             Job::Tune => "tuning",
             Job::Ablate => "ablation",
+            Job::Baseline => "baseline",
         }
     }
 }
@@ -397,11 +400,11 @@ fn outputs(job: Job, run: &RunDir, start_ms: i64) -> Outputs {
                 out.folder = dir;
             }
         }
-        Job::Tune | Job::Ablate => {
-            let recorded = if job == Job::Tune {
-                crate::tune::tracked::newest(run, start_ms)
-            } else {
-                crate::ablate::tracked(run, start_ms)
+        Job::Tune | Job::Ablate | Job::Baseline => {
+            let recorded = match job {
+                Job::Tune => crate::tune::tracked::newest(run, start_ms),
+                Job::Ablate => crate::ablate::tracked(run, start_ms),
+                _ => crate::baseline::tracked(run, start_ms),
             };
             if let Some(r) = recorded {
                 out.folder = r.folder;

@@ -40,13 +40,34 @@ pub fn run(args: BaselineArgs) -> anyhow::Result<()> {
         restart: args.restart,
         device,
     };
-    let m = baseline(&req, reporter).map_err(|e| {
-        let hint = if e.to_string().contains("other settings") {
-            " (--restart trains it again with the new ones)"
-        } else {
-            " (see `graft baseline --help`)"
-        };
-        anyhow::anyhow!("{e}{hint}")
+    let params = graft_track::Params::from([
+        ("arch".to_string(), args.arch.to_string()),
+        ("size".to_string(), args.size.to_string()),
+        ("epochs".to_string(), args.epochs.to_string()),
+        ("batch".to_string(), args.batch.to_string()),
+        ("lr".to_string(), args.lr.to_string()),
+        ("weight_decay".to_string(), args.weight_decay.to_string()),
+        (
+            "label_smoothing".to_string(),
+            args.label_smoothing.to_string(),
+        ),
+        ("augment".to_string(), (!args.no_augment).to_string()),
+        (
+            "limit".to_string(),
+            args.limit.map_or("all".into(), |n| n.to_string()),
+        ),
+        ("seed".to_string(), args.seed.to_string()),
+        ("backend".to_string(), args.backend.clone()),
+    ]);
+    let m = crate::tracked::tracked(graft_run::Job::Baseline, &run, params, || {
+        baseline(&req, reporter).map_err(|e| {
+            let hint = if e.to_string().contains("other settings") {
+                " (--restart trains it again with the new ones)"
+            } else {
+                " (see `graft baseline --help`)"
+            };
+            anyhow::anyhow!("{e}{hint}")
+        })
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&m)?);
