@@ -1,16 +1,18 @@
 //! `POST /feedback`: predictions the exported web app made on a device while offline, sent
-//! when it is online again, written to the audit trail's `field_predictions` table. A resend
-//! (the same client and sequence number) is recorded once.
+//! when it is online again, checked here and written by the audit trail's [`field`] module.
+//! A resend (the same client and sequence number) is recorded once.
+//!
+//! [`field`]: crate::audit::field
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::audit::field::FieldPrediction;
 use crate::server::App;
 use crate::ApiError;
 
@@ -25,22 +27,6 @@ pub(crate) struct Feedback {
     /// The device's random identifier (the page draws one and keeps it).
     client: String,
     predictions: Vec<FieldPrediction>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FieldPrediction {
-    /// The device's own count: with `client`, what makes a resend harmless.
-    seq: i64,
-    /// When the device made it (ms since the Unix epoch, the device's clock).
-    made_ms: i64,
-    /// SHA-256 of the ONNX file that made it (model.json's).
-    sha256: String,
-    predicted: String,
-    probability: f32,
-    confident: bool,
-    top: Vec<(String, f32)>,
-    latency_ms: f64,
 }
 
 fn bad(message: String) -> ApiError {
@@ -102,10 +88,12 @@ pub(crate) async fn feedback(
     let path = log.path().to_path_buf();
     let key_hash = crate::guard::presented_key(&headers).map(crate::audit::key_hash);
     let sent = fb.predictions.len();
-    let recorded = tokio::task::spawn_blocking(move || record(&path, &fb, key_hash.as_deref()))
-        .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(|e| internal(e.to_string()))?;
+    let recorded = tokio::task::spawn_blocking(move || {
+        crate::audit::field::insert(&path, &fb.client, &fb.predictions, key_hash.as_deref())
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?
+    .map_err(|e| internal(e.to_string()))?;
     Ok(Json(json!({
         "recorded": recorded,
         "duplicates": sent - recorded,
@@ -121,53 +109,4 @@ fn internal(message: String) -> ApiError {
         "audit_failed",
         "the audit trail could not record them; send them again later",
     )
-}
-
-/// Insert the new rows in one transaction; returns how many were new. Rare and small (a device
-/// catching up), so a connection of its own beside the trail's writer thread (WAL, busy wait).
-fn record(
-    path: &std::path::Path,
-    fb: &Feedback,
-    key_hash: Option<&str>,
-) -> Result<usize, crate::audit::AuditError> {
-    let mut conn = crate::audit::open(path)?;
-    let sql = |source| crate::audit::AuditError::Sqlite {
-        path: path.to_path_buf(),
-        source,
-    };
-    let tx = conn.transaction().map_err(sql)?;
-    let mut n = 0;
-    {
-        let mut stmt = tx
-            .prepare(
-                "INSERT OR IGNORE INTO field_predictions (received_ms, made_ms, client, seq,
-                     request_id, sha256, key_hash, predicted, probability, confident, top,
-                     latency_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .map_err(sql)?;
-        let now = crate::audit::now_ms();
-        let request = crate::audit::request_id();
-        for p in &fb.predictions {
-            let top = serde_json::to_string(&p.top).unwrap_or_else(|_| "[]".into());
-            n += stmt
-                .execute(params![
-                    now,
-                    p.made_ms,
-                    fb.client,
-                    p.seq,
-                    request,
-                    p.sha256,
-                    key_hash,
-                    p.predicted,
-                    p.probability,
-                    p.confident,
-                    top,
-                    p.latency_ms
-                ])
-                .map_err(sql)?;
-        }
-    }
-    tx.commit().map_err(sql)?;
-    Ok(n)
 }

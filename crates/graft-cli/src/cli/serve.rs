@@ -225,6 +225,10 @@ pub struct AuditExportArgs {
     /// Only predictions of the last AGE (24h, 7d).
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub since: Option<std::time::Duration>,
+    /// The predictions made on devices by the exported web app (sent by POST /feedback)
+    /// instead of the server's own.
+    #[arg(long)]
+    pub field: bool,
     /// CSV instead of JSON.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,

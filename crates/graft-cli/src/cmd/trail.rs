@@ -8,6 +8,9 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
         (None, Some(run)) => run.join("audit.db"),
         (None, None) => anyhow::bail!("give --run DIR or --audit FILE"),
     };
+    if args.field {
+        return field(&path, &args);
+    }
     let rows = graft_serve::audit::read(&path, args.since)?;
     if args.csv {
         let header = [
@@ -75,5 +78,48 @@ pub fn export(args: AuditExportArgs) -> anyhow::Result<()> {
     } else {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     }
+    Ok(())
+}
+
+/// `--field`: the web app's device predictions.
+fn field(path: &std::path::Path, args: &AuditExportArgs) -> anyhow::Result<()> {
+    let rows = graft_serve::audit::field::read(path, args.since)?;
+    if !args.csv {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let header = [
+        "received_ms",
+        "client",
+        "seq",
+        "made_ms",
+        "request_id",
+        "key_hash",
+        "sha256",
+        "predicted",
+        "probability",
+        "confident",
+        "top",
+        "latency_ms",
+    ];
+    let lines = rows.iter().map(|r| {
+        let p = &r.prediction;
+        let top: Vec<String> = p.top.iter().map(|(c, v)| format!("{c}:{v}")).collect();
+        vec![
+            r.received_ms.to_string(),
+            r.client.clone(),
+            p.seq.to_string(),
+            p.made_ms.to_string(),
+            r.request_id.clone(),
+            r.key_hash.clone().unwrap_or_default(),
+            p.sha256.clone(),
+            p.predicted.clone(),
+            p.probability.to_string(),
+            p.confident.to_string(),
+            top.join(" "),
+            format!("{:.3}", p.latency_ms),
+        ]
+    });
+    print!("{}", graft_data::table::to_csv(&header, lines)?);
     Ok(())
 }

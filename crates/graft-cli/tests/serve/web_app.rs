@@ -311,6 +311,18 @@ fn feedback_records_field_predictions_once_and_answers_bad_input_with_4xx_json()
         .query_row("SELECT COUNT(*) FROM field_predictions", [], |r| r.get(0))
         .expect("count");
     assert_eq!(n, 2);
+    // graft audit export --field reads them back.
+    let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["audit", "export", "--audit", audit_arg, "--field"])
+        .output()
+        .expect("graft audit export");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["client"], "phone-1");
+    assert_eq!(rows[1]["predicted"], "green");
+    assert_eq!(rows[1]["seq"], 2);
     // Bad input: 4xx JSON naming what is wrong.
     assert_error(&post(&a, &url, json, b"{not json"), 400, "bad_feedback");
     assert_error(

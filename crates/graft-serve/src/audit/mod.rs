@@ -13,6 +13,8 @@ use rusqlite::{params, Connection};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub mod field;
+
 /// Schema migrations, oldest first (SQLite's `user_version` says which ran). Append only.
 const MIGRATIONS: &[&str] = &[
     "
@@ -169,14 +171,14 @@ pub enum AuditError {
     Other { path: PathBuf, message: String },
 }
 
-fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
+pub(crate) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> AuditError + '_ {
     move |source| AuditError::Sqlite {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn other(path: &Path, message: impl Into<String>) -> AuditError {
+pub(crate) fn other(path: &Path, message: impl Into<String>) -> AuditError {
     AuditError::Other {
         path: path.to_path_buf(),
         message: message.into(),
@@ -384,7 +386,7 @@ fn insert(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<()> {
 
 /// The rows of `query` (whose `?1` is the earliest time) of the last `window` (all with
 /// `None`), each made by `row`; from an existing trail only (opening creates one).
-fn rows_since<T>(
+pub(crate) fn rows_since<T>(
     path: &Path,
     window: Option<Duration>,
     query: &str,
