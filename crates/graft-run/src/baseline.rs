@@ -186,7 +186,7 @@ pub fn baseline(
         std,
         filter: Filter::Bilinear,
     };
-    let items = |rows: &[usize]| crate_items(&roles, rows);
+    let items = |rows: &[usize]| crate::roles::plain(&roles.items_of(rows));
     let augment = if req.augment {
         default_augment()
     } else {
@@ -325,10 +325,6 @@ fn prepare_folder(
     }
     std::fs::create_dir_all(dir.root()).map_err(|e| RunError::write(dir.root(), e))?;
     write_json(&dir.settings(), asked)
-}
-
-fn crate_items(roles: &ImageRoles, rows: &[usize]) -> Vec<graft_train::finetune::acts::Item> {
-    roles.items_of(rows).into_iter().map(|(it, _)| it).collect()
 }
 
 /// The dataset's per-channel mean and standard deviation from the run's audit (what a net

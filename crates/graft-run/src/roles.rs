@@ -101,3 +101,8 @@ impl ImageRoles {
         positions.iter().map(|&p| self.items[p].clone()).collect()
     }
 }
+
+/// The items of `(item, content hash)` pairs, as image sources take them.
+pub fn plain(items: &[(acts::Item, String)]) -> Vec<acts::Item> {
+    items.iter().map(|(it, _)| it.clone()).collect()
+}

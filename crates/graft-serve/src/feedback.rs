@@ -86,7 +86,7 @@ pub(crate) async fn feedback(
         ));
     };
     let path = log.path().to_path_buf();
-    let key_hash = crate::guard::presented_key(&headers).map(crate::audit::key_hash);
+    let key_hash = crate::guard::presented_key_hash(&headers);
     let sent = fb.predictions.len();
     let recorded = tokio::task::spawn_blocking(move || {
         crate::audit::field::insert(&path, &fb.client, &fb.predictions, key_hash.as_deref())

@@ -79,6 +79,13 @@ impl Guard {
     }
 }
 
+/// What the audit trail keeps of the request's API key (its hash), when one was sent.
+pub(crate) fn presented_key_hash(headers: &HeaderMap) -> Option<String> {
+    presented_key(headers)
+        .filter(|k| !k.is_empty())
+        .map(crate::audit::key_hash)
+}
+
 pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());

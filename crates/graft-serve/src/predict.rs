@@ -192,9 +192,7 @@ struct Asked {
 
 impl Asked {
     fn new(app: &App, req: &Request, endpoint: &'static str) -> Asked {
-        let key_hash = crate::guard::presented_key(req.headers())
-            .filter(|k| !k.is_empty())
-            .map(crate::audit::key_hash);
+        let key_hash = crate::guard::presented_key_hash(req.headers());
         // Sticky: the same key (the same address, without one) always lands on the same arm.
         let arm = app.canary.as_ref().map_or(Arm::Champion, |c| {
             let client = req

@@ -377,8 +377,7 @@ async function flush() {
     try {
       const items = (await request((await queueStore("readonly")).getAll())).slice(0, 500);
       if (items.length) {
-        const base = new URL(meta.api.endsWith("/") ? meta.api : `${meta.api}/`, location.href);
-        const r = await fetch(new URL("feedback", base), {
+        const r = await fetch(apiUrl("feedback"), {
           method: "POST",
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ client: clientId(), predictions: items }),

@@ -187,6 +187,11 @@ impl Net {
         })
     }
 
+    /// BatchNorm layers (each with running statistics).
+    pub fn batch_norms(&self) -> usize {
+        self.bn_channels.len()
+    }
+
     /// Trainable values.
     pub fn parameters(&self) -> usize {
         self.slots.iter().map(Slot::len).sum()

@@ -112,11 +112,7 @@ fn load(path: &Path, net: &Net, bns: usize) -> Result<Option<(State, Buffers)>, 
     };
     let slots = net.slots.len();
     let fits = bufs.len() == 4 * slots + 4 * bns
-        && bufs
-            .iter()
-            .zip(net.slots.iter().cycle())
-            .take(slots)
-            .all(|(b, s)| b.len() == s.len())
+        && bufs.iter().zip(&net.slots).all(|(b, s)| b.len() == s.len())
         && st.cfg.arch == net.arch
         && st.cfg.size == net.size;
     if !fits {
@@ -185,7 +181,7 @@ pub fn run(
     device: &Device,
     on: &mut dyn FnMut(&Event<'_>) -> bool,
 ) -> Result<Outcome, TrainError> {
-    let bns = net.init(0).1.mean.len();
+    let bns = net.batch_norms();
     let (mut st, mut b, resumed) = match load(ckpt, net, bns)? {
         Some((st, b)) => (st, b, true),
         None => {

@@ -30,10 +30,10 @@ mod lr_find;
 mod output;
 mod rows;
 
-use graft_run::roles::ImageRoles;
+use graft_run::roles::{plain, ImageRoles};
 use lr_find::range_test;
 use output::save_outputs;
-use rows::{fingerprint, plain};
+use rows::fingerprint;
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     match args.run.clone().or_else(|| args.resume.clone()) {

@@ -3,10 +3,6 @@
 use graft_train::finetune::acts;
 use graft_train::HeadModel;
 
-pub fn plain(items: &[(acts::Item, String)]) -> Vec<acts::Item> {
-    items.iter().map(|(it, _)| it.clone()).collect()
-}
-
 pub fn fingerprint(model: &HeadModel, cut: usize, items: &[(acts::Item, String)]) -> String {
     let mut h = blake3::Hasher::new();
     h.update(
