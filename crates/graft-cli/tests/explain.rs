@@ -191,22 +191,37 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
         .values()
         .map(|&(px, py)| (window(px) * window(py)) as f64 / 49.0)
         .sum();
-    // Measured on this data: 24 of 30 for Grad-CAM and 26 for Grad-CAM++ at the last map, 27
-    // for Layer-CAM at block 13, 6 for Grad-CAM there (border cells light up). The bound is two
-    // thirds of the images, and twice what a random cell would hit (5.3).
+    // Measured on this data (AVX-512 VNNI, ONNX Runtime 1.32): 55 of 60 for Grad-CAM at the
+    // last map, 48 for Grad-CAM++; at block 13, 50 for Layer-CAM and 38 for Grad-CAM (border
+    // cells still light up). Grad-CAM at the last map is held to the 90%; the others
+    // to two thirds of the images, and every gradient method to twice what a random cell
+    // would hit (10.7).
     eprintln!("a random cell would hit {chance:.1} of {HELD}");
-    for name in ["grad-cam@last", "grad-cam++@last", "layer-cam@13"] {
+    let (hits, _) = hits_of["grad-cam@last"];
+    assert!(
+        hits * 10 >= HELD as usize * 9,
+        "grad-cam@last: pointing game {hits}/{HELD}, below 90%"
+    );
+    for name in ["grad-cam++@last", "layer-cam@13"] {
         let (hits, _) = hits_of[name];
         assert!(
             hits * 3 >= HELD as usize * 2,
             "{name}: pointing game {hits}/{HELD}"
         );
+    }
+    for name in [
+        "grad-cam@last",
+        "grad-cam++@last",
+        "layer-cam@13",
+        "grad-cam@13",
+    ] {
+        let (hits, _) = hits_of[name];
         assert!(
             hits as f64 >= 2.0 * chance,
             "{name}: {hits} hits, chance {chance:.1}"
         );
     }
-    // Score-CAM, gradient-free, is the cross-check: measured 21 of 30.
+    // Score-CAM, gradient-free, is the cross-check: measured 40 of 60.
     let (score, _) = hits_of["score-cam@last"];
     assert!(
         score as f64 >= 2.0 * chance,
@@ -214,10 +229,11 @@ fn grad_cam_points_at_the_patch_that_decides_the_class() {
     );
     // The randomisation check (Adebayo et al.'s cascade): with the head and the encoder's top
     // three blocks drawn at random, no gradient method's map still looks like the real one.
-    // Measured, head then one, two, three blocks: Grad-CAM at the last map 0.28, 0.24, 0.03,
-    // −0.04; at block 13 0.03 … 0.07; Layer-CAM at block 13 0.18 … 0.12. Grad-CAM++ at a pooled
-    // head barely follows the head (its channel weight is nearly the gradient's sign; measured
-    // 0.94) but does follow the encoder (−0.34 at the deepest step): the cascade shows both.
+    // Measured, head then one, two, three blocks: Grad-CAM at the last map 0.22, 0.17, 0.01,
+    // 0.00; at block 13 0.01 … −0.02; Layer-CAM at block 13 0.29 … 0.22. Grad-CAM++ at a
+    // pooled head barely follows the head (its channel weight is nearly the gradient's sign;
+    // measured 0.92) but does follow the encoder (−0.31 at the deepest step): the cascade
+    // shows both.
     for name in [
         "grad-cam@last",
         "grad-cam++@last",
@@ -249,8 +265,8 @@ fn on_patch(r: &Value, places: &std::collections::HashMap<String, (u32, u32)>) -
     near(x, px) && near(y, py)
 }
 
-const TRAIN: u64 = 60;
-const HELD: u64 = 30;
+const TRAIN: u64 = 200;
+const HELD: u64 = 60;
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")

@@ -103,8 +103,9 @@ pub struct ExplainRunArgs {
     #[arg(long, value_enum)]
     pub method: Option<graft_run::explain::Method>,
     /// Grad-CAM at this encoder block's output instead of the last map: finer maps (14×14 or
-    /// 28×28 instead of 7×7), through a backward pass of the blocks above it. A block that does
-    /// not exist is refused with the list of blocks and their map sizes.
+    /// 28×28 instead of 7×7), through a backward pass of the blocks above it. The map is taken
+    /// relative to a blank image's (zero padding lights a block's border cells whatever the
+    /// image). A block that does not exist is refused with the list of blocks and map sizes.
     #[arg(long, value_name = "BLOCK")]
     pub layer: Option<usize>,
     /// Sanity check (Adebayo et al. 2018, cascading): also make every map from the model with

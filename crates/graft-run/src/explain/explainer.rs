@@ -235,9 +235,10 @@ impl Explainer {
         let targets: Vec<Vec<f32>> = classes.iter().map(|&c| model.centred(c)).collect();
         if let Some(layer) = layer {
             let grads = layer.gradients(block, model, &targets)?;
+            let relative = layer.relative(block);
             let maps = grads
                 .iter()
-                .map(|g| cam::class_activation(kind, block, g, locations))
+                .map(|g| cam::class_activation(kind, &relative, g, locations))
                 .collect();
             return Ok(Heats { maps, side, method });
         }

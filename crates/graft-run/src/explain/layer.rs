@@ -20,6 +20,9 @@ pub struct LayerGrad {
     /// The block's output, `[channels, side, side]`.
     pub shape: [usize; 3],
     size: usize,
+    /// The block's map for a blank image (every input value 0: the mean colour after
+    /// normalisation), `C × H × W`.
+    reference: Vec<f32>,
 }
 
 /// Blocks a map can be taken at, as `block: C×H×W` lines (for `--layer`'s errors and help).
@@ -45,17 +48,36 @@ impl LayerGrad {
         let device = Device::flex().autodiff();
         // Only the map's gradient is wanted: no weight gradients computed or kept.
         let net = EncoderNet::from_spec(spec, weights, &device)?.no_grad();
+        let s = spec.preprocess.size as usize;
+        let blank = Tensor::<4>::zeros([1, 3, s, s], &device);
+        let reference = to_host(
+            net.blocks[..=block]
+                .iter()
+                .fold(blank, |x, b| b.forward(x))
+                .detach(),
+        )?;
         Ok(LayerGrad {
             net,
             device,
             block,
             shape: spec.block_input(block + 1),
-            size: spec.preprocess.size as usize,
+            size: s,
+            reference,
         })
     }
 
     pub fn block(&self) -> usize {
         self.block
+    }
+
+    /// `map` less the blank image's map, location by location. Zero padding gives a block's
+    /// border cells activations no image content causes (on MobileNetV2's block 13 the
+    /// corners outweigh any object); what the image adds to them is what explains it.
+    pub fn relative(&self, map: &[f32]) -> Vec<f32> {
+        map.iter()
+            .zip(&self.reference)
+            .map(|(a, r)| a - r)
+            .collect()
     }
 
     /// The block's map for one preprocessed image (`C × H × W`) and, for each of `targets`
