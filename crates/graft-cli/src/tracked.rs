@@ -27,6 +27,24 @@ pub fn db_in(runs: &Path) -> PathBuf {
         .unwrap_or_else(|| runs.join(graft_run::tracking::STORE_FILE))
 }
 
+/// The tracking flags this command was given, for the graft commands it writes into scripts
+/// (`graft cluster`), with the store's path made absolute.
+pub fn global_flags() -> Vec<String> {
+    let t = settings();
+    let mut flags = Vec::new();
+    if !t.enabled {
+        flags.push("--no-track".into());
+    }
+    if let Some(db) = t.db {
+        let db = std::path::absolute(&db).unwrap_or(db);
+        flags.extend(["--tracking-db".into(), db.to_string_lossy().into_owned()]);
+    }
+    if let Some(uri) = t.mlflow {
+        flags.extend(["--mlflow".into(), uri]);
+    }
+    flags
+}
+
 /// The MLflow server runs go to (`--mlflow` or MLFLOW_TRACKING_URI), if any.
 pub fn mlflow() -> Option<String> {
     settings().mlflow

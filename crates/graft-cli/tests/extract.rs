@@ -171,11 +171,13 @@ fn shard_files(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// Every file of a cache folder, by name, with its bytes.
+/// Every file of a cache folder, by name, with its bytes; not the shard locks (empty dot
+/// files, left by whichever processes extracted).
 fn folder_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .expect("cache folder")
         .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".lock-"))
         .map(|e| {
             let bytes = std::fs::read(e.path()).expect("read");
             (e.file_name().to_string_lossy().into_owned(), bytes)

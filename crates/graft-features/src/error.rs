@@ -30,6 +30,15 @@ pub enum FeatureError {
     },
     #[error("invalid --shard {given:?}: {why}; write it as i/N with 0 <= i < N, e.g. 0/4")]
     BadShard { given: String, why: String },
+    #[error(
+        "another process is extracting shard {shard} into {dir} (it holds {lock}); wait for it \
+         or stop it: two processes must never write the same chunks"
+    )]
+    Busy {
+        dir: PathBuf,
+        shard: String,
+        lock: PathBuf,
+    },
     #[error("invalid option: {0}")]
     BadOption(String),
     #[error("no images to extract features from")]

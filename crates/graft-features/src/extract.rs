@@ -122,6 +122,7 @@ pub fn extract(
         return Err(FeatureError::NoImages);
     }
     std::fs::create_dir_all(out).map_err(|e| FeatureError::io("create", out, e))?;
+    let _lock = opts.shard.lock(out)?;
     if opts.force {
         clear_cache(out)?;
     }

@@ -1,5 +1,7 @@
 //! `--shard i/N`: which chunks one of N cooperating processes owns.
 
+use std::path::{Path, PathBuf};
+
 use crate::FeatureError;
 
 /// Process chunk `k` only when `k % count == index`; `0/1` (the default) owns every chunk.
@@ -19,6 +21,40 @@ impl Shard {
     pub fn owns(self, chunk: usize) -> bool {
         chunk % self.count == self.index
     }
+
+    /// The lock file a process holds while it extracts this shard into `dir`.
+    pub fn lock_path(self, dir: &Path) -> PathBuf {
+        dir.join(format!(".lock-shard-{}-of-{}", self.index, self.count))
+    }
+
+    /// Take this shard of `dir` for this process, or fail when another holds it: two
+    /// processes (a Slurm task and its re-submission, say) must never write the same chunks.
+    /// The operating system drops the lock when the process ends, even by kill -9, so a dead
+    /// task never blocks its rerun. (On NFS, Linux maps it onto the server's byte-range locks.)
+    pub fn lock(self, dir: &Path) -> Result<ShardLock, FeatureError> {
+        let path = self.lock_path(dir);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FeatureError::io("create", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(ShardLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(FeatureError::Busy {
+                dir: dir.to_path_buf(),
+                shard: self.to_string(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(FeatureError::io("lock", &path, e)),
+        }
+    }
+}
+
+/// Held while a process extracts one shard; released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct ShardLock {
+    _file: std::fs::File,
 }
 
 impl std::str::FromStr for Shard {
@@ -60,5 +96,19 @@ mod tests {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
         assert!(Shard::default().owns(17));
+    }
+
+    #[test]
+    fn a_shard_is_locked_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s: Shard = "1/4".parse().expect("shard");
+        let held = s.lock(dir.path()).expect("first lock");
+        let again = s.lock(dir.path()).expect_err("second lock must fail");
+        assert!(again.to_string().contains("shard 1/4"), "{again}");
+        // Another shard is free meanwhile, and this one once the holder lets go.
+        let other: Shard = "2/4".parse().expect("shard");
+        drop(other.lock(dir.path()).expect("other shard"));
+        drop(held);
+        s.lock(dir.path()).expect("free again");
     }
 }

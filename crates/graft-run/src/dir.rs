@@ -124,6 +124,10 @@ impl RunDir {
     pub fn features(&self) -> PathBuf {
         self.file("features")
     }
+    /// `cluster/`: the scheduler scripts `graft cluster` wrote, their logs and job ids.
+    pub fn cluster(&self) -> PathBuf {
+        self.file("cluster")
+    }
     /// `run.json`: what the run was trained from ([`crate::RunInfo`]).
     pub fn info(&self) -> PathBuf {
         self.file("run.json")

@@ -28,6 +28,17 @@ pub enum Backend {
     Burn,
 }
 
+impl Backend {
+    /// As the command line's `--backend` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Ort => "ort",
+            Backend::Burn => "burn",
+        }
+    }
+}
+
 /// The weights of `kind` from graft's cache (found, verified, loaded) and the network they
 /// describe.
 pub fn load_weights(kind: EncoderKind) -> Result<(NetSpec, StateDict), RunError> {

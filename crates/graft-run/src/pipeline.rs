@@ -65,8 +65,29 @@ fn target(settings: &Settings) -> Result<(PathBuf, String), RunError> {
     Ok((data, name))
 }
 
-/// Run every stage of `settings` that is not done yet.
-pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+/// The run folder set up and its first stage (audit + split) done: what `graft cluster`
+/// needs before it hands extraction to a scheduler.
+struct Begun {
+    run: RunDir,
+    name: String,
+    config_path: PathBuf,
+    book: StageBook,
+    timings: Vec<StageRun>,
+    started: Instant,
+}
+
+/// Write the run's settings and run (or skip) audit + split, as `graft train` starts: the
+/// run folder `graft cluster` then extracts into with array tasks.
+pub fn prepare_only(settings: &Settings, reporter: &dyn Reporter) -> Result<RunDir, RunError> {
+    Ok(begin(settings, reporter)?.run)
+}
+
+/// Whether `settings`' heads read feature maps, so the cache must keep them.
+pub fn spatial_needed(settings: &Settings) -> Result<bool, RunError> {
+    Ok(settings.head_specs()?.iter().any(HeadSpec::spatial))
+}
+
+fn begin(settings: &Settings, reporter: &dyn Reporter) -> Result<Begun, RunError> {
     let (data, name) = target(settings)?;
     let cfg = settings;
     let run = RunDir::new(cfg.runs.join(&name));
@@ -109,12 +130,35 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
             Ok::<_, RunError>(Outcome::Done)
         },
     )?);
+    Ok(Begun {
+        run,
+        name,
+        config_path,
+        book,
+        timings,
+        started,
+    })
+}
+
+/// Run every stage of `settings` that is not done yet.
+pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+    let cfg = settings;
+    let Begun {
+        run,
+        name,
+        config_path,
+        mut book,
+        mut timings,
+        started,
+    } = begin(settings, reporter)?;
+    let header = |stage: Stage, what: &str| reporter.event(Event::Stage { stage, what });
+    let manifest = run.manifest();
 
     // 2. extract (resumable by itself: finished chunks are kept)
     let features = run.features();
     let heads: Vec<HeadSpec> = cfg.head_specs()?;
     // Feature maps only when a head reads them: they are H·W times larger.
-    let spatial = heads.iter().any(HeadSpec::spatial);
+    let spatial = spatial_needed(cfg)?;
     let fp = hash_parts(&[
         file_hash(&manifest).as_bytes(),
         cfg.encoder.name().as_bytes(),
@@ -251,7 +295,7 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
 }
 
 /// Fetch the encoder's weights if they are not cached yet.
-fn ensure_weights(
+pub fn ensure_weights(
     kind: graft_model::arch::EncoderKind,
     reporter: &dyn Reporter,
 ) -> Result<(), RunError> {

@@ -28,6 +28,24 @@ pub struct Settings {
     pub explain: crate::explain::ExplainConfig,
     /// What `graft tune` searches, and how.
     pub tune: crate::tune::TuneConfig,
+    /// What `graft cluster` asks the scheduler for (flags override each key).
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: resources of each array task, in the scheduler's own words (`time` as Slurm
+/// reads it, e.g. `2:00:00`; `mem` as `8G`; `gres` as `gpu:1`). Unset keys are left to the
+/// cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Array tasks (shards) for extraction [default: 4].
+    pub tasks: Option<usize>,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub time: Option<String>,
+    pub cpus: Option<usize>,
+    pub mem: Option<String>,
+    pub gres: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +107,7 @@ impl Default for Settings {
             augment: Default::default(),
             explain: Default::default(),
             tune: Default::default(),
+            cluster: Default::default(),
         }
     }
 }

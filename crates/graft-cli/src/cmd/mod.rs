@@ -5,6 +5,7 @@ mod audit;
 mod augment;
 mod baseline;
 mod bench;
+mod cluster;
 mod diff;
 mod eval;
 mod explain;
@@ -43,6 +44,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Tune(a) => tune::run(a),
         Command::Ablate(a) => ablate::run(a),
         Command::Baseline(a) => baseline::run(*a),
+        Command::Cluster(c) => cluster::run(c),
         Command::Export(a) => export::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Serve(a) => serve::run(a),

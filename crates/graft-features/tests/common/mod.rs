@@ -129,11 +129,15 @@ impl ImageEncoder for MeanStd {
     }
 }
 
-/// Every file of a folder, by name, for byte-for-byte comparisons.
+/// Every file of a folder, by name, for byte-for-byte comparisons; not the shard locks
+/// (empty dot files, left by whichever processes extracted).
 pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".lock-") {
+            continue;
+        }
         out.insert(name, std::fs::read(e.path()).expect("read"));
     }
     out

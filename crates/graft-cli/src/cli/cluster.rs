@@ -1,0 +1,146 @@
+//! Arguments of `graft cluster`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::PipelineArgs;
+
+pub const CLUSTER_HELP: &str = "\
+For a dataset or a search that outgrows one machine: graft writes job scripts for the
+cluster's own scheduler and submits them. Nothing of graft runs as a service.
+
+What every node needs:
+  - the run folder on storage every node mounts at the same path (NFS, Lustre, BeeGFS…);
+    a task that cannot see the run's manifest stops with a message saying so;
+  - the graft binary at the same path (--graft PATH when the nodes see it elsewhere);
+  - ONNX Runtime's library (ORT_DYLIB_PATH) and graft's weights cache (GRAFT_CACHE or
+    ~/.cache/graft): the jobs inherit the submitting shell's environment.
+
+Examples:
+  graft cluster slurm extract photos/ --tasks 16 --partition gpu --gres gpu:1 --time 1:00:00
+  graft cluster slurm extract photos/ --dry-run      # write RUN/cluster/*.sbatch only
+  graft cluster slurm resume runs/photos-mobilenet-v2  # resubmit the shards that failed
+  graft cluster status runs/photos-mobilenet-v2";
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Slurm: job arrays written to RUN/cluster/ and submitted with sbatch.
+    #[command(subcommand)]
+    Slurm(SlurmCommand),
+    /// What the scheduler says of a run's jobs, and how much of its cache is done.
+    Status(ClusterStatusArgs),
+}
+
+pub const SLURM_EXTRACT_HELP: &str = "\
+Runs audit + split here, then writes and submits (unless --dry-run):
+  RUN/cluster/extract.sbatch   an array of --tasks jobs; task i runs
+                               graft extract --shard i/N into RUN/features
+  RUN/cluster/collect.sbatch   after every task succeeded (afterok): graft extract --merge
+                               checks the cache, then graft train --config RUN/config.toml
+                               trains the heads and writes the report (--then none: only
+                               the check)
+Job ids go to RUN/cluster/jobs.json, logs to RUN/cluster/logs/. The result is the run a local
+`graft train` with the same settings makes, byte for byte.
+
+A task that fails or is cancelled leaves its shard's chunks missing (finished chunks stay):
+`graft cluster slurm resume RUN` resubmits those shards only. Each shard is locked while a
+task extracts it, so a resubmission never writes over a task still running.
+
+Resources come from the flags, else [cluster] in the --config file:
+  [cluster]
+  tasks = 16
+  partition = \"gpu\"
+  gres = \"gpu:1\"
+  time = \"1:00:00\"
+  cpus = 8
+  mem = \"16G\"
+  account = \"plant-lab\"";
+
+#[derive(Debug, Subcommand)]
+pub enum SlurmCommand {
+    /// Extract a dataset's features as a Slurm job array, then train on them.
+    #[command(after_help = SLURM_EXTRACT_HELP)]
+    Extract(Box<SlurmExtractArgs>),
+    /// Resubmit the shards a run's cache still lacks (a failed or cancelled task), and the
+    /// job after them.
+    Resume(SlurmResumeArgs),
+}
+
+/// What the job after the array does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ThenArg {
+    /// Train the heads and evaluate (`graft train` on the run).
+    Train,
+    /// Only check that the cache is complete.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmExtractArgs {
+    /// The photo folder and `graft train`'s settings (flags, --config), as for `graft train`.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Array tasks: the cache is cut into this many shards [default: 4, or [cluster] tasks].
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+    /// After the array: train (head sweep + eval) or none.
+    #[arg(long, value_enum, default_value_t = ThenArg::Train)]
+    pub then: ThenArg,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Write the scripts, submit nothing (submit them by hand with sbatch).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit the array held: it starts on `scontrol release JOBID`.
+    #[arg(long)]
+    pub hold: bool,
+    /// The graft binary the nodes run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub graft: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ResourceArgs {
+    /// Slurm partition (queue).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Account to charge.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Time limit per task, as Slurm reads it (e.g. 30:00, 2:00:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// CPUs per extraction task.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<usize>,
+    /// Memory per task (e.g. 8G).
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// Generic resources per extraction task, e.g. gpu:1.
+    #[arg(long)]
+    pub gres: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmResumeArgs {
+    /// The run folder (`graft cluster slurm extract` made it).
+    pub run: PathBuf,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Write the scripts and say which shards are missing; submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit the array held: it starts on `scontrol release JOBID`.
+    #[arg(long)]
+    pub hold: bool,
+    /// The graft binary the nodes run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub graft: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterStatusArgs {
+    /// The run folder.
+    pub run: PathBuf,
+}

@@ -1,0 +1,222 @@
+//! `graft cluster`: a run's extraction as a Slurm job array (graft-cluster), and its status.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use graft_cluster::slurm::{self, SubmitOptions};
+use graft_cluster::{missing_shards, Book, ExtractPlan, Then};
+use graft_run::settings::ClusterConfig;
+use graft_run::{RunDir, Settings};
+
+use crate::cli::{
+    ClusterCommand, ClusterStatusArgs, ResourceArgs, SlurmCommand, SlurmExtractArgs,
+    SlurmResumeArgs, ThenArg,
+};
+use crate::config::{Config, Resolve};
+use crate::terminal::Terminal;
+
+pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
+    match command {
+        ClusterCommand::Slurm(SlurmCommand::Extract(a)) => extract(*a),
+        ClusterCommand::Slurm(SlurmCommand::Resume(a)) => resume(a),
+        ClusterCommand::Status(a) => status(a),
+    }
+}
+
+/// Flags over `[cluster]`.
+fn apply(resources: &ResourceArgs, c: &mut ClusterConfig) {
+    let set = |v: &Option<String>, slot: &mut Option<String>| {
+        if v.is_some() {
+            slot.clone_from(v);
+        }
+    };
+    set(&resources.partition, &mut c.partition);
+    set(&resources.account, &mut c.account);
+    set(&resources.time, &mut c.time);
+    set(&resources.mem, &mut c.mem);
+    set(&resources.gres, &mut c.gres);
+    if resources.cpus.is_some() {
+        c.cpus = resources.cpus;
+    }
+}
+
+fn graft_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(std::path::absolute(&p)?),
+        None => std::env::current_exe().context("finding this graft binary (give --graft PATH)"),
+    }
+}
+
+fn plan_for(
+    cfg: &Settings,
+    run: RunDir,
+    graft: Option<PathBuf>,
+    then: Then,
+) -> anyhow::Result<ExtractPlan> {
+    let workdir = std::env::current_dir()?;
+    let run = RunDir::new(std::path::absolute(run.root())?);
+    let mut plan = ExtractPlan::new(cfg, run, graft_binary(graft)?, workdir, then)?;
+    plan.global = crate::tracked::global_flags();
+    Ok(plan)
+}
+
+fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::resolve(&args.pipeline)?;
+    apply(&args.resources, &mut cfg.cluster);
+    if args.tasks.is_some() {
+        cfg.cluster.tasks = args.tasks;
+    }
+    let then = match args.then {
+        ThenArg::Train => Then::Train,
+        ThenArg::None => Then::Nothing,
+    };
+    // The tasks read the weights from the shared cache: fetch them once, here.
+    graft_run::pipeline::ensure_weights(cfg.encoder, &Terminal)?;
+    let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
+    let plan = plan_for(&cfg, run, args.graft, then)?;
+    let scripts = slurm::write_scripts(&plan)?;
+    say!("Wrote {}", scripts.extract.display());
+    say!("Wrote {}", scripts.collect.display());
+    if args.dry_run {
+        say!("Submit them with:");
+        say!("  id=$(sbatch --parsable {})", scripts.extract.display());
+        say!(
+            "  sbatch --dependency=afterok:$id --kill-on-invalid-dep=yes {}",
+            scripts.collect.display()
+        );
+        return Ok(());
+    }
+    let submitted = slurm::submit(&plan, &scripts, None, SubmitOptions { hold: args.hold })
+        .with_context(|| {
+            format!(
+                "submitting; the scripts are in {} (--dry-run writes them without submitting)",
+                plan.run.cluster().display()
+            )
+        })?;
+    report(&plan, &submitted, args.hold);
+    Ok(())
+}
+
+fn report(plan: &ExtractPlan, s: &slurm::Submitted, hold: bool) {
+    if let Some(id) = &s.extract {
+        say!(
+            "Submitted job {id}: {} extraction task(s), shard(s) {} of {}{}",
+            s.array.len(),
+            slurm::array_spec(&s.array),
+            plan.tasks,
+            if hold {
+                format!(" (held: scontrol release {id})")
+            } else {
+                String::new()
+            }
+        );
+    }
+    say!(
+        "Submitted job {}: {} after them",
+        s.collect,
+        if plan.then == Then::Train {
+            "merge check + head sweep + eval"
+        } else {
+            "merge check"
+        }
+    );
+    say!("Logs: {}", plan.run.cluster().join("logs").display());
+    say!("Next: graft cluster status {}", plan.run.root().display());
+}
+
+fn resume(args: SlurmResumeArgs) -> anyhow::Result<()> {
+    let run = RunDir::new(&args.run);
+    let mut cfg = Settings::of_run(&run)?;
+    apply(&args.resources, &mut cfg.cluster);
+    let book = Book::load(&run)?.with_context(|| {
+        format!(
+            "{} has no cluster jobs on record; start with graft cluster slurm extract",
+            run.root().display()
+        )
+    })?;
+    cfg.cluster.tasks = Some(book.tasks);
+    let then = if std::fs::read_to_string(run.cluster().join("collect.sbatch"))
+        .is_ok_and(|s| s.contains(" train --config "))
+    {
+        Then::Train
+    } else {
+        Then::Nothing
+    };
+    let plan = plan_for(&cfg, run, args.graft, then)?;
+    let missing = missing_shards(&plan.run, plan.tasks)?;
+    if args.dry_run {
+        slurm::write_scripts(&plan)?;
+        say!(
+            "Missing shards: {}",
+            if missing.is_empty() {
+                "none".into()
+            } else {
+                slurm::array_spec(&missing)
+            }
+        );
+        return Ok(());
+    }
+    let submitted = slurm::resume(&plan, SubmitOptions { hold: args.hold })?;
+    if submitted.extract.is_none() {
+        say!("Every shard is extracted; only the job after them is resubmitted.");
+    }
+    report(&plan, &submitted, args.hold);
+    Ok(())
+}
+
+fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
+    let run = RunDir::new(&args.run);
+    let book = Book::load(&run)?.with_context(|| {
+        format!(
+            "{} has no cluster jobs on record (no {})",
+            run.root().display(),
+            Book::path(&run).display()
+        )
+    })?;
+    say!("{}: {} shard(s)", run.root().display(), book.tasks);
+    cache_progress(&run, book.tasks)?;
+    match slurm::queue(&book.job_ids()) {
+        Ok(jobs) if jobs.is_empty() => say!("No job of this run is in Slurm's queue any more."),
+        Ok(jobs) => {
+            for j in jobs {
+                let why = if j.reason.is_empty() || j.reason == "None" {
+                    String::new()
+                } else {
+                    format!(" ({})", j.reason)
+                };
+                say!("  job {:<14} {}{why}", j.id, j.state);
+            }
+        }
+        Err(e) => note!("cannot read Slurm's queue: {e}"),
+    }
+    if run.model_meta().is_file() && run.report().is_file() {
+        say!("Trained: {}", run.report().display());
+    }
+    Ok(())
+}
+
+fn cache_progress(run: &RunDir, tasks: usize) -> anyhow::Result<()> {
+    let dir = run.features();
+    if !dir.join(graft_features::format::HEADER_FILE).is_file() {
+        say!("Cache: no task has started writing {}", dir.display());
+        return Ok(());
+    }
+    let header = graft_features::format::read_header(&dir)?;
+    let done = (0..header.chunks())
+        .filter(|&k| graft_features::format::chunk_complete(&dir, &header, k))
+        .count();
+    let missing = missing_shards(run, tasks)?;
+    say!(
+        "Cache: {done} of {} chunks{}",
+        header.chunks(),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; shard(s) still missing chunks: {}",
+                slurm::array_spec(&missing)
+            )
+        }
+    );
+    Ok(())
+}

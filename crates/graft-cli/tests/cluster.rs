@@ -1,0 +1,358 @@
+//! `graft cluster` on a real one-node Slurm (scripts/test.sh starts it with
+//! scripts/slurm-local.sh and sets SLURM_CONF): extraction as a 4-task array, the merge and
+//! head sweep after it, byte-identical to a local `graft train`; one cancelled task resumed
+//! alone; and, without Slurm, a clear message while --dry-run still writes the scripts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{cache_with_mobilenet, graft_in, require_ort_library, stderr, stdout};
+use serde_json::Value;
+
+const QUICK: &str = "[extract]\nchunk = 8\n[heads]\nheads = [\"linear\"]\nlrs = [0.01]\n\
+epochs = 10\n[eval]\nlatency = 0\n";
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    o
+}
+
+fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
+}
+
+/// `per` demo images of each of the first `classes` classes.
+fn demo_subset(to: &Path, classes: usize, per: usize) {
+    let mut names: Vec<_> = std::fs::read_dir(demo())
+        .expect("demo")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for class in names.iter().take(classes) {
+        let mut files: Vec<_> = std::fs::read_dir(demo().join(class))
+            .expect("class")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for f in files.iter().take(per) {
+            let dest = to.join(class).join(f.file_name().expect("name"));
+            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(f, dest).expect("copy");
+        }
+    }
+}
+
+fn require_slurm() {
+    assert!(
+        std::env::var_os("SLURM_CONF").is_some(),
+        "SLURM_CONF is not set: run the tests with scripts/test.sh, which starts a one-node \
+         Slurm (scripts/slurm-local.sh start DIR)"
+    );
+}
+
+fn book(run: &Path) -> Value {
+    let text = std::fs::read_to_string(run.join("cluster/jobs.json")).expect("jobs.json");
+    serde_json::from_str(&text).expect("jobs.json parses")
+}
+
+fn job_ids(run: &Path) -> Vec<String> {
+    book(run)["submissions"]
+        .as_array()
+        .expect("submissions")
+        .iter()
+        .map(|s| s["job_id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn slurm(tool: &str, args: &[&str]) -> String {
+    let o = Command::new(tool).args(args).output().expect(tool);
+    assert!(o.status.success(), "{tool} {args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Wait until none of the run's jobs is pending or running.
+fn wait_for(run: &Path) {
+    let ids = job_ids(run).join(",");
+    let start = Instant::now();
+    loop {
+        let active = slurm(
+            "squeue",
+            &[
+                "--noheader",
+                "--array",
+                "--jobs",
+                &ids,
+                "--states=PENDING,RUNNING,CONFIGURING,COMPLETING",
+            ],
+        );
+        if active.trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "jobs still queued after 10 min:\n{active}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The cache's data files (not the shard locks), the head's weights and the test scores.
+fn result(run: &Path) -> (Vec<(String, Vec<u8>)>, Vec<u8>, Value) {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("features"))
+        .expect("features")
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(".lock-"))
+        .map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read");
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    files.sort();
+    let model = std::fs::read(run.join("model.safetensors")).expect("model.safetensors");
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).expect("metrics"))
+            .expect("metrics parse");
+    (files, model, metrics["eval"].clone())
+}
+
+#[test]
+fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard() {
+    require_ort_library();
+    require_slurm();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cwd = tmp.path();
+    let cache = cache_with_mobilenet(cwd);
+    demo_subset(&cwd.join("photos"), 4, 16);
+    std::fs::write(cwd.join("graft.toml"), QUICK).expect("config");
+    let train = [
+        "--no-track",
+        "train",
+        "photos",
+        "--name",
+        "local",
+        "--config",
+        "graft.toml",
+    ];
+    ok(graft_in(&cache, cwd, &train));
+    let local = result(&cwd.join("runs/local"));
+
+    // 64 images in chunks of 8: 8 chunks, two per task.
+    let mut args = vec!["--no-track", "cluster", "slurm", "extract", "photos"];
+    args.extend(["--name", "slurm", "--config", "graft.toml", "--tasks", "4"]);
+    let o = ok(graft_in(&cache, cwd, &args));
+    assert!(
+        stdout(&o).contains("4 extraction task(s), shard(s) 0-3 of 4"),
+        "{}",
+        stdout(&o)
+    );
+    let run = cwd.join("runs/slurm");
+    wait_for(&run);
+    let script = std::fs::read_to_string(run.join("cluster/extract.sbatch")).expect("script");
+    assert!(script.contains("#SBATCH --array=0-3"), "{script}");
+    assert!(
+        script.contains("--shard \"${SLURM_ARRAY_TASK_ID}/4\""),
+        "{script}"
+    );
+    let logs = std::fs::read_dir(run.join("cluster/logs"))
+        .expect("logs")
+        .count();
+    assert_eq!(logs, 5, "four task logs and the collect job's");
+    let on_slurm = result(&run);
+    assert_eq!(on_slurm.0.len(), local.0.len());
+    assert!(on_slurm.0 == local.0, "the caches differ");
+    assert!(on_slurm.1 == local.1, "the heads differ");
+    assert_eq!(on_slurm.2, local.2);
+    let o = ok(graft_in(&cache, cwd, &["cluster", "status", "runs/slurm"]));
+    assert!(
+        stdout(&o).contains("Cache: 8 of 8 chunks"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Held, shard 2 cancelled before it starts, then released: the job after the array is
+    // cancelled (its dependency can never be met) and shard 2's chunks (2 and 6) are missing.
+    let mut args = vec!["--no-track", "cluster", "slurm", "extract", "photos"];
+    args.extend([
+        "--name",
+        "held",
+        "--config",
+        "graft.toml",
+        "--tasks",
+        "4",
+        "--hold",
+    ]);
+    ok(graft_in(&cache, cwd, &args));
+    let run = cwd.join("runs/held");
+    let first = book(&run)["submissions"][0]["job_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    slurm("scancel", &[&format!("{first}_2")]);
+    slurm("scontrol", &["release", &first]);
+    wait_for(&run);
+    assert!(!run.join("model.safetensors").exists());
+    assert!(!run.join("features/shard-00002.f16").exists());
+    assert!(run.join("features/shard-00001.f16").exists());
+    let o = ok(graft_in(&cache, cwd, &["cluster", "status", "runs/held"]));
+    assert!(
+        stdout(&o).contains("Cache: 6 of 8 chunks; shard(s) still missing chunks: 2"),
+        "{}",
+        stdout(&o)
+    );
+    let before: Vec<_> = [0, 1, 3, 4, 5, 7]
+        .iter()
+        .map(|k| {
+            let p = run.join(format!("features/shard-{k:05}.f16"));
+            std::fs::metadata(p)
+                .expect("shard")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    let o = ok(graft_in(
+        &cache,
+        cwd,
+        &["--no-track", "cluster", "slurm", "resume", "runs/held"],
+    ));
+    assert!(
+        stdout(&o).contains("1 extraction task(s), shard(s) 2 of 4"),
+        "{}",
+        stdout(&o)
+    );
+    let b = book(&run);
+    let subs = b["submissions"].as_array().expect("subs");
+    assert_eq!(subs.len(), 4);
+    assert_eq!(subs[2]["array"], "2");
+    wait_for(&run);
+    let after: Vec<_> = [0, 1, 3, 4, 5, 7]
+        .iter()
+        .map(|k| {
+            let p = run.join(format!("features/shard-{k:05}.f16"));
+            std::fs::metadata(p)
+                .expect("shard")
+                .modified()
+                .expect("mtime")
+        })
+        .collect();
+    assert_eq!(before, after, "only shard 2's chunks may be written again");
+    let resumed = result(&run);
+    assert!(resumed.0 == local.0, "the resumed cache differs");
+    assert!(resumed.1 == local.1, "the resumed head differs");
+    // Nothing left to do: resume says so and only reruns the job after the array.
+    let o = ok(graft_in(
+        &cache,
+        cwd,
+        &[
+            "--no-track",
+            "cluster",
+            "slurm",
+            "resume",
+            "runs/held",
+            "--dry-run",
+        ],
+    ));
+    assert!(
+        stdout(&o).contains("Missing shards: none"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn without_slurm_dry_run_writes_the_scripts_and_submitting_names_what_is_missing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cwd = tmp.path();
+    let cache = cache_with_mobilenet(cwd);
+    demo_subset(&cwd.join("photos"), 2, 10);
+    std::fs::write(
+        cwd.join("graft.toml"),
+        format!("{QUICK}[cluster]\npartition = \"cpu\"\ntime = \"30:00\"\ngres = \"gpu:1\"\n"),
+    )
+    .expect("config");
+    // A PATH with no Slurm on it.
+    let empty = cwd.join("empty-path");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let run_graft = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(args)
+            .current_dir(cwd)
+            .env("GRAFT_CACHE", &cache)
+            .env("PATH", &empty)
+            .output()
+            .expect("graft")
+    };
+    let base = [
+        "--no-track",
+        "cluster",
+        "slurm",
+        "extract",
+        "photos",
+        "--name",
+        "r",
+        "--config",
+        "graft.toml",
+        "--tasks",
+        "3",
+        "--time",
+        "10:00",
+    ];
+    let o = run_graft(&[&base[..], &["--dry-run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = std::fs::read_to_string(cwd.join("runs/r/cluster/extract.sbatch")).expect("sh");
+    // Flags over [cluster]; [cluster] over the cluster's defaults.
+    for line in [
+        "#SBATCH --array=0-2",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --time=10:00",
+        "#SBATCH --gres=gpu:1",
+        "--shard \"${SLURM_ARRAY_TASK_ID}/3\"",
+        "--chunk 8",
+    ] {
+        assert!(script.contains(line), "{line} missing from\n{script}");
+    }
+    let collect =
+        std::fs::read_to_string(cwd.join("runs/r/cluster/collect.sbatch")).expect("collect");
+    assert!(collect.contains("extract --merge --out"), "{collect}");
+    assert!(collect.contains("--no-track train --config"), "{collect}");
+    assert!(
+        !collect.contains("--gres"),
+        "the collect job needs no GPU: {collect}"
+    );
+    assert!(stdout(&o).contains("sbatch --parsable"), "{}", stdout(&o));
+
+    let o = run_graft(&base);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("sbatch not found"), "{err}");
+    assert!(err.contains("apt-get install slurm-client"), "{err}");
+    assert!(err.contains("--dry-run"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // A node that cannot see the run folder stops with the reason, before graft runs.
+    let o = Command::new("bash")
+        .arg(cwd.join("runs/r/cluster/extract.sbatch"))
+        .current_dir(cwd)
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .output()
+        .expect("bash");
+    assert!(o.status.success() || o.status.code() == Some(2));
+    std::fs::rename(cwd.join("runs"), cwd.join("moved")).expect("move");
+    let o = Command::new("bash")
+        .arg(cwd.join("moved/r/cluster/extract.sbatch"))
+        .current_dir(cwd)
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .output()
+        .expect("bash");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("filesystem every node mounts at the same path"),
+        "{}",
+        stderr(&o)
+    );
+}
