@@ -102,12 +102,30 @@ fn wait_for(run: &Path) {
     }
 }
 
-/// The cache's data files (not the shard locks), the head's weights and the test scores.
-fn result(run: &Path) -> (Vec<(String, Vec<u8>)>, Vec<u8>, Value) {
+/// A cache's files by name, a head's weights, its test scores.
+type RunResult = (Vec<(String, Vec<u8>)>, Vec<u8>, Value);
+
+/// The cache's files, the head's weights and the test scores. Not the shard locks, nor
+/// `source.json`, which names the run's own manifest (checked here instead).
+fn result(run: &Path) -> RunResult {
+    let source = std::fs::read_to_string(run.join("features/source.json")).expect("source");
+    let source: Value = serde_json::from_str(&source).expect("source.json parses");
+    let manifest = source["data"].as_str().expect("data");
+    assert!(
+        Path::new(manifest).ends_with(
+            run.strip_prefix(run.parent().expect("runs"))
+                .expect("name")
+                .join("manifest.csv")
+        ),
+        "{manifest}"
+    );
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(run.join("features"))
         .expect("features")
         .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with(".lock-"))
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with(".lock-") && name != "source.json"
+        })
         .map(|e| {
             let bytes = std::fs::read(e.path()).expect("read");
             (e.file_name().to_string_lossy().into_owned(), bytes)
