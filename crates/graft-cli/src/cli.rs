@@ -19,7 +19,7 @@ pub use ablate::{AblateArgs, ABLATE_HELP};
 pub use baseline::{BaselineArgs, BASELINE_HELP};
 pub use cluster::{
     ClusterCommand, ClusterStatusArgs, ResourceArgs, SlurmCommand, SlurmExtractArgs,
-    SlurmResumeArgs, ThenArg, CLUSTER_HELP,
+    SlurmResumeArgs, SlurmTuneArgs, ThenArg, CLUSTER_HELP,
 };
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};
@@ -823,4 +823,15 @@ pub struct PredictRunArgs {
     /// Also write the predictions as JSON to this file ("-" for stdout only JSON).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand (unique names, valid defaults, conflicts that
+    /// name real arguments): a broken one would otherwise fail only when that command runs.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,7 +1,8 @@
 //! `graft cluster` on a real one-node Slurm (scripts/test.sh starts it with
 //! scripts/slurm-local.sh and sets SLURM_CONF): extraction as a 4-task array, the merge and
 //! head sweep after it, byte-identical to a local `graft train`; one cancelled task resumed
-//! alone; and, without Slurm, a clear message while --dry-run still writes the scripts.
+//! alone; a search of 8 trials as an array equal to the same search run locally; and,
+//! without Slurm, a clear message while --dry-run still writes the scripts.
 
 mod common;
 
@@ -280,6 +281,86 @@ fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard()
         "{}",
         stdout(&o)
     );
+
+    // A search of 8 trials as an array, 4 at once, against the same search run here.
+    let search = [
+        "--method",
+        "bayes",
+        "--trials",
+        "8",
+        "--parallel",
+        "4",
+        "--seed",
+        "7",
+    ];
+    let mut args = vec![
+        "--no-track",
+        "tune",
+        "--run",
+        "runs/local",
+        "--name",
+        "here",
+    ];
+    args.extend(search);
+    ok(graft_in(&cache, cwd, &args));
+    let mut args = vec![
+        "--no-track",
+        "cluster",
+        "slurm",
+        "tune",
+        "--run",
+        "runs/local",
+    ];
+    args.extend(["--name", "array"]);
+    args.extend(search);
+    let o = ok(graft_in(&cache, cwd, &args));
+    assert!(
+        stdout(&o).contains("8 trial(s), 4 at once (--array=0-7%4)"),
+        "{}",
+        stdout(&o)
+    );
+    let local_run = cwd.join("runs/local");
+    wait_for(&local_run);
+    let tune = local_run.join("tune");
+    assert_eq!(
+        std::fs::read_dir(tune.join("array/trials"))
+            .expect("trial files")
+            .count(),
+        8
+    );
+    assert_eq!(
+        trials_without_seconds(&tune.join("array/trials.csv")),
+        trials_without_seconds(&tune.join("here/trials.csv"))
+    );
+    let summary = |name: &str| -> Value {
+        let text = std::fs::read_to_string(tune.join(name).join("tune.json")).expect("tune.json");
+        serde_json::from_str(&text).expect("tune.json parses")
+    };
+    let (a, h) = (summary("array"), summary("here"));
+    assert_eq!(a["best"], h["best"]);
+    assert_eq!(a["trials_finished"], 8);
+}
+
+/// trials.csv without its `seconds` column (the only one timing changes).
+fn trials_without_seconds(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("trials.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    let seconds = lines[0]
+        .split(',')
+        .position(|c| c == "seconds")
+        .expect("seconds column");
+    lines
+        .iter()
+        .map(|l| {
+            l.split(',')
+                .enumerate()
+                .filter(|(i, _)| *i != seconds)
+                .map(|(_, f)| f)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
 }
 
 #[test]

@@ -16,6 +16,10 @@ pub enum SubmissionKind {
     Extract,
     /// The job after them: merge check, then (unless `--then none`) `graft train`.
     Collect,
+    /// An array of `graft tune --trial I` tasks.
+    TuneTrials,
+    /// The whole `graft tune` after them: gathers the trials, writes the summary.
+    TuneCollect,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

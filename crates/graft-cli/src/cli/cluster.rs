@@ -65,6 +65,62 @@ pub enum SlurmCommand {
     /// Resubmit the shards a run's cache still lacks (a failed or cancelled task), and the
     /// job after them.
     Resume(SlurmResumeArgs),
+    /// `graft tune` as a job array: one trial per task, then the summary.
+    #[command(after_help = SLURM_TUNE_HELP)]
+    Tune(Box<SlurmTuneArgs>),
+}
+
+pub const SLURM_TUNE_HELP: &str = "\
+Writes and submits (unless --dry-run) RUN/cluster/tune-NAME.sbatch, an array of --trials
+tasks, at most --parallel at once (--array=0-(T-1)%P): task i runs `graft tune --trial i`,
+trial i alone, into RUN/tune/NAME/trials/. Trial i is proposed from trials 0..i-P, exactly as
+in a local `graft tune --parallel P` with the same seed, so both give the same trials. After
+every task succeeded, RUN/cluster/tune-NAME-collect.sbatch runs the whole `graft tune`, which
+finds every trial done and writes trials.csv, results.csv, tune.json, best.toml and the plots.
+A failed task? Submit the same command again: finished trials are read back, not rerun.
+
+Example:
+  graft cluster slurm tune --run runs/photos-mobilenet-v2 --method bayes --trials 64 \\
+      --parallel 16 --partition cpu --cpus 2 --time 20:00";
+
+#[derive(Debug, Args)]
+pub struct SlurmTuneArgs {
+    /// The run whose cached features the heads train on.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// grid, random, bayes or genetic [default: bayes, or [tune] method].
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<graft_tune::Method>,
+    /// Trials, one array task each [default: 40; a grid: all of it].
+    #[arg(long, value_name = "N")]
+    pub trials: Option<usize>,
+    /// Trials at once (the array's throttle, and the search's --parallel) [default: 4, or
+    /// [tune] parallel].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Seed of the proposals.
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// Read [tune] from this TOML file instead of the run's config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Folder under RUN/tune/ [default: the method's name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Delete that folder's trials first and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Write the scripts, submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit the array held: it starts on `scontrol release JOBID`.
+    #[arg(long)]
+    pub hold: bool,
+    /// The graft binary the nodes run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub graft: Option<PathBuf>,
 }
 
 /// What the job after the array does.

@@ -73,4 +73,9 @@ pub struct TuneArgs {
     /// Print tune.json instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Run only trial I, into RUN/tune/NAME/trials/trial-I.csv, as one task of
+    /// `graft cluster slurm tune` does (it waits for the trials it is proposed from); the
+    /// next whole `graft tune` gathers these files.
+    #[arg(long, value_name = "I", conflicts_with_all = ["time", "json", "fresh"])]
+    pub trial: Option<usize>,
 }

@@ -10,7 +10,7 @@ use graft_run::{RunDir, Settings};
 
 use crate::cli::{
     ClusterCommand, ClusterStatusArgs, ResourceArgs, SlurmCommand, SlurmExtractArgs,
-    SlurmResumeArgs, ThenArg,
+    SlurmResumeArgs, SlurmTuneArgs, ThenArg,
 };
 use crate::config::{Config, Resolve};
 use crate::terminal::Terminal;
@@ -19,6 +19,7 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Slurm(SlurmCommand::Extract(a)) => extract(*a),
         ClusterCommand::Slurm(SlurmCommand::Resume(a)) => resume(a),
+        ClusterCommand::Slurm(SlurmCommand::Tune(a)) => tune(*a),
         ClusterCommand::Status(a) => status(a),
     }
 }
@@ -217,6 +218,106 @@ fn cache_progress(run: &RunDir, tasks: usize) -> anyhow::Result<()> {
                 slurm::array_spec(&missing)
             )
         }
+    );
+    Ok(())
+}
+
+/// Trials at once on the cluster when neither --parallel nor [tune] parallel says.
+const CLUSTER_PARALLEL: usize = 4;
+
+fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
+    let t = &crate::cli::TuneArgs {
+        run: args.run.clone(),
+        method: args.method,
+        trials: args.trials,
+        time: None,
+        parallel: args.parallel,
+        seed: args.seed,
+        config: args.config.clone(),
+        name: args.name.clone(),
+        fresh: args.fresh,
+        json: false,
+        trial: None,
+    };
+    let mut config = crate::cmd::tune::resolve(t)?;
+    if config.parallel == 0 {
+        config.parallel = CLUSTER_PARALLEL;
+    }
+    let run = RunDir::new(std::path::absolute(&t.run)?);
+    let mut cfg = Settings::of_run(&run)?;
+    apply(&args.resources, &mut cfg.cluster);
+    let space = config.space()?;
+    let trials = graft_run::tune::trials_asked(&config, &space);
+    let name = t.name.clone().unwrap_or_else(|| config.method.to_string());
+    graft_run::files::check_plain_name(&name, "tune")?;
+    if t.fresh {
+        graft_run::files::output_folder(&run.root().join("tune").join(&name), true)?;
+    }
+    let root = run.root().to_string_lossy().into_owned();
+    let mut tune_args = vec![
+        "--run".to_string(),
+        root,
+        "--name".into(),
+        name.clone(),
+        "--method".into(),
+        config.method.to_string(),
+        "--trials".into(),
+        trials.to_string(),
+        "--parallel".into(),
+        config.parallel.to_string(),
+        "--seed".into(),
+        config.seed.to_string(),
+    ];
+    if let Some(c) = &t.config {
+        tune_args.extend([
+            "--config".into(),
+            std::path::absolute(c)?.to_string_lossy().into_owned(),
+        ]);
+    }
+    let plan = slurm::TunePlan {
+        graft: graft_binary(args.graft)?,
+        workdir: std::env::current_dir()?,
+        run,
+        name,
+        trials,
+        parallel: config.parallel,
+        tune_args,
+        global: crate::tracked::global_flags(),
+        resources: cfg.cluster,
+    };
+    let scripts = slurm::write_tune_scripts(&plan)?;
+    say!("Wrote {}", scripts.extract.display());
+    say!("Wrote {}", scripts.collect.display());
+    if args.dry_run {
+        say!("Submit them with:");
+        say!("  id=$(sbatch --parsable {})", scripts.extract.display());
+        say!(
+            "  sbatch --dependency=afterok:$id --kill-on-invalid-dep=yes {}",
+            scripts.collect.display()
+        );
+        return Ok(());
+    }
+    let (trials_job, collect) =
+        slurm::submit_tune(&plan, &scripts, SubmitOptions { hold: args.hold }).with_context(
+            || {
+                format!(
+                    "submitting; the scripts are in {} (--dry-run writes them without submitting)",
+                    plan.run.cluster().display()
+                )
+            },
+        )?;
+    if let Some(id) = trials_job {
+        say!(
+            "Submitted job {id}: {} trial(s), {} at once (--array={})",
+            plan.trials,
+            plan.parallel,
+            plan.array()
+        );
+    }
+    say!("Submitted job {collect}: the search's summary after them");
+    say!(
+        "Results: {}",
+        plan.run.root().join("tune").join(&plan.name).display()
     );
     Ok(())
 }

@@ -25,7 +25,7 @@ mod split;
 mod sync;
 mod trail;
 mod train_heads;
-mod tune;
+pub(crate) mod tune;
 
 use crate::cli::{BenchCommand, Command, DataCommand, ModelsCommand, RunsCommand, TrainCommand};
 

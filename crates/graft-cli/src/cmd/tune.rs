@@ -7,7 +7,8 @@ use graft_run::{RunDir, Settings};
 use crate::cli::TuneArgs;
 use crate::terminal::Terminal;
 
-pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+/// `[tune]` (the run's, or --config's) with the flags over it.
+pub(crate) fn resolve(args: &TuneArgs) -> anyhow::Result<TuneConfig> {
     let dir = RunDir::new(&args.run);
     if !dir.features().is_dir() {
         anyhow::bail!(
@@ -33,6 +34,30 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     if let Some(s) = args.seed {
         config.seed = s;
+    }
+    Ok(config)
+}
+
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let dir = RunDir::new(&args.run);
+    let config = resolve(&args)?;
+    if let Some(trial) = args.trial {
+        let req = TuneRequest {
+            run: &dir,
+            name: args.name.clone(),
+            config,
+            fresh: false,
+        };
+        match graft_run::tune::tune_trial(&req, trial, &Terminal)? {
+            Some(t) => say!(
+                "Trial {trial}: val macro-F1 {:.4}, val accuracy {:.4} ({:.1} s)",
+                t.val_macro_f1,
+                t.val_accuracy,
+                t.seconds
+            ),
+            None => say!("Trial {trial}: not part of this search (nothing to run)"),
+        }
+        return Ok(());
     }
     let req = TuneRequest {
         run: &dir,

@@ -3,18 +3,21 @@
 
 mod command;
 mod script;
+mod tune;
 
 use std::path::PathBuf;
 
 pub use command::{queue, require, scancel, QueuedJob};
 pub use script::{collect_script, extract_script, shell_word};
+pub use tune::{submit_tune, tune_scripts, write_tune_scripts, TunePlan};
 
 use crate::book::ensure_dir;
 use crate::{missing_shards, Book, ClusterError, ExtractPlan, SubmissionKind};
 
-/// The scripts of a plan, written.
+/// The scripts of a plan, written: the array, and the job after it.
 #[derive(Debug, Clone)]
 pub struct Scripts {
+    /// The array job's script.
     pub extract: PathBuf,
     pub collect: PathBuf,
     pub logs: PathBuf,
@@ -59,37 +62,59 @@ pub fn submit(
     shards: Option<&[usize]>,
     options: SubmitOptions,
 ) -> Result<Submitted, ClusterError> {
-    require("sbatch")?;
-    let mut book = Book::load(&plan.run)?.unwrap_or_default();
-    book.tasks = plan.tasks;
     let all: Vec<usize> = (0..plan.tasks).collect();
     let shards = shards.unwrap_or(&all);
-    let mut extract = None;
-    if !shards.is_empty() {
-        let array = array_spec(shards);
-        let mut args = vec![format!("--array={array}")];
-        if options.hold {
-            args.push("--hold".into());
-        }
-        let id = command::sbatch(&args, &scripts.extract)?;
-        book.record(SubmissionKind::Extract, &id, Some(&array));
-        book.save(&plan.run)?;
-        extract = Some(id);
-    }
-    let mut args = Vec::new();
-    if let Some(id) = &extract {
-        // A cancelled or failed shard must not leave this job pending for ever.
-        args.push(format!("--dependency=afterok:{id}"));
-        args.push("--kill-on-invalid-dep=yes".into());
-    }
-    let collect = command::sbatch(&args, &scripts.collect)?;
-    book.record(SubmissionKind::Collect, &collect, None);
-    book.save(&plan.run)?;
+    let (extract, collect) = submit_jobs(
+        &plan.run,
+        Some(plan.tasks),
+        (!shards.is_empty()).then(|| array_spec(shards)),
+        scripts,
+        [SubmissionKind::Extract, SubmissionKind::Collect],
+        options,
+    )?;
     Ok(Submitted {
         extract,
         array: shards.to_vec(),
         collect,
     })
+}
+
+/// Submit `scripts.extract` as an array over `array` (none: skip it) and `scripts.collect`
+/// after it (`afterok`; cancelled should the array fail), recording both as `kinds`.
+pub(crate) fn submit_jobs(
+    run: &graft_run::RunDir,
+    tasks: Option<usize>,
+    array: Option<String>,
+    scripts: &Scripts,
+    kinds: [SubmissionKind; 2],
+    options: SubmitOptions,
+) -> Result<(Option<String>, String), ClusterError> {
+    require("sbatch")?;
+    let mut book = Book::load(run)?.unwrap_or_default();
+    if let Some(t) = tasks {
+        book.tasks = t;
+    }
+    let mut first = None;
+    if let Some(array) = array {
+        let mut args = vec![format!("--array={array}")];
+        if options.hold {
+            args.push("--hold".into());
+        }
+        let id = command::sbatch(&args, &scripts.extract)?;
+        book.record(kinds[0], &id, Some(&array));
+        book.save(run)?;
+        first = Some(id);
+    }
+    let mut args = Vec::new();
+    if let Some(id) = &first {
+        // A cancelled or failed task must not leave this job pending for ever.
+        args.push(format!("--dependency=afterok:{id}"));
+        args.push("--kill-on-invalid-dep=yes".into());
+    }
+    let collect = command::sbatch(&args, &scripts.collect)?;
+    book.record(kinds[1], &collect, None);
+    book.save(run)?;
+    Ok((first, collect))
 }
 
 /// Resubmit what a run still lacks: the array for the shards with missing chunks only, and

@@ -1,6 +1,9 @@
 //! The `sbatch` scripts, plain enough to read and submit by hand.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use graft_run::settings::ClusterConfig;
 
 use crate::ExtractPlan;
 
@@ -14,7 +17,7 @@ pub fn shell_word(word: &str) -> String {
     }
 }
 
-fn line(words: &[String]) -> String {
+pub(crate) fn line(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
@@ -29,39 +32,63 @@ fn line(words: &[String]) -> String {
         .join(" ")
 }
 
-/// `#SBATCH` lines every job of the plan shares: name, working directory, resources.
+/// One job's `#SBATCH` lines.
+pub(crate) struct JobHeader<'a> {
+    pub name: String,
+    pub workdir: &'a Path,
+    pub output: PathBuf,
+    /// `--array`, for an array job.
+    pub array: Option<String>,
+    pub resources: &'a ClusterConfig,
+    /// The tasks that do the heavy work get the GPUs and CPUs asked for; the job after them
+    /// gathers and trains small heads.
+    pub heavy: bool,
+}
+
+impl JobHeader<'_> {
+    pub(crate) fn render(&self) -> String {
+        let mut h = String::from("#!/bin/bash\n");
+        let r = self.resources;
+        let mut opts = vec![
+            format!("--job-name={}", self.name),
+            format!("--chdir={}", self.workdir.display()),
+            format!("--output={}", self.output.display()),
+        ];
+        if let Some(a) = &self.array {
+            opts.push(format!("--array={a}"));
+        }
+        let mut add = |flag: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                opts.push(format!("--{flag}={v}"));
+            }
+        };
+        add("partition", &r.partition);
+        add("account", &r.account);
+        add("time", &r.time);
+        add("mem", &r.mem);
+        if self.heavy {
+            add("gres", &r.gres);
+            if let Some(c) = r.cpus {
+                opts.push(format!("--cpus-per-task={c}"));
+            }
+        }
+        for o in opts {
+            let _ = writeln!(h, "#SBATCH {}", shell_word(&o));
+        }
+        h
+    }
+}
+
 fn header(plan: &ExtractPlan, job: &str, log: &str) -> String {
-    let mut h = String::from("#!/bin/bash\n");
-    let logs = plan.run.cluster().join("logs");
-    let r = &plan.resources;
-    let mut opts = vec![
-        format!("--job-name=graft-{job}-{}", plan.name),
-        format!("--chdir={}", plan.workdir.display()),
-        format!("--output={}", logs.join(log).display()),
-    ];
-    if job == "extract" {
-        opts.push(format!("--array=0-{}", plan.tasks - 1));
+    JobHeader {
+        name: format!("graft-{job}-{}", plan.name),
+        workdir: &plan.workdir,
+        output: plan.run.cluster().join("logs").join(log),
+        array: (job == "extract").then(|| format!("0-{}", plan.tasks - 1)),
+        resources: &plan.resources,
+        heavy: job == "extract",
     }
-    let mut add = |flag: &str, v: &Option<String>| {
-        if let Some(v) = v {
-            opts.push(format!("--{flag}={v}"));
-        }
-    };
-    add("partition", &r.partition);
-    add("account", &r.account);
-    add("time", &r.time);
-    add("mem", &r.mem);
-    if job == "extract" {
-        // GPUs (and the CPUs asked for) serve the encoder; the collect job trains small heads.
-        add("gres", &r.gres);
-        if let Some(c) = r.cpus {
-            opts.push(format!("--cpus-per-task={c}"));
-        }
-    }
-    for o in opts {
-        let _ = writeln!(h, "#SBATCH {}", shell_word(&o));
-    }
-    h
+    .render()
 }
 
 /// The array: task `i` extracts shard `i` of `plan.tasks` into the run's cache.

@@ -112,8 +112,22 @@ pub struct Tuned {
     pub test_from_before: bool,
 }
 
-/// Run (or continue) the search and write its folder.
-pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, RunError> {
+/// A search set up: its folder checked against (or given) its identity, the data loaded,
+/// the trials finished so far read back.
+struct Setup {
+    settings: Settings,
+    space: Space,
+    name: String,
+    limit: Option<std::time::Duration>,
+    ds: Dataset,
+    base: TrainConfig,
+    parallel: usize,
+    dir: TuneDir,
+    done: Vec<TrialRecord>,
+    asked: usize,
+}
+
+fn setup(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Setup, RunError> {
     let run = req.run;
     let cfg = &req.config;
     let settings = Settings::of_run(run)?;
@@ -160,20 +174,8 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
         Some(_) => {}
         None => write_json(&dir.search(), &spec)?,
     }
-    let done = trials::read(&dir.trials(), &space)?;
-    let search = Search {
-        space: &space,
-        method: cfg.method,
-        seed: cfg.seed,
-        options: cfg.options(),
-    };
-    let asked = match (cfg.method, cfg.trials) {
-        (Method::Grid, t) => {
-            let size = graft_tune::grid_size(&space, cfg.grid_levels);
-            t.map_or(size, |t| t.min(size))
-        }
-        (_, t) => t.unwrap_or(40),
-    };
+    let done = trials::read_all(&dir, &space)?;
+    let asked = trials_asked(cfg, &space);
     if asked == 0 {
         return Err(RunError::Invalid("trials must be at least 1".into()));
     }
@@ -184,6 +186,130 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
              far fewer trials)"
         )));
     }
+    Ok(Setup {
+        settings,
+        space,
+        name,
+        limit,
+        ds,
+        base,
+        parallel,
+        dir,
+        done,
+        asked,
+    })
+}
+
+/// How many trials `cfg` asks for: `trials`, 40 by default; a grid's size at most.
+pub fn trials_asked(cfg: &TuneConfig, space: &Space) -> usize {
+    match (cfg.method, cfg.trials) {
+        (Method::Grid, t) => {
+            let size = graft_tune::grid_size(space, cfg.grid_levels);
+            t.map_or(size, |t| t.min(size))
+        }
+        (_, t) => t.unwrap_or(40),
+    }
+}
+
+/// Run trial `trial` of the search alone, as one task of a cluster's array does, and write
+/// it to its own file (`trials/trial-NNNNN.csv`); the next whole `graft tune` gathers the
+/// files. The trial sees trials `0 ..= trial - parallel`, as in a local search: it waits
+/// until other tasks have written those. `None` when the search has no such trial (a grid
+/// smaller than the array); a trial already finished is read back, not run again.
+pub fn tune_trial(
+    req: &TuneRequest<'_>,
+    trial: usize,
+    reporter: &dyn Reporter,
+) -> Result<Option<TrialRecord>, RunError> {
+    let cfg = &req.config;
+    let Setup {
+        space,
+        ds,
+        base,
+        parallel,
+        dir,
+        mut done,
+        asked,
+        ..
+    } = setup(req, reporter)?;
+    if trial >= asked {
+        return Ok(None);
+    }
+    if let Some(t) = done.iter().find(|t| t.trial == trial) {
+        return Ok(Some(t.clone()));
+    }
+    let seen = (trial + 1).saturating_sub(parallel);
+    let mut said = false;
+    while done.iter().take_while(|t| t.trial < seen).count() < seen {
+        if !said {
+            reporter.event(Event::Note(format!(
+                "trial {trial} waits for trials 0-{} (it is proposed from them)",
+                seen - 1
+            )));
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        done = trials::read_all(&dir, &space)?;
+    }
+    let history: Vec<Observed> = done[..seen]
+        .iter()
+        .map(|t| Observed {
+            point: t.point.clone(),
+            objective: t.val_macro_f1,
+        })
+        .collect();
+    let search = Search {
+        space: &space,
+        method: cfg.method,
+        seed: cfg.seed,
+        options: cfg.options(),
+    };
+    let Some(point) = search.propose(trial, &history) else {
+        return Ok(None);
+    };
+    let config = config::train_config(&space, &point, &base)?;
+    let outcome = train_head(&ds, &config);
+    let record = TrialRecord {
+        trial,
+        point,
+        val_macro_f1: outcome.val_macro_f1,
+        val_accuracy: outcome.val_acc,
+        best_epoch: outcome.best_epoch,
+        epochs_run: outcome.history.len(),
+        seconds: outcome.seconds,
+    };
+    std::fs::create_dir_all(dir.trial_files())
+        .map_err(|e| RunError::write(&dir.trial_files(), e))?;
+    trials::write(
+        &dir.trial_file(trial),
+        &space,
+        std::slice::from_ref(&record),
+    )?;
+    Ok(Some(record))
+}
+
+/// Run (or continue) the search and write its folder.
+pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, RunError> {
+    let run = req.run;
+    let cfg = &req.config;
+    let Setup {
+        settings,
+        space,
+        name,
+        limit,
+        ds,
+        base,
+        parallel,
+        dir,
+        done,
+        asked,
+    } = setup(req, reporter)?;
+    let search = Search {
+        space: &space,
+        method: cfg.method,
+        seed: cfg.seed,
+        options: cfg.options(),
+    };
     let resumed = done.iter().filter(|t| t.trial < asked).count();
     reporter.event(Event::TuneStarted(&TuneStarted {
         dir: &dir,
@@ -237,6 +363,8 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
         done,
     )?;
     drop(bar);
+    // Trials cluster tasks ran alone join the others here.
+    trials::write(&dir.trials(), &space, &all)?;
     let seconds = started.elapsed().as_secs_f64();
     if all.is_empty() {
         return Err(RunError::Invalid(format!(

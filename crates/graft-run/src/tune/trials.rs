@@ -35,6 +35,14 @@ impl TuneDir {
     pub fn trials(&self) -> PathBuf {
         self.root.join("trials.csv")
     }
+    /// `trials/`: one `trial-NNNNN.csv` per trial a cluster task ran alone
+    /// (`graft tune --trial I`); the next whole `graft tune` gathers them into trials.csv.
+    pub fn trial_files(&self) -> PathBuf {
+        self.root.join("trials")
+    }
+    pub fn trial_file(&self, trial: usize) -> PathBuf {
+        self.trial_files().join(format!("trial-{trial:05}.csv"))
+    }
     /// `results.csv`: the trials best first.
     pub fn results(&self) -> PathBuf {
         self.root.join("results.csv")
@@ -191,6 +199,29 @@ pub fn read(path: &Path, space: &Space) -> Result<Vec<TrialRecord>, RunError> {
             epochs_run: whole(n + 4)?,
             seconds: num(n + 5)?,
         });
+    }
+    out.sort_by_key(|t| t.trial);
+    out.dedup_by_key(|t| t.trial);
+    Ok(out)
+}
+
+/// Every finished trial, in trial order: trials.csv's and those of the single-trial files.
+pub fn read_all(dir: &TuneDir, space: &Space) -> Result<Vec<TrialRecord>, RunError> {
+    let mut out = read(&dir.trials(), space)?;
+    if let Ok(entries) = std::fs::read_dir(dir.trial_files()) {
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .is_some_and(|n| n.starts_with("trial-") && n.ends_with(".csv"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            out.extend(read(&f, space)?);
+        }
     }
     out.sort_by_key(|t| t.trial);
     out.dedup_by_key(|t| t.trial);
