@@ -11,7 +11,9 @@
 #   - a real MLflow server (scripts/fetch-mlflow.sh, PyPI), which the tracking tests start on
 #     127.0.0.1 and stop;
 #   - a real one-node Slurm (Debian's slurmctld, slurmd, slurm-client, munge), started here by
-#     scripts/slurm-local.sh for graft cluster's tests and stopped on exit.
+#     scripts/slurm-local.sh for graft cluster's tests and stopped on exit;
+#   - kubernetes-validate (scripts/fetch-k8s-validate.sh, PyPI; it carries Kubernetes' JSON
+#     schemas), which checks the manifests `graft cluster k8s` writes, offline.
 # Downloads are cached under ${GRAFT_CACHE:-~/.cache/graft}; a second run fetches nothing.
 #
 # Usage: scripts/test.sh [extra cargo test arguments, e.g. -p graft-data]
@@ -47,6 +49,8 @@ GRAFT_ORT_WEB_DIR=$(scripts/fetch-onnxruntime-web.sh)
 export GRAFT_ORT_WEB_DIR
 GRAFT_TEST_MLFLOW=$(scripts/fetch-mlflow.sh)
 export GRAFT_TEST_MLFLOW
+GRAFT_TEST_K8S_VALIDATE=$(scripts/fetch-k8s-validate.sh)
+export GRAFT_TEST_K8S_VALIDATE
 
 # One Slurm node on this machine (127.0.0.1, every core), stopped whatever happens.
 SLURM_LOCAL_DIR=$(mktemp -d "${TMPDIR:-/tmp}/graft-slurm.XXXXXX")

@@ -11,6 +11,7 @@
 
 mod book;
 mod error;
+pub mod k8s;
 mod plan;
 pub mod slurm;
 

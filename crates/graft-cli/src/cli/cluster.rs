@@ -30,6 +30,77 @@ pub enum ClusterCommand {
     Slurm(SlurmCommand),
     /// What the scheduler says of a run's jobs, and how much of its cache is done.
     Status(ClusterStatusArgs),
+    /// Kubernetes: an Indexed Job manifest (one pod per shard) and the Job after it, written
+    /// to RUN/cluster/k8s/ for `kubectl apply`; graft submits nothing.
+    #[command(subcommand)]
+    K8s(K8sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Write the extraction as an Indexed Job and the merge + train Job after it.
+    #[command(after_help = K8S_EXTRACT_HELP)]
+    Extract(Box<K8sExtractArgs>),
+}
+
+pub const K8S_EXTRACT_HELP: &str = "\
+Runs audit + split here, then writes
+  RUN/cluster/k8s/extract-job.yaml   a Job with completionMode: Indexed and --tasks
+                                     completions; pod i runs graft extract --shard i/N
+                                     (i = JOB_COMPLETION_INDEX), each index retried on its own
+  RUN/cluster/k8s/collect-job.yaml   graft extract --merge, then graft train on the run
+Kubernetes has no dependency between Jobs; apply the second once the first completed:
+  kubectl apply -f RUN/cluster/k8s/extract-job.yaml
+  kubectl wait --for=condition=complete --timeout=24h job/graft-extract-NAME
+  kubectl apply -f RUN/cluster/k8s/collect-job.yaml
+
+The pods need: the --image with graft on its PATH (or --graft PATH), ONNX Runtime's library
+(ORT_DYLIB_PATH set in the image) and graft's weights cache (GRAFT_CACHE); the run folder on a
+ReadWriteMany volume (--claim), mounted at --mount so that the run's path is the same in
+every pod as where this command ran.
+
+Example:
+  graft cluster k8s extract photos/ --tasks 8 --image registry.lab/graft:0.1 \\
+      --claim plant-photos --mount /data --cpu 2 --memory 4Gi";
+
+#[derive(Debug, Args)]
+pub struct K8sExtractArgs {
+    /// The photo folder and `graft train`'s settings (flags, --config), as for `graft train`.
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Pods (shards) [default: 4, or [cluster] tasks].
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+    /// After the Indexed Job: train (head sweep + eval) or none.
+    #[arg(long, value_enum, default_value_t = ThenArg::Train)]
+    pub then: ThenArg,
+    /// Container image with graft, ONNX Runtime and the weights.
+    #[arg(long)]
+    pub image: String,
+    /// PersistentVolumeClaim holding the run folder (ReadWriteMany).
+    #[arg(long, value_name = "NAME")]
+    pub claim: String,
+    /// Where the claim is mounted in the pods [default: the current folder].
+    #[arg(long, value_name = "PATH")]
+    pub mount: Option<PathBuf>,
+    /// Namespace of the Jobs [default: kubectl's].
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// CPU requested per extraction pod (e.g. 2, 500m).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory requested per extraction pod (e.g. 4Gi).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// GPUs per extraction pod (nvidia.com/gpu).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// Retries of a failed pod (per index for the Indexed Job).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub retries: u32,
+    /// The graft command in the image.
+    #[arg(long, default_value = "graft", value_name = "PATH")]
+    pub graft: PathBuf,
 }
 
 pub const SLURM_EXTRACT_HELP: &str = "\

@@ -9,8 +9,8 @@ use graft_run::settings::ClusterConfig;
 use graft_run::{RunDir, Settings};
 
 use crate::cli::{
-    ClusterCommand, ClusterStatusArgs, ResourceArgs, SlurmCommand, SlurmExtractArgs,
-    SlurmResumeArgs, SlurmTuneArgs, ThenArg,
+    ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmCommand,
+    SlurmExtractArgs, SlurmResumeArgs, SlurmTuneArgs, ThenArg,
 };
 use crate::config::{Config, Resolve};
 use crate::terminal::Terminal;
@@ -21,6 +21,7 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Slurm(SlurmCommand::Resume(a)) => resume(a),
         ClusterCommand::Slurm(SlurmCommand::Tune(a)) => tune(*a),
         ClusterCommand::Status(a) => status(a),
+        ClusterCommand::K8s(K8sCommand::Extract(a)) => k8s_extract(*a),
     }
 }
 
@@ -319,5 +320,55 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
         "Results: {}",
         plan.run.root().join("tune").join(&plan.name).display()
     );
+    Ok(())
+}
+
+fn k8s_extract(args: K8sExtractArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::resolve(&args.pipeline)?;
+    if args.tasks.is_some() {
+        cfg.cluster.tasks = args.tasks;
+    }
+    let then = match args.then {
+        ThenArg::Train => Then::Train,
+        ThenArg::None => Then::Nothing,
+    };
+    let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
+    let workdir = std::env::current_dir()?;
+    let run = RunDir::new(std::path::absolute(run.root())?);
+    let mut plan = ExtractPlan::new(&cfg, run, args.graft.clone(), workdir.clone(), then)?;
+    plan.global = crate::tracked::global_flags();
+    let mount = args.mount.clone().unwrap_or_else(|| workdir.clone());
+    if !plan.run.root().starts_with(&mount) {
+        anyhow::bail!(
+            "the run folder {} is not under --mount {}: the pods would not see it",
+            plan.run.root().display(),
+            mount.display()
+        );
+    }
+    let options = graft_cluster::k8s::K8sOptions {
+        image: args.image,
+        claim: args.claim,
+        mount: mount.to_string_lossy().into_owned(),
+        namespace: args.namespace,
+        cpu: args.cpu,
+        memory: args.memory,
+        gpus: args.gpus,
+        retries: args.retries,
+    };
+    let (extract, collect) = graft_cluster::k8s::extract_manifests(&plan, &options)?;
+    let dir = plan.run.cluster().join("k8s");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (e, c) = (dir.join("extract-job.yaml"), dir.join("collect-job.yaml"));
+    graft_run::files::write_file(&e, extract.as_bytes())?;
+    graft_run::files::write_file(&c, collect.as_bytes())?;
+    say!("Wrote {}", e.display());
+    say!("Wrote {}", c.display());
+    say!("Apply them with:");
+    say!("  kubectl apply -f {}", e.display());
+    say!(
+        "  kubectl wait --for=condition=complete --timeout=24h job/{}",
+        graft_cluster::k8s::label(&format!("graft-extract-{}", plan.name))
+    );
+    say!("  kubectl apply -f {}", c.display());
     Ok(())
 }

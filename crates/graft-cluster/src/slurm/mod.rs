@@ -8,7 +8,7 @@ mod tune;
 use std::path::PathBuf;
 
 pub use command::{queue, require, scancel, QueuedJob};
-pub use script::{collect_script, extract_script, shell_word};
+pub use script::{collect_script, extract_script, line, shell_word};
 pub use tune::{submit_tune, tune_scripts, write_tune_scripts, TunePlan};
 
 use crate::book::ensure_dir;

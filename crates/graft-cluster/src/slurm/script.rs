@@ -17,12 +17,13 @@ pub fn shell_word(word: &str) -> String {
     }
 }
 
-pub(crate) fn line(words: &[String]) -> String {
+/// Words as one shell command line (`${…}` expansions kept).
+pub fn line(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            // The array index stays a shell expansion.
-            if w.contains("${SLURM_ARRAY_TASK_ID}") {
+            // The task's index stays a shell expansion.
+            if w.contains("${") {
                 format!("\"{w}\"")
             } else {
                 shell_word(w)
