@@ -18,8 +18,8 @@ mod tune;
 pub use ablate::{AblateArgs, ABLATE_HELP};
 pub use baseline::{BaselineArgs, BASELINE_HELP};
 pub use cluster::{
-    ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmCommand,
-    SlurmExtractArgs, SlurmResumeArgs, SlurmTuneArgs, ThenArg, CLUSTER_HELP,
+    ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmAblateArgs,
+    SlurmCommand, SlurmExtractArgs, SlurmResumeArgs, SlurmTuneArgs, ThenArg, CLUSTER_HELP,
 };
 pub use data::{AuditArgs, AugmentArgs, DataCommand, DiffArgs, ImportIdxArgs, SplitArgs};
 pub use explain::{ExplainArgs, ExplainCommand, ExplainQueryArgs, ExplainRunArgs, EXPLAIN_HELP};

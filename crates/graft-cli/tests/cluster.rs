@@ -1,8 +1,9 @@
 //! `graft cluster` on a real one-node Slurm (scripts/test.sh starts it with
 //! scripts/slurm-local.sh and sets SLURM_CONF): extraction as a 4-task array, the merge and
 //! head sweep after it, byte-identical to a local `graft train`; one cancelled task resumed
-//! alone; a search of 8 trials as an array equal to the same search run locally; and,
-//! without Slurm, a clear message while --dry-run still writes the scripts.
+//! alone; a search of 8 trials and an ablation of 4 cells as arrays, equal to the same
+//! search and ablation run locally; and, without Slurm, a clear message while --dry-run
+//! still writes the scripts.
 
 mod common;
 
@@ -339,6 +340,57 @@ fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard()
     let (a, h) = (summary("array"), summary("here"));
     assert_eq!(a["best"], h["best"]);
     assert_eq!(a["trials_finished"], 8);
+
+    // An ablation of 4 cells × 2 seeds as an array of 4 tasks, against the same one here.
+    std::fs::write(
+        cwd.join("plan.toml"),
+        "seeds = 2\n[factors]\nlr = [3e-3, 1e-5]\nhead = [\"linear\", \"mlp\"]\nepochs = [3]\n",
+    )
+    .expect("plan");
+    let here = [
+        "--no-track",
+        "ablate",
+        "--run",
+        "runs/local",
+        "plan.toml",
+        "--name",
+        "here",
+    ];
+    ok(graft_in(&cache, cwd, &here));
+    let mut args = vec![
+        "--no-track",
+        "cluster",
+        "slurm",
+        "ablate",
+        "--run",
+        "runs/local",
+    ];
+    args.extend(["plan.toml", "--name", "array"]);
+    let o = ok(graft_in(&cache, cwd, &args));
+    assert!(
+        stdout(&o).contains("4 cell(s) (--array=0-3)"),
+        "{}",
+        stdout(&o)
+    );
+    wait_for(&local_run);
+    let ablate = local_run.join("ablate");
+    assert_eq!(
+        std::fs::read_dir(ablate.join("array/cells"))
+            .expect("cell files")
+            .count(),
+        4
+    );
+    let table = |name: &str| -> Value {
+        let text =
+            std::fs::read_to_string(ablate.join(name).join("ablation.json")).expect("summary");
+        serde_json::from_str(&text).expect("ablation.json parses")
+    };
+    let (a, h) = (table("array"), table("here"));
+    assert_eq!(a["cells"], h["cells"]);
+    assert_eq!(
+        std::fs::read(ablate.join("array/runs.csv")).expect("runs"),
+        std::fs::read(ablate.join("here/runs.csv")).expect("runs")
+    );
 }
 
 /// trials.csv without its `seconds` column (the only one timing changes).

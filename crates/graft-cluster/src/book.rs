@@ -20,6 +20,10 @@ pub enum SubmissionKind {
     TuneTrials,
     /// The whole `graft tune` after them: gathers the trials, writes the summary.
     TuneCollect,
+    /// An array of `graft ablate --cell I` tasks.
+    AblateCells,
+    /// The whole `graft ablate` after them.
+    AblateCollect,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -49,4 +49,8 @@ pub struct AblateArgs {
     /// Print ablation.json instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Train only cell I (every seed) into RUN/ablate/NAME/cells/cell-I.csv, as one task of
+    /// `graft cluster slurm ablate` does; the next whole `graft ablate` gathers these files.
+    #[arg(long, value_name = "I", conflicts_with_all = ["json", "fresh"])]
+    pub cell: Option<usize>,
 }

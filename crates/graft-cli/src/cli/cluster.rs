@@ -21,7 +21,10 @@ Examples:
   graft cluster slurm extract photos/ --tasks 16 --partition gpu --gres gpu:1 --time 1:00:00
   graft cluster slurm extract photos/ --dry-run      # write RUN/cluster/*.sbatch only
   graft cluster slurm resume runs/photos-mobilenet-v2  # resubmit the shards that failed
-  graft cluster status runs/photos-mobilenet-v2";
+  graft cluster status runs/photos-mobilenet-v2
+  graft cluster slurm tune --run runs/photos-mobilenet-v2 --trials 64 --parallel 16
+  graft cluster slurm ablate --run runs/photos-mobilenet-v2 ablation.toml
+  graft cluster k8s extract photos/ --tasks 8 --image registry.lab/graft:0.1 --claim photos";
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
@@ -139,6 +142,42 @@ pub enum SlurmCommand {
     /// `graft tune` as a job array: one trial per task, then the summary.
     #[command(after_help = SLURM_TUNE_HELP)]
     Tune(Box<SlurmTuneArgs>),
+    /// `graft ablate` as a job array: one cell (all its seeds) per task, then the table.
+    #[command(
+        after_help = "Writes and submits RUN/cluster/ablate-NAME.sbatch (task i runs\n\
+`graft ablate --cell i`: cell i with every seed, into RUN/ablate/NAME/cells/) and, after it,\n\
+ablate-NAME-collect.sbatch: the whole `graft ablate`, which finds every cell trained and\n\
+writes the table, ablation.json and the chart, as a local run would.\n\n\
+Example:\n  graft cluster slurm ablate --run runs/photos-mobilenet-v2 ablation.toml --time 30:00"
+    )]
+    Ablate(Box<SlurmAblateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmAblateArgs {
+    /// The run whose cached features the heads train on.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// The ablation file (TOML): `seeds` and a [factors] table.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Seeds per cell, instead of the file's.
+    #[arg(long, value_name = "N")]
+    pub seeds: Option<usize>,
+    /// Folder under RUN/ablate/ [default: the file's name without .toml].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Write the scripts, submit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Submit the array held: it starts on `scontrol release JOBID`.
+    #[arg(long)]
+    pub hold: bool,
+    /// The graft binary the nodes run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub graft: Option<PathBuf>,
 }
 
 pub const SLURM_TUNE_HELP: &str = "\

@@ -34,6 +34,22 @@ pub fn run(args: AblateArgs) -> anyhow::Result<()> {
         name,
         fresh: args.fresh,
     };
+    if let Some(cell) = args.cell {
+        match graft_run::ablate::ablate_cell(&req, cell)? {
+            Some(runs) => {
+                for r in runs {
+                    say!(
+                        "Cell {cell}, seed {}: macro-F1 {:.4}, accuracy {:.4}",
+                        r.seed,
+                        r.macro_f1,
+                        r.accuracy
+                    );
+                }
+            }
+            None => say!("Cell {cell}: not in this matrix (nothing to train)"),
+        }
+        return Ok(());
+    }
     let params = graft_track::Params::from([
         ("name".to_string(), req.name.clone()),
         ("seeds".to_string(), req.file.seeds.to_string()),

@@ -9,8 +9,8 @@ use graft_run::settings::ClusterConfig;
 use graft_run::{RunDir, Settings};
 
 use crate::cli::{
-    ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmCommand,
-    SlurmExtractArgs, SlurmResumeArgs, SlurmTuneArgs, ThenArg,
+    ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmAblateArgs,
+    SlurmCommand, SlurmExtractArgs, SlurmResumeArgs, SlurmTuneArgs, ThenArg,
 };
 use crate::config::{Config, Resolve};
 use crate::terminal::Terminal;
@@ -20,6 +20,7 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Slurm(SlurmCommand::Extract(a)) => extract(*a),
         ClusterCommand::Slurm(SlurmCommand::Resume(a)) => resume(a),
         ClusterCommand::Slurm(SlurmCommand::Tune(a)) => tune(*a),
+        ClusterCommand::Slurm(SlurmCommand::Ablate(a)) => ablate(*a),
         ClusterCommand::Status(a) => status(a),
         ClusterCommand::K8s(K8sCommand::Extract(a)) => k8s_extract(*a),
     }
@@ -275,21 +276,79 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
             std::path::absolute(c)?.to_string_lossy().into_owned(),
         ]);
     }
-    let plan = slurm::TunePlan {
+    let plan = slurm::ArrayPlan {
+        kind: slurm::ArrayKind::Tune,
         graft: graft_binary(args.graft)?,
         workdir: std::env::current_dir()?,
         run,
         name,
-        trials,
-        parallel: config.parallel,
-        tune_args,
+        tasks: trials,
+        throttle: Some(config.parallel),
+        args: tune_args,
         global: crate::tracked::global_flags(),
         resources: cfg.cluster,
     };
-    let scripts = slurm::write_tune_scripts(&plan)?;
+    submit_array(&plan, args.dry_run, args.hold, "trial(s)")
+}
+
+fn ablate(args: SlurmAblateArgs) -> anyhow::Result<()> {
+    let run = RunDir::new(std::path::absolute(&args.run)?);
+    if !run.features().is_dir() {
+        anyhow::bail!(
+            "{}: no feature cache in this run (train it first: graft train DIR)",
+            args.run.display()
+        );
+    }
+    let mut file = graft_run::ablate::AblationFile::read(&args.file)?;
+    if let Some(s) = args.seeds {
+        file.seeds = s;
+    }
+    let cells = graft_run::ablate::cell_count(&file)?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map_or_else(|| "ablation".into(), |s| s.to_string_lossy().into_owned())
+    });
+    graft_run::files::check_plain_name(&name, "ablation")?;
+    let mut cfg = Settings::of_run(&run)?;
+    apply(&args.resources, &mut cfg.cluster);
+    let mut ablate_args = vec![
+        "--run".to_string(),
+        run.root().to_string_lossy().into_owned(),
+        std::path::absolute(&args.file)?
+            .to_string_lossy()
+            .into_owned(),
+        "--name".into(),
+        name.clone(),
+    ];
+    if let Some(s) = args.seeds {
+        ablate_args.extend(["--seeds".into(), s.to_string()]);
+    }
+    let plan = slurm::ArrayPlan {
+        kind: slurm::ArrayKind::Ablate,
+        graft: graft_binary(args.graft)?,
+        workdir: std::env::current_dir()?,
+        run,
+        name,
+        tasks: cells,
+        throttle: None,
+        args: ablate_args,
+        global: crate::tracked::global_flags(),
+        resources: cfg.cluster,
+    };
+    submit_array(&plan, args.dry_run, args.hold, "cell(s)")
+}
+
+fn submit_array(
+    plan: &slurm::ArrayPlan,
+    dry_run: bool,
+    hold: bool,
+    units: &str,
+) -> anyhow::Result<()> {
+    let scripts = plan.write_scripts()?;
     say!("Wrote {}", scripts.extract.display());
     say!("Wrote {}", scripts.collect.display());
-    if args.dry_run {
+    if dry_run {
         say!("Submit them with:");
         say!("  id=$(sbatch --parsable {})", scripts.extract.display());
         say!(
@@ -298,28 +357,29 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let (trials_job, collect) =
-        slurm::submit_tune(&plan, &scripts, SubmitOptions { hold: args.hold }).with_context(
-            || {
+    let (tasks_job, collect) =
+        plan.submit(&scripts, SubmitOptions { hold })
+            .with_context(|| {
                 format!(
                     "submitting; the scripts are in {} (--dry-run writes them without submitting)",
                     plan.run.cluster().display()
                 )
-            },
-        )?;
-    if let Some(id) = trials_job {
-        say!(
-            "Submitted job {id}: {} trial(s), {} at once (--array={})",
-            plan.trials,
-            plan.parallel,
-            plan.array()
-        );
+            })?;
+    if let Some(id) = tasks_job {
+        match plan.throttle {
+            Some(p) => say!(
+                "Submitted job {id}: {} {units}, {p} at once (--array={})",
+                plan.tasks,
+                plan.array()
+            ),
+            None => say!(
+                "Submitted job {id}: {} {units} (--array={})",
+                plan.tasks,
+                plan.array()
+            ),
+        }
     }
-    say!("Submitted job {collect}: the search's summary after them");
-    say!(
-        "Results: {}",
-        plan.run.root().join("tune").join(&plan.name).display()
-    );
+    say!("Submitted job {collect}: the summary after them");
     Ok(())
 }
 

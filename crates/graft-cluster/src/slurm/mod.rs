@@ -1,15 +1,15 @@
 //! Slurm: the plan as `sbatch` scripts in `RUN/cluster/`, submitted as an array and an
 //! `afterok` job, resubmitted for the missing shards only, and read back from the queue.
 
+mod array;
 mod command;
 mod script;
-mod tune;
 
 use std::path::PathBuf;
 
+pub use array::{ArrayKind, ArrayPlan};
 pub use command::{queue, require, scancel, QueuedJob};
 pub use script::{collect_script, extract_script, line, shell_word};
-pub use tune::{submit_tune, tune_scripts, write_tune_scripts, TunePlan};
 
 use crate::book::ensure_dir;
 use crate::{missing_shards, Book, ClusterError, ExtractPlan, SubmissionKind};

@@ -96,13 +96,29 @@ impl AblateDir {
     pub fn plan(&self) -> PathBuf {
         self.0.join("ablation.toml")
     }
+    /// `cells/`: one `cell-NNNNN.csv` per cell a cluster task trained alone
+    /// (`graft ablate --cell I`); the next whole `graft ablate` gathers them.
+    pub fn cell_files(&self) -> PathBuf {
+        self.0.join("cells")
+    }
+    pub fn cell_file(&self, cell: usize) -> PathBuf {
+        self.cell_files().join(format!("cell-{cell:05}.csv"))
+    }
 }
 
-/// Run (or continue) the ablation and write its folder.
-pub fn ablate(
-    req: &AblateRequest<'_>,
-    reporter: &dyn Reporter,
-) -> Result<(Ablation, AblateDir), RunError> {
+/// An ablation set up: its folder checked against its file, the data loaded, the trainings
+/// finished so far read back.
+struct Setup {
+    space: Space,
+    ds: graft_train::Dataset,
+    base: graft_train::TrainConfig,
+    dir: AblateDir,
+    cells: Vec<Point>,
+    seeds: Vec<u64>,
+    done: Vec<CellRun>,
+}
+
+fn setup(req: &AblateRequest<'_>) -> Result<Setup, RunError> {
     let space = req.file.space()?;
     crate::files::check_plain_name(&req.name, "ablation")?;
     let settings = Settings::of_run(req.run)?;
@@ -121,14 +137,93 @@ pub fn ablate(
         Ok(_) => {}
         Err(_) => write_file(&dir.plan(), plan_text.as_bytes())?,
     }
+    let cells = plan::cells(&space);
+    let seeds: Vec<u64> = (0..req.file.seeds as u64).map(|i| base.seed + i).collect();
+    let done = read_all_runs(&dir, cells.len())?;
+    Ok(Setup {
+        space,
+        ds,
+        base,
+        dir,
+        cells,
+        seeds,
+        done,
+    })
+}
+
+/// The cells of an ablation file: an array of `graft ablate --cell I` has this many tasks.
+pub fn cell_count(file: &AblationFile) -> Result<usize, RunError> {
+    Ok(plan::cells(&file.space()?).len())
+}
+
+/// One training of `cell` with `seed`, scored on `rows`.
+fn train_cell(s: &Setup, rows: &[usize], cell: usize, seed: u64) -> Result<CellRun, RunError> {
+    let mut cfg = crate::tune::config::train_config(&s.space, &s.cells[cell], &s.base)?;
+    cfg.seed = seed;
+    let out = train_head(&s.ds, &cfg);
+    let c = evaluate(&out.head, &s.ds, rows);
+    Ok(CellRun {
+        cell,
+        seed,
+        val_macro_f1: out.val_macro_f1,
+        macro_f1: c.macro_f1(),
+        accuracy: c.accuracy(),
+    })
+}
+
+/// Train cell `cell` with every seed, alone, as one task of a cluster's array does, into its
+/// own file (`cells/cell-NNNNN.csv`); seeds already trained are kept. `None` when the matrix
+/// has no such cell.
+pub fn ablate_cell(req: &AblateRequest<'_>, cell: usize) -> Result<Option<Vec<CellRun>>, RunError> {
+    let s = setup(req)?;
+    if cell >= s.cells.len() {
+        return Ok(None);
+    }
+    let rows = if s.ds.test.is_empty() {
+        &s.ds.val
+    } else {
+        &s.ds.test
+    };
+    let mut runs: Vec<CellRun> = s
+        .seeds
+        .par_iter()
+        .map(
+            |&seed| match s.done.iter().find(|r| r.cell == cell && r.seed == seed) {
+                Some(r) => Ok(r.clone()),
+                None => train_cell(&s, rows, cell, seed),
+            },
+        )
+        .collect::<Result<_, _>>()?;
+    runs.sort_by_key(|r| r.seed);
+    let dir = s.dir.cell_files();
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
+    write_file(
+        &s.dir.cell_file(cell),
+        runs_csv(&s.space, &s.cells, &runs)?.as_bytes(),
+    )?;
+    Ok(Some(runs))
+}
+
+/// Run (or continue) the ablation and write its folder.
+pub fn ablate(
+    req: &AblateRequest<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(Ablation, AblateDir), RunError> {
+    let setup = setup(req)?;
+    let Setup {
+        space,
+        ds,
+        dir,
+        cells,
+        seeds,
+        done,
+        ..
+    } = &setup;
     let (rows, split) = if ds.test.is_empty() {
         (&ds.val, "val")
     } else {
         (&ds.test, "test")
     };
-    let cells = plan::cells(&space);
-    let seeds: Vec<u64> = (0..req.file.seeds as u64).map(|i| base.seed + i).collect();
-    let done = read_runs(&dir.runs(), cells.len())?;
     let todo: Vec<(usize, u64)> = cells
         .iter()
         .enumerate()
@@ -149,27 +244,17 @@ pub fn ablate(
     )));
     let bar = reporter.bar("ablation", (cells.len() * seeds.len()) as u64);
     bar.set_position(done.len() as u64);
-    let all = Mutex::new(done);
+    let all = Mutex::new(done.clone());
     todo.into_par_iter()
         .with_max_len(1)
         .try_for_each(|(cell, seed)| -> Result<(), RunError> {
-            let mut cfg = crate::tune::config::train_config(&space, &cells[cell], &base)?;
-            cfg.seed = seed;
-            let out = train_head(&ds, &cfg);
-            let c = evaluate(&out.head, &ds, rows);
-            let run = CellRun {
-                cell,
-                seed,
-                val_macro_f1: out.val_macro_f1,
-                macro_f1: c.macro_f1(),
-                accuracy: c.accuracy(),
-            };
+            let run = train_cell(&setup, rows, cell, seed)?;
             let mut g = all
                 .lock()
                 .map_err(|_| RunError::Invalid("a training panicked".into()))?;
             g.push(run);
             g.sort_by_key(|r| (r.cell, r.seed));
-            write_file(&dir.runs(), runs_csv(&space, &cells, &g)?.as_bytes())?;
+            write_file(&dir.runs(), runs_csv(space, cells, &g)?.as_bytes())?;
             bar.inc(1);
             Ok(())
         })?;
@@ -177,7 +262,9 @@ pub fn ablate(
     let all = all
         .into_inner()
         .map_err(|_| RunError::Invalid("a training panicked".into()))?;
-    let summary = summarise(&req.name, split, rows.len(), &space, &cells, &seeds, &all);
+    // Cells cluster tasks trained alone join the others here.
+    write_file(&dir.runs(), runs_csv(space, cells, &all)?.as_bytes())?;
+    let summary = summarise(&req.name, split, rows.len(), space, cells, seeds, &all);
     write_file(&dir.table(), table_csv(&summary)?.as_bytes())?;
     crate::files::write_json(&dir.summary(), &summary)?;
     let bars: Vec<graft_eval::ablation_plot::Bar> = summary
@@ -200,7 +287,7 @@ pub fn ablate(
             "the ablation chart was not drawn: {e}"
         )));
     }
-    Ok((summary, dir))
+    Ok((summary, dir.clone()))
 }
 
 fn summarise(
@@ -264,6 +351,29 @@ fn runs_csv(space: &Space, cells: &[Point], runs: &[CellRun]) -> Result<String, 
         .collect::<Vec<_>>()
     });
     Ok(graft_data::table::to_csv(&header, rows)?)
+}
+
+/// Every training finished: runs.csv's and those of the single-cell files, by (cell, seed).
+fn read_all_runs(dir: &AblateDir, cells: usize) -> Result<Vec<CellRun>, RunError> {
+    let mut out = read_runs(&dir.runs(), cells)?;
+    if let Ok(entries) = std::fs::read_dir(dir.cell_files()) {
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .is_some_and(|n| n.starts_with("cell-") && n.ends_with(".csv"))
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            out.extend(read_runs(&f, cells)?);
+        }
+    }
+    out.sort_by_key(|r| (r.cell, r.seed));
+    out.dedup_by_key(|r| (r.cell, r.seed));
+    Ok(out)
 }
 
 /// The trainings already in `runs.csv` (none when it does not exist).
