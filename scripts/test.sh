@@ -34,8 +34,22 @@ if [[ ${#need[@]} -gt 0 ]]; then
     sudo=()
     [[ $(id -u) -eq 0 ]] || sudo=(sudo)
     echo "installing ${need[*]} (Debian packages the tests need)" >&2
-    if ! { "${sudo[@]}" apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}"; }; then
+    # Install daemons (munge, slurmctld, slurmd) without starting them: a container has no
+    # init to run them, and the tests start their own. Debian's policy-rc.d hook says so for
+    # this install only, unless the machine already has one.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    installed=1
+    { "${sudo[@]}" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}"; } ||
+        installed=
+    [[ -z $own_policy ]] || "${sudo[@]}" rm -f "$policy"
+    if [[ -z $installed ]]; then
         echo "error: could not install ${need[*]}; install them and rerun scripts/test.sh" >&2
         exit 1
     fi

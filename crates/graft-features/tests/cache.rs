@@ -280,3 +280,33 @@ fn bad_options_and_empty_input_are_errors() {
     assert!(matches!(err, Err(FeatureError::BadOption(_))));
     assert!(FeatureCache::open(tmp.path()).is_err());
 }
+
+#[test]
+fn a_shard_another_process_holds_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    make_folder(&data, 12, 4, &[]);
+    let src = Source::open(&data).expect("source");
+    let out = tmp.path().join("cache");
+    std::fs::create_dir_all(&out).expect("dir");
+    let shard = Shard { index: 1, count: 2 };
+    // Another process (here: a lock taken by the test) is extracting shard 1/2.
+    let held = shard.lock(&out).expect("lock");
+    let mut o = options();
+    o.shard = shard;
+    let mut enc = MeanStd::new();
+    match extract(&out, &src, &mut enc, &o, &mut |_| {}) {
+        Err(e @ FeatureError::Busy { .. }) => {
+            assert!(e.to_string().contains("shard 1/2"), "{e}");
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert_eq!(common::shard_files(&out), 0);
+    // Shard 0/2 is free meanwhile; shard 1/2 once its holder lets go.
+    o.shard = Shard { index: 0, count: 2 };
+    extract(&out, &src, &mut enc, &o, &mut |_| {}).expect("shard 0");
+    drop(held);
+    o.shard = shard;
+    let s = extract(&out, &src, &mut enc, &o, &mut |_| {}).expect("shard 1");
+    assert!(s.cache_complete);
+}
