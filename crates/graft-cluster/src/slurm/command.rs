@@ -78,33 +78,30 @@ impl QueuedJob {
 }
 
 /// The queue's view of `ids` (array jobs expanded into their tasks), finished jobs included
-/// while the controller still keeps them (its `MinJobAge`).
+/// while the controller still keeps them (its `MinJobAge`). This user's queue is read whole
+/// and filtered here: `squeue --jobs` refuses the whole list once one id has been forgotten.
 pub fn queue(ids: &[&str]) -> Result<Vec<QueuedJob>, ClusterError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let args = [
-        "--noheader".to_string(),
+        "--me".to_string(),
+        "--noheader".into(),
         "--array".into(),
         "--states=all".into(),
-        format!("--jobs={}", ids.join(",")),
-        "--format=%i|%T|%r".into(),
+        // The array's id (a plain job's own), the task's id, state, reason.
+        "--format=%F|%i|%T|%r".into(),
     ];
-    let out = match run("squeue", &args) {
-        Ok(out) => out,
-        // squeue refuses a list whose jobs have all left the controller's memory.
-        Err(ClusterError::Failed { stderr, .. }) if stderr.contains("Invalid job id") => {
-            return Ok(Vec::new())
-        }
-        Err(e) => return Err(e),
-    };
+    let out = run("squeue", &args)?;
     Ok(out
         .lines()
         .filter_map(|l| {
             let mut f = l.split('|');
-            Some(QueuedJob {
-                id: f.next()?.trim().to_string(),
-                state: f.next()?.trim().to_string(),
+            let array = f.next()?.trim();
+            let id = f.next()?.trim();
+            ids.contains(&array).then(|| QueuedJob {
+                id: id.to_string(),
+                state: f.next().unwrap_or("").trim().to_string(),
                 reason: f.next().unwrap_or("").trim().to_string(),
             })
         })
