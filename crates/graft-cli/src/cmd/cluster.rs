@@ -78,15 +78,7 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
     let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
     let plan = plan_for(&cfg, run, args.graft, then)?;
     let scripts = slurm::write_scripts(&plan)?;
-    say!("Wrote {}", scripts.extract.display());
-    say!("Wrote {}", scripts.collect.display());
-    if args.dry_run {
-        say!("Submit them with:");
-        say!("  id=$(sbatch --parsable {})", scripts.extract.display());
-        say!(
-            "  sbatch --dependency=afterok:$id --kill-on-invalid-dep=yes {}",
-            scripts.collect.display()
-        );
+    if wrote(&scripts, args.dry_run) {
         return Ok(());
     }
     let submitted = slurm::submit(&plan, &scripts, None, SubmitOptions { hold: args.hold })
@@ -98,6 +90,22 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
         })?;
     report(&plan, &submitted, args.hold);
     Ok(())
+}
+
+/// Say which scripts were written and, for a dry run, how to submit them by hand; whether
+/// it was a dry run.
+fn wrote(scripts: &slurm::Scripts, dry_run: bool) -> bool {
+    say!("Wrote {}", scripts.extract.display());
+    say!("Wrote {}", scripts.collect.display());
+    if dry_run {
+        say!("Submit them with:");
+        say!("  id=$(sbatch --parsable {})", scripts.extract.display());
+        say!(
+            "  sbatch --dependency=afterok:$id --kill-on-invalid-dep=yes {}",
+            scripts.collect.display()
+        );
+    }
+    dry_run
 }
 
 fn report(plan: &ExtractPlan, s: &slurm::Submitted, hold: bool) {
@@ -346,15 +354,7 @@ fn submit_array(
     units: &str,
 ) -> anyhow::Result<()> {
     let scripts = plan.write_scripts()?;
-    say!("Wrote {}", scripts.extract.display());
-    say!("Wrote {}", scripts.collect.display());
-    if dry_run {
-        say!("Submit them with:");
-        say!("  id=$(sbatch --parsable {})", scripts.extract.display());
-        say!(
-            "  sbatch --dependency=afterok:$id --kill-on-invalid-dep=yes {}",
-            scripts.collect.display()
-        );
+    if wrote(&scripts, dry_run) {
         return Ok(());
     }
     let (tasks_job, collect) =
