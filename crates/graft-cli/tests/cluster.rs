@@ -344,6 +344,12 @@ fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard()
     let (a, h) = (summary("array"), summary("here"));
     assert_eq!(a["best"], h["best"]);
     assert_eq!(a["trials_finished"], 8);
+    let o = ok(graft_in(&cache, cwd, &["cluster", "status", "runs/local"]));
+    assert!(
+        stdout(&o).contains("tune array: 8 of 8 trials written; summary:"),
+        "{}",
+        stdout(&o)
+    );
 
     // An ablation of 4 cells × 2 seeds as an array of 4 tasks, against the same one here.
     std::fs::write(

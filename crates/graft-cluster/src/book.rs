@@ -33,6 +33,10 @@ pub struct Submission {
     /// The array indices (shards) submitted, as sbatch's `--array` reads them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<String>,
+    /// For a tune's or an ablation's array: its folder name under `RUN/tune/` or
+    /// `RUN/ablate/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub submitted_ms: u64,
 }
@@ -57,11 +61,18 @@ impl Book {
         Ok(write_json(&Book::path(run), self)?)
     }
 
-    pub fn record(&mut self, kind: SubmissionKind, job_id: &str, array: Option<&str>) {
+    pub fn record(
+        &mut self,
+        kind: SubmissionKind,
+        job_id: &str,
+        array: Option<&str>,
+        folder: Option<&str>,
+    ) {
         self.submissions.push(Submission {
             kind,
             job_id: job_id.to_string(),
             array: array.map(str::to_string),
+            folder: folder.map(str::to_string),
             submitted_ms: now_ms(),
         });
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use graft_cluster::slurm::{self, SubmitOptions};
-use graft_cluster::{missing_shards, Book, ExtractPlan, Then};
+use graft_cluster::{missing_shards, Book, ExtractPlan, SubmissionKind, Then};
 use graft_run::settings::ClusterConfig;
 use graft_run::{RunDir, Settings};
 
@@ -184,8 +184,11 @@ fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
             Book::path(&run).display()
         )
     })?;
-    say!("{}: {} shard(s)", run.root().display(), book.tasks);
-    cache_progress(&run, book.tasks)?;
+    if book.tasks > 0 {
+        say!("{}: {} shard(s)", run.root().display(), book.tasks);
+        cache_progress(&run, book.tasks)?;
+    }
+    arrays_progress(&run, &book);
     match slurm::queue(&book.job_ids()) {
         Ok(jobs) if jobs.is_empty() => say!("No job of this run is in Slurm's queue any more."),
         Ok(jobs) => {
@@ -204,6 +207,33 @@ fn status(args: ClusterStatusArgs) -> anyhow::Result<()> {
         say!("Trained: {}", run.report().display());
     }
     Ok(())
+}
+
+/// Each tune's or ablation's array: its units written so far, and whether the summary is.
+fn arrays_progress(run: &RunDir, book: &Book) {
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &book.submissions {
+        let (what, units, summary) = match s.kind {
+            SubmissionKind::TuneTrials => ("tune", "trials", "tune.json"),
+            SubmissionKind::AblateCells => ("ablate", "cells", "ablation.json"),
+            _ => continue,
+        };
+        let Some(folder) = &s.folder else { continue };
+        if !seen.insert((what, folder.clone())) {
+            continue;
+        }
+        let dir = run.root().join(what).join(folder);
+        let done = std::fs::read_dir(dir.join(units)).map_or(0, |d| d.count());
+        say!(
+            "{what} {folder}: {done} of {} {units} written{}",
+            s.array.as_deref().map_or(0, slurm::array_size),
+            if dir.join(summary).is_file() {
+                format!("; summary: {}", dir.join(summary).display())
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 fn cache_progress(run: &RunDir, tasks: usize) -> anyhow::Result<()> {

@@ -184,7 +184,7 @@ exec {}
             None,
             Some(self.array()),
             scripts,
-            self.kind.kinds(),
+            (self.kind.kinds(), Some(&self.name)),
             options,
         )
     }

@@ -69,7 +69,7 @@ pub fn submit(
         Some(plan.tasks),
         (!shards.is_empty()).then(|| array_spec(shards)),
         scripts,
-        [SubmissionKind::Extract, SubmissionKind::Collect],
+        ([SubmissionKind::Extract, SubmissionKind::Collect], None),
         options,
     )?;
     Ok(Submitted {
@@ -80,13 +80,14 @@ pub fn submit(
 }
 
 /// Submit `scripts.extract` as an array over `array` (none: skip it) and `scripts.collect`
-/// after it (`afterok`; cancelled should the array fail), recording both as `kinds`.
+/// after it (`afterok`; cancelled should the array fail), recording both as `kinds` (with
+/// the tune's or ablation's folder name).
 pub(crate) fn submit_jobs(
     run: &graft_run::RunDir,
     tasks: Option<usize>,
     array: Option<String>,
     scripts: &Scripts,
-    kinds: [SubmissionKind; 2],
+    (kinds, folder): ([SubmissionKind; 2], Option<&str>),
     options: SubmitOptions,
 ) -> Result<(Option<String>, String), ClusterError> {
     require("sbatch")?;
@@ -101,7 +102,7 @@ pub(crate) fn submit_jobs(
             args.push("--hold".into());
         }
         let id = command::sbatch(&args, &scripts.extract)?;
-        book.record(kinds[0], &id, Some(&array));
+        book.record(kinds[0], &id, Some(&array), folder);
         book.save(run)?;
         first = Some(id);
     }
@@ -112,7 +113,7 @@ pub(crate) fn submit_jobs(
         args.push("--kill-on-invalid-dep=yes".into());
     }
     let collect = command::sbatch(&args, &scripts.collect)?;
-    book.record(kinds[1], &collect, None);
+    book.record(kinds[1], &collect, None, folder);
     book.save(run)?;
     Ok((first, collect))
 }
@@ -157,6 +158,21 @@ pub fn array_spec(shards: &[usize]) -> String {
     }
 }
 
+/// Tasks in sbatch's `--array` (`0-7%4`: 8; `1,3`: 2).
+pub fn array_size(spec: &str) -> usize {
+    let spec = spec.split('%').next().unwrap_or("");
+    spec.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => b
+                .parse::<usize>()
+                .ok()
+                .zip(a.parse::<usize>().ok())
+                .map_or(0, |(b, a)| b.saturating_sub(a) + 1),
+            None => usize::from(!part.is_empty()),
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +182,8 @@ mod tests {
         assert_eq!(array_spec(&[0, 1, 2, 3]), "0-3");
         assert_eq!(array_spec(&[2]), "2");
         assert_eq!(array_spec(&[1, 3]), "1,3");
+        for (spec, n) in [("0-7%4", 8), ("1,3", 2), ("2", 1), ("0-3,6", 5)] {
+            assert_eq!(array_size(spec), n, "{spec}");
+        }
     }
 }
