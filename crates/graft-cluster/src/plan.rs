@@ -133,6 +133,39 @@ impl ExtractPlan {
     }
 }
 
+impl ExtractPlan {
+    /// Make the run's cache ready for the tasks, as `graft train` would before extracting:
+    /// a cache of other images (a changed split) or of the other layout (feature maps or
+    /// not) is cleared, and `true` returned; one made with another encoder or chunk size is
+    /// refused here rather than by every task.
+    pub fn ready_cache(&self) -> Result<bool, ClusterError> {
+        let dir = self.run.features();
+        if !dir.join(HEADER_FILE).is_file() {
+            return Ok(false);
+        }
+        let manifest = self.run.manifest();
+        if graft_run::extract::cache_stale(&dir, &manifest)
+            || graft_run::extract::spatial_changed(&dir, self.spatial)
+        {
+            std::fs::remove_dir_all(&dir).map_err(|e| ClusterError::io("clear", &dir, e))?;
+            return Ok(true);
+        }
+        let header = read_header(&dir)?;
+        if header.encoder.name() != self.encoder || header.chunk != self.chunk {
+            return Err(ClusterError::Invalid(format!(
+                "{} holds a cache made with {} in chunks of {}, not {} in chunks of {}: give \
+                 the run another --name, or delete that folder",
+                dir.display(),
+                header.encoder.name(),
+                header.chunk,
+                self.encoder,
+                self.chunk
+            )));
+        }
+        Ok(false)
+    }
+}
+
 fn path_word(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }

@@ -77,6 +77,9 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
     graft_run::pipeline::ensure_weights(cfg.encoder, &Terminal)?;
     let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
     let plan = plan_for(&cfg, run, args.graft, then)?;
+    if plan.ready_cache()? {
+        note!("the run's feature cache was made from other images or layout: cleared");
+    }
     let scripts = slurm::write_scripts(&plan)?;
     if wrote(&scripts, args.dry_run) {
         return Ok(());
@@ -427,6 +430,9 @@ fn k8s_extract(args: K8sExtractArgs) -> anyhow::Result<()> {
     let run = RunDir::new(std::path::absolute(run.root())?);
     let mut plan = ExtractPlan::new(&cfg, run, args.graft.clone(), workdir.clone(), then)?;
     plan.global = crate::tracked::global_flags();
+    if plan.ready_cache()? {
+        note!("the run's feature cache was made from other images or layout: cleared");
+    }
     let mount = args.mount.clone().unwrap_or_else(|| workdir.clone());
     if !plan.run.root().starts_with(&mount) {
         anyhow::bail!(

@@ -76,14 +76,57 @@ fn without_slurm_dry_run_writes_the_scripts_and_submitting_names_what_is_missing
     assert!(err.contains("--dry-run"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
-    // A node that cannot see the run folder stops with the reason, before graft runs.
+    // The script run by hand as task 0 would: shard 0 of 3 (chunk 0 of the 3 chunks).
     let o = Command::new("bash")
         .arg(cwd.join("runs/r/cluster/extract.sbatch"))
         .current_dir(cwd)
         .env("SLURM_ARRAY_TASK_ID", "0")
+        .env("GRAFT_CACHE", &cache)
         .output()
         .expect("bash");
-    assert!(o.status.success() || o.status.code() == Some(2));
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(cwd.join("runs/r/features/shard-00000.f16").is_file());
+    assert!(!cwd.join("runs/r/features/shard-00001.f16").exists());
+
+    // Another chunk size for the same run is refused before anything is submitted.
+    std::fs::write(
+        cwd.join("chunk4.toml"),
+        QUICK.replace("chunk = 8", "chunk = 4"),
+    )
+    .expect("config");
+    let mut other = base.to_vec();
+    other[8] = "chunk4.toml";
+    let o = run_graft(&[&other[..], &["--dry-run"]].concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("in chunks of 8, not mobilenet-v2 in chunks of 4"),
+        "{}",
+        stderr(&o)
+    );
+    // New photos make a new split: the cache of the old one is cleared, not mixed in.
+    let extra = cwd.join("photos").join(
+        std::fs::read_dir(cwd.join("photos"))
+            .expect("photos")
+            .filter_map(Result::ok)
+            .next()
+            .expect("a class")
+            .file_name(),
+    );
+    let first = std::fs::read_dir(&extra)
+        .expect("class")
+        .filter_map(Result::ok)
+        .next()
+        .expect("a photo")
+        .path();
+    let mut img = image::open(&first).expect("decode").to_rgb8();
+    img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
+    img.save(extra.join("extra.png")).expect("save");
+    let o = run_graft(&[&base[..], &["--dry-run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cleared"), "{}", stderr(&o));
+    assert!(!cwd.join("runs/r/features/shard-00000.f16").exists());
+
+    // A node that cannot see the run folder stops with the reason, before graft runs.
     std::fs::rename(cwd.join("runs"), cwd.join("moved")).expect("move");
     let o = Command::new("bash")
         .arg(cwd.join("moved/r/cluster/extract.sbatch"))
