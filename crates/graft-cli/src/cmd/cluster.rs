@@ -148,6 +148,13 @@ fn resume(args: SlurmResumeArgs) -> anyhow::Result<()> {
             run.root().display()
         )
     })?;
+    if book.tasks == 0 {
+        anyhow::bail!(
+            "{} has no extraction array on record (only tune or ablate arrays); \
+             graft cluster slurm extract starts one",
+            run.root().display()
+        );
+    }
     cfg.cluster.tasks = Some(book.tasks);
     let then = if std::fs::read_to_string(run.cluster().join("collect.sbatch"))
         .is_ok_and(|s| s.contains(" train --config "))
