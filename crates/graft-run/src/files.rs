@@ -40,6 +40,25 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     graft_data::atomic::write_atomic(path, bytes).map_err(|e| RunError::write(path, e))
 }
 
+/// The files `PREFIX*.csv` in `dir`, sorted by name (none when `dir` does not exist): the
+/// one-unit files cluster tasks write (`trial-NNNNN.csv`, `cell-NNNNN.csv`).
+pub fn unit_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".csv"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// `name` is a plain folder name (a tune's, an ablation's), else an error naming it as `what`.
 pub fn check_plain_name(name: &str, what: &str) -> Result<(), RunError> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {

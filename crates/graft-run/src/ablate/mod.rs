@@ -356,20 +356,8 @@ fn runs_csv(space: &Space, cells: &[Point], runs: &[CellRun]) -> Result<String, 
 /// Every training finished: runs.csv's and those of the single-cell files, by (cell, seed).
 fn read_all_runs(dir: &AblateDir, cells: usize) -> Result<Vec<CellRun>, RunError> {
     let mut out = read_runs(&dir.runs(), cells)?;
-    if let Ok(entries) = std::fs::read_dir(dir.cell_files()) {
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .is_some_and(|n| n.starts_with("cell-") && n.ends_with(".csv"))
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            out.extend(read_runs(&f, cells)?);
-        }
+    for f in crate::files::unit_files(&dir.cell_files(), "cell-") {
+        out.extend(read_runs(&f, cells)?);
     }
     out.sort_by_key(|r| (r.cell, r.seed));
     out.dedup_by_key(|r| (r.cell, r.seed));

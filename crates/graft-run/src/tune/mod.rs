@@ -200,6 +200,44 @@ fn setup(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Setup, RunErr
     })
 }
 
+/// The search `cfg` describes over `space`.
+fn search_of<'a>(cfg: &TuneConfig, space: &'a Space) -> Search<'a> {
+    Search {
+        space,
+        method: cfg.method,
+        seed: cfg.seed,
+        options: cfg.options(),
+    }
+}
+
+/// Train trial `trial` at `point`: its record (a local worker's, or a cluster task's).
+fn run_trial(
+    ds: &Dataset,
+    space: &Space,
+    base: &TrainConfig,
+    trial: usize,
+    point: graft_tune::Point,
+) -> Result<TrialRecord, RunError> {
+    let config = config::train_config(space, &point, base)?;
+    let outcome = train_head(ds, &config);
+    tracing::info!(
+        trial,
+        head = %config.head,
+        lr = config.lr,
+        f1 = outcome.val_macro_f1,
+        "trial finished"
+    );
+    Ok(TrialRecord {
+        trial,
+        point,
+        val_macro_f1: outcome.val_macro_f1,
+        val_accuracy: outcome.val_acc,
+        best_epoch: outcome.best_epoch,
+        epochs_run: outcome.history.len(),
+        seconds: outcome.seconds,
+    })
+}
+
 /// How many trials `cfg` asks for: `trials`, 40 by default; a grid's size at most.
 pub fn trials_asked(cfg: &TuneConfig, space: &Space) -> usize {
     match (cfg.method, cfg.trials) {
@@ -251,33 +289,11 @@ pub fn tune_trial(
         std::thread::sleep(std::time::Duration::from_secs(1));
         done = trials::read_all(&dir, &space)?;
     }
-    let history: Vec<Observed> = done[..seen]
-        .iter()
-        .map(|t| Observed {
-            point: t.point.clone(),
-            objective: t.val_macro_f1,
-        })
-        .collect();
-    let search = Search {
-        space: &space,
-        method: cfg.method,
-        seed: cfg.seed,
-        options: cfg.options(),
-    };
-    let Some(point) = search.propose(trial, &history) else {
+    let history: Vec<Observed> = done[..seen].iter().map(TrialRecord::observed).collect();
+    let Some(point) = search_of(cfg, &space).propose(trial, &history) else {
         return Ok(None);
     };
-    let config = config::train_config(&space, &point, &base)?;
-    let outcome = train_head(&ds, &config);
-    let record = TrialRecord {
-        trial,
-        point,
-        val_macro_f1: outcome.val_macro_f1,
-        val_accuracy: outcome.val_acc,
-        best_epoch: outcome.best_epoch,
-        epochs_run: outcome.history.len(),
-        seconds: outcome.seconds,
-    };
+    let record = run_trial(&ds, &space, &base, trial, point)?;
     std::fs::create_dir_all(dir.trial_files())
         .map_err(|e| RunError::write(&dir.trial_files(), e))?;
     trials::write(
@@ -304,12 +320,7 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
         done,
         asked,
     } = setup(req, reporter)?;
-    let search = Search {
-        space: &space,
-        method: cfg.method,
-        seed: cfg.seed,
-        options: cfg.options(),
-    };
+    let search = search_of(cfg, &space);
     let resumed = done.iter().filter(|t| t.trial < asked).count();
     reporter.event(Event::TuneStarted(&TuneStarted {
         dir: &dir,
@@ -328,24 +339,7 @@ pub fn tune(req: &TuneRequest<'_>, reporter: &dyn Reporter) -> Result<Tuned, Run
     bar.set_position(resumed as u64);
     let propose = |i: usize, seen: &[Observed]| search.propose(i, seen);
     let run_trial = |trial: usize, point: graft_tune::Point| -> Result<TrialRecord, RunError> {
-        let config = config::train_config(&space, &point, &base)?;
-        let outcome = train_head(&ds, &config);
-        tracing::info!(
-            trial,
-            head = %config.head,
-            lr = config.lr,
-            f1 = outcome.val_macro_f1,
-            "trial finished"
-        );
-        Ok(TrialRecord {
-            trial,
-            point,
-            val_macro_f1: outcome.val_macro_f1,
-            val_accuracy: outcome.val_acc,
-            best_epoch: outcome.best_epoch,
-            epochs_run: outcome.history.len(),
-            seconds: outcome.seconds,
-        })
+        run_trial(&ds, &space, &base, trial, point)
     };
     let finished = |all: &[TrialRecord]| -> Result<(), RunError> {
         bar.inc(1);

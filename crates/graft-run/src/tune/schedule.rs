@@ -107,10 +107,7 @@ fn worker(plan: &Plan<'_>, state: &Mutex<Shared>, wake: &Condvar, timed_out: &At
             }
             let history: Vec<Observed> = g.records[..seen]
                 .iter()
-                .map(|t| Observed {
-                    point: t.point.clone(),
-                    objective: t.val_macro_f1,
-                })
+                .map(TrialRecord::observed)
                 .collect();
             (trial, history)
         };

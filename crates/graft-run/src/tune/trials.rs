@@ -106,6 +106,16 @@ pub struct TrialRecord {
     pub seconds: f64,
 }
 
+impl TrialRecord {
+    /// What a proposal sees of this trial.
+    pub fn observed(&self) -> graft_tune::Observed {
+        graft_tune::Observed {
+            point: self.point.clone(),
+            objective: self.val_macro_f1,
+        }
+    }
+}
+
 const FIXED: [&str; 5] = [
     "val_macro_f1",
     "val_accuracy",
@@ -208,20 +218,8 @@ pub fn read(path: &Path, space: &Space) -> Result<Vec<TrialRecord>, RunError> {
 /// Every finished trial, in trial order: trials.csv's and those of the single-trial files.
 pub fn read_all(dir: &TuneDir, space: &Space) -> Result<Vec<TrialRecord>, RunError> {
     let mut out = read(&dir.trials(), space)?;
-    if let Ok(entries) = std::fs::read_dir(dir.trial_files()) {
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .is_some_and(|n| n.starts_with("trial-") && n.ends_with(".csv"))
-            })
-            .collect();
-        files.sort();
-        for f in files {
-            out.extend(read(&f, space)?);
-        }
+    for f in crate::files::unit_files(&dir.trial_files(), "trial-") {
+        out.extend(read(&f, space)?);
     }
     out.sort_by_key(|t| t.trial);
     out.dedup_by_key(|t| t.trial);
