@@ -36,7 +36,7 @@ pub use runs::{
 pub use serve::{
     AuditCommand, AuditExportArgs, BenchServeArgs, MonitorArgs, ServeArgs, MONITOR_HELP,
 };
-pub use tune::{TuneArgs, TUNE_HELP};
+pub use tune::{TuneArgs, TuneSearchArgs, TUNE_HELP};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -169,15 +169,8 @@ pub struct SlurmAblateArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub resources: ResourceArgs,
-    /// Write the scripts, submit nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Submit the array held: it starts on `scontrol release JOBID`.
-    #[arg(long)]
-    pub hold: bool,
-    /// The graft binary the nodes run [default: this one].
-    #[arg(long, value_name = "PATH")]
-    pub graft: Option<PathBuf>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
 }
 
 pub const SLURM_TUNE_HELP: &str = "\
@@ -195,42 +188,12 @@ Example:
 
 #[derive(Debug, Args)]
 pub struct SlurmTuneArgs {
-    /// The run whose cached features the heads train on.
-    #[arg(long, value_name = "DIR")]
-    pub run: PathBuf,
-    /// grid, random, bayes or genetic [default: bayes, or [tune] method].
-    #[arg(long, value_name = "METHOD")]
-    pub method: Option<graft_tune::Method>,
-    /// Trials, one array task each [default: 40; a grid: all of it].
-    #[arg(long, value_name = "N")]
-    pub trials: Option<usize>,
-    /// Trials at once (the array's throttle, and the search's --parallel) [default: 4, or
-    /// [tune] parallel].
-    #[arg(long, value_name = "N")]
-    pub parallel: Option<usize>,
-    /// Seed of the proposals.
-    #[arg(long, value_name = "SEED")]
-    pub seed: Option<u64>,
-    /// Read [tune] from this TOML file instead of the run's config.toml.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Folder under RUN/tune/ [default: the method's name].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Delete that folder's trials first and start over.
-    #[arg(long)]
-    pub fresh: bool,
+    #[command(flatten)]
+    pub search: super::TuneSearchArgs,
     #[command(flatten)]
     pub resources: ResourceArgs,
-    /// Write the scripts, submit nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Submit the array held: it starts on `scontrol release JOBID`.
-    #[arg(long)]
-    pub hold: bool,
-    /// The graft binary the nodes run [default: this one].
-    #[arg(long, value_name = "PATH")]
-    pub graft: Option<PathBuf>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
 }
 
 /// What the job after the array does.
@@ -255,7 +218,15 @@ pub struct SlurmExtractArgs {
     pub then: ThenArg,
     #[command(flatten)]
     pub resources: ResourceArgs,
-    /// Write the scripts, submit nothing (submit them by hand with sbatch).
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+/// How `graft cluster slurm` submits.
+#[derive(Debug, Args, Default)]
+pub struct SubmitArgs {
+    /// Write the scripts, submit nothing (submit them by hand with sbatch; for resume: say
+    /// which shards are missing).
     #[arg(long)]
     pub dry_run: bool,
     /// Submit the array held: it starts on `scontrol release JOBID`.
@@ -294,15 +265,8 @@ pub struct SlurmResumeArgs {
     pub run: PathBuf,
     #[command(flatten)]
     pub resources: ResourceArgs,
-    /// Write the scripts and say which shards are missing; submit nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Submit the array held: it starts on `scontrol release JOBID`.
-    #[arg(long)]
-    pub hold: bool,
-    /// The graft binary the nodes run [default: this one].
-    #[arg(long, value_name = "PATH")]
-    pub graft: Option<PathBuf>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
 }
 
 #[derive(Debug, Args)]

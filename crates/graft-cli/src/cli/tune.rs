@@ -43,6 +43,24 @@ objective.png, parameters.png, heatmap.png (lr × weight_decay unless [tune] hea
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
+    #[command(flatten)]
+    pub search: TuneSearchArgs,
+    /// Start no trial after this long: 90s, 10m, 1h30m.
+    #[arg(long, value_name = "DURATION")]
+    pub time: Option<String>,
+    /// Print tune.json instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Run only trial I, into RUN/tune/NAME/trials/trial-I.csv, as one task of
+    /// `graft cluster slurm tune` does (it waits for the trials it is proposed from); the
+    /// next whole `graft tune` gathers these files.
+    #[arg(long, value_name = "I", conflicts_with_all = ["time", "json", "fresh"])]
+    pub trial: Option<usize>,
+}
+
+/// The search itself: what `graft tune` and `graft cluster slurm tune` both take.
+#[derive(Debug, Args)]
+pub struct TuneSearchArgs {
     /// The run whose cached features the heads train on.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
@@ -52,10 +70,8 @@ pub struct TuneArgs {
     /// Trials to run [default: 40; a grid: all of it].
     #[arg(long, value_name = "N")]
     pub trials: Option<usize>,
-    /// Start no trial after this long: 90s, 10m, 1h30m.
-    #[arg(long, value_name = "DURATION")]
-    pub time: Option<String>,
-    /// Trials trained at once [default: one per core].
+    /// Trials trained at once [default: one per core; on a cluster, 4 (the array's
+    /// throttle)].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Seed of the proposals (each trial's training seed is the run's [heads] seed).
@@ -70,12 +86,4 @@ pub struct TuneArgs {
     /// Delete that folder's trials and start over.
     #[arg(long)]
     pub fresh: bool,
-    /// Print tune.json instead of the summary.
-    #[arg(long)]
-    pub json: bool,
-    /// Run only trial I, into RUN/tune/NAME/trials/trial-I.csv, as one task of
-    /// `graft cluster slurm tune` does (it waits for the trials it is proposed from); the
-    /// next whole `graft tune` gathers these files.
-    #[arg(long, value_name = "I", conflicts_with_all = ["time", "json", "fresh"])]
-    pub trial: Option<usize>,
 }

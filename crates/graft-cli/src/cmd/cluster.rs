@@ -76,22 +76,29 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
     // The tasks read the weights from the shared cache: fetch them once, here.
     graft_run::pipeline::ensure_weights(cfg.encoder, &Terminal)?;
     let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
-    let plan = plan_for(&cfg, run, args.graft, then)?;
+    let plan = plan_for(&cfg, run, args.submit.graft, then)?;
     if plan.ready_cache()? {
         note!("the run's feature cache was made from other images or layout: cleared");
     }
     let scripts = slurm::write_scripts(&plan)?;
-    if wrote(&scripts, args.dry_run) {
+    if wrote(&scripts, args.submit.dry_run) {
         return Ok(());
     }
-    let submitted = slurm::submit(&plan, &scripts, None, SubmitOptions { hold: args.hold })
-        .with_context(|| {
-            format!(
-                "submitting; the scripts are in {} (--dry-run writes them without submitting)",
-                plan.run.cluster().display()
-            )
-        })?;
-    report(&plan, &submitted, args.hold);
+    let submitted = slurm::submit(
+        &plan,
+        &scripts,
+        None,
+        SubmitOptions {
+            hold: args.submit.hold,
+        },
+    )
+    .with_context(|| {
+        format!(
+            "submitting; the scripts are in {} (--dry-run writes them without submitting)",
+            plan.run.cluster().display()
+        )
+    })?;
+    report(&plan, &submitted, args.submit.hold);
     Ok(())
 }
 
@@ -163,9 +170,9 @@ fn resume(args: SlurmResumeArgs) -> anyhow::Result<()> {
     } else {
         Then::Nothing
     };
-    let plan = plan_for(&cfg, run, args.graft, then)?;
+    let plan = plan_for(&cfg, run, args.submit.graft, then)?;
     let missing = missing_shards(&plan.run, plan.tasks)?;
-    if args.dry_run {
+    if args.submit.dry_run {
         slurm::write_scripts(&plan)?;
         say!(
             "Missing shards: {}",
@@ -177,11 +184,16 @@ fn resume(args: SlurmResumeArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let submitted = slurm::resume(&plan, SubmitOptions { hold: args.hold })?;
+    let submitted = slurm::resume(
+        &plan,
+        SubmitOptions {
+            hold: args.submit.hold,
+        },
+    )?;
     if submitted.extract.is_none() {
         say!("Every shard is extracted; only the job after them is resubmitted.");
     }
-    report(&plan, &submitted, args.hold);
+    report(&plan, &submitted, args.submit.hold);
     Ok(())
 }
 
@@ -276,20 +288,8 @@ fn cache_progress(run: &RunDir, tasks: usize) -> anyhow::Result<()> {
 const CLUSTER_PARALLEL: usize = 4;
 
 fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
-    let t = &crate::cli::TuneArgs {
-        run: args.run.clone(),
-        method: args.method,
-        trials: args.trials,
-        time: None,
-        parallel: args.parallel,
-        seed: args.seed,
-        config: args.config.clone(),
-        name: args.name.clone(),
-        fresh: args.fresh,
-        json: false,
-        trial: None,
-    };
-    let mut config = crate::cmd::tune::resolve(t)?;
+    let t = &args.search;
+    let mut config = crate::cmd::tune::resolve(t, None)?;
     if config.parallel == 0 {
         config.parallel = CLUSTER_PARALLEL;
     }
@@ -326,7 +326,7 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
     }
     let plan = slurm::ArrayPlan {
         kind: slurm::ArrayKind::Tune,
-        graft: graft_binary(args.graft)?,
+        graft: graft_binary(args.submit.graft)?,
         workdir: std::env::current_dir()?,
         run,
         name,
@@ -336,7 +336,7 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
         global: crate::tracked::global_flags(),
         resources: cfg.cluster,
     };
-    submit_array(&plan, args.dry_run, args.hold, "trial(s)")
+    submit_array(&plan, args.submit.dry_run, args.submit.hold, "trial(s)")
 }
 
 fn ablate(args: SlurmAblateArgs) -> anyhow::Result<()> {
@@ -374,7 +374,7 @@ fn ablate(args: SlurmAblateArgs) -> anyhow::Result<()> {
     }
     let plan = slurm::ArrayPlan {
         kind: slurm::ArrayKind::Ablate,
-        graft: graft_binary(args.graft)?,
+        graft: graft_binary(args.submit.graft)?,
         workdir: std::env::current_dir()?,
         run,
         name,
@@ -384,7 +384,7 @@ fn ablate(args: SlurmAblateArgs) -> anyhow::Result<()> {
         global: crate::tracked::global_flags(),
         resources: cfg.cluster,
     };
-    submit_array(&plan, args.dry_run, args.hold, "cell(s)")
+    submit_array(&plan, args.submit.dry_run, args.submit.hold, "cell(s)")
 }
 
 fn submit_array(

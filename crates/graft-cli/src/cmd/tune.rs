@@ -4,11 +4,11 @@
 use graft_run::tune::{tune, Stopped, TuneConfig, TuneRequest, Tuned};
 use graft_run::{RunDir, Settings};
 
-use crate::cli::TuneArgs;
+use crate::cli::{TuneArgs, TuneSearchArgs};
 use crate::terminal::Terminal;
 
 /// `[tune]` (the run's, or --config's) with the flags over it.
-pub(crate) fn resolve(args: &TuneArgs) -> anyhow::Result<TuneConfig> {
+pub(crate) fn resolve(args: &TuneSearchArgs, time: Option<&String>) -> anyhow::Result<TuneConfig> {
     let dir = RunDir::new(&args.run);
     if !dir.features().is_dir() {
         anyhow::bail!(
@@ -26,8 +26,8 @@ pub(crate) fn resolve(args: &TuneArgs) -> anyhow::Result<TuneConfig> {
     if let Some(t) = args.trials {
         config.trials = Some(t);
     }
-    if args.time.is_some() {
-        config.time.clone_from(&args.time);
+    if let Some(t) = time {
+        config.time = Some(t.clone());
     }
     if let Some(p) = args.parallel {
         config.parallel = p;
@@ -39,12 +39,13 @@ pub(crate) fn resolve(args: &TuneArgs) -> anyhow::Result<TuneConfig> {
 }
 
 pub fn run(args: TuneArgs) -> anyhow::Result<()> {
-    let dir = RunDir::new(&args.run);
-    let config = resolve(&args)?;
+    let search = &args.search;
+    let dir = RunDir::new(&search.run);
+    let config = resolve(search, args.time.as_ref())?;
     if let Some(trial) = args.trial {
         let req = TuneRequest {
             run: &dir,
-            name: args.name.clone(),
+            name: search.name.clone(),
             config,
             fresh: false,
         };
@@ -61,9 +62,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     }
     let req = TuneRequest {
         run: &dir,
-        name: args.name.clone(),
+        name: search.name.clone(),
         config,
-        fresh: args.fresh,
+        fresh: search.fresh,
     };
     let c = &req.config;
     let params = graft_track::Params::from([
