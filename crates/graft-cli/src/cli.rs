@@ -15,7 +15,7 @@ mod registry;
 mod runs;
 mod serve;
 mod tune;
-pub use ablate::{AblateArgs, ABLATE_HELP};
+pub use ablate::{AblateArgs, AblationArgs, ABLATE_HELP};
 pub use baseline::{BaselineArgs, BASELINE_HELP};
 pub use cluster::{
     ClusterCommand, ClusterStatusArgs, K8sCommand, K8sExtractArgs, ResourceArgs, SlurmAblateArgs,

@@ -31,6 +31,23 @@ Example:
 
 #[derive(Debug, Args)]
 pub struct AblateArgs {
+    #[command(flatten)]
+    pub target: AblationArgs,
+    /// Forget that folder's earlier results and start over.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Print ablation.json instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Train only cell I (every seed) into RUN/ablate/NAME/cells/cell-I.csv, as one task of
+    /// `graft cluster slurm ablate` does; the next whole `graft ablate` gathers these files.
+    #[arg(long, value_name = "I", conflicts_with_all = ["json", "fresh"])]
+    pub cell: Option<usize>,
+}
+
+/// The ablation itself: what `graft ablate` and `graft cluster slurm ablate` both take.
+#[derive(Debug, Args)]
+pub struct AblationArgs {
     /// The run whose cached features the heads train on.
     #[arg(long, value_name = "DIR")]
     pub run: PathBuf,
@@ -43,14 +60,32 @@ pub struct AblateArgs {
     /// Folder under RUN/ablate/ [default: the file's name without .toml].
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// Forget that folder's earlier results and start over.
-    #[arg(long)]
-    pub fresh: bool,
-    /// Print ablation.json instead of the table.
-    #[arg(long)]
-    pub json: bool,
-    /// Train only cell I (every seed) into RUN/ablate/NAME/cells/cell-I.csv, as one task of
-    /// `graft cluster slurm ablate` does; the next whole `graft ablate` gathers these files.
-    #[arg(long, value_name = "I", conflicts_with_all = ["json", "fresh"])]
-    pub cell: Option<usize>,
+}
+
+impl AblationArgs {
+    /// The run folder, which must hold a feature cache.
+    pub fn checked_run(&self) -> anyhow::Result<graft_run::RunDir> {
+        let dir = graft_run::RunDir::new(&self.run);
+        if !dir.features().is_dir() {
+            anyhow::bail!(
+                "{}: no feature cache in this run (train it first: graft train DIR)",
+                self.run.display()
+            );
+        }
+        Ok(dir)
+    }
+
+    /// The ablation file with --seeds over its own, and the folder name.
+    pub fn read(&self) -> anyhow::Result<(graft_run::ablate::AblationFile, String)> {
+        let mut file = graft_run::ablate::AblationFile::read(&self.file)?;
+        if let Some(s) = self.seeds {
+            file.seeds = s;
+        }
+        let name = self.name.clone().unwrap_or_else(|| {
+            self.file
+                .file_stem()
+                .map_or_else(|| "ablation".into(), |s| s.to_string_lossy().into_owned())
+        });
+        Ok((file, name))
+    }
 }

@@ -155,18 +155,8 @@ Example:\n  graft cluster slurm ablate --run runs/photos-mobilenet-v2 ablation.t
 
 #[derive(Debug, Args)]
 pub struct SlurmAblateArgs {
-    /// The run whose cached features the heads train on.
-    #[arg(long, value_name = "DIR")]
-    pub run: PathBuf,
-    /// The ablation file (TOML): `seeds` and a [factors] table.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// Seeds per cell, instead of the file's.
-    #[arg(long, value_name = "N")]
-    pub seeds: Option<usize>,
-    /// Folder under RUN/ablate/ [default: the file's name without .toml].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub target: super::AblationArgs,
     #[command(flatten)]
     pub resources: ResourceArgs,
     #[command(flatten)]

@@ -1,28 +1,13 @@
 //! `graft ablate --run RUN FILE`: the matrix trained, the table printed.
 
-use graft_run::ablate::{ablate, AblateRequest, AblationFile};
-use graft_run::RunDir;
+use graft_run::ablate::{ablate, AblateRequest};
 
 use crate::cli::AblateArgs;
 use crate::terminal::Terminal;
 
 pub fn run(args: AblateArgs) -> anyhow::Result<()> {
-    let dir = RunDir::new(&args.run);
-    if !dir.features().is_dir() {
-        anyhow::bail!(
-            "{}: no feature cache in this run (train it first: graft train DIR)",
-            args.run.display()
-        );
-    }
-    let mut file = AblationFile::read(&args.file)?;
-    if let Some(s) = args.seeds {
-        file.seeds = s;
-    }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.file
-            .file_stem()
-            .map_or_else(|| "ablation".into(), |s| s.to_string_lossy().into_owned())
-    });
+    let dir = args.target.checked_run()?;
+    let (file, name) = args.target.read()?;
     let reporter: &dyn graft_run::Reporter = if args.json {
         &graft_run::Silent
     } else {

@@ -340,36 +340,21 @@ fn tune(args: SlurmTuneArgs) -> anyhow::Result<()> {
 }
 
 fn ablate(args: SlurmAblateArgs) -> anyhow::Result<()> {
-    let run = RunDir::new(std::path::absolute(&args.run)?);
-    if !run.features().is_dir() {
-        anyhow::bail!(
-            "{}: no feature cache in this run (train it first: graft train DIR)",
-            args.run.display()
-        );
-    }
-    let mut file = graft_run::ablate::AblationFile::read(&args.file)?;
-    if let Some(s) = args.seeds {
-        file.seeds = s;
-    }
+    let t = &args.target;
+    let run = RunDir::new(std::path::absolute(t.checked_run()?.root())?);
+    let (file, name) = t.read()?;
     let cells = graft_run::ablate::cell_count(&file)?;
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.file
-            .file_stem()
-            .map_or_else(|| "ablation".into(), |s| s.to_string_lossy().into_owned())
-    });
     graft_run::files::check_plain_name(&name, "ablation")?;
     let mut cfg = Settings::of_run(&run)?;
     apply(&args.resources, &mut cfg.cluster);
     let mut ablate_args = vec![
         "--run".to_string(),
         run.root().to_string_lossy().into_owned(),
-        std::path::absolute(&args.file)?
-            .to_string_lossy()
-            .into_owned(),
+        std::path::absolute(&t.file)?.to_string_lossy().into_owned(),
         "--name".into(),
         name.clone(),
     ];
-    if let Some(s) = args.seeds {
+    if let Some(s) = t.seeds {
         ablate_args.extend(["--seeds".into(), s.to_string()]);
     }
     let plan = slurm::ArrayPlan {
