@@ -11,11 +11,11 @@ mod dry_run;
 #[path = "cluster/k8s.rs"]
 mod k8s;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{cache_with_mobilenet, graft_in, require_ort_library, stderr, stdout};
+use common::{cache_with_mobilenet, demo_subset, graft_in, require_ort_library, stderr, stdout};
 use serde_json::Value;
 
 const QUICK: &str = "[extract]\nchunk = 8\n[heads]\nheads = [\"linear\"]\nlrs = [0.01]\n\
@@ -24,34 +24,6 @@ epochs = 10\n[eval]\nlatency = 0\n";
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     o
-}
-
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
-}
-
-/// `per` demo images of each of the first `classes` classes.
-fn demo_subset(to: &Path, classes: usize, per: usize) {
-    let mut names: Vec<_> = std::fs::read_dir(demo())
-        .expect("demo")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for class in names.iter().take(classes) {
-        let mut files: Vec<_> = std::fs::read_dir(demo().join(class))
-            .expect("class")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        for f in files.iter().take(per) {
-            let dest = to.join(class).join(f.file_name().expect("name"));
-            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-            std::fs::copy(f, dest).expect("copy");
-        }
-    }
 }
 
 fn require_slurm() {

@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cache_with_mobilenet, graft_in, require_ort_library, save, stderr, stdout};
+use common::{
+    cache_with_mobilenet, demo, demo_subset, graft_in, require_ort_library, save, stderr, stdout,
+};
 use graft_data::rng::SplitMix64;
 use image::{Rgb, RgbImage};
 use serde_json::Value;
@@ -267,35 +268,6 @@ fn on_patch(r: &Value, places: &std::collections::HashMap<String, (u32, u32)>) -
 
 const TRAIN: u64 = 200;
 const HELD: u64 = 60;
-
-fn demo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
-}
-
-/// A small folder of demo images: `per` of each of the first `classes` classes.
-fn demo_subset(to: &Path, classes: usize, per: usize) {
-    let mut names: Vec<_> = std::fs::read_dir(demo())
-        .expect("demo")
-        .filter_map(Result::ok)
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name())
-        .collect();
-    names.sort();
-    for class in names.iter().take(classes) {
-        let mut files: Vec<_> = std::fs::read_dir(demo().join(class))
-            .expect("class")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        // From the end: the split spreads the rest; these may be in any split.
-        for f in files.iter().rev().take(per) {
-            let dest = to.join(class).join(f.file_name().expect("name"));
-            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-            std::fs::copy(f, dest).expect("copy");
-        }
-    }
-}
 
 #[test]
 fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use super::common::{cache_with_mobilenet, stderr, stdout};
-use super::{demo_subset, QUICK};
+use super::common::{cache_with_mobilenet, demo_subset, stderr, stdout};
+use super::QUICK;
 
 #[test]
 fn without_slurm_dry_run_writes_the_scripts_and_submitting_names_what_is_missing() {

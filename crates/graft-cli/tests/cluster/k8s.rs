@@ -6,8 +6,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::common::{cache_with_mobilenet, graft_in, require_ort_library, stderr, stdout};
-use super::{demo_subset, ok, QUICK};
+use super::common::{
+    cache_with_mobilenet, demo_subset, graft_in, require_ort_library, stderr, stdout,
+};
+use super::{ok, QUICK};
 
 #[test]
 fn k8s_manifests_pass_the_kubernetes_schema_and_their_pod_command_extracts_its_shard() {

@@ -194,3 +194,33 @@ pub fn coloured(seed: u64, k: usize) -> RgbImage {
         image::Rgb(p)
     })
 }
+
+/// The embedded demo data (assets/demo, Fashion-MNIST).
+pub fn demo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
+}
+
+/// A small folder of demo images: `per` of each of the first `classes` classes.
+pub fn demo_subset(to: &Path, classes: usize, per: usize) {
+    let mut names: Vec<_> = std::fs::read_dir(demo())
+        .expect("demo")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    for class in names.iter().take(classes) {
+        let mut files: Vec<_> = std::fs::read_dir(demo().join(class))
+            .expect("class")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        // From the end: the split spreads the rest; these may be in any split.
+        for f in files.iter().rev().take(per) {
+            let dest = to.join(class).join(f.file_name().expect("name"));
+            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(f, dest).expect("copy");
+        }
+    }
+}
