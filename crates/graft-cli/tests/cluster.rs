@@ -201,16 +201,20 @@ fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard()
         "{}",
         stdout(&o)
     );
-    let before: Vec<_> = [0, 1, 3, 4, 5, 7]
-        .iter()
-        .map(|k| {
-            let p = run.join(format!("features/shard-{k:05}.f16"));
-            std::fs::metadata(p)
-                .expect("shard")
-                .modified()
-                .expect("mtime")
-        })
-        .collect();
+    // The other shards' files, by modification time: a resume must not write them again.
+    let others = || -> Vec<std::time::SystemTime> {
+        [0, 1, 3, 4, 5, 7]
+            .iter()
+            .map(|k| {
+                let p = run.join(format!("features/shard-{k:05}.f16"));
+                std::fs::metadata(p)
+                    .expect("shard")
+                    .modified()
+                    .expect("mtime")
+            })
+            .collect()
+    };
+    let before = others();
     let o = ok(graft_in(
         &cache,
         cwd,
@@ -226,16 +230,7 @@ fn slurm_array_equals_a_local_train_and_resume_reruns_only_the_cancelled_shard()
     assert_eq!(subs.len(), 4);
     assert_eq!(subs[2]["array"], "2");
     wait_for(&run);
-    let after: Vec<_> = [0, 1, 3, 4, 5, 7]
-        .iter()
-        .map(|k| {
-            let p = run.join(format!("features/shard-{k:05}.f16"));
-            std::fs::metadata(p)
-                .expect("shard")
-                .modified()
-                .expect("mtime")
-        })
-        .collect();
+    let after = others();
     assert_eq!(before, after, "only shard 2's chunks may be written again");
     let resumed = result(&run);
     assert!(resumed.0 == local.0, "the resumed cache differs");
