@@ -170,17 +170,13 @@ pub fn explainer_to_onnx(
     let Some(b) = block else {
         return classifier_graph(spec, weights, model, None, Extra::FeatureMap);
     };
-    let Some(layers) = spec.blocks.get(b).map(|bl| (bl.residual, bl.layers.len())) else {
+    let Some(block) = spec.blocks.get(b) else {
         return Err(ExportError::Onnx(OnnxError::Spec(format!(
             "{} has no block {b}",
             spec.kind.name()
         ))));
     };
-    // The writer's name for a block's output: its residual sum, else its last layer.
-    let key = match layers {
-        (true, _) => format!("b{b}.add"),
-        (false, n) => format!("b{b}.l{}", n.saturating_sub(1)),
-    };
+    let key = graft_model::onnx::block_output_key(block, b);
     let mut tap = BlockTap { key, found: false };
     let bytes = classifier_graph(spec, weights, model, Some(&mut tap), Extra::FeatureMap)?;
     if !tap.found {

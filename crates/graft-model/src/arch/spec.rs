@@ -13,14 +13,20 @@ pub enum EncoderKind {
     EfficientNetLite0,
     EfficientNetLite1,
     EfficientNetLite2,
+    ResNet18,
+    ResNet34,
+    ResNet50,
 }
 
 impl EncoderKind {
-    pub const ALL: [EncoderKind; 4] = [
+    pub const ALL: [EncoderKind; 7] = [
         EncoderKind::MobileNetV2,
         EncoderKind::EfficientNetLite0,
         EncoderKind::EfficientNetLite1,
         EncoderKind::EfficientNetLite2,
+        EncoderKind::ResNet18,
+        EncoderKind::ResNet34,
+        EncoderKind::ResNet50,
     ];
 
     /// The name users type (`--encoder mobilenet-v2`).
@@ -30,6 +36,9 @@ impl EncoderKind {
             EncoderKind::EfficientNetLite0 => "efficientnet-lite0",
             EncoderKind::EfficientNetLite1 => "efficientnet-lite1",
             EncoderKind::EfficientNetLite2 => "efficientnet-lite2",
+            EncoderKind::ResNet18 => "resnet18",
+            EncoderKind::ResNet34 => "resnet34",
+            EncoderKind::ResNet50 => "resnet50",
         }
     }
 
@@ -51,7 +60,11 @@ impl EncoderKind {
             filter: Filter::Bicubic,
         };
         match self {
-            EncoderKind::MobileNetV2 => Preprocess {
+            // torchvision's IMAGENET1K_V1 weights of all three were measured this way.
+            EncoderKind::MobileNetV2
+            | EncoderKind::ResNet18
+            | EncoderKind::ResNet34
+            | EncoderKind::ResNet50 => Preprocess {
                 size: 224,
                 resize_shorter: 256,
                 mean: [0.485, 0.456, 0.406],
@@ -182,6 +195,33 @@ impl Padding {
 pub enum Act {
     /// min(max(x, 0), 6)
     Relu6,
+    /// max(x, 0)
+    Relu,
+}
+
+impl Act {
+    /// The activation of one value (reference implementations and tests).
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Act::Relu6 => x.clamp(0.0, 6.0),
+            Act::Relu => x.max(0.0),
+        }
+    }
+}
+
+/// Max pooling over `kernel`×`kernel` windows; padding counts as −∞ (never the maximum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxPool {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl MaxPool {
+    /// Output side for a square input of side `s`.
+    pub fn output_size(&self, s: usize) -> usize {
+        (s + 2 * self.padding).saturating_sub(self.kernel) / self.stride + 1
+    }
 }
 
 /// A bias-free convolution followed by inference-mode BatchNorm and an optional activation.
@@ -210,10 +250,50 @@ impl ConvBn {
 }
 
 /// A sequence of conv layers, with the block input added to its output when `residual`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// In order: the layers; the residual sum (the input itself, or its `projection` when the
+/// shapes differ); `post_act` on the sum; `max_pool`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Block {
     pub layers: Vec<ConvBn>,
     pub residual: bool,
+    /// The convolution that brings the block input to the output's shape before the sum
+    /// (ResNet's `downsample`); `None` adds the input itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<ConvBn>,
+    /// Activation after the residual sum (ResNet's ReLU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_act: Option<Act>,
+    /// Pooling at the end of the block (ResNet's stem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pool: Option<MaxPool>,
+}
+
+impl Block {
+    /// Layers in sequence, with the input added at the end when `residual`.
+    pub fn new(layers: Vec<ConvBn>, residual: bool) -> Block {
+        Block {
+            layers,
+            residual,
+            ..Block::default()
+        }
+    }
+
+    /// Every convolution of the block: the layers, then the projection.
+    pub fn convs(&self) -> impl Iterator<Item = &ConvBn> {
+        self.layers.iter().chain(&self.projection)
+    }
+
+    /// Output channels.
+    pub fn out_ch(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out_ch)
+    }
+
+    /// Output side for a square input of side `s`.
+    pub fn output_size(&self, s: usize) -> usize {
+        let s = self.layers.iter().fold(s, |s, l| l.output_size(s));
+        self.max_pool.map_or(s, |p| p.output_size(s))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,22 +321,24 @@ impl NetSpec {
         self.blocks.iter().flat_map(|b| b.layers.iter())
     }
 
+    /// Every convolution, projections included.
+    pub fn convs(&self) -> impl Iterator<Item = &ConvBn> {
+        self.blocks.iter().flat_map(Block::convs)
+    }
+
     /// Spatial size of the last feature map for a square input of `size` pixels.
     pub fn feature_map_size(&self, size: usize) -> usize {
-        self.layers().fold(size, |s, l| l.output_size(s))
+        self.blocks.iter().fold(size, |s, b| b.output_size(s))
     }
 
     /// Shape `[c, h, w]` of the input of block `block` at the preprocessing size (the image
     /// itself for block 0).
     pub fn block_input(&self, block: usize) -> [usize; 3] {
         let s = self.preprocess.size as usize;
-        self.blocks[..block]
-            .iter()
-            .flat_map(|b| b.layers.iter())
-            .fold([3, s, s], |[_, h, _], l| {
-                let o = l.output_size(h);
-                [l.out_ch, o, o]
-            })
+        self.blocks[..block].iter().fold([3, s, s], |[_, h, _], b| {
+            let o = b.output_size(h);
+            [b.out_ch(), o, o]
+        })
     }
 }
 
@@ -292,6 +374,7 @@ mod tests {
             "efficientnetlite0".parse(),
             Ok(EncoderKind::EfficientNetLite0)
         );
+        assert_eq!("ResNet-50".parse(), Ok(EncoderKind::ResNet50));
         let err = "resnet".parse::<EncoderKind>().expect_err("unknown");
         assert!(err
             .to_string()

@@ -5,11 +5,11 @@
 //! BatchNorm is folded into the conv weights at load time: inference-only and one op fewer.
 
 use burn::module::{Module, Param};
-use burn::tensor::module::{conv2d, linear};
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{activation, Device, Tensor, TensorData};
 
-use crate::arch::{Act, ConvBn, NetSpec, Padding};
+use crate::arch::{Act, Block, ConvBn, MaxPool, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
 /// Conv with BatchNorm folded in (weight scaled per output channel, bias = beta - mean*scale).
@@ -26,7 +26,26 @@ pub struct ConvBnLayer {
     #[module(skip)]
     pub padding: Padding,
     #[module(skip)]
-    pub relu6: bool,
+    pub act: Option<Act>,
+}
+
+/// `act` applied to `x` (identity for `None`).
+pub fn activate<const D: usize>(x: Tensor<D>, act: Option<Act>) -> Tensor<D> {
+    match act {
+        None => x,
+        Some(Act::Relu6) => activation::relu6(x),
+        Some(Act::Relu) => activation::relu(x),
+    }
+}
+
+/// Max pooling with padding that never wins (−∞).
+pub fn max_pool(x: Tensor<4>, p: MaxPool) -> Tensor<4> {
+    max_pool2d(
+        x,
+        MaxPoolOptions::new([p.kernel; 2])
+            .with_stride([p.stride; 2])
+            .with_padding([p.padding; 2]),
+    )
 }
 
 impl ConvBnLayer {
@@ -54,7 +73,7 @@ impl ConvBnLayer {
             stride: l.stride,
             groups: l.groups,
             padding: l.padding,
-            relu6: l.act == Some(Act::Relu6),
+            act: l.act,
         })
     }
 
@@ -70,28 +89,56 @@ impl ConvBnLayer {
             [1, 1],
             self.groups,
         );
-        let y = conv2d(x, self.weight.val(), Some(self.bias.val()), opts);
-        if self.relu6 {
-            activation::relu6(y)
-        } else {
-            y
-        }
+        activate(
+            conv2d(x, self.weight.val(), Some(self.bias.val()), opts),
+            self.act,
+        )
     }
 }
 
 #[derive(Module, Debug)]
 pub struct EncoderBlock {
     pub layers: Vec<ConvBnLayer>,
+    pub projection: Option<ConvBnLayer>,
     #[module(skip)]
     pub residual: bool,
+    #[module(skip)]
+    pub post_act: Option<Act>,
+    #[module(skip)]
+    pub max_pool: Option<MaxPool>,
 }
 
 impl EncoderBlock {
+    fn load(b: &Block, w: &StateDict, eps: f32, device: &Device) -> Result<Self, WeightError> {
+        Ok(EncoderBlock {
+            layers: b
+                .layers
+                .iter()
+                .map(|l| ConvBnLayer::load(l, w, eps, device))
+                .collect::<Result<_, WeightError>>()?,
+            projection: b
+                .projection
+                .as_ref()
+                .map(|l| ConvBnLayer::load(l, w, eps, device))
+                .transpose()?,
+            residual: b.residual,
+            post_act: b.post_act,
+            max_pool: b.max_pool,
+        })
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let input = self.residual.then(|| x.clone());
+        let input = self.residual.then(|| match &self.projection {
+            Some(p) => p.forward(x.clone()),
+            None => x.clone(),
+        });
         let y = self.layers.iter().fold(x, |x, l| l.forward(x));
-        match input {
-            Some(i) => y + i,
+        let y = match input {
+            Some(i) => activate(y + i, self.post_act),
+            None => y,
+        };
+        match self.max_pool {
+            Some(p) => max_pool(y, p),
             None => y,
         }
     }
@@ -120,16 +167,7 @@ impl EncoderNet {
         let blocks = spec
             .blocks
             .iter()
-            .map(|b| {
-                Ok(EncoderBlock {
-                    layers: b
-                        .layers
-                        .iter()
-                        .map(|l| ConvBnLayer::load(l, w, spec.bn_eps, device))
-                        .collect::<Result<_, WeightError>>()?,
-                    residual: b.residual,
-                })
-            })
+            .map(|b| EncoderBlock::load(b, w, spec.bn_eps, device))
             .collect::<Result<_, WeightError>>()?;
         let c = &spec.classifier;
         let fc = w.require(&c.weight, &[c.out_features, c.in_features])?;

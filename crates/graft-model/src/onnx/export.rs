@@ -2,7 +2,7 @@
 
 use super::graph::{Attr, Dim, Graph};
 use super::OnnxError;
-use crate::arch::{Act, ConvBn, Linear, NetSpec};
+use crate::arch::{Act, Block, ConvBn, Linear, NetSpec};
 use crate::weights::StateDict;
 
 /// What the exported graph offers.
@@ -45,10 +45,11 @@ pub struct EncoderGraph {
 /// and its calibration declares the activations as outputs to observe their ranges. This is
 /// the writer's only knowledge of quantization.
 pub trait Marker {
-    /// `x` (at place `key`: "input", "b3.l1" for block 3 layer 1 after its activation,
-    /// "b3.add" for a residual sum; shape `[N, c, h, w]`) is read next by a convolution of
-    /// block `next_block` (or, for the final map, comes from it). Returns the value the next
-    /// layer reads.
+    /// `x` (at place `key`: "input", "b3.l1" for block 3 layer 1 after its activation (and
+    /// the block's pooling, if any), "b3.proj" for a projected shortcut, "b3.add" for a
+    /// residual sum after its activation; shape `[N, c, h, w]`) is read next by a convolution
+    /// or sum of block `next_block` (or, for the final map, comes from it). Returns the value
+    /// the next layer reads.
     fn mark(
         &mut self,
         g: &mut Graph,
@@ -59,15 +60,18 @@ pub trait Marker {
     ) -> Result<String, OnnxError>;
 
     /// The (weight, bias) values of `layer`'s convolution, BatchNorm folded in: `w` has
-    /// `shape` `[out, in/groups, k, k]`. Float initializers unless a marker says otherwise.
+    /// `shape` `[out, in/groups, k, k]`; the convolution reads the value marked `input`.
+    /// Float initializers unless a marker says otherwise.
     fn conv_params(
         &mut self,
         g: &mut Graph,
         layer: &ConvBn,
+        input: &str,
         shape: &[usize],
         w: &[f32],
         b: &[f32],
     ) -> (String, String) {
+        let _ = input;
         float_conv_params(g, layer, shape, w, b)
     }
 }
@@ -141,62 +145,65 @@ pub fn encoder_graph_marked(
         &[batch(), Dim::Fixed(3), Dim::Fixed(size), Dim::Fixed(size)],
     );
     x = acts.mark(&mut g, x, "input", [3, size, size], 0)?;
-    // ReLU6 bounds, shared by every Clip (opset 11+ takes them as scalar inputs).
-    let lo = g.initializer("relu6_min", &[], &[0.0]);
-    let hi = g.initializer("relu6_max", &[], &[6.0]);
+    let mut w = Writer {
+        g,
+        acts,
+        weights,
+        eps: spec.bn_eps,
+        size,
+    };
     let mut s = size;
+    let mut key = "input".to_string();
+    let blocks = spec.blocks.len();
     for (bi, block) in spec.blocks.iter().enumerate() {
-        let block_in = x.clone();
+        let (block_in, block_key, block_s) = (x.clone(), key.clone(), s);
+        let last_block = bi + 1 == blocks;
         for (li, layer) in block.layers.iter().enumerate() {
-            let (before, after) = layer.padding.amounts(s, layer.kernel, layer.stride);
-            if s + before + after < layer.kernel {
-                return Err(OnnxError::Spec(format!(
-                    "input size {size} is too small: `{}` sees {s}×{s}",
-                    layer.conv
-                )));
-            }
-            let (w, b) = fold_bn(layer, weights, spec.bn_eps)?;
-            let (wn, bn) = acts.conv_params(&mut g, layer, &w.0, &w.1, &b);
-            let k = layer.kernel as i64;
-            let (p0, p1) = (before as i64, after as i64);
-            x = g.node(
-                "Conv",
-                &[&x, &wn, &bn],
-                &format!("b{bi}.l{li}.conv"),
-                &[
-                    ("kernel_shape", Attr::Ints(vec![k, k])),
-                    ("strides", Attr::Ints(vec![layer.stride as i64; 2])),
-                    ("pads", Attr::Ints(vec![p0, p0, p1, p1])),
-                    ("group", Attr::Int(layer.groups as i64)),
-                ],
-            );
-            s = (s + before + after - layer.kernel) / layer.stride + 1;
-            if let Some(Act::Relu6) = layer.act {
-                x = g.node("Clip", &[&x, &lo, &hi], &format!("b{bi}.l{li}.relu6"), &[]);
+            (x, s) = w.conv(layer, x, &key, s, &format!("b{bi}.l{li}"))?;
+            key = format!("b{bi}.l{li}");
+            let last_layer = li + 1 == block.layers.len();
+            if let (true, Some(p)) = (last_layer, block.max_pool) {
+                x = w.g.node(
+                    "MaxPool",
+                    &[&x],
+                    &format!("b{bi}.pool"),
+                    &[
+                        ("kernel_shape", Attr::Ints(vec![p.kernel as i64; 2])),
+                        ("strides", Attr::Ints(vec![p.stride as i64; 2])),
+                        ("pads", Attr::Ints(vec![p.padding as i64; 4])),
+                    ],
+                );
+                s = p.output_size(s);
             }
             // The last layer's output goes on to the next block (through the residual sum, if any).
             // (The final map goes on to pooling, in float: its block decides alone.)
-            let last_block = bi + 1 == spec.blocks.len();
-            let next = if li + 1 < block.layers.len() || block.residual || last_block {
+            let next = if !last_layer || block.residual || last_block {
                 bi
             } else {
                 bi + 1
             };
-            x = acts.mark(
-                &mut g,
-                x,
-                &format!("b{bi}.l{li}"),
-                [layer.out_ch, s, s],
-                next,
-            )?;
+            x = w.acts.mark(&mut w.g, x, &key, [layer.out_ch, s, s], next)?;
         }
         if block.residual {
-            let out_ch = block.layers.last().map_or(0, |l| l.out_ch);
-            x = g.node("Add", &[&block_in, &x], &format!("b{bi}.add"), &[]);
-            let next = (bi + 1).min(spec.blocks.len() - 1);
-            x = acts.mark(&mut g, x, &format!("b{bi}.add"), [out_ch, s, s], next)?;
+            let shortcut = match &block.projection {
+                Some(p) => {
+                    let pk = format!("b{bi}.proj");
+                    let (y, ps) = w.conv(p, block_in, &block_key, block_s, &pk)?;
+                    w.acts.mark(&mut w.g, y, &pk, [p.out_ch, ps, ps], bi)?
+                }
+                None => block_in,
+            };
+            x =
+                w.g.node("Add", &[&shortcut, &x], &format!("b{bi}.add"), &[]);
+            x = w.activation(x, block.post_act, &format!("b{bi}.add"));
+            let next = (bi + 1).min(blocks - 1);
+            key = format!("b{bi}.add");
+            x = w
+                .acts
+                .mark(&mut w.g, x, &key, [block.out_ch(), s, s], next)?;
         }
     }
+    let mut g = w.g;
     let fd = spec.feature_dim;
     let feature_map = x;
     let pooled = g.node("GlobalAveragePool", &[&feature_map], "pooled", &[]);
@@ -231,6 +238,80 @@ pub fn encoder_graph_marked(
         feature_map_size: s,
         logits,
     })
+}
+
+/// The marker key of block `index`'s output (see [`Marker::mark`]): its residual sum, else its
+/// last layer.
+pub fn block_output_key(block: &Block, index: usize) -> String {
+    if block.residual {
+        format!("b{index}.add")
+    } else {
+        format!("b{index}.l{}", block.layers.len().saturating_sub(1))
+    }
+}
+
+/// The encoder writer's state between layers.
+struct Writer<'a> {
+    g: Graph,
+    acts: &'a mut dyn Marker,
+    weights: &'a StateDict,
+    eps: f32,
+    /// The graph's input side, for messages.
+    size: usize,
+}
+
+impl Writer<'_> {
+    /// `layer` (conv, folded BatchNorm, activation) on `x` (`s`×`s`, marked `input`), its
+    /// nodes named from `name`; returns the output and its side.
+    fn conv(
+        &mut self,
+        layer: &ConvBn,
+        x: String,
+        input: &str,
+        s: usize,
+        name: &str,
+    ) -> Result<(String, usize), OnnxError> {
+        let (before, after) = layer.padding.amounts(s, layer.kernel, layer.stride);
+        if s + before + after < layer.kernel {
+            return Err(OnnxError::Spec(format!(
+                "input size {} is too small: `{}` sees {s}×{s}",
+                self.size, layer.conv
+            )));
+        }
+        let (w, b) = fold_bn(layer, self.weights, self.eps)?;
+        let (wn, bn) = self
+            .acts
+            .conv_params(&mut self.g, layer, input, &w.0, &w.1, &b);
+        let k = layer.kernel as i64;
+        let (p0, p1) = (before as i64, after as i64);
+        let y = self.g.node(
+            "Conv",
+            &[&x, &wn, &bn],
+            &format!("{name}.conv"),
+            &[
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![layer.stride as i64; 2])),
+                ("pads", Attr::Ints(vec![p0, p0, p1, p1])),
+                ("group", Attr::Int(layer.groups as i64)),
+            ],
+        );
+        let out = (s + before + after - layer.kernel) / layer.stride + 1;
+        Ok((self.activation(y, layer.act, name), out))
+    }
+
+    fn activation(&mut self, x: String, act: Option<Act>, name: &str) -> String {
+        match act {
+            None => x,
+            Some(Act::Relu) => self.g.node("Relu", &[&x], &format!("{name}.relu"), &[]),
+            Some(Act::Relu6) => {
+                // Opset 11+ takes Clip's bounds as inputs; one pair serves every Clip.
+                let lo = self.g.shared_initializer("relu6_min", &[], &[0.0]);
+                let hi = self.g.shared_initializer("relu6_max", &[], &[6.0]);
+                self.g
+                    .node("Clip", &[&x, &lo, &hi], &format!("{name}.relu6"), &[])
+            }
+        }
+    }
 }
 
 /// `y = x · Wᵀ + b` for `W` stored `[out, in]` like PyTorch's Linear.

@@ -3,7 +3,7 @@
 //! appended in topological order by the caller; names are checked for uniqueness so a later
 //! stage (a classifier head) can keep appending to a graph it did not build.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::proto::Msg;
 
@@ -47,6 +47,8 @@ pub struct Graph {
     outputs: Vec<Msg>,
     names: HashSet<String>,
     counter: usize,
+    /// [`Graph::shared_initializer`]'s constants, by the name asked for.
+    shared: HashMap<String, String>,
 }
 
 /// Field numbers of the ONNX protobuf messages graft writes (onnx.proto3).
@@ -167,6 +169,17 @@ impl Graph {
     pub fn initializer(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
         let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.raw_initializer(name, dims, DataType::Float, data.len(), &raw)
+    }
+
+    /// A constant float tensor written once and shared by every node that asks for `name`
+    /// (the first call's values stand).
+    pub fn shared_initializer(&mut self, name: &str, dims: &[usize], data: &[f32]) -> String {
+        if let Some(n) = self.shared.get(name) {
+            return n.clone();
+        }
+        let n = self.initializer(name, dims, data);
+        self.shared.insert(name.to_string(), n.clone());
+        n
     }
 
     /// A constant int8 tensor (quantized weights, symmetric zero points).

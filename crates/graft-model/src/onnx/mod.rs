@@ -1,5 +1,5 @@
 //! ONNX export written by hand: graft's encoders are a small, fixed family of operators
-//! (Conv, Clip, Add, GlobalAveragePool, Flatten, Gemm; QuantizeLinear/DequantizeLinear for
+//! (Conv, Clip, Relu, MaxPool, Add, GlobalAveragePool, Flatten, Gemm; QuantizeLinear/DequantizeLinear for
 //! INT8, which graft-export adds through [`Marker`]), so a protobuf writer of ~100 lines
 //! replaces a code generator and its build-time dependencies.
 
@@ -8,8 +8,8 @@ mod graph;
 mod proto;
 
 pub use export::{
-    batch, encoder_graph, encoder_graph_marked, encoder_to_onnx, float_conv_params, fold_bn, gemm,
-    EncoderGraph, ExportOptions, Float, Marker,
+    batch, block_output_key, encoder_graph, encoder_graph_marked, encoder_to_onnx,
+    float_conv_params, fold_bn, gemm, EncoderGraph, ExportOptions, Float, Marker,
 };
 pub use graph::{Attr, DataType, Dim, Graph, IR_VERSION, OPSET};
 

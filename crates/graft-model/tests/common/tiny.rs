@@ -87,27 +87,27 @@ pub fn tiny_net(size: u32) -> (NetSpec, StateDict) {
     let (same, r6) = (Padding::TfSame, Some(Act::Relu6));
     let r = &mut rng;
     let blocks = vec![
-        Block {
-            layers: vec![layer(&mut w, r, "stem", (3, 8), 3, 2, 1, same, r6)],
-            residual: false,
-        },
-        Block {
-            layers: vec![
+        Block::new(
+            vec![layer(&mut w, r, "stem", (3, 8), 3, 2, 1, same, r6)],
+            false,
+        ),
+        Block::new(
+            vec![
                 layer(&mut w, r, "b1.expand", (8, 16), 1, 1, 1, same, r6),
                 layer(&mut w, r, "b1.dw", (16, 16), 3, 1, 16, same, r6),
                 layer(&mut w, r, "b1.project", (16, 8), 1, 1, 1, same, None),
             ],
-            residual: true,
-        },
-        Block {
-            layers: vec![
+            true,
+        ),
+        Block::new(
+            vec![
                 layer(&mut w, r, "b2.dw", (8, 8), 5, 2, 8, same, r6),
                 layer(&mut w, r, "b2.project", (8, 12), 1, 1, 1, same, None),
             ],
-            residual: false,
-        },
-        Block {
-            layers: vec![layer(
+            false,
+        ),
+        Block::new(
+            vec![layer(
                 &mut w,
                 r,
                 "b3",
@@ -118,12 +118,12 @@ pub fn tiny_net(size: u32) -> (NetSpec, StateDict) {
                 Padding::Symmetric(1),
                 r6,
             )],
-            residual: true,
-        },
-        Block {
-            layers: vec![layer(&mut w, r, "head", (12, 16), 1, 1, 1, same, r6)],
-            residual: false,
-        },
+            true,
+        ),
+        Block::new(
+            vec![layer(&mut w, r, "head", (12, 16), 1, 1, 1, same, r6)],
+            false,
+        ),
     ];
     w.insert("fc.weight", f32_tensor(&[5, 16], rng.vec(80, 0.5, 0.0)));
     w.insert("fc.bias", f32_tensor(&[5], rng.vec(5, 0.5, 0.0)));

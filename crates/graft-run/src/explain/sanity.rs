@@ -103,7 +103,7 @@ pub(super) fn randomised_blocks(
 ) -> StateDict {
     let mut out = weights.clone();
     let mut rng = SplitMix64::new(seed);
-    for layer in spec.blocks.iter().skip(from).flat_map(|b| &b.layers) {
+    for layer in spec.blocks.iter().skip(from).flat_map(|b| b.convs()) {
         let Some(t) = weights.get(&layer.conv) else {
             continue;
         };
@@ -156,10 +156,7 @@ mod tests {
             kind: EncoderKind::MobileNetV2,
             blocks: layers
                 .iter()
-                .map(|l| Block {
-                    layers: vec![l.clone()],
-                    residual: false,
-                })
+                .map(|l| Block::new(vec![l.clone()], false))
                 .collect(),
             feature_dim: 8,
             classifier: Linear {

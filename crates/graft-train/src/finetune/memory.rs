@@ -20,14 +20,22 @@ impl Estimate {
         let mut params = head_params;
         let mut act = 0usize;
         for (bi, b) in spec.blocks.iter().enumerate() {
-            for l in &b.layers {
-                s = l.output_size(s);
-                if bi >= cut {
+            let out = b.output_size(s);
+            if bi >= cut {
+                let mut at = s;
+                for l in b.convs() {
+                    // The projection reads the block input, like the first layer.
+                    at = if b.projection.as_ref() == Some(l) {
+                        out
+                    } else {
+                        l.output_size(at)
+                    };
                     params += l.out_ch * (l.in_ch / l.groups) * l.kernel * l.kernel + l.out_ch;
                     // Conv output and its activation are both kept, and each gets a gradient.
-                    act += 2 * l.out_ch * s * s;
+                    act += 2 * l.out_ch * at * at;
                 }
             }
+            s = out;
         }
         Estimate {
             params,

@@ -13,7 +13,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, Device, FloatDType, Tensor, TensorData};
 use graft_data::rng::SplitMix64;
-use graft_model::arch::{Act, NetSpec, Padding};
+use graft_model::arch::{Act, MaxPool, NetSpec, Padding};
+use graft_model::burn_backend::max_pool;
 use graft_model::onnx::fold_bn;
 use graft_model::weights::StateDict;
 
@@ -58,7 +59,17 @@ struct Conv {
     stride: usize,
     groups: usize,
     padding: Padding,
-    relu6: bool,
+    act: Option<Act>,
+}
+
+/// One held block: its layers, then (slots in that order) its projection.
+#[derive(Debug, Clone)]
+struct TopBlock {
+    convs: Vec<Conv>,
+    residual: bool,
+    projection: Option<Conv>,
+    post_act: Option<Act>,
+    max_pool: Option<MaxPool>,
 }
 
 /// Architecture of the trainable part (no weights): what `forward` needs besides the values.
@@ -70,7 +81,7 @@ pub struct TopNet {
     pub top: usize,
     /// Input shape of every block from `first` on (index `b - first`).
     shapes: Vec<[usize; 3]>,
-    blocks: Vec<(Vec<Conv>, bool)>,
+    blocks: Vec<TopBlock>,
     /// Index of each held block's first slot.
     block_slot: Vec<usize>,
     /// Head dense layers as `(inputs, outputs)`; ReLU (+ dropout) between them.
@@ -122,7 +133,7 @@ impl TopNet {
         for (bi, b) in spec.blocks.iter().enumerate().skip(first) {
             block_slot.push(slots.len());
             let mut convs = Vec::new();
-            for l in &b.layers {
+            for l in b.convs() {
                 let ((shape, w), bias) = fold_bn(l, weights, spec.bn_eps)
                     .map_err(|e| TrainError::Finetune(format!("encoder weights: {e}")))?;
                 slots.push(Slot {
@@ -144,10 +155,17 @@ impl TopNet {
                     stride: l.stride,
                     groups: l.groups,
                     padding: l.padding,
-                    relu6: l.act == Some(Act::Relu6),
+                    act: l.act,
                 });
             }
-            blocks.push((convs, b.residual));
+            let projection = b.projection.as_ref().and_then(|_| convs.pop());
+            blocks.push(TopBlock {
+                convs,
+                residual: b.residual,
+                projection,
+                post_act: b.post_act,
+                max_pool: b.max_pool,
+            });
         }
         let layers = &model.head.layers;
         let mut head = Vec::new();
@@ -275,66 +293,25 @@ impl TopNet {
         };
         let mut deferred = Vec::new();
         let mut i = from;
-        for (convs, residual) in &self.blocks[skip..] {
-            let input = residual.then(|| y.clone());
-            for conv in convs {
-                let s = &self.slots[i].shape;
-                let wt: Tensor<4> = cast.compute(flat(i).reshape([s[0], s[1], s[2], s[3]]));
-                let bias = cast.compute(flat(i + 1));
-                let [_, _, hh, ww] = y.dims();
-                let ph = conv.padding.amounts(hh, conv.kernel, conv.stride);
-                let pw = conv.padding.amounts(ww, conv.kernel, conv.stride);
-                let [_, cin, _, _] = y.dims();
-                let [_, _, hin, win] = y.dims();
-                y = if conv.kernel == 1
-                    && conv.stride == 1
-                    && conv.groups == 1
-                    && ph == (0, 0)
-                    && pw == (0, 0)
-                {
-                    pointwise(y, wt, bias)
-                } else if conv.groups > 1
-                    && conv.groups == cin
-                    && s[0] == cin
-                    && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
-                    && !self.libtorch
-                {
-                    depthwise(y, wt, bias, conv.stride, ph, pw)
-                } else {
-                    let opts = ConvOptions::new_with_padding(
-                        [conv.stride, conv.stride],
-                        [ph, pw],
-                        [1, 1],
-                        conv.groups,
-                    );
-                    if self.libtorch
-                        && conv.groups > 1
-                        && conv.groups == cin
-                        && tracked[i].is_some()
-                        && ph.0 == ph.1
-                        && pw.0 == pw.1
-                    {
-                        // libtorch's own kernel gives this weight's gradient (see Deferred),
-                        // so burn's graph sees the weight detached.
-                        let (out, d) =
-                            Deferred::conv(y, wt.detach(), bias, conv.stride, [ph.0, pw.0], i);
-                        deferred.push(d);
-                        out
-                    } else {
-                        conv2d(y, wt, Some(bias), opts)
-                    }
-                };
-                if conv.relu6 {
-                    y = if self.libtorch {
-                        relu6_masked(y)
-                    } else {
-                        relu6(y)
-                    };
-                }
+        for block in &self.blocks[skip..] {
+            let input = block.residual.then(|| y.clone());
+            for conv in &block.convs {
+                y = self.conv(y, conv, i, &flat, &tracked, &mut deferred);
                 i += 2;
             }
             if let Some(input) = input {
-                y = y + input;
+                let shortcut = match &block.projection {
+                    Some(p) => {
+                        let s = self.conv(input, p, i, &flat, &tracked, &mut deferred);
+                        i += 2;
+                        s
+                    }
+                    None => input,
+                };
+                y = self.activate(y + shortcut, block.post_act);
+            }
+            if let Some(p) = block.max_pool {
+                y = max_pool(y, p);
             }
         }
         let [_, ch, _, _] = y.dims();
@@ -369,6 +346,75 @@ impl TopNet {
             i += 2;
         }
         (z, tracked, deferred)
+    }
+
+    /// One convolution (slots `i`, `i + 1`) and its activation.
+    fn conv(
+        &self,
+        y: Tensor<4>,
+        conv: &Conv,
+        i: usize,
+        flat: &dyn Fn(usize) -> Tensor<1>,
+        tracked: &[Option<Tensor<1>>],
+        deferred: &mut Vec<Deferred>,
+    ) -> Tensor<4> {
+        let cast = self.precision;
+        let s = &self.slots[i].shape;
+        let wt: Tensor<4> = cast.compute(flat(i).reshape([s[0], s[1], s[2], s[3]]));
+        let bias = cast.compute(flat(i + 1));
+        let [_, _, hh, ww] = y.dims();
+        let ph = conv.padding.amounts(hh, conv.kernel, conv.stride);
+        let pw = conv.padding.amounts(ww, conv.kernel, conv.stride);
+        let [_, cin, _, _] = y.dims();
+        let [_, _, hin, win] = y.dims();
+        let y = if conv.kernel == 1
+            && conv.stride == 1
+            && conv.groups == 1
+            && ph == (0, 0)
+            && pw == (0, 0)
+        {
+            pointwise(y, wt, bias)
+        } else if conv.groups > 1
+            && conv.groups == cin
+            && s[0] == cin
+            && hin * win <= DEPTHWISE_VIEWS_MAX_AREA
+            && !self.libtorch
+        {
+            depthwise(y, wt, bias, conv.stride, ph, pw)
+        } else {
+            let opts = ConvOptions::new_with_padding(
+                [conv.stride, conv.stride],
+                [ph, pw],
+                [1, 1],
+                conv.groups,
+            );
+            if self.libtorch
+                && conv.groups > 1
+                && conv.groups == cin
+                && tracked[i].is_some()
+                && ph.0 == ph.1
+                && pw.0 == pw.1
+            {
+                // libtorch's own kernel gives this weight's gradient (see Deferred),
+                // so burn's graph sees the weight detached.
+                let (out, d) = Deferred::conv(y, wt.detach(), bias, conv.stride, [ph.0, pw.0], i);
+                deferred.push(d);
+                out
+            } else {
+                conv2d(y, wt, Some(bias), opts)
+            }
+        };
+        self.activate(y, conv.act)
+    }
+
+    fn activate(&self, y: Tensor<4>, act: Option<Act>) -> Tensor<4> {
+        match act {
+            // The cheaper form's backward differs by backend (see relu6_masked).
+            Some(Act::Relu6) if self.libtorch => relu6_masked(y),
+            Some(Act::Relu6) => relu6(y),
+            Some(Act::Relu) => activation::relu(y),
+            None => y,
+        }
     }
 }
 

@@ -40,22 +40,16 @@ fn conv(name: &str, i: usize, o: usize, k: usize, s: usize, g: usize, act: bool)
 /// Stem (3→4, stride 2), one inverted-residual block (4→8→4), final 1×1 conv (4→6).
 fn tiny() -> (NetSpec, StateDict) {
     let blocks = vec![
-        Block {
-            layers: vec![conv("stem", 3, 4, 3, 2, 1, true)],
-            residual: false,
-        },
-        Block {
-            layers: vec![
+        Block::new(vec![conv("stem", 3, 4, 3, 2, 1, true)], false),
+        Block::new(
+            vec![
                 conv("b1.expand", 4, 8, 1, 1, 1, true),
                 conv("b1.dw", 8, 8, 3, 1, 8, true),
                 conv("b1.project", 8, 4, 1, 1, 1, false),
             ],
-            residual: true,
-        },
-        Block {
-            layers: vec![conv("last", 4, 6, 1, 1, 1, true)],
-            residual: false,
-        },
+            true,
+        ),
+        Block::new(vec![conv("last", 4, 6, 1, 1, 1, true)], false),
     ];
     let spec = NetSpec {
         kind: EncoderKind::MobileNetV2,
@@ -70,6 +64,12 @@ fn tiny() -> (NetSpec, StateDict) {
         bn_eps: 1e-5,
         preprocess: pre(),
     };
+    let sd = weights_for(&spec);
+    (spec, sd)
+}
+
+/// Made-up weights for every convolution of `spec`.
+fn weights_for(spec: &NetSpec) -> StateDict {
     let mut sd = StateDict::new("tiny");
     let mut rng = SplitMix64::new(9);
     let mut put = |name: String, shape: Vec<usize>, f: &mut dyn FnMut() -> f32| {
@@ -83,7 +83,7 @@ fn tiny() -> (NetSpec, StateDict) {
             },
         );
     };
-    for l in spec.layers() {
+    for l in spec.convs() {
         let fan = (l.in_ch / l.groups * l.kernel * l.kernel) as f32;
         let shape = vec![l.out_ch, l.in_ch / l.groups, l.kernel, l.kernel];
         put(l.conv.clone(), shape, &mut || {
@@ -98,6 +98,46 @@ fn tiny() -> (NetSpec, StateDict) {
             put(format!("{}.{part}", l.bn), vec![l.out_ch], &mut || v);
         }
     }
+    sd
+}
+
+/// A ResNet in miniature: stem (3→4, stride 2, ReLU, 3×3/2 max pool), a basic block with a
+/// strided projection shortcut (4→6) and ReLU after the sum, and one without (6→6).
+fn tiny_resnet() -> (NetSpec, StateDict) {
+    let relu = |mut c: ConvBn| {
+        c.act = c.act.map(|_| Act::Relu);
+        c
+    };
+    let mut stem = Block::new(vec![relu(conv("stem", 3, 4, 3, 2, 1, true))], false);
+    stem.max_pool = Some(graft_model::arch::MaxPool {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    });
+    let basic = |name: &str, i: usize, o: usize, stride: usize| Block {
+        layers: vec![
+            relu(conv(&format!("{name}.a"), i, o, 3, stride, 1, true)),
+            conv(&format!("{name}.b"), o, o, 3, 1, 1, false),
+        ],
+        residual: true,
+        projection: (i != o).then(|| conv(&format!("{name}.down"), i, o, 1, stride, 1, false)),
+        post_act: Some(Act::Relu),
+        max_pool: None,
+    };
+    let spec = NetSpec {
+        kind: EncoderKind::ResNet18,
+        blocks: vec![stem, basic("l1", 4, 6, 2), basic("l2", 6, 6, 1)],
+        feature_dim: 6,
+        classifier: Linear {
+            weight: "fc.weight".into(),
+            bias: "fc.bias".into(),
+            in_features: 6,
+            out_features: 2,
+        },
+        bn_eps: 1e-5,
+        preprocess: pre(),
+    };
+    let sd = weights_for(&spec);
     (spec, sd)
 }
 
@@ -345,7 +385,18 @@ fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
 
 #[test]
 fn gradients_match_finite_differences_in_every_layer() {
-    let (spec, sd) = tiny();
+    finite_differences(tiny());
+}
+
+#[test]
+fn resnet_blocks_gradients_match_finite_differences() {
+    // Projection shortcut, ReLU after the sum and the stem's max pool included.
+    let (spec, sd) = tiny_resnet();
+    assert_eq!(spec.block_input(1), [4, 4, 4]);
+    finite_differences((spec, sd));
+}
+
+fn finite_differences((spec, sd): (NetSpec, StateDict)) {
     let (net, start) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
     // From the stem: a batch of small images.
     let x = images(4, 5);
@@ -357,6 +408,7 @@ fn gradients_match_finite_differences_in_every_layer() {
     let dev = Device::flex().autodiff();
     let loss_at = |v: &Values| gradients(&net, v, 0, &x, &targets, &cfg, &dev).0;
     let (_, g) = gradients(&net, &start, 0, &x, &targets, &cfg, &dev);
+    assert_eq!(g.len(), net.slots.len());
     for (si, slot) in net.slots.iter().enumerate() {
         // The largest-gradient entry of each slot, where rounding matters least.
         let (j, &gj) = g[si]
@@ -364,6 +416,7 @@ fn gradients_match_finite_differences_in_every_layer() {
             .enumerate()
             .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
             .expect("non-empty");
+        assert!(gj != 0.0, "{}: no gradient reaches it", slot.name);
         let eps = 2e-3f32;
         let mut plus = start.clone();
         plus[si][j] += eps;

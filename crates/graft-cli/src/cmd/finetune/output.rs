@@ -27,7 +27,7 @@ pub fn save_outputs(
         dtype: graft_model::weights::DType::F32,
     };
     for b in &spec.blocks[net.first..] {
-        for l in &b.layers {
+        for l in b.convs() {
             let c = l.out_ch;
             sd.insert(
                 l.conv.clone(),
