@@ -225,6 +225,12 @@ fn specs_from_real_weights() {
         );
         assert_eq!(spec.feature_dim, 1280);
         assert_eq!(spec.classifier.out_features, 1000);
+        if kind == EncoderKind::MobileNetV2 {
+            // torchvision's table: 3,504,872 parameters, 0.30 GFLOPS (multiply-adds).
+            assert_eq!(spec.parameters(), 3_504_872);
+            let g = spec.multiply_adds() as f64 / 1e9;
+            assert!((g - 0.30).abs() < 0.006, "{g} GMACs");
+        }
         assert_eq!(spec.feature_map_size(224), 7, "{kind}");
         let same = spec.layers().all(|l| l.padding == Padding::TfSame);
         assert_eq!(same, kind != EncoderKind::MobileNetV2);

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use graft_model::arch::EncoderKind;
+use graft_model::arch::{EncoderKind, NetSpec};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
 use graft_model::fetch::{self, cache_dir, known, model_path, KNOWN};
@@ -13,6 +13,15 @@ use crate::cli::{FetchArgs, ModelImportArgs, PredictArgs};
 
 fn bytes_text(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+/// The spec of `kind` without running anything: from the cached weights, else (for the
+/// architectures whose layout graft writes down) from their shapes alone.
+fn spec_of(kind: EncoderKind, cache: &std::path::Path) -> Option<NetSpec> {
+    let weights = fetch::load(kind, cache)
+        .ok()
+        .or_else(|| graft_model::synthetic::state_dict(kind, 0))?;
+    graft_model::arch::spec_for(kind, &weights).ok()
 }
 
 pub fn list() -> anyhow::Result<()> {
@@ -25,12 +34,12 @@ pub fn list() -> anyhow::Result<()> {
             .display()
     );
     println!(
-        "{:<20} {:>5}  {:<42} {:<28} status",
-        "name", "input", "package", "licence"
+        "{:<19} {:>5} {:>8} {:>7} {:>6}  {:<38} {:<27} status",
+        "name", "input", "features", "params", "GMACs", "weights", "licence"
     );
     for kind in EncoderKind::ALL {
         let path = model_path(&cache, kind);
-        let (package, licence, fill) = match known(kind) {
+        let (source, licence, fill) = match known(kind) {
             Some(k) => (
                 format!("{}=={}", k.package, k.version),
                 k.licence,
@@ -46,14 +55,27 @@ pub fn list() -> anyhow::Result<()> {
             Ok(m) => format!("cached, {} ({})", bytes_text(m.len()), path.display()),
             Err(_) => format!("not cached: {fill}"),
         };
+        let spec = spec_of(kind, &cache);
+        let (features, params, gmacs) = spec.map_or_else(
+            || ("?".into(), "?".into(), "?".into()),
+            |s| {
+                (
+                    s.feature_dim.to_string(),
+                    format!("{:.1}M", s.parameters() as f64 / 1e6),
+                    format!("{:.2}", s.multiply_adds() as f64 / 1e9),
+                )
+            },
+        );
         println!(
-            "{:<20} {:>5}  {:<42} {:<28} {status}",
+            "{:<19} {:>5} {features:>8} {params:>7} {gmacs:>6}  {source:<38} {licence:<27} {status}",
             kind.name(),
             kind.preprocess().size,
-            package,
-            licence,
         );
     }
+    println!(
+        "params: learned parameters with the ImageNet classifier; GMACs: multiply-adds per image \
+         (torchvision's \"GFLOPS\"); ? until the weights are cached"
+    );
     Ok(())
 }
 

@@ -245,11 +245,12 @@ mod tests {
 
     #[test]
     fn published_sizes() {
-        // (kind, parameters, feature width, blocks with a projection); torchvision's counts.
-        for (kind, params, dim, projections) in [
-            (EncoderKind::ResNet18, 11_689_512, 512, 3),
-            (EncoderKind::ResNet34, 21_797_672, 512, 3),
-            (EncoderKind::ResNet50, 25_557_032, 2048, 4),
+        // (kind, parameters, feature width, blocks with a projection, GFLOPS); torchvision's
+        // counts and its table's multiply-adds.
+        for (kind, params, dim, projections, gmacs) in [
+            (EncoderKind::ResNet18, 11_689_512, 512, 3, 1.81),
+            (EncoderKind::ResNet34, 21_797_672, 512, 3, 3.66),
+            (EncoderKind::ResNet50, 25_557_032, 2048, 4, 4.09),
         ] {
             let t = tensors(kind).expect("resnet");
             // BatchNorm's running statistics are buffers, not parameters.
@@ -260,6 +261,9 @@ mod tests {
                 .sum();
             assert_eq!(p, params, "{kind}");
             let spec = spec(kind, &zeros(kind)).expect("spec");
+            assert_eq!(spec.parameters(), params, "{kind}");
+            let g = spec.multiply_adds() as f64 / 1e9;
+            assert!((g - gmacs).abs() < 0.006, "{kind}: {g} GMACs");
             assert_eq!(spec.feature_dim, dim);
             assert_eq!(spec.feature_map_size(224), 7, "{kind}");
             assert_eq!(
