@@ -1,8 +1,9 @@
 //! A "bring your weights" encoder through the whole pipeline: ResNet-18 weights written here
 //! (graft's deterministic synthetic ones: no offline package publishes ResNet weights) are
-//! imported, a file with one wrong shape is refused naming the key and both shapes, and the
-//! imported encoder trains heads on the demo data, fine-tunes one stage-2 epoch and exports
-//! to ONNX and INT8, validated against the float classifier.
+//! imported, a file with one wrong shape is refused naming the key and both shapes, a
+//! fine-tuned checkpoint in a wrapper gives its backbone, and that encoder trains heads on
+//! the demo data, fine-tunes one stage-2 epoch and exports to ONNX and INT8, validated
+//! against the float classifier.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::process::Output;
 
 use common::{demo_subset, graft_in, require_ort_library, stderr, stdout};
 use graft_model::arch::EncoderKind;
+use graft_model::synthetic;
 use graft_model::weights::{save_safetensors, DType, Tensor};
 
 fn ok(o: Output) -> Output {
@@ -30,7 +32,7 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
     let tmp = tempfile::tempdir().expect("tmp");
     let cwd = tmp.path();
     let cache = cwd.join("cache");
-    let sd = graft_model::synthetic::state_dict(EncoderKind::ResNet18, 11).expect("resnet18");
+    let sd = synthetic::state_dict(EncoderKind::ResNet18, 11).expect("resnet18");
 
     // One tensor of the wrong shape: refused, named with both shapes, nothing cached.
     let mut bad = sd.clone();
@@ -91,6 +93,54 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
     for part in ["512", "11.7M", "1.81", "bring your weights", "cached"] {
         assert!(row.contains(part), "{part}: {row}");
     }
+
+    // A colleague's fine-tuned checkpoint: wrapped (`module.backbone.`) and with a 38-class
+    // classifier. The backbone is taken, the classifier stripped, and both are said.
+    let mut wrapped = graft_model::StateDict::new("best_model.safetensors");
+    for (name, t) in sd.iter() {
+        let t = match name {
+            "fc.weight" => synthetic::tensor(name, &[38, 512], 3),
+            "fc.bias" => synthetic::tensor(name, &[38], 3),
+            _ => t.clone(),
+        };
+        wrapped.insert(format!("module.backbone.{name}"), t);
+    }
+    wrapped.insert("module.extra.weight", synthetic::tensor("x", &[2, 2], 3));
+    save_safetensors(&wrapped, &cwd.join("best_model.safetensors")).expect("write");
+    let o = ok(graft_in(
+        &cache,
+        cwd,
+        &[
+            "models",
+            "import",
+            "best_model.safetensors",
+            "--arch",
+            "resnet18",
+        ],
+    ));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        said.contains("`module.backbone.`") && said.contains("(38 classes)"),
+        "{said}"
+    );
+    // No ImageNet classifier is left to predict with: said, not a panic.
+    let o = graft_in(
+        &cache,
+        cwd,
+        &[
+            "models",
+            "predict",
+            "--encoder",
+            "resnet18",
+            "bad.safetensors",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("no ImageNet classifier"),
+        "{}",
+        stderr(&o)
+    );
 
     std::fs::write(
         cwd.join("graft.toml"),

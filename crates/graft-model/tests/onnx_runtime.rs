@@ -99,7 +99,7 @@ fn reference(spec: &NetSpec, w: &StateDict, image: &[f32], size: usize) -> RefOu
         .chunks(s * s)
         .map(|p| (p.iter().map(|&v| f64::from(v)).sum::<f64>() / area) as f32)
         .collect();
-    let c = &spec.classifier;
+    let c = spec.classifier.as_ref().expect("a classifier");
     let (wt, b) = (
         &w.get(&c.weight).expect("fc").data,
         &w.get(&c.bias).expect("fc").data,

@@ -114,8 +114,16 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<()> {
 
 pub fn import(args: ModelImportArgs) -> anyhow::Result<()> {
     let k = args.arch;
-    let path = fetch::import(&args.file, k, &cache_dir())?;
-    say!("{k}: imported {} → {}", args.file.display(), path.display());
+    let done = fetch::import(&args.file, k, &cache_dir())?;
+    for note in &done.notes {
+        say!("{k}: {note}");
+    }
+    say!(
+        "{k}: imported {} → {} (weights {})",
+        args.file.display(),
+        done.path.display(),
+        done.id
+    );
     Ok(())
 }
 
@@ -126,6 +134,13 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     }
     let weights = fetch::load(k, &cache_dir())?;
     let mut encoder = BurnEncoder::new(k, &weights)?;
+    if encoder.spec().classifier.is_none() {
+        bail!(
+            "the cached {k} weights have no ImageNet classifier (a fine-tuned one was stripped \
+             when they were imported), so there is nothing to predict ImageNet classes with; \
+             train a head on your photos with `graft train DIR --encoder {k}`"
+        );
+    }
     let pre = encoder.spec().preprocess;
     let mut input = Vec::with_capacity(args.images.len() * pre.len());
     for path in &args.images {

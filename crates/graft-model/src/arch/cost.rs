@@ -4,14 +4,14 @@ use super::spec::NetSpec;
 
 impl NetSpec {
     /// Learned parameters: convolution weights, BatchNorm scales and shifts, and the
-    /// classifier (torchvision's count; BatchNorm's running statistics are buffers).
+    /// classifier if kept (torchvision's count; BatchNorm's running statistics are buffers).
     pub fn parameters(&self) -> usize {
         let convs: usize = self
             .convs()
             .map(|l| l.out_ch * (l.in_ch / l.groups) * l.kernel * l.kernel + 2 * l.out_ch)
             .sum();
-        let c = &self.classifier;
-        convs + c.in_features * c.out_features + c.out_features
+        let fc = self.classifier.as_ref();
+        convs + fc.map_or(0, |c| c.in_features * c.out_features + c.out_features)
     }
 
     /// Multiply-adds of one image's forward pass at the preprocessing size: convolutions and
@@ -30,6 +30,7 @@ impl NetSpec {
             }
             s = b.output_size(s);
         }
-        total + (self.classifier.in_features * self.classifier.out_features) as u64
+        let fc = self.classifier.as_ref();
+        total + fc.map_or(0, |c| (c.in_features * c.out_features) as u64)
     }
 }

@@ -4,7 +4,7 @@
 //! Blocks are read from the weights; a new stage starts where the output channels change, and
 //! the first block of stages 2, 3, 4 and 6 (of 7) has stride 2.
 
-use super::read::{check_chain, conv_bn, conv_shape, linear};
+use super::read::{check_chain, classifier, conv_bn, conv_shape};
 use super::spec::{Act, Block, EncoderKind, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
@@ -96,8 +96,8 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
     let head = conv_bn(w, "_conv_head.weight", "_bn1", 1, false, same, relu6)?;
     let feature_dim = head.out_ch;
     blocks.push(Block::new(vec![head], false));
-    let classifier = linear(w, "_fc.weight", "_fc.bias")?;
-    check_chain(w, &blocks, feature_dim, &classifier)?;
+    let classifier = classifier(w, "_fc.weight", "_fc.bias")?;
+    check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
     Ok(NetSpec {
         kind,
         blocks,

@@ -3,7 +3,7 @@
 //! Stages (expansion t, channels c, repeats n, first stride s): (1,16,1,1) (6,24,2,2)
 //! (6,32,3,2) (6,64,4,2) (6,96,3,1) (6,160,3,2) (6,320,1,1); stem 3×3/2 to 32, head 1×1 to 1280.
 
-use super::read::{check_chain, conv_bn, linear};
+use super::read::{check_chain, classifier, conv_bn};
 use super::spec::{Act, Block, EncoderKind, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
@@ -95,8 +95,8 @@ pub(super) fn spec(w: &StateDict) -> Result<NetSpec, WeightError> {
     )?;
     let feature_dim = head.out_ch;
     blocks.push(Block::new(vec![head], false));
-    let classifier = linear(w, "classifier.1.weight", "classifier.1.bias")?;
-    check_chain(w, &blocks, feature_dim, &classifier)?;
+    let classifier = classifier(w, "classifier.1.weight", "classifier.1.bias")?;
+    check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
     Ok(NetSpec {
         kind: EncoderKind::MobileNetV2,
         blocks,

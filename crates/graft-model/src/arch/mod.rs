@@ -2,6 +2,7 @@
 //! state dict. The burn model and the ONNX writer are both built from the same spec, so they
 //! cannot disagree about the architecture.
 
+pub mod checkpoint;
 mod cost;
 mod efficientnet_lite;
 mod mobilenet_v2;

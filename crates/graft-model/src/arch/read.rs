@@ -65,7 +65,19 @@ pub(super) fn conv_bn(
     })
 }
 
-pub(super) fn linear(w: &StateDict, weight: &str, bias: &str) -> Result<Linear, WeightError> {
+/// The classifier `weight`/`bias`, or `None` when neither tensor is there (stripped).
+pub(super) fn classifier(
+    w: &StateDict,
+    weight: &str,
+    bias: &str,
+) -> Result<Option<Linear>, WeightError> {
+    if w.get(weight).is_none() && w.get(bias).is_none() {
+        return Ok(None);
+    }
+    linear(w, weight, bias).map(Some)
+}
+
+fn linear(w: &StateDict, weight: &str, bias: &str) -> Result<Linear, WeightError> {
     let t = w.get(weight).ok_or_else(|| WeightError::MissingTensor {
         path: w.source().to_path_buf(),
         name: weight.to_string(),
@@ -96,7 +108,7 @@ pub(super) fn check_chain(
     w: &StateDict,
     blocks: &[Block],
     feature_dim: usize,
-    classifier: &Linear,
+    classifier: Option<&Linear>,
 ) -> Result<(), WeightError> {
     let wrong = |conv: &str, expects: usize, gets: usize| WeightError::Format {
         path: w.source().to_path_buf(),
@@ -132,6 +144,9 @@ pub(super) fn check_chain(
             });
         }
     }
+    let Some(classifier) = classifier else {
+        return Ok(());
+    };
     if classifier.in_features != feature_dim {
         return Err(WeightError::ShapeMismatch {
             path: w.source().to_path_buf(),

@@ -6,7 +6,7 @@
 //! A block whose input shape differs from its output adds a 1×1 projection of its input
 //! (`downsample`); every sum is followed by ReLU.
 
-use super::read::{check_chain, conv_bn, linear};
+use super::read::{check_chain, classifier, conv_bn};
 use super::spec::{Act, Block, EncoderKind, MaxPool, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
@@ -173,9 +173,12 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
             ),
         });
     }
-    // Every shape exactly as torchvision's: a wrong one is named with both shapes.
+    // Every shape exactly as torchvision's: a wrong one is named with both shapes. (The
+    // classifier may have been stripped, or have another number of classes.)
     for (name, shape) in tensors(kind).unwrap_or_default() {
-        w.require(&name, &shape)?;
+        if !name.starts_with("fc.") {
+            w.require(&name, &shape)?;
+        }
     }
     let sym = Padding::Symmetric(0);
     let relu = Some(Act::Relu);
@@ -210,8 +213,8 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
         });
     }
     let feature_dim = blocks.last().map_or(0, Block::out_ch);
-    let classifier = linear(w, "fc.weight", "fc.bias")?;
-    check_chain(w, &blocks, feature_dim, &classifier)?;
+    let classifier = classifier(w, "fc.weight", "fc.bias")?;
+    check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
     Ok(NetSpec {
         kind,
         blocks,

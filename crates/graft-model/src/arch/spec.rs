@@ -305,13 +305,14 @@ pub struct Linear {
 }
 
 /// A whole encoder: blocks (stem first, 1×1 head conv last), global average pooling to
-/// `feature_dim` features, and the pretrained ImageNet classifier.
+/// `feature_dim` features, and the pretrained ImageNet classifier (absent from weights
+/// imported from a fine-tuned model, whose classifier was stripped).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetSpec {
     pub kind: EncoderKind,
     pub blocks: Vec<Block>,
     pub feature_dim: usize,
-    pub classifier: Linear,
+    pub classifier: Option<Linear>,
     pub bn_eps: f32,
     pub preprocess: Preprocess,
 }

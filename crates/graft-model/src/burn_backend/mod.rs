@@ -125,7 +125,7 @@ impl ImageEncoder for BurnEncoder {
         let out = self.net.forward(x);
         Ok(EncoderOutput {
             features: read(out.features)?,
-            logits: read(out.logits)?,
+            logits: out.logits.map(read).transpose()?.unwrap_or_default(),
             feature_map: if want_feature_map {
                 Some(to_vec(out.feature_map.into_data())?)
             } else {

@@ -150,16 +150,17 @@ pub struct NetOutput {
     pub feature_map: Tensor<4>,
     /// `n × feature_dim`.
     pub features: Tensor<2>,
-    /// `n × classes`.
-    pub logits: Tensor<2>,
+    /// `n × classes`, when the weights have a classifier.
+    pub logits: Option<Tensor<2>>,
 }
 
 #[derive(Module, Debug)]
 pub struct EncoderNet {
     pub blocks: Vec<EncoderBlock>,
     /// Stored `[in, out]`: burn's `linear` does not transpose (PyTorch stores `[out, in]`).
-    pub fc_weight: Param<Tensor<2>>,
-    pub fc_bias: Param<Tensor<1>>,
+    /// `None` when the weights have no classifier.
+    pub fc_weight: Option<Param<Tensor<2>>>,
+    pub fc_bias: Option<Param<Tensor<1>>>,
 }
 
 impl EncoderNet {
@@ -169,21 +170,25 @@ impl EncoderNet {
             .iter()
             .map(|b| EncoderBlock::load(b, w, spec.bn_eps, device))
             .collect::<Result<_, WeightError>>()?;
-        let c = &spec.classifier;
-        let fc = w.require(&c.weight, &[c.out_features, c.in_features])?;
-        let fc_bias = w.require(&c.bias, &[c.out_features])?;
-        let fc_weight = Tensor::<2>::from_data(
-            TensorData::new(fc.data.clone(), [c.out_features, c.in_features]),
-            device,
-        )
-        .transpose();
+        let (mut fc_weight, mut fc_bias) = (None, None);
+        if let Some(c) = &spec.classifier {
+            let fc = w.require(&c.weight, &[c.out_features, c.in_features])?;
+            let bias = w.require(&c.bias, &[c.out_features])?;
+            let weight = Tensor::<2>::from_data(
+                TensorData::new(fc.data.clone(), [c.out_features, c.in_features]),
+                device,
+            )
+            .transpose();
+            fc_weight = Some(Param::from_tensor(weight));
+            fc_bias = Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias.data.clone(), [c.out_features]),
+                device,
+            )));
+        }
         Ok(Self {
             blocks,
-            fc_weight: Param::from_tensor(fc_weight),
-            fc_bias: Param::from_tensor(Tensor::from_data(
-                TensorData::new(fc_bias.data.clone(), [c.out_features]),
-                device,
-            )),
+            fc_weight,
+            fc_bias,
         })
     }
 
@@ -196,11 +201,10 @@ impl EncoderNet {
         let feature_map = self.forward_map(x);
         let [n, c, _, _] = feature_map.dims();
         let features: Tensor<2> = feature_map.clone().mean_dim(3).mean_dim(2).reshape([n, c]);
-        let logits = linear(
-            features.clone(),
-            self.fc_weight.val(),
-            Some(self.fc_bias.val()),
-        );
+        let logits = match (&self.fc_weight, &self.fc_bias) {
+            (Some(w), Some(b)) => Some(linear(features.clone(), w.val(), Some(b.val()))),
+            _ => None,
+        };
         NetOutput {
             feature_map,
             features,

@@ -10,7 +10,7 @@ use crate::weights::StateDict;
 pub struct ExportOptions {
     /// Square input side; the spec's preprocessing size when `None`.
     pub input_size: Option<u32>,
-    /// Add the pretrained ImageNet classifier as output "logits".
+    /// Add the pretrained ImageNet classifier as output "logits" (when the weights have one).
     pub logits: bool,
     /// Also output the last spatial map as "feature_map" (for attention-pool heads, Grad-CAM).
     pub feature_map: bool,
@@ -210,8 +210,7 @@ pub fn encoder_graph_marked(
     let features = g.node("Flatten", &[&pooled], "features", &[("axis", Attr::Int(1))]);
     check_name(&features, "features")?;
     g.output(&features, &[batch(), Dim::Fixed(fd)]);
-    let logits = if opts.logits {
-        let c = &spec.classifier;
+    let logits = if let (true, Some(c)) = (opts.logits, &spec.classifier) {
         let (w, b) = linear(c, weights)?;
         let wn = g.initializer(&c.weight, &[c.out_features, c.in_features], w);
         let bn = g.initializer(&c.bias, &[c.out_features], b);

@@ -202,11 +202,14 @@ impl OrtEncoder {
             session: session_from_onnx(&model, opts)?,
             kind: spec.kind,
             feature_dim: spec.feature_dim,
-            classes: spec.classifier.out_features,
+            classes: spec.classifier.as_ref().map_or(0, |c| c.out_features),
             size,
             map_size: spec.feature_map_size(size),
-            without_map: RunOptions::new()?
-                .with_outputs(OutputSelector::no_default().with("features").with("logits")),
+            without_map: RunOptions::new()?.with_outputs(if spec.classifier.is_some() {
+                OutputSelector::no_default().with("features").with("logits")
+            } else {
+                OutputSelector::no_default().with("features")
+            }),
         })
     }
 
@@ -264,7 +267,11 @@ impl ImageEncoder for OrtEncoder {
         }
         .map_err(OrtError::from)?;
         let features = take(&outputs, "features", n * self.feature_dim)?;
-        let logits = take(&outputs, "logits", n * self.classes)?;
+        let logits = if self.classes > 0 {
+            take(&outputs, "logits", n * self.classes)?
+        } else {
+            Vec::new()
+        };
         let feature_map = if want_feature_map {
             let m = self.map_size;
             Some(take(&outputs, "feature_map", n * self.feature_dim * m * m)?)

@@ -131,12 +131,12 @@ pub fn tiny_net(size: u32) -> (NetSpec, StateDict) {
         kind: EncoderKind::MobileNetV2,
         blocks,
         feature_dim: 16,
-        classifier: Linear {
+        classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),
             in_features: 16,
             out_features: 5,
-        },
+        }),
         bn_eps: 1e-3,
         preprocess: Preprocess {
             size,

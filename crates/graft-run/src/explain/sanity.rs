@@ -159,12 +159,12 @@ mod tests {
                 .map(|l| Block::new(vec![l.clone()], false))
                 .collect(),
             feature_dim: 8,
-            classifier: Linear {
+            classifier: Some(Linear {
                 weight: "fc.weight".into(),
                 bias: "fc.bias".into(),
                 in_features: 8,
                 out_features: 2,
-            },
+            }),
             bn_eps: 1e-5,
             preprocess: graft_data::preprocess::Preprocess {
                 size: 8,

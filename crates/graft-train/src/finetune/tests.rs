@@ -55,12 +55,12 @@ fn tiny() -> (NetSpec, StateDict) {
         kind: EncoderKind::MobileNetV2,
         blocks,
         feature_dim: 6,
-        classifier: Linear {
+        classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),
             in_features: 6,
             out_features: 2,
-        },
+        }),
         bn_eps: 1e-5,
         preprocess: pre(),
     };
@@ -128,12 +128,12 @@ fn tiny_resnet() -> (NetSpec, StateDict) {
         kind: EncoderKind::ResNet18,
         blocks: vec![stem, basic("l1", 4, 6, 2), basic("l2", 6, 6, 1)],
         feature_dim: 6,
-        classifier: Linear {
+        classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),
             in_features: 6,
             out_features: 2,
-        },
+        }),
         bn_eps: 1e-5,
         preprocess: pre(),
     };
