@@ -99,13 +99,16 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
     let mut wrapped = graft_model::StateDict::new("best_model.safetensors");
     for (name, t) in sd.iter() {
         let t = match name {
-            "fc.weight" => synthetic::tensor(name, &[38, 512], 3),
-            "fc.bias" => synthetic::tensor(name, &[38], 3),
+            "fc.weight" => synthetic::tensor(EncoderKind::ResNet18, name, &[38, 512], 3),
+            "fc.bias" => synthetic::tensor(EncoderKind::ResNet18, name, &[38], 3),
             _ => t.clone(),
         };
         wrapped.insert(format!("module.backbone.{name}"), t);
     }
-    wrapped.insert("module.extra.weight", synthetic::tensor("x", &[2, 2], 3));
+    wrapped.insert(
+        "module.extra.weight",
+        synthetic::tensor(EncoderKind::ResNet18, "x", &[2, 2], 3),
+    );
     save_safetensors(&wrapped, &cwd.join("best_model.safetensors")).expect("write");
     let o = ok(graft_in(
         &cache,
@@ -175,13 +178,20 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
 
     // One stage-2 epoch over the top two blocks (both with ReLU after the sum; block 4 of
     // ResNet-18's 9 has a projection, and stage 2 starts above it).
+    finetune_one_epoch(&cache, cwd, "rn");
+    export(&cache, cwd, "rn", &["fp32", "int8"]);
+}
+
+/// One stage-2 epoch of `graft finetune` on `runs/NAME`.
+fn finetune_one_epoch(cache: &Path, cwd: &Path, name: &str) {
+    let run = format!("runs/{name}");
     let o = ok(graft_in(
-        &cache,
+        cache,
         cwd,
         &[
             "finetune",
             "--run",
-            "runs/rn",
+            &run,
             "--epochs",
             "0,1",
             "--batch",
@@ -191,21 +201,26 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
             "--no-track",
         ],
     ));
-    let history = std::fs::read_to_string(run.join("finetune/history.csv")).expect("history");
+    let history =
+        std::fs::read_to_string(cwd.join(&run).join("finetune/history.csv")).expect("history");
     assert!(
         history.lines().any(|l| l.starts_with("2,")),
         "no stage-2 epoch:\n{history}\n{}",
         stdout(&o)
     );
+}
 
-    for precision in ["fp32", "int8"] {
+/// `graft export` of `runs/NAME` at each precision, validated against graft's classifier.
+fn export(cache: &Path, cwd: &Path, name: &str, precisions: &[&str]) {
+    let run = format!("runs/{name}");
+    for precision in precisions {
         let o = ok(graft_in(
-            &cache,
+            cache,
             cwd,
             &[
                 "export",
                 "--run",
-                "runs/rn",
+                &run,
                 "--precision",
                 precision,
                 "--validate",
@@ -215,6 +230,60 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
                 "--no-track",
             ],
         ));
-        println!("{precision}: {}", stdout(&o));
+        println!("{name} {precision}: {}", stdout(&o));
     }
+}
+
+/// Synthetic weights of `kind` imported into `cache`, and heads trained on a demo subset as
+/// `runs/NAME`.
+fn imported_run(cache: &Path, cwd: &Path, kind: EncoderKind, name: &str) {
+    let sd = synthetic::state_dict(kind, 5).expect("a layout");
+    let file = format!("{kind}.safetensors");
+    save_safetensors(&sd, &cwd.join(&file)).expect("write");
+    ok(graft_in(
+        cache,
+        cwd,
+        &["models", "import", &file, "--arch", kind.name()],
+    ));
+    if !cwd.join("photos").exists() {
+        demo_subset(&cwd.join("photos"), 4, 16);
+    }
+    std::fs::write(
+        cwd.join(format!("{name}.toml")),
+        format!(
+            "encoder = \"{kind}\"\n[heads]\nheads = [\"linear\"]\nlrs = [0.01]\nepochs = 30\n\
+             [eval]\nlatency = 0\n"
+        ),
+    )
+    .expect("config");
+    let config = format!("{name}.toml");
+    ok(graft_in(
+        cache,
+        cwd,
+        &[
+            "train",
+            "photos",
+            "--name",
+            name,
+            "--config",
+            &config,
+            "--no-track",
+        ],
+    ));
+}
+
+/// MobileNetV3-Small (hard-swish, squeeze-and-excitation with a hard-sigmoid gate) fine-tunes
+/// a stage-2 epoch; EfficientNet-B0 (SiLU, sigmoid-gated squeeze-and-excitation) exports to
+/// INT8, validated against the float classifier.
+#[test]
+fn imported_mobilenet_v3_fine_tunes_and_efficientnet_b0_exports_int8() {
+    require_ort_library();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cwd = tmp.path();
+    let cache = cwd.join("cache");
+    imported_run(&cache, cwd, EncoderKind::MobileNetV3Small, "v3");
+    finetune_one_epoch(&cache, cwd, "v3");
+    export(&cache, cwd, "v3", &["fp32"]);
+    imported_run(&cache, cwd, EncoderKind::EfficientNetB0, "b0");
+    export(&cache, cwd, "b0", &["int8"]);
 }

@@ -9,7 +9,7 @@
 //! role in f64 and rounded once to f32 — every step exact or correctly rounded in IEEE
 //! arithmetic, so NumPy gives the same bits.
 
-use crate::arch::{resnet, EncoderKind};
+use crate::arch::{torchvision_tensors, EncoderKind};
 use crate::weights::{DType, StateDict, Tensor};
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -35,40 +35,54 @@ pub fn uniform(name: &str, n: usize, seed: u64) -> impl Iterator<Item = f64> {
     })
 }
 
+/// The lowest BatchNorm scale of `kind`'s weights (scales are drawn in [floor, floor + 0.4)).
+/// Chosen by measurement so that the pooled features stay of order one and still depend on
+/// the input (they differ between two images by 3–15% of their size): lower, the signal
+/// fades through the blocks and every image gives the biases' output; higher, it explodes.
+fn bn_scale_floor(kind: EncoderKind) -> f64 {
+    match kind {
+        EncoderKind::EfficientNetB0 => 0.82,
+        EncoderKind::MobileNetV3Small => 0.7,
+        EncoderKind::MobileNetV3Large => 0.65,
+        _ => 0.3,
+    }
+}
+
 /// How a tensor's values are drawn, from its name and shape.
-fn draw(name: &str, shape: &[usize], u: f64) -> f64 {
+fn draw(name: &str, shape: &[usize], floor: f64, u: f64) -> f64 {
     let fan_in: usize = shape.iter().skip(1).product();
     if name.ends_with("running_var") {
         0.5 + u
     } else if name.ends_with("running_mean") || name.ends_with("bias") {
         0.2 * (u - 0.5)
     } else if shape.len() == 1 {
-        // BatchNorm's scale: below one, so that residual sums do not grow block by block.
-        0.3 + 0.4 * u
+        // BatchNorm's scale.
+        floor + 0.4 * u
     } else {
         // He's uniform bound for ReLU networks: variance 2 / fan-in.
         (2.0 * u - 1.0) * (6.0 / fan_in.max(1) as f64).sqrt()
     }
 }
 
-/// One tensor of `shape` named `name`.
-pub fn tensor(name: &str, shape: &[usize], seed: u64) -> Tensor {
+/// One tensor of `kind`'s weights, of `shape`, named `name`.
+pub fn tensor(kind: EncoderKind, name: &str, shape: &[usize], seed: u64) -> Tensor {
     let n = shape.iter().product();
+    let floor = bn_scale_floor(kind);
     Tensor {
         shape: shape.to_vec(),
         data: uniform(name, n, seed)
-            .map(|u| draw(name, shape, u) as f32)
+            .map(|u| draw(name, shape, floor, u) as f32)
             .collect(),
         dtype: DType::F32,
     }
 }
 
 /// The torchvision state dict of `kind` with deterministic weights, for the architectures
-/// whose layout graft writes down ([`resnet::tensors`]); `None` for the others.
+/// whose layout graft writes down ([`torchvision_tensors`]); `None` for the others.
 pub fn state_dict(kind: EncoderKind, seed: u64) -> Option<StateDict> {
     let mut sd = StateDict::new(format!("synthetic-{}-{seed}.safetensors", kind.name()));
-    for (name, shape) in resnet::tensors(kind)? {
-        let t = tensor(&name, &shape, seed);
+    for (name, shape) in torchvision_tensors(kind)? {
+        let t = tensor(kind, &name, &shape, seed);
         sd.insert(name, t);
     }
     Some(sd)
@@ -96,6 +110,26 @@ mod tests {
         // Another name or seed draws other values.
         assert_ne!(uniform("y", 1, 7).next(), Some(u[0]));
         assert_ne!(uniform("x", 1, 8).next(), Some(u[0]));
+    }
+
+    #[test]
+    fn published_sizes() {
+        // torchvision's parameter counts and GFLOPS (multiply-adds) for the architectures
+        // graft writes down whole.
+        for (kind, params, gmacs) in [
+            (EncoderKind::ResNet18, 11_689_512, 1.81),
+            (EncoderKind::ResNet34, 21_797_672, 3.66),
+            (EncoderKind::ResNet50, 25_557_032, 4.09),
+            (EncoderKind::EfficientNetB0, 5_288_548, 0.39),
+            (EncoderKind::MobileNetV3Small, 2_542_856, 0.06),
+            (EncoderKind::MobileNetV3Large, 5_483_032, 0.22),
+        ] {
+            let sd = state_dict(kind, 1).expect("a layout");
+            let spec = crate::arch::spec_for(kind, &sd).expect("spec");
+            assert_eq!(spec.parameters(), params, "{kind}");
+            let g = spec.multiply_adds() as f64 / 1e9;
+            assert!((g - gmacs).abs() < 0.006, "{kind}: {g} GMACs");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::ort::{max_diff, require_ort};
-use graft_model::arch::{resnet, spec_for, EncoderKind};
+use graft_model::arch::{spec_for, torchvision_tensors, EncoderKind};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
 use graft_model::ort_backend::{OrtEncoder, OrtOptions};
@@ -55,7 +55,7 @@ fn check(kind: EncoderKind) {
     // The layout graft writes down is torchvision's, key for key and shape for shape.
     assert_eq!(
         f.keys,
-        resnet::tensors(kind).expect("a layout"),
+        torchvision_tensors(kind).expect("a layout"),
         "{kind}: torchvision {}",
         f.torch
     );
@@ -71,6 +71,14 @@ fn check(kind: EncoderKind) {
     let mut ort = OrtEncoder::new(&spec, &weights, OrtOptions::default()).expect("session");
     let o = ort.encode(&input, n, false).expect("ORT runs");
     assert_eq!(f.features.len(), n * fd);
+    // The weights carry the input through: the two images' features differ (else the test
+    // would check little more than the biases).
+    let size = f.features.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let apart = max_diff(&f.features[..fd], &f.features[fd..]);
+    assert!(
+        apart > 0.01 * size,
+        "{kind}: features {size}, apart {apart}"
+    );
     let diffs = [
         max_diff(&b.features, &f.features),
         max_diff(&b.logits, &f.logits),
@@ -100,6 +108,21 @@ fn resnet50_matches_torchvision() {
     check(EncoderKind::ResNet50);
 }
 
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    check(EncoderKind::EfficientNetB0);
+}
+
+#[test]
+fn mobilenet_v3_small_matches_torchvision() {
+    check(EncoderKind::MobileNetV3Small);
+}
+
+#[test]
+fn mobilenet_v3_large_matches_torchvision() {
+    check(EncoderKind::MobileNetV3Large);
+}
+
 /// A file torch.save wrote (zip format, int64 BatchNorm counter) reads back with the exact
 /// bits of the synthetic weights it was filled with.
 #[test]
@@ -123,7 +146,7 @@ fn reads_what_torch_save_wrote() {
         .iter()
         .filter(|(n, _)| !n.ends_with("num_batches_tracked"))
     {
-        let expected = synthetic::tensor(name, &t.shape, seed);
+        let expected = synthetic::tensor(EncoderKind::ResNet18, name, &t.shape, seed);
         assert_eq!(t.shape, expected.shape, "{name}");
         assert!(
             t.data

@@ -8,7 +8,10 @@ use crate::weights::StateDict;
 /// The first convolution's key, which every file of `kind` has: where the backbone starts.
 fn anchor(kind: EncoderKind) -> &'static str {
     match kind {
-        EncoderKind::MobileNetV2 => "features.0.0.weight",
+        EncoderKind::MobileNetV2
+        | EncoderKind::EfficientNetB0
+        | EncoderKind::MobileNetV3Small
+        | EncoderKind::MobileNetV3Large => "features.0.0.weight",
         EncoderKind::EfficientNetLite0
         | EncoderKind::EfficientNetLite1
         | EncoderKind::EfficientNetLite2 => "_conv_stem.weight",
@@ -19,7 +22,12 @@ fn anchor(kind: EncoderKind) -> &'static str {
 /// The ImageNet classifier's (weight, bias) keys.
 fn classifier(kind: EncoderKind) -> (&'static str, &'static str) {
     match kind {
-        EncoderKind::MobileNetV2 => ("classifier.1.weight", "classifier.1.bias"),
+        EncoderKind::MobileNetV2 | EncoderKind::EfficientNetB0 => {
+            ("classifier.1.weight", "classifier.1.bias")
+        }
+        EncoderKind::MobileNetV3Small | EncoderKind::MobileNetV3Large => {
+            ("classifier.3.weight", "classifier.3.bias")
+        }
         EncoderKind::EfficientNetLite0
         | EncoderKind::EfficientNetLite1
         | EncoderKind::EfficientNetLite2 => ("_fc.weight", "_fc.bias"),

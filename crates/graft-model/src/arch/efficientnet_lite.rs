@@ -102,6 +102,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
         kind,
         blocks,
         feature_dim,
+        hidden: None,
         classifier,
         bn_eps: 1e-3,
         preprocess: kind.preprocess(),

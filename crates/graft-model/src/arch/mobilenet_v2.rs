@@ -101,6 +101,7 @@ pub(super) fn spec(w: &StateDict) -> Result<NetSpec, WeightError> {
         kind: EncoderKind::MobileNetV2,
         blocks,
         feature_dim,
+        hidden: None,
         classifier,
         bn_eps: 1e-5,
         preprocess: EncoderKind::MobileNetV2.preprocess(),

@@ -6,8 +6,8 @@
 //! A block whose input shape differs from its output adds a 1×1 projection of its input
 //! (`downsample`); every sum is followed by ReLU.
 
-use super::read::{check_chain, classifier, conv_bn};
-use super::spec::{Act, Block, EncoderKind, MaxPool, NetSpec, Padding};
+use super::layout::{BlockLayout, Conv, Layout};
+use super::spec::{Act, EncoderKind, MaxPool, NetSpec};
 use crate::weights::{StateDict, WeightError};
 
 /// Blocks per stage and whether they are bottlenecks.
@@ -32,36 +32,36 @@ fn config(kind: EncoderKind) -> Option<Config> {
 
 const WIDTHS: [usize; 4] = [64, 128, 256, 512];
 const STRIDES: [usize; 4] = [1, 2, 2, 2];
-const BN_PARTS: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
 
-/// One convolution of the layout: (conv key, BN prefix, shape `[out, in, k, k]`, stride).
-struct ConvAt {
-    conv: String,
-    bn: String,
-    shape: [usize; 4],
-    stride: usize,
-}
-
-/// One block of the layout: its convs in order, and its projection.
-struct BlockAt {
-    convs: Vec<ConvAt>,
-    projection: Option<ConvAt>,
-}
-
-fn conv_at(conv: String, bn: String, shape: [usize; 4], stride: usize) -> ConvAt {
-    ConvAt {
-        conv,
+fn conv(weight: String, bn: String, shape: [usize; 4], stride: usize, act: Option<Act>) -> Conv {
+    Conv {
+        weight,
         bn,
         shape,
         stride,
+        groups: 1,
+        act,
     }
 }
 
-/// The residual blocks of `c`, in order.
-fn layout(c: Config) -> Vec<BlockAt> {
+/// torchvision's layout of `c`.
+fn layout(c: Config) -> Layout {
+    let relu = Some(Act::Relu);
     let expansion = if c.bottleneck { 4 } else { 1 };
+    let mut stem = BlockLayout::plain(vec![conv(
+        "conv1.weight".into(),
+        "bn1".into(),
+        [64, 3, 7, 7],
+        2,
+        relu,
+    )]);
+    stem.max_pool = Some(MaxPool {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    });
+    let mut blocks = vec![stem];
     let mut in_ch = 64;
-    let mut blocks = Vec::new();
     for (stage, (&n, (&width, &first_stride))) in c
         .repeats
         .iter()
@@ -72,68 +72,58 @@ fn layout(c: Config) -> Vec<BlockAt> {
         for j in 0..n {
             let p = format!("layer{}.{j}", stage + 1);
             let stride = if j == 0 { first_stride } else { 1 };
-            let at = |i: usize, shape: [usize; 4], stride: usize| {
-                conv_at(
+            let at = |i: usize, shape: [usize; 4], stride: usize, act| {
+                conv(
                     format!("{p}.conv{i}.weight"),
                     format!("{p}.bn{i}"),
                     shape,
                     stride,
+                    act,
                 )
             };
             let convs = if c.bottleneck {
                 vec![
-                    at(1, [width, in_ch, 1, 1], 1),
-                    at(2, [width, width, 3, 3], stride),
-                    at(3, [out_ch, width, 1, 1], 1),
+                    at(1, [width, in_ch, 1, 1], 1, relu),
+                    at(2, [width, width, 3, 3], stride, relu),
+                    at(3, [out_ch, width, 1, 1], 1, None),
                 ]
             } else {
                 vec![
-                    at(1, [width, in_ch, 3, 3], stride),
-                    at(2, [width, width, 3, 3], 1),
+                    at(1, [width, in_ch, 3, 3], stride, relu),
+                    at(2, [width, width, 3, 3], 1, None),
                 ]
             };
             let projection = (stride != 1 || in_ch != out_ch).then(|| {
-                conv_at(
+                conv(
                     format!("{p}.downsample.0.weight"),
                     format!("{p}.downsample.1"),
                     [out_ch, in_ch, 1, 1],
                     stride,
+                    None,
                 )
             });
-            blocks.push(BlockAt { convs, projection });
+            blocks.push(BlockLayout {
+                convs,
+                residual: true,
+                projection,
+                post_act: relu,
+                ..BlockLayout::default()
+            });
             in_ch = out_ch;
         }
     }
-    blocks
+    Layout {
+        blocks,
+        hidden: None,
+        classifier: ("fc".into(), [1000, in_ch]),
+        bn_eps: 1e-5,
+    }
 }
 
 /// Every tensor of torchvision's `resnet*` state dict (BatchNorm's `num_batches_tracked`
 /// counters aside), name and shape, in the state dict's order; `None` for other encoders.
 pub fn tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
-    let c = config(kind)?;
-    let mut out = Vec::new();
-    let mut push = |conv: &ConvAt| {
-        out.push((conv.conv.clone(), conv.shape.to_vec()));
-        for part in BN_PARTS {
-            out.push((format!("{}.{part}", conv.bn), vec![conv.shape[0]]));
-        }
-    };
-    push(&conv_at(
-        "conv1.weight".into(),
-        "bn1".into(),
-        [64, 3, 7, 7],
-        2,
-    ));
-    for b in layout(c) {
-        b.convs.iter().for_each(&mut push);
-        if let Some(p) = &b.projection {
-            push(p);
-        }
-    }
-    let features = 512 * if c.bottleneck { 4 } else { 1 };
-    out.push(("fc.weight".into(), vec![1000, features]));
-    out.push(("fc.bias".into(), vec![1000]));
-    Some(out)
+    Some(layout(config(kind)?).tensors())
 }
 
 /// Blocks per stage in `w` (counted by `layer{s}.{j}.conv1.weight`).
@@ -173,56 +163,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
             ),
         });
     }
-    // Every shape exactly as torchvision's: a wrong one is named with both shapes. (The
-    // classifier may have been stripped, or have another number of classes.)
-    for (name, shape) in tensors(kind).unwrap_or_default() {
-        if !name.starts_with("fc.") {
-            w.require(&name, &shape)?;
-        }
-    }
-    let sym = Padding::Symmetric(0);
-    let relu = Some(Act::Relu);
-    let layer = |at: &ConvAt, act| conv_bn(w, &at.conv, &at.bn, at.stride, false, sym, act);
-    let mut stem = Block::new(
-        vec![layer(
-            &conv_at("conv1.weight".into(), "bn1".into(), [64, 3, 7, 7], 2),
-            relu,
-        )?],
-        false,
-    );
-    stem.max_pool = Some(MaxPool {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-    });
-    let mut blocks = vec![stem];
-    for b in layout(c) {
-        let last = b.convs.len() - 1;
-        let layers = b
-            .convs
-            .iter()
-            .enumerate()
-            .map(|(i, at)| layer(at, if i == last { None } else { relu }))
-            .collect::<Result<_, _>>()?;
-        blocks.push(Block {
-            layers,
-            residual: true,
-            projection: b.projection.as_ref().map(|p| layer(p, None)).transpose()?,
-            post_act: relu,
-            max_pool: None,
-        });
-    }
-    let feature_dim = blocks.last().map_or(0, Block::out_ch);
-    let classifier = classifier(w, "fc.weight", "fc.bias")?;
-    check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
-    Ok(NetSpec {
-        kind,
-        blocks,
-        feature_dim,
-        classifier,
-        bn_eps: 1e-5,
-        preprocess: kind.preprocess(),
-    })
+    layout(c).spec(kind, w)
 }
 
 #[cfg(test)]
@@ -247,26 +188,15 @@ mod tests {
     }
 
     #[test]
-    fn published_sizes() {
-        // (kind, parameters, feature width, blocks with a projection, GFLOPS); torchvision's
-        // counts and its table's multiply-adds.
-        for (kind, params, dim, projections, gmacs) in [
-            (EncoderKind::ResNet18, 11_689_512, 512, 3, 1.81),
-            (EncoderKind::ResNet34, 21_797_672, 512, 3, 3.66),
-            (EncoderKind::ResNet50, 25_557_032, 2048, 4, 4.09),
+    fn layout_shapes() {
+        // (kind, feature width, blocks with a projection); synthetic's test checks
+        // torchvision's parameter and multiply-add counts.
+        for (kind, dim, projections) in [
+            (EncoderKind::ResNet18, 512, 3),
+            (EncoderKind::ResNet34, 512, 3),
+            (EncoderKind::ResNet50, 2048, 4),
         ] {
-            let t = tensors(kind).expect("resnet");
-            // BatchNorm's running statistics are buffers, not parameters.
-            let p: usize = t
-                .iter()
-                .filter(|(n, _)| !n.contains("running_"))
-                .map(|(_, s)| s.iter().product::<usize>())
-                .sum();
-            assert_eq!(p, params, "{kind}");
             let spec = spec(kind, &zeros(kind)).expect("spec");
-            assert_eq!(spec.parameters(), params, "{kind}");
-            let g = spec.multiply_adds() as f64 / 1e9;
-            assert!((g - gmacs).abs() < 0.006, "{kind}: {g} GMACs");
             assert_eq!(spec.feature_dim, dim);
             assert_eq!(spec.feature_map_size(224), 7, "{kind}");
             assert_eq!(

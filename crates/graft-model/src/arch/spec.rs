@@ -16,10 +16,13 @@ pub enum EncoderKind {
     ResNet18,
     ResNet34,
     ResNet50,
+    EfficientNetB0,
+    MobileNetV3Small,
+    MobileNetV3Large,
 }
 
 impl EncoderKind {
-    pub const ALL: [EncoderKind; 7] = [
+    pub const ALL: [EncoderKind; 10] = [
         EncoderKind::MobileNetV2,
         EncoderKind::EfficientNetLite0,
         EncoderKind::EfficientNetLite1,
@@ -27,6 +30,9 @@ impl EncoderKind {
         EncoderKind::ResNet18,
         EncoderKind::ResNet34,
         EncoderKind::ResNet50,
+        EncoderKind::EfficientNetB0,
+        EncoderKind::MobileNetV3Small,
+        EncoderKind::MobileNetV3Large,
     ];
 
     /// The name users type (`--encoder mobilenet-v2`).
@@ -39,6 +45,9 @@ impl EncoderKind {
             EncoderKind::ResNet18 => "resnet18",
             EncoderKind::ResNet34 => "resnet34",
             EncoderKind::ResNet50 => "resnet50",
+            EncoderKind::EfficientNetB0 => "efficientnet-b0",
+            EncoderKind::MobileNetV3Small => "mobilenet-v3-small",
+            EncoderKind::MobileNetV3Large => "mobilenet-v3-large",
         }
     }
 
@@ -60,16 +69,25 @@ impl EncoderKind {
             filter: Filter::Bicubic,
         };
         match self {
-            // torchvision's IMAGENET1K_V1 weights of all three were measured this way.
+            // torchvision's IMAGENET1K_V1 weights of these were measured this way.
             EncoderKind::MobileNetV2
             | EncoderKind::ResNet18
             | EncoderKind::ResNet34
-            | EncoderKind::ResNet50 => Preprocess {
+            | EncoderKind::ResNet50
+            | EncoderKind::MobileNetV3Small
+            | EncoderKind::MobileNetV3Large => Preprocess {
                 size: 224,
                 resize_shorter: 256,
                 mean: [0.485, 0.456, 0.406],
                 std: [0.229, 0.224, 0.225],
                 filter: Filter::Bilinear,
+            },
+            EncoderKind::EfficientNetB0 => Preprocess {
+                size: 224,
+                resize_shorter: 256,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+                filter: Filter::Bicubic,
             },
             EncoderKind::EfficientNetLite0 => lite(224),
             EncoderKind::EfficientNetLite1 => lite(240),
@@ -197,6 +215,10 @@ pub enum Act {
     Relu6,
     /// max(x, 0)
     Relu,
+    /// x · sigmoid(x) (swish)
+    Silu,
+    /// x · min(max(x + 3, 0), 6) / 6
+    Hardswish,
 }
 
 impl Act {
@@ -205,8 +227,40 @@ impl Act {
         match self {
             Act::Relu6 => x.clamp(0.0, 6.0),
             Act::Relu => x.max(0.0),
+            Act::Silu => x / (1.0 + (-x).exp()),
+            Act::Hardswish => x * Gate::HardSigmoid.apply(x),
         }
     }
+}
+
+/// What squeeze-and-excitation scales channels by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Gate {
+    /// 1 / (1 + e^−x)
+    Sigmoid,
+    /// min(max(x / 6 + 1/2, 0), 1)
+    HardSigmoid,
+}
+
+impl Gate {
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Gate::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Gate::HardSigmoid => (x / 6.0 + 0.5).clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// Squeeze-and-excitation (Hu et al. 2018) on the output of layer `after`: each channel
+/// scaled by `gate(expand(act(reduce(mean over locations))))`, `reduce` and `expand` being
+/// 1×1 convolutions with bias (weights `[out, in, 1, 1]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SqueezeExcite {
+    pub after: usize,
+    pub reduce: Linear,
+    pub expand: Linear,
+    pub act: Act,
+    pub gate: Gate,
 }
 
 /// Max pooling over `kernel`×`kernel` windows; padding counts as −∞ (never the maximum).
@@ -251,7 +305,7 @@ impl ConvBn {
 
 /// A sequence of conv layers, with the block input added to its output when `residual`.
 ///
-/// In order: the layers; the residual sum (the input itself, or its `projection` when the
+/// In order: the layers (squeeze-and-excitation after one of them); the residual sum (the input itself, or its `projection` when the
 /// shapes differ); `post_act` on the sum; `max_pool`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Block {
@@ -267,6 +321,9 @@ pub struct Block {
     /// Pooling at the end of the block (ResNet's stem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pool: Option<MaxPool>,
+    /// Squeeze-and-excitation inside the block (EfficientNet-B0, MobileNetV3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub se: Option<SqueezeExcite>,
 }
 
 impl Block {
@@ -312,6 +369,9 @@ pub struct NetSpec {
     pub kind: EncoderKind,
     pub blocks: Vec<Block>,
     pub feature_dim: usize,
+    /// The classifier's hidden layer, hard-swish after it (MobileNetV3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Linear>,
     pub classifier: Option<Linear>,
     pub bn_eps: f32,
     pub preprocess: Preprocess,

@@ -3,7 +3,7 @@
 mod net;
 
 pub use burn::tensor::Device;
-pub use net::{activate, max_pool, ConvBnLayer, EncoderBlock, EncoderNet, NetOutput};
+pub use net::{activate, gate, max_pool, ConvBnLayer, EncoderBlock, EncoderNet, NetOutput};
 
 use burn::tensor::{Tensor, TensorData};
 

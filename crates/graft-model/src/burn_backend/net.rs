@@ -9,7 +9,7 @@ use burn::tensor::module::{conv2d, linear, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{activation, Device, Tensor, TensorData};
 
-use crate::arch::{Act, Block, ConvBn, MaxPool, NetSpec, Padding};
+use crate::arch::{Act, Block, ConvBn, Gate, Linear, MaxPool, NetSpec, Padding, SqueezeExcite};
 use crate::weights::{StateDict, WeightError};
 
 /// Conv with BatchNorm folded in (weight scaled per output channel, bias = beta - mean*scale).
@@ -35,6 +35,81 @@ pub fn activate<const D: usize>(x: Tensor<D>, act: Option<Act>) -> Tensor<D> {
         None => x,
         Some(Act::Relu6) => activation::relu6(x),
         Some(Act::Relu) => activation::relu(x),
+        Some(Act::Silu) => activation::silu(x),
+        Some(Act::Hardswish) => activation::hard_swish(x),
+    }
+}
+
+/// `gate` applied to `x`.
+pub fn gate<const D: usize>(x: Tensor<D>, gate: Gate) -> Tensor<D> {
+    match gate {
+        Gate::Sigmoid => activation::sigmoid(x),
+        Gate::HardSigmoid => activation::hard_sigmoid(x, 1.0 / 6.0, 0.5),
+    }
+}
+
+/// Squeeze-and-excitation: two 1×1 convolutions with bias on the pooled map.
+#[derive(Module, Debug)]
+pub struct SeLayer {
+    pub reduce_weight: Param<Tensor<4>>,
+    pub reduce_bias: Param<Tensor<1>>,
+    pub expand_weight: Param<Tensor<4>>,
+    pub expand_bias: Param<Tensor<1>>,
+    #[module(skip)]
+    pub after: usize,
+    #[module(skip)]
+    pub act: Act,
+    #[module(skip)]
+    pub gate: Gate,
+}
+
+impl SeLayer {
+    fn load(se: &SqueezeExcite, w: &StateDict, device: &Device) -> Result<Self, WeightError> {
+        let pointwise = |l: &Linear| -> Result<(Param<Tensor<4>>, Param<Tensor<1>>), WeightError> {
+            let (o, i) = (l.out_features, l.in_features);
+            let wt = w.require(&l.weight, &[o, i, 1, 1])?;
+            let b = w.require(&l.bias, &[o])?;
+            Ok((
+                Param::from_tensor(Tensor::from_data(
+                    TensorData::new(wt.data.clone(), [o, i, 1, 1]),
+                    device,
+                )),
+                Param::from_tensor(Tensor::from_data(
+                    TensorData::new(b.data.clone(), [o]),
+                    device,
+                )),
+            ))
+        };
+        let (reduce_weight, reduce_bias) = pointwise(&se.reduce)?;
+        let (expand_weight, expand_bias) = pointwise(&se.expand)?;
+        Ok(SeLayer {
+            reduce_weight,
+            reduce_bias,
+            expand_weight,
+            expand_bias,
+            after: se.after,
+            act: se.act,
+            gate: se.gate,
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let opts = || ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let s = x.clone().mean_dim(3).mean_dim(2);
+        let s = conv2d(
+            s,
+            self.reduce_weight.val(),
+            Some(self.reduce_bias.val()),
+            opts(),
+        );
+        let s = activate(s, Some(self.act));
+        let s = conv2d(
+            s,
+            self.expand_weight.val(),
+            Some(self.expand_bias.val()),
+            opts(),
+        );
+        x * gate(s, self.gate)
     }
 }
 
@@ -99,6 +174,7 @@ impl ConvBnLayer {
 #[derive(Module, Debug)]
 pub struct EncoderBlock {
     pub layers: Vec<ConvBnLayer>,
+    pub se: Option<SeLayer>,
     pub projection: Option<ConvBnLayer>,
     #[module(skip)]
     pub residual: bool,
@@ -116,6 +192,11 @@ impl EncoderBlock {
                 .iter()
                 .map(|l| ConvBnLayer::load(l, w, eps, device))
                 .collect::<Result<_, WeightError>>()?,
+            se: b
+                .se
+                .as_ref()
+                .map(|se| SeLayer::load(se, w, device))
+                .transpose()?,
             projection: b
                 .projection
                 .as_ref()
@@ -132,7 +213,13 @@ impl EncoderBlock {
             Some(p) => p.forward(x.clone()),
             None => x.clone(),
         });
-        let y = self.layers.iter().fold(x, |x, l| l.forward(x));
+        let mut y = x;
+        for (i, l) in self.layers.iter().enumerate() {
+            y = l.forward(y);
+            if let Some(se) = self.se.as_ref().filter(|se| se.after == i) {
+                y = se.forward(y);
+            }
+        }
         let y = match input {
             Some(i) => activate(y + i, self.post_act),
             None => y,
@@ -154,13 +241,43 @@ pub struct NetOutput {
     pub logits: Option<Tensor<2>>,
 }
 
+/// A dense layer of the ImageNet classifier.
+#[derive(Module, Debug)]
+pub struct Dense {
+    /// Stored `[in, out]`: burn's `linear` does not transpose (PyTorch stores `[out, in]`).
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl Dense {
+    fn load(l: &Linear, w: &StateDict, device: &Device) -> Result<Self, WeightError> {
+        let (o, i) = (l.out_features, l.in_features);
+        let weight = w.require(&l.weight, &[o, i])?;
+        let bias = w.require(&l.bias, &[o])?;
+        Ok(Dense {
+            weight: Param::from_tensor(
+                Tensor::<2>::from_data(TensorData::new(weight.data.clone(), [o, i]), device)
+                    .transpose(),
+            ),
+            bias: Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias.data.clone(), [o]),
+                device,
+            )),
+        })
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        linear(x, self.weight.val(), Some(self.bias.val()))
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct EncoderNet {
     pub blocks: Vec<EncoderBlock>,
-    /// Stored `[in, out]`: burn's `linear` does not transpose (PyTorch stores `[out, in]`).
+    /// The classifier's hidden layer (hard-swish after it), when it has one.
+    pub hidden: Option<Dense>,
     /// `None` when the weights have no classifier.
-    pub fc_weight: Option<Param<Tensor<2>>>,
-    pub fc_bias: Option<Param<Tensor<1>>>,
+    pub fc: Option<Dense>,
 }
 
 impl EncoderNet {
@@ -170,25 +287,11 @@ impl EncoderNet {
             .iter()
             .map(|b| EncoderBlock::load(b, w, spec.bn_eps, device))
             .collect::<Result<_, WeightError>>()?;
-        let (mut fc_weight, mut fc_bias) = (None, None);
-        if let Some(c) = &spec.classifier {
-            let fc = w.require(&c.weight, &[c.out_features, c.in_features])?;
-            let bias = w.require(&c.bias, &[c.out_features])?;
-            let weight = Tensor::<2>::from_data(
-                TensorData::new(fc.data.clone(), [c.out_features, c.in_features]),
-                device,
-            )
-            .transpose();
-            fc_weight = Some(Param::from_tensor(weight));
-            fc_bias = Some(Param::from_tensor(Tensor::from_data(
-                TensorData::new(bias.data.clone(), [c.out_features]),
-                device,
-            )));
-        }
+        let dense = |l: &Option<Linear>| l.as_ref().map(|l| Dense::load(l, w, device)).transpose();
         Ok(Self {
             blocks,
-            fc_weight,
-            fc_bias,
+            hidden: dense(&spec.hidden)?,
+            fc: dense(&spec.classifier)?,
         })
     }
 
@@ -201,10 +304,13 @@ impl EncoderNet {
         let feature_map = self.forward_map(x);
         let [n, c, _, _] = feature_map.dims();
         let features: Tensor<2> = feature_map.clone().mean_dim(3).mean_dim(2).reshape([n, c]);
-        let logits = match (&self.fc_weight, &self.fc_bias) {
-            (Some(w), Some(b)) => Some(linear(features.clone(), w.val(), Some(b.val()))),
-            _ => None,
-        };
+        let logits = self.fc.as_ref().map(|fc| {
+            let x = match &self.hidden {
+                Some(h) => activation::hard_swish(h.forward(features.clone())),
+                None => features.clone(),
+            };
+            fc.forward(x)
+        });
         NetOutput {
             feature_map,
             features,

@@ -2,7 +2,7 @@
 
 use super::graph::{Attr, Dim, Graph};
 use super::OnnxError;
-use crate::arch::{Act, Block, ConvBn, Linear, NetSpec};
+use crate::arch::{Act, Block, ConvBn, Gate, Linear, NetSpec, SqueezeExcite};
 use crate::weights::StateDict;
 
 /// What the exported graph offers.
@@ -183,6 +183,11 @@ pub fn encoder_graph_marked(
                 bi + 1
             };
             x = w.acts.mark(&mut w.g, x, &key, [layer.out_ch, s, s], next)?;
+            if let Some(se) = block.se.as_ref().filter(|se| se.after == li) {
+                x = w.squeeze_excite(se, x, &format!("b{bi}.se"))?;
+                key = format!("b{bi}.se");
+                x = w.acts.mark(&mut w.g, x, &key, [layer.out_ch, s, s], bi)?;
+            }
         }
         if block.residual {
             let shortcut = match &block.projection {
@@ -211,10 +216,18 @@ pub fn encoder_graph_marked(
     check_name(&features, "features")?;
     g.output(&features, &[batch(), Dim::Fixed(fd)]);
     let logits = if let (true, Some(c)) = (opts.logits, &spec.classifier) {
+        let mut x = features.clone();
+        if let Some(h) = &spec.hidden {
+            let (w, b) = linear(h, weights)?;
+            let wn = g.initializer(&h.weight, &[h.out_features, h.in_features], w);
+            let bn = g.initializer(&h.bias, &[h.out_features], b);
+            x = gemm(&mut g, &x, &wn, &bn, "hidden");
+            x = activation(&mut g, x, Some(Act::Hardswish), "hidden");
+        }
         let (w, b) = linear(c, weights)?;
         let wn = g.initializer(&c.weight, &[c.out_features, c.in_features], w);
         let bn = g.initializer(&c.bias, &[c.out_features], b);
-        let l = gemm(&mut g, &features, &wn, &bn, "logits");
+        let l = gemm(&mut g, &x, &wn, &bn, "logits");
         check_name(&l, "logits")?;
         g.output(&l, &[batch(), Dim::Fixed(c.out_features)]);
         Some(l)
@@ -299,17 +312,74 @@ impl Writer<'_> {
     }
 
     fn activation(&mut self, x: String, act: Option<Act>, name: &str) -> String {
-        match act {
-            None => x,
-            Some(Act::Relu) => self.g.node("Relu", &[&x], &format!("{name}.relu"), &[]),
-            Some(Act::Relu6) => {
-                // Opset 11+ takes Clip's bounds as inputs; one pair serves every Clip.
-                let lo = self.g.shared_initializer("relu6_min", &[], &[0.0]);
-                let hi = self.g.shared_initializer("relu6_max", &[], &[6.0]);
-                self.g
-                    .node("Clip", &[&x, &lo, &hi], &format!("{name}.relu6"), &[])
-            }
+        activation(&mut self.g, x, act, name)
+    }
+
+    /// Squeeze-and-excitation on `x` (`c` channels), its nodes named from `name`.
+    fn squeeze_excite(
+        &mut self,
+        se: &SqueezeExcite,
+        x: String,
+        name: &str,
+    ) -> Result<String, OnnxError> {
+        let pointwise = |g: &mut Graph, l: &Linear, input: &str, part: &str| {
+            let (o, i) = (l.out_features, l.in_features);
+            let w = self.weights.require(&l.weight, &[o, i, 1, 1])?;
+            let b = self.weights.require(&l.bias, &[o])?;
+            let wn = g.initializer(&l.weight, &[o, i, 1, 1], &w.data);
+            let bn = g.initializer(&l.bias, &[o], &b.data);
+            Ok::<_, OnnxError>(g.node(
+                "Conv",
+                &[input, &wn, &bn],
+                &format!("{name}.{part}"),
+                &[("kernel_shape", Attr::Ints(vec![1, 1]))],
+            ))
+        };
+        let pooled = self
+            .g
+            .node("GlobalAveragePool", &[&x], &format!("{name}.pool"), &[]);
+        let s = pointwise(&mut self.g, &se.reduce, &pooled, "reduce")?;
+        let s = activation(&mut self.g, s, Some(se.act), &format!("{name}.reduce"));
+        let s = pointwise(&mut self.g, &se.expand, &s, "expand")?;
+        let s = gate(&mut self.g, &s, se.gate, &format!("{name}.gate"));
+        Ok(self.g.node("Mul", &[&x, &s], &format!("{name}.scale"), &[]))
+    }
+}
+
+/// `act` on `x`, in opset 13's operators (it has no HardSwish or SiLU).
+fn activation(g: &mut Graph, x: String, act: Option<Act>, name: &str) -> String {
+    match act {
+        None => x,
+        Some(Act::Relu) => g.node("Relu", &[&x], &format!("{name}.relu"), &[]),
+        Some(Act::Relu6) => {
+            // Opset 11+ takes Clip's bounds as inputs; one pair serves every Clip.
+            let lo = g.shared_initializer("relu6_min", &[], &[0.0]);
+            let hi = g.shared_initializer("relu6_max", &[], &[6.0]);
+            g.node("Clip", &[&x, &lo, &hi], &format!("{name}.relu6"), &[])
         }
+        Some(Act::Silu) => {
+            let s = gate(g, &x, Gate::Sigmoid, &format!("{name}.silu"));
+            g.node("Mul", &[&x, &s], &format!("{name}.silu"), &[])
+        }
+        Some(Act::Hardswish) => {
+            let s = gate(g, &x, Gate::HardSigmoid, &format!("{name}.hardswish"));
+            g.node("Mul", &[&x, &s], &format!("{name}.hardswish"), &[])
+        }
+    }
+}
+
+fn gate(g: &mut Graph, x: &str, gate: Gate, name: &str) -> String {
+    match gate {
+        Gate::Sigmoid => g.node("Sigmoid", &[x], &format!("{name}.sigmoid"), &[]),
+        Gate::HardSigmoid => g.node(
+            "HardSigmoid",
+            &[x],
+            &format!("{name}.hardsigmoid"),
+            &[
+                ("alpha", Attr::Float(1.0 / 6.0)),
+                ("beta", Attr::Float(0.5)),
+            ],
+        ),
     }
 }
 

@@ -131,6 +131,7 @@ pub fn tiny_net(size: u32) -> (NetSpec, StateDict) {
         kind: EncoderKind::MobileNetV2,
         blocks,
         feature_dim: 16,
+        hidden: None,
         classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),

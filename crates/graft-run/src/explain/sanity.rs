@@ -159,6 +159,7 @@ mod tests {
                 .map(|l| Block::new(vec![l.clone()], false))
                 .collect(),
             feature_dim: 8,
+            hidden: None,
             classifier: Some(Linear {
                 weight: "fc.weight".into(),
                 bias: "fc.bias".into(),

@@ -13,8 +13,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, Device, FloatDType, Tensor, TensorData};
 use graft_data::rng::SplitMix64;
-use graft_model::arch::{Act, MaxPool, NetSpec, Padding};
-use graft_model::burn_backend::max_pool;
+use graft_model::arch::{Act, Gate, MaxPool, NetSpec, Padding};
+use graft_model::burn_backend::{activate, gate, max_pool};
 use graft_model::onnx::fold_bn;
 use graft_model::weights::StateDict;
 
@@ -62,7 +62,8 @@ struct Conv {
     act: Option<Act>,
 }
 
-/// One held block: its layers, then (slots in that order) its projection.
+/// One held block: its layers, then (slots in that order) its projection, then its
+/// squeeze-and-excitation (reduce weight and bias, expand weight and bias).
 #[derive(Debug, Clone)]
 struct TopBlock {
     convs: Vec<Conv>,
@@ -70,6 +71,16 @@ struct TopBlock {
     projection: Option<Conv>,
     post_act: Option<Act>,
     max_pool: Option<MaxPool>,
+    se: Option<Se>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Se {
+    after: usize,
+    channels: usize,
+    squeeze: usize,
+    act: Act,
+    gate: Gate,
 }
 
 /// Architecture of the trainable part (no weights): what `forward` needs besides the values.
@@ -159,12 +170,42 @@ impl TopNet {
                 });
             }
             let projection = b.projection.as_ref().and_then(|_| convs.pop());
+            let se = match &b.se {
+                Some(se) => {
+                    for l in [&se.reduce, &se.expand] {
+                        for (key, shape, decay) in [
+                            (&l.weight, vec![l.out_features, l.in_features, 1, 1], true),
+                            (&l.bias, vec![l.out_features], false),
+                        ] {
+                            let t = weights.require(key, &shape).map_err(|e| {
+                                TrainError::Finetune(format!("encoder weights: {e}"))
+                            })?;
+                            slots.push(Slot {
+                                name: key.clone(),
+                                shape,
+                                group: Group::Block(bi),
+                                decay,
+                            });
+                            values.push(t.data.clone());
+                        }
+                    }
+                    Some(Se {
+                        after: se.after,
+                        channels: se.reduce.in_features,
+                        squeeze: se.reduce.out_features,
+                        act: se.act,
+                        gate: se.gate,
+                    })
+                }
+                None => None,
+            };
             blocks.push(TopBlock {
                 convs,
                 residual: b.residual,
                 projection,
                 post_act: b.post_act,
                 max_pool: b.max_pool,
+                se,
             });
         }
         let layers = &model.head.layers;
@@ -295,9 +336,14 @@ impl TopNet {
         let mut i = from;
         for block in &self.blocks[skip..] {
             let input = block.residual.then(|| y.clone());
-            for conv in &block.convs {
+            // The squeeze-and-excitation's slots follow the convolutions'.
+            let se_slot = i + 2 * (block.convs.len() + usize::from(block.projection.is_some()));
+            for (li, conv) in block.convs.iter().enumerate() {
                 y = self.conv(y, conv, i, &flat, &tracked, &mut deferred);
                 i += 2;
+                if let Some(se) = block.se.filter(|se| se.after == li) {
+                    y = self.squeeze_excite(y, se, se_slot, &flat);
+                }
             }
             if let Some(input) = input {
                 let shortcut = match &block.projection {
@@ -312,6 +358,9 @@ impl TopNet {
             }
             if let Some(p) = block.max_pool {
                 y = max_pool(y, p);
+            }
+            if block.se.is_some() {
+                i += 4;
             }
         }
         let [_, ch, _, _] = y.dims();
@@ -407,13 +456,34 @@ impl TopNet {
         self.activate(y, conv.act)
     }
 
+    /// Squeeze-and-excitation on `y`, its parameters at slots `at..at + 4`: the two 1×1
+    /// convolutions on the pooled map are matrix products.
+    fn squeeze_excite(
+        &self,
+        y: Tensor<4>,
+        se: Se,
+        at: usize,
+        flat: &dyn Fn(usize) -> Tensor<1>,
+    ) -> Tensor<4> {
+        let cast = self.precision;
+        let [n, c, _, _] = y.dims();
+        let (ch, sq) = (se.channels, se.squeeze);
+        let s: Tensor<2> = y.clone().mean_dim(3).mean_dim(2).reshape([n, c]);
+        let w1: Tensor<2> = cast.compute(flat(at).reshape([sq, ch])).transpose();
+        let b1: Tensor<2> = cast.compute(flat(at + 1).reshape([1, sq]));
+        let s = activate(s.matmul(w1) + b1, Some(se.act));
+        let w2: Tensor<2> = cast.compute(flat(at + 2).reshape([ch, sq])).transpose();
+        let b2: Tensor<2> = cast.compute(flat(at + 3).reshape([1, ch]));
+        let s = gate(s.matmul(w2) + b2, se.gate);
+        y * s.reshape([n, c, 1, 1])
+    }
+
     fn activate(&self, y: Tensor<4>, act: Option<Act>) -> Tensor<4> {
         match act {
             // The cheaper form's backward differs by backend (see relu6_masked).
             Some(Act::Relu6) if self.libtorch => relu6_masked(y),
             Some(Act::Relu6) => relu6(y),
-            Some(Act::Relu) => activation::relu(y),
-            None => y,
+            other => activate(y, other),
         }
     }
 }

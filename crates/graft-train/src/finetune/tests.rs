@@ -55,6 +55,7 @@ fn tiny() -> (NetSpec, StateDict) {
         kind: EncoderKind::MobileNetV2,
         blocks,
         feature_dim: 6,
+        hidden: None,
         classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),
@@ -123,11 +124,13 @@ fn tiny_resnet() -> (NetSpec, StateDict) {
         projection: (i != o).then(|| conv(&format!("{name}.down"), i, o, 1, stride, 1, false)),
         post_act: Some(Act::Relu),
         max_pool: None,
+        se: None,
     };
     let spec = NetSpec {
         kind: EncoderKind::ResNet18,
         blocks: vec![stem, basic("l1", 4, 6, 2), basic("l2", 6, 6, 1)],
         feature_dim: 6,
+        hidden: None,
         classifier: Some(Linear {
             weight: "fc.weight".into(),
             bias: "fc.bias".into(),
@@ -386,6 +389,135 @@ fn killed_mid_stage_two_and_resumed_gives_the_same_weights() {
 #[test]
 fn gradients_match_finite_differences_in_every_layer() {
     finite_differences(tiny());
+}
+
+/// A MobileNetV3 / EfficientNet-B0 block in miniature: hard-swish and SiLU layers,
+/// squeeze-and-excitation (ReLU inside, hard-sigmoid gate) after the depthwise layer.
+fn tiny_se() -> (NetSpec, StateDict) {
+    let with = |mut c: ConvBn, act: Act| {
+        c.act = Some(act);
+        c
+    };
+    let se = graft_model::arch::SqueezeExcite {
+        after: 1,
+        reduce: Linear {
+            weight: "b1.se.fc1.weight".into(),
+            bias: "b1.se.fc1.bias".into(),
+            in_features: 8,
+            out_features: 2,
+        },
+        expand: Linear {
+            weight: "b1.se.fc2.weight".into(),
+            bias: "b1.se.fc2.bias".into(),
+            in_features: 2,
+            out_features: 8,
+        },
+        act: Act::Relu,
+        gate: graft_model::arch::Gate::HardSigmoid,
+    };
+    let mut block = Block::new(
+        vec![
+            with(conv("b1.expand", 4, 8, 1, 1, 1, true), Act::Hardswish),
+            with(conv("b1.dw", 8, 8, 3, 1, 8, true), Act::Silu),
+            conv("b1.project", 8, 4, 1, 1, 1, false),
+        ],
+        true,
+    );
+    block.se = Some(se);
+    let blocks = vec![
+        Block::new(
+            vec![with(conv("stem", 3, 4, 3, 2, 1, true), Act::Hardswish)],
+            false,
+        ),
+        block,
+        Block::new(
+            vec![with(conv("last", 4, 6, 1, 1, 1, true), Act::Silu)],
+            false,
+        ),
+    ];
+    let spec = NetSpec {
+        kind: EncoderKind::MobileNetV3Small,
+        blocks,
+        feature_dim: 6,
+        hidden: None,
+        classifier: None,
+        bn_eps: 1e-3,
+        preprocess: pre(),
+    };
+    let mut sd = weights_for(&spec);
+    let mut rng = SplitMix64::new(4);
+    for l in [
+        &spec.blocks[1].se.as_ref().expect("se").reduce,
+        &spec.blocks[1].se.as_ref().expect("se").expand,
+    ] {
+        for (key, shape) in [
+            (&l.weight, vec![l.out_features, l.in_features, 1, 1]),
+            (&l.bias, vec![l.out_features]),
+        ] {
+            let n = shape.iter().product();
+            sd.insert(
+                key.clone(),
+                Tensor {
+                    shape,
+                    data: (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect(),
+                    dtype: DType::F32,
+                },
+            );
+        }
+    }
+    (spec, sd)
+}
+
+#[test]
+fn squeeze_excite_blocks_gradients_match_finite_differences() {
+    let (spec, sd) = tiny_se();
+    let (net, _) = TopNet::new(&spec, &sd, &model(HeadSpec::Linear, 3), 0, 1).expect("net");
+    assert!(net.slots.iter().any(|s| s.name == "b1.se.fc2.bias"));
+    finite_differences((spec, sd));
+}
+
+/// The trainable net computes what graft's inference encoder computes: for every block kind,
+/// its probabilities equal the head's on the burn encoder's features.
+#[test]
+fn the_trainable_net_computes_the_encoders_function() {
+    use graft_model::burn_backend::EncoderNet;
+    for (name, (spec, sd)) in [
+        ("tiny", tiny()),
+        ("resnet", tiny_resnet()),
+        ("se", tiny_se()),
+    ] {
+        let m = model(HeadSpec::Linear, 3);
+        let (net, start) = TopNet::new(&spec, &sd, &m, 0, 1).expect("net");
+        let x = images(3, 8);
+        let dev = Device::flex();
+        let (logits, _, _) = net.forward(&start, &vec![false; start.len()], 0, &x, 3, None, &dev);
+        let mut ours = logits.into_data().try_to_vec::<f32>().expect("f32");
+        crate::dense::softmax_rows(&mut ours, 3);
+        // Features only: the tiny nets have no ImageNet classifier's weights.
+        let features_only = NetSpec {
+            classifier: None,
+            ..spec.clone()
+        };
+        let enc = EncoderNet::from_spec(&features_only, &sd, &dev).expect("encoder");
+        let s = spec.preprocess.size as usize;
+        let input = burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(x.clone(), [3, 3, s, s]),
+            &dev,
+        );
+        let features = enc
+            .forward(input)
+            .features
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let theirs = m.predict_proba(&features, 3);
+        let diff = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-5, "{name}: {diff}");
+    }
 }
 
 #[test]

@@ -49,6 +49,18 @@ pub fn save_outputs(
             );
             i += 2;
         }
+        // Squeeze-and-excitation has no BatchNorm: its tensors go back as trained.
+        for l in b.se.iter().flat_map(|se| [&se.reduce, &se.expand]) {
+            sd.insert(
+                l.weight.clone(),
+                f32t(net.slots[i].shape.clone(), out.values[i].clone()),
+            );
+            sd.insert(
+                l.bias.clone(),
+                f32t(net.slots[i + 1].shape.clone(), out.values[i + 1].clone()),
+            );
+            i += 2;
+        }
     }
     save_safetensors(&sd, &dir.encoder_weights())?;
     let mut layers = model.head.layers.clone();
