@@ -164,7 +164,6 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
             "--no-track",
         ],
     ));
-    let run = cwd.join("runs/rn");
     let header = run_json(&cwd.join("runs/rn/features"), "cache.json");
     assert_eq!(header["encoder"], "resnet18");
     // The imported file's identity, not a published one.

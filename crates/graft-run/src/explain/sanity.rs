@@ -93,7 +93,7 @@ pub(super) fn randomised_head(model: &HeadModel) -> HeadModel {
     random
 }
 
-/// `weights` with every convolution of blocks `from..` drawn again, uniform in ±√(6 / fan-in)
+/// `weights` with every convolution (squeeze-and-excitation's too) of blocks `from..` drawn again, uniform in ±√(6 / fan-in)
 /// (He et al.'s initialisation; the BatchNorms stay as trained).
 pub(super) fn randomised_blocks(
     spec: &NetSpec,
@@ -103,8 +103,14 @@ pub(super) fn randomised_blocks(
 ) -> StateDict {
     let mut out = weights.clone();
     let mut rng = SplitMix64::new(seed);
-    for layer in spec.blocks.iter().skip(from).flat_map(|b| b.convs()) {
-        let Some(t) = weights.get(&layer.conv) else {
+    let convs = spec.blocks.iter().skip(from).flat_map(|b| {
+        let se =
+            b.se.iter()
+                .flat_map(|se| [&se.reduce.weight, &se.expand.weight]);
+        b.convs().map(|l| &l.conv).chain(se)
+    });
+    for key in convs {
+        let Some(t) = weights.get(key) else {
             continue;
         };
         let mut t = t.clone();
@@ -113,7 +119,7 @@ pub(super) fn randomised_blocks(
         for v in &mut t.data {
             *v = ((rng.next_f64() * 2.0 - 1.0) * bound) as f32;
         }
-        out.insert(layer.conv.clone(), t);
+        out.insert(key.clone(), t);
     }
     out
 }

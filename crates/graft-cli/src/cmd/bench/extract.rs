@@ -94,9 +94,9 @@ pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
     let mut reference_note = None;
     if args.reference.no_reference {
         reference_note = Some("skipped (--no-reference)".to_string());
-    } else if kind != EncoderKind::MobileNetV2 {
+    } else if torchvision_name(kind).is_none() {
         reference_note = Some(format!(
-            "the PyTorch reference exists for mobilenet-v2 only, not {kind}"
+            "the PyTorch reference runs torchvision's encoders, and {kind} is not one"
         ));
     } else {
         match run_torch(&args, &rows, &work, threads) {
@@ -148,6 +148,22 @@ pub fn extract(args: BenchExtractArgs) -> anyhow::Result<()> {
         crate::output::write_file(path, serde_json::to_string_pretty(&out)? + "\n")?;
     }
     Ok(())
+}
+
+/// torchvision's name for `kind`, if it is one of torchvision's models.
+fn torchvision_name(kind: EncoderKind) -> Option<&'static str> {
+    Some(match kind {
+        EncoderKind::MobileNetV2 => "mobilenet_v2",
+        EncoderKind::ResNet18 => "resnet18",
+        EncoderKind::ResNet34 => "resnet34",
+        EncoderKind::ResNet50 => "resnet50",
+        EncoderKind::EfficientNetB0 => "efficientnet_b0",
+        EncoderKind::MobileNetV3Small => "mobilenet_v3_small",
+        EncoderKind::MobileNetV3Large => "mobilenet_v3_large",
+        EncoderKind::EfficientNetLite0
+        | EncoderKind::EfficientNetLite1
+        | EncoderKind::EfficientNetLite2 => return None,
+    })
 }
 
 fn line(t: &Timing) -> String {
@@ -274,6 +290,10 @@ fn run_torch(
         .arg(&list)
         .arg("--weights")
         .arg(&weights)
+        .args([
+            "--arch",
+            torchvision_name(args.encoder).unwrap_or("mobilenet_v2"),
+        ])
         .args([
             "--batch",
             &args.batch.to_string(),

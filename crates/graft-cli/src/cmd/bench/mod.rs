@@ -22,10 +22,11 @@ pub use tune::tune_bench as tune;
 fn reference_weights(kind: graft_model::arch::EncoderKind) -> anyhow::Result<std::path::PathBuf> {
     let weights = graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), kind);
     if !weights.exists() {
-        anyhow::bail!(
-            "{} missing: run `graft models fetch {kind}`",
-            weights.display()
-        );
+        let fill = match graft_model::fetch::known(kind) {
+            Some(_) => format!("graft models fetch {kind}"),
+            None => format!("graft models import FILE.pth --arch {kind}"),
+        };
+        anyhow::bail!("{} missing: run `{fill}`", weights.display());
     }
     Ok(weights)
 }
