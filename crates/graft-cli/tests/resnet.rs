@@ -2,8 +2,8 @@
 //! (graft's deterministic synthetic ones: no offline package publishes ResNet weights) are
 //! imported, a file with one wrong shape is refused naming the key and both shapes, a
 //! fine-tuned checkpoint in a wrapper gives its backbone, and that encoder trains heads on
-//! the demo data, fine-tunes one stage-2 epoch and exports to ONNX and INT8, validated
-//! against the float classifier.
+//! the demo data, is explained by Grad-CAM (at the last map and an earlier block), fine-tunes
+//! one stage-2 epoch and exports to ONNX and INT8, validated against the float classifier.
 
 mod common;
 
@@ -177,8 +177,51 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
 
     // One stage-2 epoch over the top two blocks (both with ReLU after the sum; block 4 of
     // ResNet-18's 9 has a projection, and stage 2 starts above it).
+    explain(&cache, cwd, "rn", 6);
     finetune_one_epoch(&cache, cwd, "rn");
     export(&cache, cwd, "rn", &["fp32", "int8"]);
+}
+
+/// Grad-CAM on `runs/NAME` at the last map and at block `layer` (a backward pass through the
+/// blocks above it), with the sanity check's re-drawn blocks: one record per image each.
+fn explain(cache: &Path, cwd: &Path, name: &str, layer: usize) {
+    let run = format!("runs/{name}");
+    let photos: Vec<String> = std::fs::read_dir(cwd.join("photos"))
+        .expect("photos")
+        .filter_map(Result::ok)
+        .take(2)
+        .filter_map(|class| std::fs::read_dir(class.path()).ok()?.next()?.ok())
+        .map(|f| f.path().display().to_string())
+        .collect();
+    assert_eq!(photos.len(), 2);
+    let layer = layer.to_string();
+    for (out, extra) in [
+        ("last", vec!["--sanity"]),
+        ("early", vec!["--layer", &layer]),
+    ] {
+        let mut args = vec!["explain", "--run", &run, "--name", out, "--no-track"];
+        args.extend(extra);
+        args.extend(photos.iter().map(String::as_str));
+        ok(graft_in(cache, cwd, &args));
+        let jsonl = cwd
+            .join(&run)
+            .join("explain")
+            .join(out)
+            .join("explain.jsonl");
+        let text = std::fs::read_to_string(&jsonl).expect("explain.jsonl");
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(records.len(), 2, "{text}");
+        for r in &records {
+            assert!(
+                r["deletion_auc"].as_f64().is_some_and(f64::is_finite),
+                "{r}"
+            );
+            assert_eq!(r["layer"] == "last", out == "last", "{r}");
+        }
+    }
 }
 
 /// One stage-2 epoch of `graft finetune` on `runs/NAME`.
@@ -281,6 +324,8 @@ fn imported_mobilenet_v3_fine_tunes_and_efficientnet_b0_exports_int8() {
     let cwd = tmp.path();
     let cache = cwd.join("cache");
     imported_run(&cache, cwd, EncoderKind::MobileNetV3Small, "v3");
+    // Block 9 of MobileNetV3-Small: squeeze-and-excitation and hard-swish above it.
+    explain(&cache, cwd, "v3", 9);
     finetune_one_epoch(&cache, cwd, "v3");
     export(&cache, cwd, "v3", &["fp32"]);
     imported_run(&cache, cwd, EncoderKind::EfficientNetB0, "b0");
