@@ -10,7 +10,7 @@ mod layout;
 mod mobilenet_v2;
 mod mobilenet_v3;
 mod read;
-pub mod resnet;
+mod resnet;
 mod spec;
 
 pub use spec::{

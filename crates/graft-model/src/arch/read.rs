@@ -12,11 +12,12 @@ pub(super) fn conv_shape(w: &StateDict, key: &str) -> Result<[usize; 4], WeightE
     })?;
     match t.shape.as_slice() {
         &[o, i, kh, kw] if kh == kw => Ok([o, i, kh, kw]),
-        other => Err(WeightError::ShapeMismatch {
+        other => Err(WeightError::Format {
             path: w.source().to_path_buf(),
-            name: key.to_string(),
-            expected: vec![0, 0, 0, 0],
-            actual: other.to_vec(),
+            detail: format!(
+                "`{key}` has shape {other:?}, not a convolution's [out, in, k, k]; the file is \
+                 not this architecture"
+            ),
         }),
     }
 }

@@ -122,7 +122,7 @@ fn layout(c: Config) -> Layout {
 
 /// Every tensor of torchvision's `resnet*` state dict (BatchNorm's `num_batches_tracked`
 /// counters aside), name and shape, in the state dict's order; `None` for other encoders.
-pub fn tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
+pub(super) fn tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
     Some(layout(config(kind)?).tensors())
 }
 
