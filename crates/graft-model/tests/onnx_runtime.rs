@@ -265,3 +265,73 @@ fn efficientnet_lite0_matches_reference_and_knows_the_cat() {
     assert_eq!(top3, vec![TABBY, TIGER_CAT, EGYPTIAN_CAT]);
     assert_eq!(argmax(&coffee), ESPRESSO);
 }
+
+/// Nodes added to an ONNX file graft did not write (here: one it wrote, read back as
+/// bytes only): a classifier head appended after the file's "features" output runs in ONNX
+/// Runtime and computes softmax(W·features + b), while the file's own outputs are unchanged.
+#[test]
+fn nodes_appended_to_a_foreign_graph_run() {
+    use graft_model::onnx::{batch, gemm, read_model, Dim, Graph};
+    use graft_model::ort_backend::{run_images_outputs, session_from_onnx};
+    require_ort("nodes_appended_to_a_foreign_graph_run");
+    let size = 16;
+    let (spec, w) = tiny_net(size as u32);
+    let opts = ExportOptions {
+        input_size: None,
+        logits: false,
+        feature_map: false,
+    };
+    let original = encoder_to_onnx(&spec, &w, opts).expect("export");
+    let info = read_model(&original).expect("reads");
+    let fd = spec.feature_dim;
+    assert_eq!(
+        info.output("features").and_then(|o| o.dims.clone()),
+        Some(vec![batch(), Dim::Fixed(fd)])
+    );
+    assert_eq!(info.inputs[0].name, "input");
+
+    let classes = 3;
+    let mut rng = Lcg(11);
+    let wt = rng.vec(classes * fd, 0.5, 0.0);
+    let b = rng.vec(classes, 0.5, 0.0);
+    let mut head = Graph::extending("head", &info.names);
+    let wn = head.initializer("head.weight", &[classes, fd], &wt);
+    let bn = head.initializer("head.bias", &[classes], &b);
+    let logits = gemm(&mut head, "features", &wn, &bn, "head.logits");
+    let probs = head.node(
+        "Softmax",
+        &[&logits],
+        "probabilities",
+        &[("axis", graft_model::onnx::Attr::Int(1))],
+    );
+    head.output(&probs, &[batch(), Dim::Fixed(classes)]);
+    let extended = head.append_to(&original);
+    // The file's own bytes come first, untouched.
+    assert_eq!(&extended[..original.len()], &original[..]);
+    let after = read_model(&extended).expect("reads");
+    assert!(after.output("probabilities").is_some() && after.output("features").is_some());
+
+    let n = 4;
+    let input = Lcg(12).vec(n * 3 * size * size, 1.0, 0.0);
+    let mut session = session_from_onnx(&extended, OrtOptions::default()).expect("session");
+    let out = run_images_outputs(
+        &mut session,
+        &input,
+        n,
+        size,
+        &["features", "probabilities"],
+    )
+    .expect("runs");
+    let mut plain = session_from_onnx(&original, OrtOptions::default()).expect("session");
+    let features = run_images_outputs(&mut plain, &input, n, size, &["features"]).expect("runs");
+    assert_eq!(out[0], features[0], "the file's own output changed");
+    for i in 0..n {
+        let f = &out[0][i * fd..][..fd];
+        let logits: Vec<f32> = (0..classes)
+            .map(|c| b[c] + (0..fd).map(|k| wt[c * fd + k] * f[k]).sum::<f32>())
+            .collect();
+        let expected = softmax(&logits);
+        let got = &out[1][i * classes..][..classes];
+        assert!(max_diff(got, &expected) < 1e-6, "{got:?} vs {expected:?}");
+    }
+}

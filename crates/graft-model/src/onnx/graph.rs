@@ -271,14 +271,20 @@ impl Graph {
         name.to_string()
     }
 
-    /// Serialise as a ModelProto.
-    pub fn to_model(&self, producer: &str, version: &str) -> Vec<u8> {
-        use field::{graph, model, opset as op};
+    /// Mark `name` as taken: [`Graph::fresh`] will not give it out.
+    pub fn reserve(&mut self, name: &str) {
+        self.names.insert(name.to_string());
+    }
+
+    fn graph_msg(&self, named: bool) -> Msg {
+        use field::graph;
         let mut g = Msg::new();
         for n in &self.nodes {
             g.msg(graph::NODE, n);
         }
-        g.str(graph::NAME, &self.name);
+        if named {
+            g.str(graph::NAME, &self.name);
+        }
         for t in &self.initializers {
             g.msg(graph::INITIALIZER, t);
         }
@@ -288,6 +294,21 @@ impl Graph {
         for o in &self.outputs {
             g.msg(graph::OUTPUT, o);
         }
+        g
+    }
+
+    /// This graph as ModelProto's `graph` field alone (unnamed): appended to a model's bytes,
+    /// it extends that model's graph (see [`Graph::append_to`]).
+    pub(super) fn as_model_graph_field(&self) -> Vec<u8> {
+        let mut m = Msg::new();
+        m.msg(field::model::GRAPH, &self.graph_msg(false));
+        m.into_bytes()
+    }
+
+    /// Serialise as a ModelProto.
+    pub fn to_model(&self, producer: &str, version: &str) -> Vec<u8> {
+        use field::{model, opset as op};
+        let g = self.graph_msg(true);
         let mut opset = Msg::new();
         opset.str(op::DOMAIN, "").int(op::VERSION, OPSET);
         let mut m = Msg::new();

@@ -6,12 +6,14 @@
 mod export;
 mod graph;
 mod proto;
+mod read;
 
 pub use export::{
     batch, block_output_key, encoder_graph, encoder_graph_marked, encoder_to_onnx,
     float_conv_params, fold_bn, gemm, EncoderGraph, ExportOptions, Float, Marker,
 };
 pub use graph::{Attr, DataType, Dim, Graph, IR_VERSION, OPSET};
+pub use read::{read_model, ModelInfo, ValueInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
@@ -19,4 +21,6 @@ pub enum OnnxError {
     Weights(#[from] crate::weights::WeightError),
     #[error("cannot export: {0}")]
     Spec(String),
+    #[error("not a readable ONNX model: {0}")]
+    Read(String),
 }

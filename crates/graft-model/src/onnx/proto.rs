@@ -1,5 +1,6 @@
-//! Just enough of the protobuf wire format to write ONNX files: varints, length-delimited
-//! fields and packed repeated int64s. Field numbers are those of `onnx.proto` (onnx ≥ 1.8).
+//! Just enough of the protobuf wire format to write ONNX files (varints, length-delimited
+//! fields and packed repeated int64s) and to walk the fields of one ([`fields`]). Field
+//! numbers are those of `onnx.proto` (onnx ≥ 1.8).
 
 /// One protobuf message being written, field by field, in the order fields are added.
 #[derive(Debug, Default, Clone)]
@@ -73,9 +74,102 @@ impl Msg {
     }
 }
 
+/// One field of a message being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Len(&'a [u8]),
+    Fixed32(u32),
+}
+
+fn read_varint(buf: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at).ok_or("truncated varint")?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+fn take_slice<'a>(buf: &'a [u8], at: &mut usize, n: usize, field: u32) -> Result<&'a [u8], String> {
+    let end = at
+        .checked_add(n)
+        .filter(|&e| e <= buf.len())
+        .ok_or_else(|| format!("field {field} runs past the end"))?;
+    let bytes = &buf[*at..end];
+    *at = end;
+    Ok(bytes)
+}
+
+fn take<const N: usize>(buf: &[u8], at: &mut usize, field: u32) -> Result<[u8; N], String> {
+    let b = take_slice(buf, at, N, field)?;
+    let mut a = [0; N];
+    a.copy_from_slice(b);
+    Ok(a)
+}
+
+/// The fields of the message `buf`, in order, as (field number, value); an error for bytes
+/// that are not a protobuf message (truncated, or an unknown wire type).
+pub fn fields(buf: &[u8]) -> Result<Vec<(u32, Value<'_>)>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        let key = read_varint(buf, &mut at)?;
+        let field = u32::try_from(key >> 3).map_err(|_| "field number out of range")?;
+        let value = match key & 7 {
+            VARINT => Value::Varint(read_varint(buf, &mut at)?),
+            1 => Value::Fixed64(u64::from_le_bytes(take::<8>(buf, &mut at, field)?)),
+            LEN => {
+                let n = read_varint(buf, &mut at)?;
+                let n = usize::try_from(n).map_err(|_| "length out of range")?;
+                Value::Len(take_slice(buf, &mut at, n, field)?)
+            }
+            FIXED32 => Value::Fixed32(u32::from_le_bytes(take::<4>(buf, &mut at, field)?)),
+            w => {
+                return Err(format!(
+                    "field {field} has wire type {w}, not one protobuf uses"
+                ))
+            }
+        };
+        out.push((field, value));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_what_it_writes() {
+        let mut inner = Msg::new();
+        inner.str(1, "x").int(2, 300);
+        let mut m = Msg::new();
+        m.int(1, 7).msg(7, &inner).float(3, 2.5);
+        let bytes = m.into_bytes();
+        let f = fields(&bytes).expect("a message");
+        assert_eq!(f[0], (1, Value::Varint(7)));
+        let Value::Len(body) = f[1].1 else {
+            panic!("{f:?}")
+        };
+        assert_eq!(
+            fields(body).expect("inner"),
+            [(1, Value::Len(b"x")), (2, Value::Varint(300))]
+        );
+        assert_eq!(f[2], (3, Value::Fixed32(2.5f32.to_bits())));
+        // Every truncation is an error, never a panic.
+        for n in 1..bytes.len() {
+            if let Ok(f) = fields(&bytes[..n]) {
+                // A cut between fields is a shorter, valid message.
+                assert!(f.len() < 3, "{n}");
+            }
+        }
+    }
 
     #[test]
     fn wire_format() {
