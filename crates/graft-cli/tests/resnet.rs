@@ -180,6 +180,30 @@ fn imported_resnet18_trains_fine_tunes_and_exports() {
     explain(&cache, cwd, "rn", 6);
     finetune_one_epoch(&cache, cwd, "rn");
     export(&cache, cwd, "rn", &["fp32", "int8"]);
+
+    // What the exported file takes and gives.
+    let o = ok(graft_in(
+        &cache,
+        cwd,
+        &["models", "inspect", "runs/rn/model.onnx"],
+    ));
+    let shown = stdout(&o);
+    for line in [
+        "opset 13",
+        "input   input",
+        "[N, 3, 224, 224]",
+        "output  probabilities",
+        "[N, 4]",
+    ] {
+        assert!(shown.contains(line), "{line}: {shown}");
+    }
+    let o = graft_in(&cache, cwd, &["models", "inspect", "resnet18.safetensors"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a readable ONNX model"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Grad-CAM on `runs/NAME` at the last map and at block `layer` (a backward pass through the

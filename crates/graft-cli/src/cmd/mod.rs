@@ -63,6 +63,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Models(ModelsCommand::List) => models::list(),
         Command::Models(ModelsCommand::Fetch(a)) => models::fetch(a),
         Command::Models(ModelsCommand::Import(a)) => models::import(a),
+        Command::Models(ModelsCommand::Inspect(a)) => models::inspect(a),
         Command::Models(ModelsCommand::Predict(a)) => models::predict(a),
         Command::Bench(BenchCommand::Audit(a)) => bench::audit(a),
         Command::Bench(BenchCommand::Extract(a)) => bench::extract(a),

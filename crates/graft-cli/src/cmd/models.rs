@@ -9,7 +9,7 @@ use graft_model::encoder::ImageEncoder;
 use graft_model::fetch::{self, cache_dir, known, model_path, KNOWN};
 use graft_model::imagenet;
 
-use crate::cli::{FetchArgs, ModelImportArgs, PredictArgs};
+use crate::cli::{FetchArgs, ModelImportArgs, ModelInspectArgs, PredictArgs};
 
 fn bytes_text(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
@@ -124,6 +124,52 @@ pub fn import(args: ModelImportArgs) -> anyhow::Result<()> {
         done.path.display(),
         done.id
     );
+    Ok(())
+}
+
+pub fn inspect(args: ModelInspectArgs) -> anyhow::Result<()> {
+    use graft_model::onnx::{read_model, Dim, ValueInfo};
+    let path = &args.file;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let info = read_model(&bytes).with_context(|| format!("{}", path.display()))?;
+    let shape = |v: &ValueInfo| match &v.dims {
+        None => "shape not given".to_string(),
+        Some(d) => {
+            let d: Vec<String> = d
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => n.to_string(),
+                    Dim::Named(s) if s.is_empty() => "?".to_string(),
+                    Dim::Named(s) => s.clone(),
+                })
+                .collect();
+            format!("[{}]", d.join(", "))
+        }
+    };
+    // TensorProto.DataType numbers.
+    let elem = |t: i64| match t {
+        1 => "float32",
+        2 => "uint8",
+        3 => "int8",
+        6 => "int32",
+        7 => "int64",
+        10 => "float16",
+        11 => "float64",
+        16 => "bfloat16",
+        _ => "other",
+    };
+    println!("{}", path.display());
+    println!("  opset {} (IR version {})", info.opset(), info.ir_version);
+    for (what, list) in [("input", &info.inputs), ("output", &info.outputs)] {
+        for v in list {
+            println!(
+                "  {what:<7} {:<24} {:<8} {}",
+                v.name,
+                elem(v.elem_type),
+                shape(v)
+            );
+        }
+    }
     Ok(())
 }
 
