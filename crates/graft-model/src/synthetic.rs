@@ -126,6 +126,8 @@ mod tests {
         ] {
             let sd = state_dict(kind, 1).expect("a layout");
             let spec = crate::arch::spec_for(kind, &sd).expect("spec");
+            // The shapes alone give the same spec as a file with every tensor.
+            assert_eq!(crate::arch::torchvision_spec(kind).as_ref(), Some(&spec));
             assert_eq!(spec.parameters(), params, "{kind}");
             let g = spec.multiply_adds() as f64 / 1e9;
             assert!((g - gmacs).abs() < 0.006, "{kind}: {g} GMACs");

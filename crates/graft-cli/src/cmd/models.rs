@@ -15,13 +15,13 @@ fn bytes_text(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
-/// The spec of `kind` without running anything: from the cached weights, else (for the
-/// architectures whose layout graft writes down) from their shapes alone.
+/// The published spec of `kind`: from its shapes alone for the architectures graft writes
+/// down whole, else from the cached weights.
 fn spec_of(kind: EncoderKind, cache: &std::path::Path) -> Option<NetSpec> {
-    let weights = fetch::load(kind, cache)
-        .ok()
-        .or_else(|| graft_model::synthetic::state_dict(kind, 0))?;
-    graft_model::arch::spec_for(kind, &weights).ok()
+    graft_model::arch::torchvision_spec(kind).or_else(|| {
+        let weights = fetch::load(kind, cache).ok()?;
+        graft_model::arch::spec_for(kind, &weights).ok()
+    })
 }
 
 pub fn list() -> anyhow::Result<()> {

@@ -173,6 +173,26 @@ impl Layout {
                 w.require(&name, &shape)?;
             }
         }
+        let classifier = classifier(w, &format!("{fc}.weight"), &format!("{fc}.bias"))?;
+        let spec = self.build(kind, classifier);
+        if let Some(c) = &spec.classifier {
+            let expects = spec
+                .hidden
+                .as_ref()
+                .map_or(spec.feature_dim, |h| h.out_features);
+            w.require(&c.weight, &[c.out_features, expects])?;
+        }
+        Ok(spec)
+    }
+
+    /// The published architecture, ImageNet classifier included, from the shapes alone.
+    pub fn published(&self, kind: EncoderKind) -> NetSpec {
+        let (p, [o, i]) = &self.classifier;
+        self.build(kind, Some(dense(p, *o, *i)))
+    }
+
+    /// The spec with `classifier` (and the hidden layer before it, when there is one).
+    fn build(&self, kind: EncoderKind, classifier: Option<Linear>) -> NetSpec {
         let blocks: Vec<Block> = self
             .blocks
             .iter()
@@ -185,29 +205,29 @@ impl Layout {
                 se: b.se.as_ref().map(Se::spec),
             })
             .collect();
-        let feature_dim = blocks.last().map_or(0, Block::out_ch);
-        let classifier = classifier(w, &format!("{fc}.weight"), &format!("{fc}.bias"))?;
-        let hidden = match (&self.hidden, &classifier) {
-            (Some((p, [o, i])), Some(_)) => Some(Linear {
-                weight: format!("{p}.weight"),
-                bias: format!("{p}.bias"),
-                in_features: *i,
-                out_features: *o,
-            }),
-            _ => None,
-        };
-        if let Some(c) = &classifier {
-            let expects = hidden.as_ref().map_or(feature_dim, |h| h.out_features);
-            w.require(&c.weight, &[c.out_features, expects])?;
-        }
-        Ok(NetSpec {
+        let hidden = self
+            .hidden
+            .as_ref()
+            .filter(|_| classifier.is_some())
+            .map(|(p, [o, i])| dense(p, *o, *i));
+        NetSpec {
             kind,
+            feature_dim: blocks.last().map_or(0, Block::out_ch),
             blocks,
-            feature_dim,
             hidden,
             classifier,
             bn_eps: self.bn_eps,
             preprocess: kind.preprocess(),
-        })
+        }
+    }
+}
+
+/// The dense layer `{prefix}.weight` `[out, in]`, `{prefix}.bias`.
+fn dense(prefix: &str, out_features: usize, in_features: usize) -> Linear {
+    Linear {
+        weight: format!("{prefix}.weight"),
+        bias: format!("{prefix}.bias"),
+        in_features,
+        out_features,
     }
 }

@@ -20,17 +20,27 @@ pub use spec::{
 
 use crate::weights::{StateDict, WeightError};
 
-/// Every tensor of `kind`'s torchvision state dict, name and shape, in the file's order, for
-/// the architectures graft writes down whole (the ResNets, EfficientNet-B0, MobileNetV3);
-/// `None` for those read from the file alone (MobileNetV2, EfficientNet-Lite).
-pub fn torchvision_tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
+/// The layout of the architectures graft writes down whole (the ResNets, EfficientNet-B0,
+/// MobileNetV3); `None` for those read from the file alone (MobileNetV2, EfficientNet-Lite).
+fn layout(kind: EncoderKind) -> Option<layout::Layout> {
     match kind {
-        EncoderKind::EfficientNetB0 => Some(efficientnet_b0::layout().tensors()),
-        EncoderKind::MobileNetV3Small | EncoderKind::MobileNetV3Large => {
-            mobilenet_v3::layout(kind).map(|l| l.tensors())
-        }
-        _ => resnet::tensors(kind),
+        EncoderKind::EfficientNetB0 => Some(efficientnet_b0::layout()),
+        EncoderKind::MobileNetV3Small | EncoderKind::MobileNetV3Large => mobilenet_v3::layout(kind),
+        _ => resnet::layout_of(kind),
     }
+}
+
+/// Every tensor of `kind`'s torchvision state dict (BatchNorm's `num_batches_tracked`
+/// counters aside), name and shape, in the file's order; `None` for the architectures read
+/// from the file alone (MobileNetV2, EfficientNet-Lite).
+pub fn torchvision_tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
+    layout(kind).map(|l| l.tensors())
+}
+
+/// `kind`'s published architecture, ImageNet classifier included, without weights (for its
+/// size and cost); `None` as for [`torchvision_tensors`].
+pub fn torchvision_spec(kind: EncoderKind) -> Option<NetSpec> {
+    layout(kind).map(|l| l.published(kind))
 }
 
 /// Build the spec of `kind` from its weights (shapes are checked, strides come from the

@@ -120,10 +120,9 @@ fn layout(c: Config) -> Layout {
     }
 }
 
-/// Every tensor of torchvision's `resnet*` state dict (BatchNorm's `num_batches_tracked`
-/// counters aside), name and shape, in the state dict's order; `None` for other encoders.
-pub(super) fn tensors(kind: EncoderKind) -> Option<Vec<(String, Vec<usize>)>> {
-    Some(layout(config(kind)?).tensors())
+/// torchvision's `resnet*` layout; `None` for other encoders.
+pub(super) fn layout_of(kind: EncoderKind) -> Option<Layout> {
+    Some(layout(config(kind)?))
 }
 
 /// Blocks per stage in `w` (counted by `layer{s}.{j}.conv1.weight`).
@@ -173,7 +172,7 @@ mod tests {
 
     fn zeros(kind: EncoderKind) -> StateDict {
         let mut sd = StateDict::new("resnet.pth");
-        for (name, shape) in tensors(kind).expect("a resnet") {
+        for (name, shape) in layout_of(kind).expect("a resnet").tensors() {
             let n = shape.iter().product();
             sd.insert(
                 name,
