@@ -287,12 +287,7 @@ fn the_trainable_net_computes_the_encoders_function() {
         let (logits, _, _) = net.forward(&start, &vec![false; start.len()], 0, &x, 3, None, &dev);
         let mut ours = logits.into_data().try_to_vec::<f32>().expect("f32");
         crate::dense::softmax_rows(&mut ours, 3);
-        // Features only: the tiny nets have no ImageNet classifier's weights.
-        let features_only = NetSpec {
-            classifier: None,
-            ..spec.clone()
-        };
-        let enc = EncoderNet::from_spec(&features_only, &sd, &dev).expect("encoder");
+        let enc = EncoderNet::from_spec(&spec, &sd, &dev).expect("encoder");
         let s = spec.preprocess.size as usize;
         let input = burn::tensor::Tensor::<4>::from_data(
             burn::tensor::TensorData::new(x.clone(), [3, 3, s, s]),

@@ -44,25 +44,26 @@ pub fn tiny() -> (NetSpec, StateDict) {
         ),
         Block::new(vec![conv("last", 4, 6, 1, 1, 1, true)], false),
     ];
+    net(EncoderKind::MobileNetV2, blocks, 1e-5)
+}
+
+/// `blocks` as a spec (features only: the tiny nets have no ImageNet classifier) with made-up
+/// weights.
+fn net(kind: EncoderKind, blocks: Vec<Block>, bn_eps: f32) -> (NetSpec, StateDict) {
     let spec = NetSpec {
-        kind: EncoderKind::MobileNetV2,
+        kind,
+        feature_dim: blocks.last().map_or(0, Block::out_ch),
         blocks,
-        feature_dim: 6,
         hidden: None,
-        classifier: Some(Linear {
-            weight: "fc.weight".into(),
-            bias: "fc.bias".into(),
-            in_features: 6,
-            out_features: 2,
-        }),
-        bn_eps: 1e-5,
+        classifier: None,
+        bn_eps,
         preprocess: pre(),
     };
     let sd = weights_for(&spec);
     (spec, sd)
 }
 
-/// Made-up weights for every convolution of `spec`.
+/// Made-up weights for every convolution and squeeze-and-excitation of `spec`.
 fn weights_for(spec: &NetSpec) -> StateDict {
     let mut sd = StateDict::new("tiny");
     let mut rng = SplitMix64::new(9);
@@ -92,6 +93,16 @@ fn weights_for(spec: &NetSpec) -> StateDict {
             put(format!("{}.{part}", l.bn), vec![l.out_ch], &mut || v);
         }
     }
+    let mut rng = SplitMix64::new(4);
+    let se = spec.blocks.iter().filter_map(|b| b.se.as_ref());
+    for l in se.flat_map(|se| [&se.reduce, &se.expand]) {
+        for (key, shape) in [
+            (&l.weight, vec![l.out_features, l.in_features, 1, 1]),
+            (&l.bias, vec![l.out_features]),
+        ] {
+            put(key.clone(), shape, &mut || rng.next_f64() as f32 - 0.5);
+        }
+    }
     sd
 }
 
@@ -119,22 +130,11 @@ pub fn tiny_resnet() -> (NetSpec, StateDict) {
         max_pool: None,
         se: None,
     };
-    let spec = NetSpec {
-        kind: EncoderKind::ResNet18,
-        blocks: vec![stem, basic("l1", 4, 6, 2), basic("l2", 6, 6, 1)],
-        feature_dim: 6,
-        hidden: None,
-        classifier: Some(Linear {
-            weight: "fc.weight".into(),
-            bias: "fc.bias".into(),
-            in_features: 6,
-            out_features: 2,
-        }),
-        bn_eps: 1e-5,
-        preprocess: pre(),
-    };
-    let sd = weights_for(&spec);
-    (spec, sd)
+    net(
+        EncoderKind::ResNet18,
+        vec![stem, basic("l1", 4, 6, 2), basic("l2", 6, 6, 1)],
+        1e-5,
+    )
 }
 
 /// A MobileNetV3 / EfficientNet-B0 block in miniature: hard-swish and SiLU layers,
@@ -181,35 +181,5 @@ pub fn tiny_se() -> (NetSpec, StateDict) {
             false,
         ),
     ];
-    let spec = NetSpec {
-        kind: EncoderKind::MobileNetV3Small,
-        blocks,
-        feature_dim: 6,
-        hidden: None,
-        classifier: None,
-        bn_eps: 1e-3,
-        preprocess: pre(),
-    };
-    let mut sd = weights_for(&spec);
-    let mut rng = SplitMix64::new(4);
-    for l in [
-        &spec.blocks[1].se.as_ref().expect("se").reduce,
-        &spec.blocks[1].se.as_ref().expect("se").expand,
-    ] {
-        for (key, shape) in [
-            (&l.weight, vec![l.out_features, l.in_features, 1, 1]),
-            (&l.bias, vec![l.out_features]),
-        ] {
-            let n = shape.iter().product();
-            sd.insert(
-                key.clone(),
-                Tensor {
-                    shape,
-                    data: (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect(),
-                    dtype: DType::F32,
-                },
-            );
-        }
-    }
-    (spec, sd)
+    net(EncoderKind::MobileNetV3Small, blocks, 1e-3)
 }
