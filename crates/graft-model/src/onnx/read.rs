@@ -73,8 +73,43 @@ fn int(v: Value<'_>) -> i64 {
     }
 }
 
-/// ValueInfoProto: name (1), type (2) → TypeProto.tensor_type (1) → elem_type (1), shape (2)
-/// → dim (1) → dim_value (1) | dim_param (2).
+/// The fields of the embedded message `v`.
+fn sub_fields<'a>(v: Value<'a>, what: &str) -> Result<Vec<(u32, Value<'a>)>, OnnxError> {
+    fields(message(v, what)?).map_err(bad)
+}
+
+/// TensorShapeProto.Dimension: dim_value (1) | dim_param (2).
+fn dim(v: Value<'_>) -> Result<Dim, OnnxError> {
+    let mut dim = Dim::Named(String::new());
+    for (f, v) in sub_fields(v, "a dim")? {
+        match f {
+            1 => dim = Dim::Fixed(int(v).max(0) as usize),
+            2 => dim = Dim::Named(text(v, "a dim name")?),
+            _ => {}
+        }
+    }
+    Ok(dim)
+}
+
+/// TypeProto.Tensor: elem_type (1), shape (2) → dim (1).
+fn tensor_type(v: Value<'_>, info: &mut ValueInfo) -> Result<(), OnnxError> {
+    for (f, v) in sub_fields(v, "a tensor type")? {
+        match f {
+            1 => info.elem_type = int(v),
+            2 => {
+                let dims = sub_fields(v, "a shape")?
+                    .into_iter()
+                    .filter(|(f, _)| *f == 1);
+                info.dims = Some(dims.map(|(_, d)| dim(d)).collect::<Result<_, _>>()?);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// ValueInfoProto: name (1), type (2) → TypeProto.tensor_type (1); other types (sequences,
+/// maps) are left without element type or shape.
 fn value_info(buf: &[u8]) -> Result<ValueInfo, OnnxError> {
     let mut info = ValueInfo {
         name: String::new(),
@@ -85,33 +120,9 @@ fn value_info(buf: &[u8]) -> Result<ValueInfo, OnnxError> {
         match f {
             1 => info.name = text(v, "a value's name")?,
             2 => {
-                for (tf, tv) in fields(message(v, "a type")?).map_err(bad)? {
-                    if tf != 1 {
-                        continue; // sequences, maps: not a tensor
-                    }
-                    for (ef, ev) in fields(message(tv, "a tensor type")?).map_err(bad)? {
-                        match ef {
-                            1 => info.elem_type = int(ev),
-                            2 => {
-                                let mut dims = Vec::new();
-                                for (sf, sv) in fields(message(ev, "a shape")?).map_err(bad)? {
-                                    if sf != 1 {
-                                        continue;
-                                    }
-                                    let mut dim = Dim::Named(String::new());
-                                    for (df, dv) in fields(message(sv, "a dim")?).map_err(bad)? {
-                                        match df {
-                                            1 => dim = Dim::Fixed(int(dv).max(0) as usize),
-                                            2 => dim = Dim::Named(text(dv, "a dim name")?),
-                                            _ => {}
-                                        }
-                                    }
-                                    dims.push(dim);
-                                }
-                                info.dims = Some(dims);
-                            }
-                            _ => {}
-                        }
+                for (tf, tv) in sub_fields(v, "a type")? {
+                    if tf == 1 {
+                        tensor_type(tv, &mut info)?;
                     }
                 }
             }
@@ -132,7 +143,7 @@ pub fn read_model(bytes: &[u8]) -> Result<ModelInfo, OnnxError> {
             7 => parts.push(message(v, "the graph")?),
             8 => {
                 let (mut domain, mut version) = (String::new(), 0);
-                for (of, ov) in fields(message(v, "an opset")?).map_err(bad)? {
+                for (of, ov) in sub_fields(v, "an opset")? {
                     match of {
                         1 => domain = text(ov, "an opset domain")?,
                         2 => version = int(ov),
@@ -158,7 +169,7 @@ pub fn read_model(bytes: &[u8]) -> Result<ModelInfo, OnnxError> {
         match f {
             // NodeProto: output (2).
             1 => {
-                for (nf, nv) in fields(message(v, "a node")?).map_err(bad)? {
+                for (nf, nv) in sub_fields(v, "a node")? {
                     if nf == 2 {
                         info.names.insert(text(nv, "a node output")?);
                     }
@@ -166,7 +177,7 @@ pub fn read_model(bytes: &[u8]) -> Result<ModelInfo, OnnxError> {
             }
             // TensorProto: name (8).
             5 => {
-                for (tf, tv) in fields(message(v, "an initializer")?).map_err(bad)? {
+                for (tf, tv) in sub_fields(v, "an initializer")? {
                     if tf == 8 {
                         initializers.insert(text(tv, "an initializer's name")?);
                     }
