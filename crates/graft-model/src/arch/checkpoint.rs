@@ -5,38 +5,6 @@
 use super::spec::EncoderKind;
 use crate::weights::StateDict;
 
-/// The first convolution's key, which every file of `kind` has: where the backbone starts.
-fn anchor(kind: EncoderKind) -> &'static str {
-    match kind {
-        EncoderKind::MobileNetV2
-        | EncoderKind::EfficientNetB0
-        | EncoderKind::MobileNetV3Small
-        | EncoderKind::MobileNetV3Large => "features.0.0.weight",
-        EncoderKind::EfficientNetLite0
-        | EncoderKind::EfficientNetLite1
-        | EncoderKind::EfficientNetLite2 => "_conv_stem.weight",
-        EncoderKind::ResNet18 | EncoderKind::ResNet34 | EncoderKind::ResNet50 => "conv1.weight",
-    }
-}
-
-/// The ImageNet classifier's (weight, bias) keys.
-fn classifier(kind: EncoderKind) -> (&'static str, &'static str) {
-    match kind {
-        EncoderKind::MobileNetV2 | EncoderKind::EfficientNetB0 => {
-            ("classifier.1.weight", "classifier.1.bias")
-        }
-        EncoderKind::MobileNetV3Small | EncoderKind::MobileNetV3Large => {
-            ("classifier.3.weight", "classifier.3.bias")
-        }
-        EncoderKind::EfficientNetLite0
-        | EncoderKind::EfficientNetLite1
-        | EncoderKind::EfficientNetLite2 => ("_fc.weight", "_fc.bias"),
-        EncoderKind::ResNet18 | EncoderKind::ResNet34 | EncoderKind::ResNet50 => {
-            ("fc.weight", "fc.bias")
-        }
-    }
-}
-
 /// ImageNet's classes: a classifier of another size was fine-tuned for someone's own.
 const IMAGENET_CLASSES: usize = 1000;
 
@@ -44,7 +12,11 @@ const IMAGENET_CLASSES: usize = 1000;
 /// one line per change made, for the user.
 pub fn backbone(kind: EncoderKind, sd: StateDict) -> (StateDict, Vec<String>) {
     let mut notes = Vec::new();
-    let anchor = anchor(kind);
+    let Some(keys) = super::keys(kind) else {
+        return (sd, notes);
+    };
+    // The stem's convolution, which every file of `kind` has: where the backbone starts.
+    let anchor = keys.stem.as_str();
     let prefix = if sd.get(anchor).is_some() {
         None
     } else {
@@ -80,7 +52,7 @@ pub fn backbone(kind: EncoderKind, sd: StateDict) -> (StateDict, Vec<String>) {
         }
         None => sd,
     };
-    let (w, b) = classifier(kind);
+    let (w, b) = (keys.classifier.0.as_str(), keys.classifier.1.as_str());
     let classes = sd.get(w).and_then(|t| t.shape.first().copied());
     if classes.is_some_and(|c| c != IMAGENET_CLASSES) {
         let mut out = StateDict::new(&source);
@@ -109,6 +81,22 @@ mod tests {
             shape: shape.to_vec(),
             data: vec![0.0; shape.iter().product()],
             dtype: DType::F32,
+        }
+    }
+
+    #[test]
+    fn every_encoder_has_its_keys() {
+        for kind in EncoderKind::ALL {
+            let keys = crate::arch::keys(kind).expect("keys");
+            // Where graft writes the layout down, the stem comes first and the classifier last.
+            if let Some(t) = crate::arch::torchvision_tensors(kind) {
+                assert_eq!(t[0].0, keys.stem, "{kind}");
+                let n = t.len();
+                assert_eq!(
+                    (&t[n - 2].0, &t[n - 1].0),
+                    (&keys.classifier.0, &keys.classifier.1)
+                );
+            }
         }
     }
 

@@ -10,19 +10,15 @@ use crate::weights::{StateDict, WeightError};
 
 const STAGE_STRIDES: [usize; 7] = [1, 2, 2, 2, 1, 2, 1];
 
+/// The stem's convolution and the ImageNet classifier's (weight, bias).
+pub(super) const STEM: &str = "_conv_stem.weight";
+pub(super) const CLASSIFIER: (&str, &str) = ("_fc.weight", "_fc.bias");
+
 pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightError> {
     let same = Padding::TfSame;
     let relu6 = Some(Act::Relu6);
     let mut blocks = vec![Block::new(
-        vec![conv_bn(
-            w,
-            "_conv_stem.weight",
-            "_bn0",
-            2,
-            false,
-            same,
-            relu6,
-        )?],
+        vec![conv_bn(w, STEM, "_bn0", 2, false, same, relu6)?],
         false,
     )];
     let n_blocks = (0..)
@@ -96,7 +92,7 @@ pub(super) fn spec(kind: EncoderKind, w: &StateDict) -> Result<NetSpec, WeightEr
     let head = conv_bn(w, "_conv_head.weight", "_bn1", 1, false, same, relu6)?;
     let feature_dim = head.out_ch;
     blocks.push(Block::new(vec![head], false));
-    let classifier = classifier(w, "_fc.weight", "_fc.bias")?;
+    let classifier = classifier(w, CLASSIFIER.0, CLASSIFIER.1)?;
     check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
     Ok(NetSpec {
         kind,

@@ -7,6 +7,10 @@ use super::read::{check_chain, classifier, conv_bn};
 use super::spec::{Act, Block, EncoderKind, NetSpec, Padding};
 use crate::weights::{StateDict, WeightError};
 
+/// The stem's convolution and the ImageNet classifier's (weight, bias).
+pub(super) const STEM: &str = "features.0.0.weight";
+pub(super) const CLASSIFIER: (&str, &str) = ("classifier.1.weight", "classifier.1.bias");
+
 /// Stride of `features.N` for N = 1..=17.
 const BLOCK_STRIDES: [usize; 17] = [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1];
 
@@ -14,18 +18,10 @@ pub(super) fn spec(w: &StateDict) -> Result<NetSpec, WeightError> {
     let sym = Padding::Symmetric(0);
     let relu6 = Some(Act::Relu6);
     let mut blocks = vec![Block::new(
-        vec![conv_bn(
-            w,
-            "features.0.0.weight",
-            "features.0.1",
-            2,
-            false,
-            sym,
-            relu6,
-        )?],
+        vec![conv_bn(w, STEM, "features.0.1", 2, false, sym, relu6)?],
         false,
     )];
-    w.require("features.0.0.weight", &[32, 3, 3, 3])?;
+    w.require(STEM, &[32, 3, 3, 3])?;
     for (n, &stride) in (1..=17).zip(BLOCK_STRIDES.iter()) {
         let p = format!("features.{n}.conv");
         let expands = w.get(&format!("{p}.3.weight")).is_some();
@@ -95,7 +91,7 @@ pub(super) fn spec(w: &StateDict) -> Result<NetSpec, WeightError> {
     )?;
     let feature_dim = head.out_ch;
     blocks.push(Block::new(vec![head], false));
-    let classifier = classifier(w, "classifier.1.weight", "classifier.1.bias")?;
+    let classifier = classifier(w, CLASSIFIER.0, CLASSIFIER.1)?;
     check_chain(w, &blocks, feature_dim, classifier.as_ref())?;
     Ok(NetSpec {
         kind: EncoderKind::MobileNetV2,

@@ -30,6 +30,37 @@ fn layout(kind: EncoderKind) -> Option<layout::Layout> {
     }
 }
 
+/// Keys every file of `kind` has where its parts start: the stem's convolution weight, and
+/// the ImageNet classifier's (weight, bias).
+pub(crate) struct Keys {
+    pub stem: String,
+    pub classifier: (String, String),
+}
+
+pub(crate) fn keys(kind: EncoderKind) -> Option<Keys> {
+    let keys = |stem: &str, (w, b): (&str, &str)| Keys {
+        stem: stem.to_string(),
+        classifier: (w.to_string(), b.to_string()),
+    };
+    match kind {
+        EncoderKind::MobileNetV2 => Some(keys(mobilenet_v2::STEM, mobilenet_v2::CLASSIFIER)),
+        EncoderKind::EfficientNetLite0
+        | EncoderKind::EfficientNetLite1
+        | EncoderKind::EfficientNetLite2 => {
+            Some(keys(efficientnet_lite::STEM, efficientnet_lite::CLASSIFIER))
+        }
+        _ => {
+            let l = layout(kind)?;
+            let stem = l.blocks.first()?.convs.first()?;
+            let fc = &l.classifier.0;
+            Some(keys(
+                &stem.weight,
+                (&format!("{fc}.weight"), &format!("{fc}.bias")),
+            ))
+        }
+    }
+}
+
 /// Every tensor of `kind`'s torchvision state dict (BatchNorm's `num_batches_tracked`
 /// counters aside), name and shape, in the file's order; `None` for the architectures read
 /// from the file alone (MobileNetV2, EfficientNet-Lite).
