@@ -533,9 +533,12 @@ pub struct ExtractArgs {
         required_unless_present = "merge"
     )]
     pub data: Option<PathBuf>,
-    /// Pretrained encoder: mobilenet-v2, efficientnet-lite0, efficientnet-lite1, efficientnet-lite2.
-    #[arg(long, value_name = "NAME", required_unless_present = "merge")]
-    pub encoder: Option<graft_model::arch::EncoderKind>,
+    /// Pretrained encoder (see `graft models list`), or your own ONNX feature extractor,
+    /// FILE.onnx (see the ONNX encoder flags).
+    #[arg(long, value_name = "NAME|FILE.onnx", required_unless_present = "merge")]
+    pub encoder: Option<graft_model::Encoder>,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
     /// Cache folder (created if needed).
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,
@@ -683,9 +686,12 @@ pub struct PipelineArgs {
     /// Settings file (TOML), e.g. a run's config.toml to reproduce it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Pretrained encoder [default: mobilenet-v2].
-    #[arg(long, value_name = "NAME")]
-    pub encoder: Option<graft_model::arch::EncoderKind>,
+    /// Pretrained encoder (see `graft models list`), or your own ONNX feature extractor,
+    /// FILE.onnx (see the ONNX encoder flags) [default: mobilenet-v2].
+    #[arg(long, value_name = "NAME|FILE.onnx")]
+    pub encoder: Option<graft_model::Encoder>,
+    #[command(flatten)]
+    pub onnx: OnnxArgs,
     /// Run folder name [default: <folder name>-<encoder>].
     #[arg(long)]
     pub name: Option<String>,
@@ -720,6 +726,79 @@ pub struct PipelineArgs {
     /// Engine for the encoder: auto, ort, burn [default: auto].
     #[arg(long, value_enum)]
     pub backend: Option<graft_run::Backend>,
+}
+
+/// How to run your own ONNX feature extractor (`--encoder FILE.onnx`). graft feeds it
+/// float32 images `[N, 3, S, S]`, prepared as these flags say (they must match how the network
+/// was trained), and reads one output: pooled features `[N, C]`, or a feature map
+/// `[N, C, H, W]` that graft average-pools (and that Grad-CAM explains). `graft models inspect
+/// FILE.onnx` lists the file's outputs.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "ONNX encoder (--encoder FILE.onnx)")]
+pub struct OnnxArgs {
+    /// The output with the features [default: the file's only output].
+    #[arg(long, value_name = "NAME")]
+    pub output: Option<String>,
+    /// Side of the square centre crop the file takes [default: its fixed input size, else 224].
+    #[arg(long, value_name = "PIXELS")]
+    pub input_size: Option<u32>,
+    /// Shorter side images are resized to before the crop [default: input size × 256/224].
+    #[arg(long, value_name = "PIXELS")]
+    pub resize_shorter: Option<u32>,
+    /// Per-channel (R,G,B) mean subtracted from pixels scaled to 0–1 [default: ImageNet's,
+    /// 0.485,0.456,0.406].
+    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel (R,G,B) divisor after the mean [default: ImageNet's, 0.229,0.224,0.225].
+    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+}
+
+impl OnnxArgs {
+    /// Whether any flag is given.
+    fn any(&self) -> bool {
+        self.output.is_some()
+            || self.input_size.is_some()
+            || self.resize_shorter.is_some()
+            || self.mean.is_some()
+            || self.std.is_some()
+    }
+
+    /// `encoder` with these flags applied; an error when they are given for a named encoder
+    /// (whose preprocessing is its weights').
+    pub fn apply(&self, encoder: &mut graft_model::Encoder) -> anyhow::Result<()> {
+        let graft_model::Encoder::Onnx(o) = encoder else {
+            if self.any() {
+                anyhow::bail!(
+                    "--output, --input-size, --resize-shorter, --mean and --std are for an ONNX \
+                     encoder (--encoder FILE.onnx); {encoder} prepares images as its weights \
+                     were trained"
+                );
+            }
+            return Ok(());
+        };
+        let rgb = |flag: &str, v: &[f32]| -> anyhow::Result<[f32; 3]> {
+            <[f32; 3]>::try_from(v).map_err(|_| {
+                anyhow::anyhow!("--{flag} takes three numbers, R,G,B (got {})", v.len())
+            })
+        };
+        if let Some(v) = &self.output {
+            o.output = v.clone();
+        }
+        if let Some(v) = self.input_size {
+            o.preprocess.size = v;
+        }
+        if let Some(v) = self.resize_shorter {
+            o.preprocess.resize_shorter = v;
+        }
+        if let Some(v) = &self.mean {
+            o.preprocess.mean = rgb("mean", v)?;
+        }
+        if let Some(v) = &self.std {
+            o.preprocess.std = rgb("std", v)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]

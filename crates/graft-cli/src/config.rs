@@ -19,8 +19,9 @@ impl Resolve for Config {
             c.data = Some(d.clone());
         }
         if let Some(v) = &args.encoder {
-            c.encoder = *v;
+            c.encoder = v.clone();
         }
+        args.onnx.apply(&mut c.encoder)?;
         if let Some(v) = &args.name {
             c.name = Some(v.clone());
         }

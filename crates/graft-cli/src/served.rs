@@ -64,7 +64,7 @@ pub fn load_model(
         run: run.display().to_string(),
         onnx,
         onnx_origin,
-        encoder: model.meta.encoder.name().to_string(),
+        encoder: model.meta.encoder.to_string(),
         preprocess: model.meta.preprocess,
         classes: model.meta.classes.clone(),
         class_info,

@@ -58,6 +58,13 @@ impl ExtractPlan {
                 "tasks must be at least 1 (--tasks, or [cluster] tasks)".into(),
             ));
         }
+        let Some(kind) = settings.encoder.known() else {
+            return Err(ClusterError::Invalid(format!(
+                "graft cluster extracts with graft's own encoders; {} is an ONNX file, which \
+                 `graft train` or `graft extract --shard` on each machine can run",
+                settings.encoder
+            )));
+        };
         let name = run
             .root()
             .file_name()
@@ -66,7 +73,7 @@ impl ExtractPlan {
             graft,
             workdir,
             name,
-            encoder: settings.encoder.name().to_string(),
+            encoder: kind.name().to_string(),
             backend: settings.backend.name().to_string(),
             batch: settings.extract.batch,
             chunk: settings.extract.chunk,
@@ -151,12 +158,12 @@ impl ExtractPlan {
             return Ok(true);
         }
         let header = read_header(&dir)?;
-        if header.encoder.name() != self.encoder || header.chunk != self.chunk {
+        if header.encoder.to_string() != self.encoder || header.chunk != self.chunk {
             return Err(ClusterError::Invalid(format!(
                 "{} holds a cache made with {} in chunks of {}, not {} in chunks of {}: give \
                  the run another --name, or delete that folder",
                 dir.display(),
-                header.encoder.name(),
+                header.encoder,
                 header.chunk,
                 self.encoder,
                 self.chunk

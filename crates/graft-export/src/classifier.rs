@@ -316,10 +316,66 @@ fn classifier_graph(
         logits: false,
         feature_map: extra == Extra::FeatureMap,
     };
-    let mut eg = match marker {
+    let eg = match marker {
         None => encoder_graph(spec, weights, opts)?,
         Some(m) => encoder_graph_marked(spec, weights, opts, m)?,
     };
+    head_graph(eg, spec.kind.name(), model, extra)
+}
+
+/// What a classifier graph over a user's ONNX encoder gives besides "features" and
+/// "probabilities" (graft's own encoder has a function for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileGraph {
+    /// [`classifier_to_onnx`]'s outputs.
+    Classifier,
+    /// [`explainer_to_onnx`]'s, at the last map.
+    Explainer,
+    /// [`grad_cam_to_onnx`]'s.
+    GradCam,
+}
+
+/// The classifier over a user's ONNX encoder (`enc`, its file `bytes`): graft's head nodes
+/// appended to the file's own graph, which stays byte for byte. `map_side` is the side of
+/// the file's feature map (`None` when it gives pooled features).
+pub fn file_classifier_to_onnx(
+    enc: &graft_model::OnnxEncoder,
+    bytes: Vec<u8>,
+    map_side: Option<usize>,
+    model: &HeadModel,
+    what: FileGraph,
+) -> Result<Vec<u8>, ExportError> {
+    let extra = match what {
+        FileGraph::Classifier => Extra::None,
+        FileGraph::Explainer => Extra::FeatureMap,
+        FileGraph::GradCam => Extra::GradCam,
+    };
+    let needs_map = extra != Extra::None || model.meta.head.spatial();
+    let eg = graft_model::onnx::file_encoder_graph(
+        enc,
+        bytes,
+        model.meta.feature_dim,
+        map_side,
+        extra == Extra::FeatureMap,
+    )?;
+    if needs_map && map_side.is_none() {
+        return Err(ExportError::Onnx(OnnxError::Spec(format!(
+            "{} gives pooled features, not a feature map: {} needs the map (train with \
+             --output naming a [N, C, H, W] output)",
+            enc.onnx.display(),
+            if extra == Extra::None { "an attention head" } else { "Grad-CAM" }
+        ))));
+    }
+    head_graph(eg, &enc.stem(), model, extra)
+}
+
+/// The head, and what `extra` asks for, appended to the encoder graph `eg`.
+fn head_graph(
+    mut eg: graft_model::onnx::EncoderGraph,
+    encoder: &str,
+    model: &HeadModel,
+    extra: Extra,
+) -> Result<Vec<u8>, ExportError> {
     let side = eg.feature_map_size;
     let locations = side * side;
     let g = &mut eg.graph;
@@ -328,7 +384,7 @@ fn classifier_graph(
     let (x, cam) = if model.meta.head.spatial() {
         if model.meta.locations != locations {
             return Err(ExportError::Locations {
-                encoder: spec.kind.name().to_string(),
+                encoder: encoder.to_string(),
                 head: model.meta.locations,
                 given: locations,
             });
@@ -387,5 +443,5 @@ fn classifier_graph(
             ],
         );
     }
-    Ok(g.to_model("graft", env!("CARGO_PKG_VERSION")))
+    Ok(eg.finish("graft", env!("CARGO_PKG_VERSION")))
 }

@@ -21,7 +21,8 @@ pub mod web;
 
 pub use check::{accuracy, AccuracyDrop, Agreement};
 pub use classifier::{
-    classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, grad_cam_to_onnx, BLOCK_MAP,
+    classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, file_classifier_to_onnx,
+    grad_cam_to_onnx, FileGraph, BLOCK_MAP,
     CAMS, FEATURE_MAP, PROBABILITIES,
 };
 pub use int8::{calibrate, Int8};

@@ -13,7 +13,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use graft_data::preprocess::Preprocess;
-use graft_model::arch::EncoderKind;
+use graft_model::Encoder;
 use graft_model::encoder::ImageEncoder;
 use rayon::prelude::*;
 
@@ -32,7 +32,7 @@ pub const DEFAULT_CHUNK: usize = 256;
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
     /// The encoder, stored in the header.
-    pub encoder: EncoderKind,
+    pub encoder: Encoder,
     /// Identity of the weights (their sha256 or its prefix).
     pub weights: String,
     pub preprocess: Preprocess,
@@ -46,9 +46,9 @@ pub struct ExtractOptions {
 }
 
 impl ExtractOptions {
-    pub fn new(encoder: EncoderKind, weights: impl Into<String>, pre: Preprocess) -> Self {
+    pub fn new(encoder: impl Into<Encoder>, weights: impl Into<String>, pre: Preprocess) -> Self {
         ExtractOptions {
-            encoder,
+            encoder: encoder.into(),
             weights: weights.into(),
             preprocess: pre,
             batch: DEFAULT_BATCH,
@@ -133,7 +133,7 @@ pub fn extract(
     };
     let header = CacheHeader {
         format_version: FORMAT_VERSION,
-        encoder: opts.encoder,
+        encoder: opts.encoder.clone(),
         weights: opts.weights.clone(),
         preprocess: opts.preprocess,
         feature_dim: encoder.feature_dim(),

@@ -59,7 +59,7 @@ impl SpatialDims {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CacheHeader {
     pub format_version: u32,
-    pub encoder: graft_model::arch::EncoderKind,
+    pub encoder: graft_model::Encoder,
     /// Identity of the weights (sha256 or a prefix of it), as given by the caller.
     pub weights: String,
     pub preprocess: Preprocess,

@@ -1,6 +1,5 @@
 //! What every encoder backend (burn, ONNX Runtime) offers the rest of graft.
 
-use crate::arch::EncoderKind;
 
 /// Outputs of one forward pass over a batch of `n` images.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +15,6 @@ pub struct EncoderOutput {
 
 /// A frozen pretrained encoder.
 pub trait ImageEncoder: Send {
-    fn kind(&self) -> EncoderKind;
     fn feature_dim(&self) -> usize;
     /// Backend name for logs and benchmarks ("burn-flex", "onnxruntime").
     fn backend(&self) -> &'static str;

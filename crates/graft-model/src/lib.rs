@@ -12,6 +12,7 @@
 pub mod arch;
 #[cfg(feature = "burn")]
 pub mod burn_backend;
+pub mod choice;
 pub mod encoder;
 pub mod fetch;
 pub mod imagenet;
@@ -23,6 +24,7 @@ pub mod prefix;
 pub mod synthetic;
 pub mod weights;
 
+pub use choice::{Encoder, OnnxEncoder, OnnxEncoderError};
 pub use weights::{
     expected_hash_prefix, load_pth, load_pth_bytes, load_pth_cached, load_safetensors,
     save_safetensors, sha256_file, verify_hash_prefix, DType, StateDict, Tensor, WeightError,

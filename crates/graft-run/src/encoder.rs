@@ -5,11 +5,13 @@
 use std::sync::Once;
 
 use graft_model::arch::{spec_for, EncoderKind, NetSpec};
+use graft_model::{Encoder, OnnxEncoder};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
-use graft_model::ort_backend::{OrtEncoder, OrtOptions};
+use graft_model::ort_backend::{OnnxFileEncoder, OrtEncoder, OrtOptions};
 use graft_model::prefix::PrefixEncoder;
 use graft_model::weights::StateDict;
+use graft_export::FileGraph;
 use graft_train::HeadModel;
 
 use crate::{notes, RunDir, RunError};
@@ -49,12 +51,29 @@ pub fn load_weights(kind: EncoderKind) -> Result<(NetSpec, StateDict), RunError>
     Ok((spec, weights))
 }
 
-/// The encoder weights a trained run uses: its fine-tuned file when it has one
-/// (`model.json`'s `encoder_file`), else the pretrained weights from graft's cache.
-pub fn load_run_weights(run: &RunDir, model: &HeadModel) -> Result<(NetSpec, StateDict), RunError> {
-    let kind = model.meta.encoder;
+/// A run's encoder, loaded: one of graft's architectures with its weights, or a user's ONNX
+/// file (its bytes, checked to be the file the run's features came from).
+pub enum RunEncoder {
+    Graft { spec: NetSpec, weights: StateDict },
+    File { encoder: OnnxEncoder, bytes: Vec<u8> },
+}
+
+/// The encoder a trained run uses: its fine-tuned file when it has one (`model.json`'s
+/// `encoder_file`), else the pretrained weights from graft's cache, or its ONNX file.
+pub fn load_run_encoder(run: &RunDir, model: &HeadModel) -> Result<RunEncoder, RunError> {
+    let kind = match &model.meta.encoder {
+        Encoder::Known(k) => *k,
+        Encoder::Onnx(o) => {
+            let bytes = o.bytes_checked(&model.meta.weights)?;
+            return Ok(RunEncoder::File {
+                encoder: o.clone(),
+                bytes,
+            });
+        }
+    };
     let Some(file) = &model.meta.encoder_file else {
-        return load_weights(kind);
+        let (spec, weights) = load_weights(kind)?;
+        return Ok(RunEncoder::Graft { spec, weights });
     };
     let path = run.root().join(file);
     let weights = graft_model::weights::load_safetensors(&path).map_err(|e| {
@@ -66,26 +85,132 @@ pub fn load_run_weights(run: &RunDir, model: &HeadModel) -> Result<(NetSpec, Sta
     let spec = spec_for(kind, &weights).map_err(|e| {
         RunError::Invalid(format!("{} does not hold a {kind}: {e}", path.display()))
     })?;
-    Ok((spec, weights))
+    Ok(RunEncoder::Graft { spec, weights })
 }
 
-/// A ready encoder for a trained run ([`load_run_weights`]).
+impl RunEncoder {
+    /// A ready encoder on `backend` (an ONNX file needs ONNX Runtime).
+    pub fn open(&self, backend: Backend) -> Result<Box<dyn ImageEncoder>, RunError> {
+        match self {
+            RunEncoder::Graft { spec, weights } => encoder_from(spec, weights, backend),
+            RunEncoder::File { encoder, bytes } => file_encoder(encoder, bytes, backend),
+        }
+    }
+
+    /// The float classifier of `model` over this encoder as ONNX bytes: `what` says which
+    /// outputs besides "features" and "probabilities" (graft-export's classifier, explainer
+    /// at the last map, or Grad-CAM graph).
+    pub fn classifier_onnx(&self, model: &HeadModel, what: FileGraph) -> Result<Vec<u8>, RunError> {
+        Ok(match self {
+            RunEncoder::Graft { spec, weights } => match what {
+                FileGraph::Classifier => graft_export::classifier_to_onnx(spec, weights, model)?,
+                FileGraph::Explainer => {
+                    graft_export::explainer_to_onnx(spec, weights, model, None)?
+                }
+                FileGraph::GradCam => graft_export::grad_cam_to_onnx(spec, weights, model)?,
+            },
+            RunEncoder::File { encoder, bytes } => {
+                let side = file_map_side(encoder, bytes)?;
+                graft_export::file_classifier_to_onnx(encoder, bytes.clone(), side, model, what)?
+            }
+        })
+    }
+}
+
+/// The side of an ONNX encoder's feature map (`None` when it gives pooled features): as the
+/// file declares it, else from a run on a blank image.
+pub fn file_map_side(encoder: &OnnxEncoder, bytes: &[u8]) -> Result<Option<usize>, RunError> {
+    let layout = encoder.layout(bytes)?;
+    if layout.pooled {
+        return Ok(None);
+    }
+    if layout.map_side.is_some() {
+        return Ok(layout.map_side);
+    }
+    Ok(open_file_encoder(encoder, bytes, Backend::Ort)?.feature_map_size())
+}
+
+/// The architecture and weights of a run's encoder, for work that changes or cuts the network
+/// (fine-tuning, Grad-CAM at an earlier block, INT8, randomising blocks): `doing` names that
+/// work in the message when the run's encoder is an ONNX file, which graft runs as it is.
+pub fn load_run_weights(
+    run: &RunDir,
+    model: &HeadModel,
+    doing: &str,
+) -> Result<(NetSpec, StateDict), RunError> {
+    match load_run_encoder(run, model)? {
+        RunEncoder::Graft { spec, weights } => Ok((spec, weights)),
+        RunEncoder::File { encoder, .. } => Err(not_for_files(&encoder, doing)),
+    }
+}
+
+/// Why `doing` cannot be done with the ONNX encoder `encoder`.
+pub fn not_for_files(encoder: &OnnxEncoder, doing: &str) -> RunError {
+    RunError::Invalid(format!(
+        "{doing} needs one of graft's own encoders (see `graft models list`); this run's encoder \
+         is the ONNX file {}, which graft runs as it is but cannot change or cut",
+        encoder.onnx.display()
+    ))
+}
+
+/// A ready encoder for a trained run ([`load_run_encoder`]).
 pub fn open_run_encoder(
     run: &RunDir,
     model: &HeadModel,
     backend: Backend,
 ) -> Result<Box<dyn ImageEncoder>, RunError> {
-    let (spec, weights) = load_run_weights(run, model)?;
-    encoder_from(&spec, &weights, backend)
+    match load_run_encoder(run, model)? {
+        RunEncoder::Graft { spec, weights } => encoder_from(&spec, &weights, backend),
+        RunEncoder::File { encoder, bytes } => file_encoder(&encoder, &bytes, backend),
+    }
 }
 
-/// A ready encoder of `kind` (weights found, verified and loaded).
+/// A ready encoder (weights found, verified and loaded; a file read and tried).
 pub fn open_encoder(
-    kind: EncoderKind,
+    encoder: &Encoder,
     backend: Backend,
 ) -> Result<Box<dyn ImageEncoder>, RunError> {
-    let (spec, weights) = load_weights(kind)?;
-    encoder_from(&spec, &weights, backend)
+    match encoder {
+        Encoder::Known(kind) => {
+            let (spec, weights) = load_weights(*kind)?;
+            encoder_from(&spec, &weights, backend)
+        }
+        Encoder::Onnx(o) => file_encoder(o, &o.bytes()?, backend),
+    }
+}
+
+/// A user's ONNX file on ONNX Runtime (burn cannot run an arbitrary graph).
+pub fn file_encoder(
+    encoder: &OnnxEncoder,
+    bytes: &[u8],
+    backend: Backend,
+) -> Result<Box<dyn ImageEncoder>, RunError> {
+    Ok(Box::new(open_file_encoder(encoder, bytes, backend)?))
+}
+
+/// [`file_encoder`] as its own type (which knows its map's side).
+pub fn open_file_encoder(
+    encoder: &OnnxEncoder,
+    bytes: &[u8],
+    backend: Backend,
+) -> Result<OnnxFileEncoder, RunError> {
+    if backend == Backend::Burn {
+        return Err(RunError::Invalid(format!(
+            "{} is an ONNX file: it runs on ONNX Runtime, not burn (leave the backend at auto \
+             or ort)",
+            encoder.onnx.display()
+        )));
+    }
+    let opts = OrtOptions {
+        intra_threads: Some(rayon::current_num_threads()),
+        ..OrtOptions::default()
+    };
+    OnnxFileEncoder::new(encoder, bytes, opts).map_err(|e| {
+        RunError::Invalid(format!(
+            "opening the ONNX encoder {}: {e}",
+            encoder.onnx.display()
+        ))
+    })
 }
 
 /// An encoder over weights already loaded with [`load_weights`].
@@ -148,10 +273,17 @@ fn on_backend<T>(
     burn()
 }
 
-/// Identity of the cached weights of `kind`, stored in caches so features of other weights
-/// are never mixed in (see [`graft_model::fetch::weights_id`]).
-pub fn weights_id(kind: EncoderKind) -> String {
-    graft_model::fetch::weights_id(kind, &graft_model::fetch::cache_dir())
+/// Identity of an encoder's weights, stored in caches and models so features of other weights
+/// are never mixed in: the cached weights' id for a known encoder (see
+/// [`graft_model::fetch::weights_id`]), the file's content id for an ONNX file.
+pub fn weights_id(encoder: &Encoder) -> Result<String, RunError> {
+    match encoder {
+        Encoder::Known(kind) => Ok(graft_model::fetch::weights_id(
+            *kind,
+            &graft_model::fetch::cache_dir(),
+        )),
+        Encoder::Onnx(o) => Ok(o.id_of(&o.bytes()?)),
+    }
 }
 
 /// What `model` reads for `n` preprocessed images: pooled features, or the feature maps when

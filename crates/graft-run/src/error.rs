@@ -57,6 +57,8 @@ pub enum RunError {
     #[error(transparent)]
     Ort(#[from] graft_model::ort_backend::OrtError),
     #[error(transparent)]
+    OnnxEncoder(#[from] graft_model::OnnxEncoderError),
+    #[error(transparent)]
     Export(#[from] graft_export::ExportError),
     #[error(transparent)]
     Eval(#[from] graft_eval::EvalError),

@@ -9,7 +9,7 @@ use graft_eval::plots::{self, Tile};
 use graft_eval::report::{render, ReportInputs};
 use graft_eval::{galleries, summarise, Evaluation, Latency, Prediction};
 use graft_features::Origin;
-use graft_model::arch::EncoderKind;
+use graft_model::Encoder;
 use graft_train::HeadModel;
 
 use crate::error::Context;
@@ -78,12 +78,13 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
     let head_bytes = std::fs::metadata(run.model_weights())
         .map(|m| m.len())
         .unwrap_or(0);
-    let encoder_bytes = std::fs::metadata(graft_model::fetch::model_path(
-        &graft_model::fetch::cache_dir(),
-        model.meta.encoder,
-    ))
-    .map(|m| m.len())
-    .unwrap_or(0);
+    let encoder_file = match &model.meta.encoder {
+        Encoder::Known(k) => graft_model::fetch::model_path(&graft_model::fetch::cache_dir(), *k),
+        Encoder::Onnx(o) => o.onnx.clone(),
+    };
+    let encoder_bytes = std::fs::metadata(encoder_file)
+        .map(|m| m.len())
+        .unwrap_or(0);
     eval.model_bytes = Some(head_bytes + encoder_bytes);
     if req.latency > 0 {
         match &origin {
@@ -93,7 +94,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
                     .take(req.latency)
                     .map(|&i| o.root.join(&h.items[i].path))
                     .collect();
-                eval.latency = Some(latency(model.meta.encoder, &model, &files)?);
+                eval.latency = Some(latency(&model.meta.encoder, &model, &files)?);
             }
             None => note("note: latency not measured (image folder of the cache unknown)".into()),
         }
@@ -211,7 +212,7 @@ pub fn evaluate(req: &EvalRequest, reporter: &dyn Reporter) -> Result<Evaluated,
 }
 
 /// Decode + preprocess + encoder + head, one image at a time.
-fn latency(kind: EncoderKind, model: &HeadModel, files: &[PathBuf]) -> Result<Latency, RunError> {
+fn latency(kind: &Encoder, model: &HeadModel, files: &[PathBuf]) -> Result<Latency, RunError> {
     let mut encoder = crate::encoder::open_encoder(kind, crate::Backend::Auto)?;
     let pre = kind.preprocess();
     let mut times = Vec::with_capacity(files.len());

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use graft_data::scan::Split;
 use graft_export::card::{Card, Quality};
-use graft_export::{AccuracyDrop, Agreement, ExportRecord, ExportRecords, Int8, WeightBits};
+use graft_export::{
+    AccuracyDrop, Agreement, ExportRecord, ExportRecords, FileGraph, Int8, WeightBits,
+};
 use graft_model::ort_backend::{run_images, session_from_onnx, OrtOptions};
 use graft_train::HeadModel;
 use rayon::prelude::*;
 
+use crate::encoder::RunEncoder;
 use crate::files::{read_json_if_exists, write_file, write_json};
 use crate::report::{Event, Reporter};
 use crate::{Context, Metrics, Precision, RunDir, RunError};
@@ -68,7 +71,7 @@ pub fn export(
 ) -> Result<Exported, RunError> {
     let model = HeadModel::load(run.root())
         .with_context(|| format!("loading the model of run {}", run.root().display()))?;
-    let (spec, weights) = crate::encoder::load_run_weights(run, &model)?;
+    let encoder = crate::encoder::load_run_encoder(run, &model)?;
 
     // Validate before writing: the file on disk is always one that passed.
     let held = crate::held_out::split_images(run, &model, Split::Test, req.validate)?;
@@ -87,6 +90,12 @@ pub fn export(
 
     let int8 = req.precision == Precision::Int8;
     let (bytes, calibration_images) = if int8 {
+        let (spec, weights) = match &encoder {
+            RunEncoder::Graft { spec, weights } => (spec, weights),
+            RunEncoder::File { encoder, .. } => {
+                return Err(crate::encoder::not_for_files(encoder, "INT8 export"))
+            }
+        };
         let train = crate::held_out::split_images(run, &model, Split::Train, req.calibration)?;
         let (cal_input, cal_labels) = preprocess_all(&model, &train);
         let m = cal_labels.len();
@@ -100,7 +109,7 @@ pub fn export(
             weights: req.weights,
             cpu_vnni: graft_export::cpu_has_vnni(),
         }));
-        let cal = graft_export::calibrate(&spec, &weights, &cal_input, m, CHUNK, opts)
+        let cal = graft_export::calibrate(spec, weights, &cal_input, m, CHUNK, opts)
             .context("observing activation ranges (ONNX Runtime is needed)")?;
         let q = Int8 {
             calibration: &cal,
@@ -108,14 +117,11 @@ pub fn export(
             weights: req.weights,
         };
         (
-            graft_export::classifier_to_onnx_in(&spec, &weights, &model, Some(q))?,
+            graft_export::classifier_to_onnx_in(spec, weights, &model, Some(q))?,
             Some(m),
         )
     } else {
-        (
-            graft_export::classifier_to_onnx(&spec, &weights, &model)?,
-            None,
-        )
+        (encoder.classifier_onnx(&model, FileGraph::Classifier)?, None)
     };
 
     let mut session = session_from_onnx(&bytes, opts).context(
@@ -133,7 +139,7 @@ pub fn export(
             graft_export::PROBABILITIES,
         )?);
     }
-    let mut encoder = crate::encoder::encoder_from(&spec, &weights, crate::Backend::Auto)?;
+    let mut encoder = encoder.open(crate::Backend::Auto)?;
     let mut graft_probs = Vec::new();
     for chunk in input.chunks(CHUNK * per) {
         let k = chunk.len() / per;
@@ -219,15 +225,13 @@ pub fn export(
 
 /// The run's float classifier as ONNX bytes (the run's encoder weights), not validated.
 pub fn float_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> {
-    let (spec, weights) = crate::encoder::load_run_weights(run, model)?;
-    Ok(graft_export::classifier_to_onnx(&spec, &weights, model)?)
+    crate::encoder::load_run_encoder(run, model)?.classifier_onnx(model, FileGraph::Classifier)
 }
 
 /// The run's float classifier with every class's Grad-CAM map as an output (graft-export's
 /// `grad_cam_to_onnx`), for `POST /explain`.
 pub fn grad_cam_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> {
-    let (spec, weights) = crate::encoder::load_run_weights(run, model)?;
-    Ok(graft_export::grad_cam_to_onnx(&spec, &weights, model)?)
+    crate::encoder::load_run_encoder(run, model)?.classifier_onnx(model, FileGraph::GradCam)
 }
 
 /// Decoded and preprocessed images (unreadable ones skipped) with their class index, if the

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use graft_features::{ExtractOptions, ExtractSummary, Shard, Source};
-use graft_model::arch::EncoderKind;
+use graft_model::Encoder;
 
 use crate::encoder::{open_encoder, weights_id};
 use crate::error::Context;
@@ -15,7 +15,7 @@ use crate::{Backend, RunError};
 pub struct ExtractRequest {
     /// A manifest (manifest.csv) or an image folder.
     pub data: PathBuf,
-    pub encoder: EncoderKind,
+    pub encoder: Encoder,
     /// The cache folder.
     pub out: PathBuf,
     pub batch: usize,
@@ -32,7 +32,7 @@ pub struct ExtractRequest {
 #[derive(Debug)]
 pub struct ExtractStarted {
     pub images: usize,
-    pub encoder: EncoderKind,
+    pub encoder: Encoder,
     /// The engine that runs it ("onnxruntime", "burn-ndarray", …).
     pub backend: &'static str,
     pub out: PathBuf,
@@ -43,7 +43,7 @@ pub struct ExtractStarted {
 #[derive(Debug)]
 pub struct Extracted {
     pub summary: ExtractSummary,
-    pub encoder: EncoderKind,
+    pub encoder: Encoder,
     pub backend: &'static str,
     pub out: PathBuf,
     pub shard: Shard,
@@ -67,7 +67,11 @@ pub fn extract(req: &ExtractRequest, reporter: &dyn Reporter) -> Result<Extracte
         return Err(RunError::Missing { path: data.clone() });
     }
     // Encoder before data: loading weights fails fast, hashing a large folder does not.
-    let mut encoder = open_encoder(req.encoder, req.backend)?;
+    let req = &ExtractRequest {
+        encoder: req.encoder.resolve()?,
+        ..req.clone()
+    };
+    let mut encoder = open_encoder(&req.encoder, req.backend)?;
     let source = Source::open(data).with_context(|| format!("reading {}", data.display()))?;
     let opts = ExtractOptions {
         batch: req.batch,
@@ -76,15 +80,15 @@ pub fn extract(req: &ExtractRequest, reporter: &dyn Reporter) -> Result<Extracte
         spatial: req.spatial,
         force: req.force,
         ..ExtractOptions::new(
-            req.encoder,
-            weights_id(req.encoder),
+            req.encoder.clone(),
+            weights_id(&req.encoder)?,
             req.encoder.preprocess(),
         )
     };
     let backend = encoder.backend();
     reporter.event(Event::ExtractStarted(&ExtractStarted {
         images: source.len(),
-        encoder: req.encoder,
+        encoder: req.encoder.clone(),
         backend,
         out: req.out.clone(),
         shard: req.shard,
@@ -99,7 +103,7 @@ pub fn extract(req: &ExtractRequest, reporter: &dyn Reporter) -> Result<Extracte
     graft_features::Origin::of(data).write(&req.out)?;
     let done = Extracted {
         summary,
-        encoder: req.encoder,
+        encoder: req.encoder.clone(),
         backend,
         out: req.out.clone(),
         shard: req.shard,

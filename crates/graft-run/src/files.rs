@@ -92,7 +92,7 @@ pub struct RunInfo {
 pub struct Metrics {
     /// The feature cache, as given.
     pub features: PathBuf,
-    pub encoder: graft_model::arch::EncoderKind,
+    pub encoder: graft_model::Encoder,
     pub best: BestHead,
     pub rows: Rows,
     pub val_held_out_of_train: bool,
@@ -146,7 +146,7 @@ pub struct Temperature {
 /// `metrics.json` of a fine-tuned run (`RUN/finetune/`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneMetrics {
-    pub encoder: graft_model::arch::EncoderKind,
+    pub encoder: graft_model::Encoder,
     pub weights: String,
     /// The first trained block, and how many were trained.
     pub trained_from_block: usize,

@@ -205,7 +205,7 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
             classes: ds.classes.clone(),
             feature_dim: ds.dim / ds.locations,
             locations: ds.locations,
-            encoder: header.encoder,
+            encoder: header.encoder.clone(),
             weights: header.weights.clone(),
             preprocess: header.preprocess,
             train: winner.config.clone(),
@@ -236,7 +236,7 @@ pub fn train_heads(req: &HeadsRequest, reporter: &dyn Reporter) -> Result<Swept,
     });
     let metrics = Metrics {
         features: req.features.clone(),
-        encoder: header.encoder,
+        encoder: header.encoder.clone(),
         best: BestHead {
             head: winner.config.head.to_string(),
             lr: winner.config.lr,

@@ -37,7 +37,7 @@ pub fn run_name(settings: &Settings) -> Option<String> {
             .ok()
             .and_then(|p| p.file_name().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "data".into());
-        format!("{base}-{}", settings.encoder)
+        format!("{base}-{}", settings.encoder.short_name())
     }))
 }
 
@@ -88,6 +88,7 @@ pub fn spatial_needed(settings: &Settings) -> Result<bool, RunError> {
 }
 
 fn begin(settings: &Settings, reporter: &dyn Reporter) -> Result<Begun, RunError> {
+    let settings = &settings.resolved()?;
     let (data, name) = target(settings)?;
     let cfg = settings;
     let run = RunDir::new(cfg.runs.join(&name));
@@ -101,7 +102,7 @@ fn begin(settings: &Settings, reporter: &dyn Reporter) -> Result<Begun, RunError
     let mut timings: Vec<StageRun> = Vec::new();
     reporter.event(Event::Run {
         root: run.root(),
-        encoder: cfg.encoder,
+        encoder: &cfg.encoder,
         data: &data,
     });
     let header = |stage: Stage, what: &str| reporter.event(Event::Stage { stage, what });
@@ -142,6 +143,7 @@ fn begin(settings: &Settings, reporter: &dyn Reporter) -> Result<Begun, RunError
 
 /// Run every stage of `settings` that is not done yet.
 pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, RunError> {
+    let settings = &settings.resolved()?;
     let cfg = settings;
     let Begun {
         run,
@@ -159,9 +161,19 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
     let heads: Vec<HeadSpec> = cfg.head_specs()?;
     // Feature maps only when a head reads them: they are H·W times larger.
     let spatial = spatial_needed(cfg)?;
+    // A known encoder by its name (its weights are checked by the cache itself); a file by
+    // its contents, output and preprocessing too.
+    let encoder_fp = match &cfg.encoder {
+        graft_model::Encoder::Known(k) => k.name().to_string(),
+        graft_model::Encoder::Onnx(o) => format!(
+            "{}{}",
+            crate::encoder::weights_id(&cfg.encoder)?,
+            serde_json::to_string(o).map_err(|e| RunError::Invalid(e.to_string()))?
+        ),
+    };
     let fp = hash_parts(&[
         file_hash(&manifest).as_bytes(),
-        cfg.encoder.name().as_bytes(),
+        encoder_fp.as_bytes(),
         &cfg.extract.chunk.to_le_bytes(),
         &[u8::from(spatial)],
     ]);
@@ -172,11 +184,11 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
         || header(Stage::Extract, "extract: cache complete, skipped"),
         || {
             header(Stage::Extract, "extract");
-            ensure_weights(cfg.encoder, reporter)?;
+            ensure_weights(&cfg.encoder, reporter)?;
             extract(
                 &ExtractRequest {
                     data: manifest.clone(),
-                    encoder: cfg.encoder,
+                    encoder: cfg.encoder.clone(),
                     out: features.clone(),
                     batch: cfg.extract.batch,
                     chunk: cfg.extract.chunk,
@@ -294,11 +306,14 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
     })
 }
 
-/// Fetch the encoder's weights if they are not cached yet.
+/// Fetch the encoder's weights if they are not cached yet (an ONNX file has its own).
 pub fn ensure_weights(
-    kind: graft_model::arch::EncoderKind,
+    encoder: &graft_model::Encoder,
     reporter: &dyn Reporter,
 ) -> Result<(), RunError> {
+    let graft_model::Encoder::Known(kind) = *encoder else {
+        return Ok(());
+    };
     let cache = graft_model::fetch::cache_dir();
     if graft_model::fetch::load(kind, &cache).is_ok() {
         return Ok(());

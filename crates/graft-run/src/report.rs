@@ -22,7 +22,7 @@ pub enum Event<'a> {
     /// `graft train DIR` begins a run folder.
     Run {
         root: &'a Path,
-        encoder: EncoderKind,
+        encoder: &'a graft_model::Encoder,
         data: &'a Path,
     },
     /// A stage of `graft train DIR` begins, or is skipped: `what` says which, and why.

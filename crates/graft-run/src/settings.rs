@@ -13,7 +13,7 @@ use crate::{Backend, RunError};
 pub struct Settings {
     /// Folder of labelled photos.
     pub data: Option<PathBuf>,
-    pub encoder: graft_model::arch::EncoderKind,
+    pub encoder: graft_model::Encoder,
     /// Run folder name; `<data folder>-<encoder>` when unset.
     pub name: Option<String>,
     pub runs: PathBuf,
@@ -96,7 +96,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data: None,
-            encoder: graft_model::arch::EncoderKind::MobileNetV2,
+            encoder: graft_model::Encoder::default(),
             name: None,
             runs: "runs".into(),
             backend: Backend::Auto,
@@ -170,10 +170,15 @@ impl Settings {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
         if let Some(d) = &c.data {
             if d.is_relative() {
-                let base = path.parent().unwrap_or_else(|| Path::new("."));
                 c.data = Some(base.join(d));
+            }
+        }
+        if let graft_model::Encoder::Onnx(o) = &mut c.encoder {
+            if o.onnx.is_relative() {
+                o.onnx = base.join(&o.onnx);
             }
         }
         Ok(c)
@@ -187,6 +192,15 @@ impl Settings {
         } else {
             Ok(Settings::default())
         }
+    }
+
+    /// These settings with the encoder's open details filled in (an ONNX file's absolute path,
+    /// output and sizes; see [`graft_model::OnnxEncoder::resolve`]).
+    pub fn resolved(&self) -> Result<Settings, RunError> {
+        Ok(Settings {
+            encoder: self.encoder.resolve()?,
+            ..self.clone()
+        })
     }
 
     /// Fail on bad values now, not after an hour of extraction.

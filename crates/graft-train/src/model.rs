@@ -28,7 +28,7 @@ pub struct ModelMeta {
     #[serde(default = "one_location")]
     pub locations: usize,
     /// Encoder and weights identity, as recorded by the feature cache.
-    pub encoder: graft_model::arch::EncoderKind,
+    pub encoder: graft_model::Encoder,
     pub weights: String,
     pub preprocess: Preprocess,
     pub train: TrainConfig,
@@ -208,7 +208,7 @@ mod tests {
                 classes: vec!["a".into(), "b".into(), "c".into()],
                 feature_dim: 4,
                 locations,
-                encoder: graft_model::arch::EncoderKind::MobileNetV2,
+                encoder: graft_model::arch::EncoderKind::MobileNetV2.into(),
                 weights: "w".into(),
                 preprocess: Preprocess {
                     size: 8,

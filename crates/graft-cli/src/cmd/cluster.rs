@@ -74,7 +74,7 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
         ThenArg::None => Then::Nothing,
     };
     // The tasks read the weights from the shared cache: fetch them once, here.
-    graft_run::pipeline::ensure_weights(cfg.encoder, &Terminal)?;
+    graft_run::pipeline::ensure_weights(&cfg.encoder, &Terminal)?;
     let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;
     let plan = plan_for(&cfg, run, args.submit.graft, then)?;
     if plan.ready_cache()? {

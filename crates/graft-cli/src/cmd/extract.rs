@@ -10,13 +10,14 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
     if args.merge {
         return merge(&args);
     }
-    let (Some(data), Some(kind)) = (&args.data, args.encoder) else {
+    let (Some(data), Some(mut kind)) = (&args.data, args.encoder.clone()) else {
         anyhow::bail!("--data and --encoder are required (unless --merge)");
     };
+    args.onnx.apply(&mut kind)?;
     let done = graft_run::extract::extract(
         &ExtractRequest {
             data: data.clone(),
-            encoder: kind,
+            encoder: kind.clone(),
             out: args.out.clone(),
             batch: args.batch,
             chunk: args.chunk,
@@ -32,7 +33,7 @@ pub fn run(args: ExtractArgs) -> anyhow::Result<()> {
             backend: done.backend,
             batch: args.batch,
             cache_complete: done.summary.cache_complete,
-            encoder: kind.name(),
+            encoder: done.encoder.to_string(),
             failed: done.summary.failed.len(),
             images: done.summary.images_encoded,
             images_per_s: done.images_per_second(),
@@ -54,7 +55,7 @@ struct ExtractReport {
     backend: &'static str,
     batch: usize,
     cache_complete: bool,
-    encoder: &'static str,
+    encoder: String,
     failed: usize,
     images: usize,
     images_per_s: f64,

@@ -100,10 +100,6 @@ fn to_vec(d: TensorData) -> Result<Vec<f32>, EncoderError> {
 }
 
 impl ImageEncoder for BurnEncoder {
-    fn kind(&self) -> EncoderKind {
-        self.spec.kind
-    }
-
     fn feature_dim(&self) -> usize {
         self.spec.feature_dim
     }

@@ -37,6 +37,19 @@ pub struct EncoderGraph {
     pub feature_map: String,
     pub feature_map_size: usize,
     pub logits: Option<String>,
+    /// The file this graph extends (a user's encoder, see [`file_encoder_graph`]); `None`
+    /// for graft's own, complete graph.
+    pub extends: Option<Vec<u8>>,
+}
+
+impl EncoderGraph {
+    /// The serialised model: graft's graph on its own, or appended to the file it extends.
+    pub fn finish(&self, producer: &str, version: &str) -> Vec<u8> {
+        match &self.extends {
+            None => self.graph.to_model(producer, version),
+            Some(base) => self.graph.append_to(base),
+        }
+    }
 }
 
 /// Where a later stage may change the encoder graph as it is built: at each activation a
@@ -249,6 +262,7 @@ pub fn encoder_graph_marked(
         feature_map,
         feature_map_size: s,
         logits,
+        extends: None,
     })
 }
 
@@ -388,7 +402,7 @@ pub fn gemm(g: &mut Graph, x: &str, w: &str, b: &str, out: &str) -> String {
     g.node("Gemm", &[x, w, b], out, &[("transB", Attr::Int(1))])
 }
 
-fn check_name(got: &str, want: &str) -> Result<(), OnnxError> {
+pub(super) fn check_name(got: &str, want: &str) -> Result<(), OnnxError> {
     if got == want {
         Ok(())
     } else {

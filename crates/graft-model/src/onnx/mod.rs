@@ -4,6 +4,7 @@
 //! replaces a code generator and its build-time dependencies.
 
 mod export;
+mod file_graph;
 mod graph;
 mod proto;
 mod read;
@@ -12,6 +13,7 @@ pub use export::{
     batch, block_output_key, encoder_graph, encoder_graph_marked, encoder_to_onnx,
     float_conv_params, fold_bn, gemm, EncoderGraph, ExportOptions, Float, Marker,
 };
+pub use file_graph::file_encoder_graph;
 pub use graph::{Attr, DataType, Dim, Graph, IR_VERSION, OPSET};
 pub use read::{read_model, ModelInfo, ValueInfo};
 

@@ -9,10 +9,13 @@ pub use ort::session::Session;
 use ort::session::{OutputSelector, RunOptions};
 use ort::value::TensorRef;
 
-use crate::arch::{EncoderKind, NetSpec};
+use crate::arch::NetSpec;
 use crate::encoder::{EncoderError, EncoderOutput, ImageEncoder};
 use crate::onnx::{encoder_to_onnx, ExportOptions};
 use crate::weights::StateDict;
+
+mod file;
+pub use file::OnnxFileEncoder;
 
 /// The library file the fetch script unpacks (from the `onnxruntime` 1.32 wheel).
 pub const ORT_LIBRARY_FILE: &str = "libonnxruntime.so.1.32.0";
@@ -34,6 +37,8 @@ pub enum OrtError {
     Unavailable(String),
     #[error(transparent)]
     Export(#[from] crate::onnx::OnnxError),
+    #[error(transparent)]
+    File(#[from] crate::choice::OnnxEncoderError),
 }
 
 impl From<ort::Error> for OrtError {
@@ -162,24 +167,49 @@ pub fn run_images_outputs(
     size: usize,
     outputs: &[&str],
 ) -> Result<Vec<Vec<f32>>, OrtError> {
-    let tensor = TensorRef::from_array_view(([n, 3, size, size], input))?;
-    let got = session.run(ort::inputs!["input" => tensor])?;
-    outputs
-        .iter()
-        .map(|&name| {
+    let (name, fixed_batch) = image_input(session)?;
+    // A file exported without a dynamic batch axis takes its fixed batch (one image) at a time.
+    let step = match fixed_batch {
+        Some(b) if b < n => b,
+        _ => n,
+    };
+    let per = 3 * size * size;
+    let mut all: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
+    for start in (0..n).step_by(step.max(1)) {
+        let m = step.min(n - start);
+        let part = &input[start * per..(start + m) * per];
+        let tensor = TensorRef::from_array_view(([m, 3, size, size], part))?;
+        let got = session.run(ort::inputs![name.as_str() => tensor])?;
+        for (out, &output) in all.iter_mut().zip(outputs) {
             let v = got
-                .get(name)
-                .ok_or_else(|| OrtError::Runtime(format!("no output `{name}`")))?;
+                .get(output)
+                .ok_or_else(|| OrtError::Runtime(format!("no output `{output}`")))?;
             let (_, data) = v.try_extract_tensor::<f32>()?;
-            Ok(data.to_vec())
-        })
-        .collect()
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(all)
+}
+
+/// The session's image input: its name (graft's own graphs call it "input"; a user's file
+/// may not) and the batch size it is fixed to, if it is.
+pub fn image_input(session: &Session) -> Result<(String, Option<usize>), OrtError> {
+    let first = session
+        .inputs()
+        .first()
+        .ok_or_else(|| OrtError::Runtime("the model has no input".into()))?;
+    let batch = first
+        .dtype()
+        .tensor_shape()
+        .and_then(|s| s.first().copied())
+        .and_then(|b| usize::try_from(b).ok())
+        .filter(|b| *b > 0);
+    Ok((first.name().to_string(), batch))
 }
 
 /// A pretrained encoder exported to ONNX and run by ONNX Runtime.
 pub struct OrtEncoder {
     session: Session,
-    kind: EncoderKind,
     feature_dim: usize,
     classes: usize,
     size: usize,
@@ -200,7 +230,6 @@ impl OrtEncoder {
         let size = spec.preprocess.size as usize;
         Ok(OrtEncoder {
             session: session_from_onnx(&model, opts)?,
-            kind: spec.kind,
             feature_dim: spec.feature_dim,
             classes: spec.classifier.as_ref().map_or(0, |c| c.out_features),
             size,
@@ -238,10 +267,6 @@ fn take(
 }
 
 impl ImageEncoder for OrtEncoder {
-    fn kind(&self) -> EncoderKind {
-        self.kind
-    }
-
     fn feature_dim(&self) -> usize {
         self.feature_dim
     }

@@ -2,6 +2,8 @@
 //! probabilities and the map its heatmap is made from; a second, batched, scores the
 //! perturbed images the quality metrics need.
 
+use crate::encoder::{file_map_side, not_for_files, RunEncoder};
+use graft_export::FileGraph;
 use std::path::Path;
 
 use graft_data::preprocess::Preprocess;
@@ -79,7 +81,7 @@ impl Explainer {
     /// `sanity`, every map is also made from models randomised from the top down and compared.
     pub fn open(run: &RunDir, layer: Option<usize>, sanity: bool) -> Result<Explainer, RunError> {
         let model = HeadModel::load(run.root())?;
-        let (spec, weights) = crate::encoder::load_run_weights(run, &model)?;
+        let encoder = crate::encoder::load_run_encoder(run, &model)?;
         if layer.is_some() && model.reads_maps() {
             return Err(RunError::Invalid(
                 "an attention head is explained by its own attention over the last map; \
@@ -87,6 +89,44 @@ impl Explainer {
                     .into(),
             ));
         }
+        let opts = OrtOptions {
+            intra_threads: Some(rayon::current_num_threads()),
+            ..OrtOptions::default()
+        };
+        let (spec, weights) = match encoder {
+            RunEncoder::Graft { spec, weights } => (spec, weights),
+            RunEncoder::File { encoder, bytes } => {
+                // A user's file is explained at its output map, with the head's gradient alone.
+                if layer.is_some() {
+                    return Err(not_for_files(&encoder, "Grad-CAM at an earlier block (--layer)"));
+                }
+                if sanity {
+                    return Err(not_for_files(
+                        &encoder,
+                        "the randomisation check (--sanity), which re-draws encoder blocks,",
+                    ));
+                }
+                let side = file_map_side(&encoder, &bytes)?.ok_or_else(|| {
+                    RunError::Invalid(format!(
+                        "{} gives pooled features, so there is no map to explain; train with \
+                         --output naming one of its [N, C, H, W] outputs (see `graft models \
+                         inspect`)",
+                        encoder.onnx.display()
+                    ))
+                })?;
+                let file = RunEncoder::File { encoder, bytes };
+                let bytes = file.classifier_onnx(&model, FileGraph::Explainer)?;
+                return Ok(Explainer {
+                    side,
+                    channels: model.meta.feature_dim,
+                    sanity: None,
+                    session: session_from_onnx(&bytes, opts)?,
+                    pre: model.meta.preprocess,
+                    model,
+                    layer: None,
+                });
+            }
+        };
         let layer = layer
             .map(|b| LayerGrad::new(&spec, &weights, b))
             .transpose()?;
@@ -94,10 +134,6 @@ impl Explainer {
         // With a layer, ONNX Runtime gives that block's map too: only the blocks above it run
         // on burn, for the gradient.
         let bytes = graft_export::explainer_to_onnx(&spec, &weights, &model, block)?;
-        let opts = OrtOptions {
-            intra_threads: Some(rayon::current_num_threads()),
-            ..OrtOptions::default()
-        };
         let session = session_from_onnx(&bytes, opts)?;
         let pre = model.meta.preprocess;
         let sanity = sanity

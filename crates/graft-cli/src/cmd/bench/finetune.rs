@@ -117,7 +117,7 @@ fn fresh_head(spec: &NetSpec) -> HeadModel {
             classes: (0..CLASSES).map(|c| format!("class{c}")).collect(),
             feature_dim: d,
             locations: 1,
-            encoder: spec.kind,
+            encoder: spec.kind.into(),
             weights: "bench".into(),
             preprocess: spec.preprocess,
             train: TrainConfig::default(),

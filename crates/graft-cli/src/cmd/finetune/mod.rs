@@ -94,7 +94,11 @@ fn fine_tune(args: FinetuneArgs) -> anyhow::Result<()> {
     let model = HeadModel::load(&run)
         .with_context(|| format!("loading the model of run {}", run.display()))?;
     // A run fine-tuned before continues from its own encoder, not the pretrained one.
-    let (spec, weights) = graft_run::encoder::load_run_weights(&RunDir::new(&run), &model)?;
+    let (spec, weights) = graft_run::encoder::load_run_weights(
+        &RunDir::new(&run),
+        &model,
+        "Fine-tuning (it trains the encoder's top blocks)",
+    )?;
     let kind = spec.kind;
     let blocks = spec.blocks.len();
     if args.unfreeze_blocks == 0 || args.unfreeze_blocks >= blocks {

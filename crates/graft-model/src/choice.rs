@@ -1,0 +1,492 @@
+//! Which encoder a run uses: an architecture graft knows by name ([`EncoderKind`]), or a
+//! user's own ONNX feature extractor ([`OnnxEncoder`]). Written in every file that names the
+//! encoder (config.toml, cache headers, model.json): a known one as its name, as before, a
+//! file as a table, so older files read unchanged.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{EncoderKind, Preprocess, UnknownEncoder};
+use graft_data::preprocess::Filter;
+use crate::onnx::{read_model, Dim, ModelInfo};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Encoder {
+    Known(EncoderKind),
+    Onnx(OnnxEncoder),
+}
+
+/// A feature extractor in an ONNX file: one float image input `[N, 3, S, S]`, and `output`,
+/// either pooled features `[N, C]` or a feature map `[N, C, H, W]` that graft average-pools
+/// (and that Grad-CAM weighs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxEncoder {
+    /// The file (absolute once [`OnnxEncoder::resolve`]d).
+    pub onnx: PathBuf,
+    /// The output graft reads; empty: the file's only output.
+    #[serde(default)]
+    pub output: String,
+    /// How images are prepared for it. Before [`OnnxEncoder::resolve`], a `size` of 0 means
+    /// the file's own input size (224 when the file leaves it open) and a `resize_shorter` of 0
+    /// means torchvision's evaluation ratio, 256 for 224.
+    #[serde(default = "OnnxEncoder::unset_preprocess")]
+    pub preprocess: Preprocess,
+}
+
+/// What an ONNX file must be to serve as an encoder, and where it is not.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxEncoderError {
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {detail}", path.display())]
+    Unfit { path: PathBuf, detail: String },
+    #[error(
+        "{} changed since the features were made: it is {found} now, {expected} then (put the \
+         original file back, or retrain with this one)",
+        path.display()
+    )]
+    Changed {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
+/// The parts of an encoder file graft uses, read from its declared inputs and outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxLayout {
+    /// The image input's name.
+    pub input: String,
+    /// The batch size the file is fixed to, if it is (files exported without a dynamic batch
+    /// axis take one image at a time).
+    pub fixed_batch: Option<usize>,
+    /// The input's side when the file fixes it.
+    pub fixed_size: Option<usize>,
+    pub output: String,
+    /// `[N, C]` rather than `[N, C, H, W]`.
+    pub pooled: bool,
+    /// C, when the file states it.
+    pub channels: Option<usize>,
+    /// The map's side (H = W) when the file states it.
+    pub map_side: Option<usize>,
+    /// The default domain's opset.
+    pub opset: i64,
+}
+
+fn fixed(d: &Dim) -> Option<usize> {
+    match d {
+        Dim::Fixed(v) if *v > 0 => Some(*v),
+        _ => None,
+    }
+}
+
+impl OnnxEncoder {
+    /// ImageNet's mean and std with the sizes left to [`OnnxEncoder::resolve`].
+    pub fn unset_preprocess() -> Preprocess {
+        Preprocess {
+            size: 0,
+            resize_shorter: 0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            filter: Filter::Bilinear,
+        }
+    }
+
+    /// `path`, its output and sizes to be found by [`OnnxEncoder::resolve`].
+    pub fn unresolved(path: impl Into<PathBuf>) -> OnnxEncoder {
+        OnnxEncoder {
+            onnx: path.into(),
+            output: String::new(),
+            preprocess: OnnxEncoder::unset_preprocess(),
+        }
+    }
+
+    fn unfit(&self, detail: impl Into<String>) -> OnnxEncoderError {
+        OnnxEncoderError::Unfit {
+            path: self.onnx.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, OnnxEncoderError> {
+        std::fs::read(&self.onnx).map_err(|source| OnnxEncoderError::Io {
+            path: self.onnx.clone(),
+            source,
+        })
+    }
+
+    /// The file's bytes, checked to be the file `id` ([`OnnxEncoder::id_of`]) was taken of.
+    pub fn bytes_checked(&self, id: &str) -> Result<Vec<u8>, OnnxEncoderError> {
+        let bytes = self.bytes()?;
+        let found = self.id_of(&bytes);
+        if found != id {
+            return Err(OnnxEncoderError::Changed {
+                path: self.onnx.clone(),
+                expected: id.to_string(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The identity of the file's contents, `STEM-<sha256 prefix>`, stored with features so
+    /// that those of another file are never mixed in.
+    pub fn id_of(&self, bytes: &[u8]) -> String {
+        let hex = crate::weights::sha256_bytes(bytes);
+        format!("{}-{}", self.stem(), &hex[..12])
+    }
+
+    /// The file name without `.onnx`.
+    pub fn stem(&self) -> String {
+        self.onnx
+            .file_stem()
+            .map_or_else(|| "onnx".into(), |s| s.to_string_lossy().into_owned())
+    }
+
+    /// The input and output graft uses in the file `bytes` (whose info is `info`), checked.
+    pub fn layout_of(&self, info: &ModelInfo) -> Result<OnnxLayout, OnnxEncoderError> {
+        let [input] = info.inputs.as_slice() else {
+            let names: Vec<&str> = info.inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(self.unfit(format!(
+                "an encoder takes one image input; this file takes {} ({})",
+                names.len(),
+                names.join(", ")
+            )));
+        };
+        if input.elem_type != 0 && input.elem_type != 1 {
+            return Err(self.unfit(format!(
+                "input `{}` is not float (ONNX element type {}); graft feeds float32 images",
+                input.name, input.elem_type
+            )));
+        }
+        let (mut fixed_batch, mut fixed_size) = (None, None);
+        if let Some(d) = &input.dims {
+            if d.len() != 4 || fixed(&d[1]).is_some_and(|c| c != 3) {
+                return Err(self.unfit(format!(
+                    "input `{}` has shape {}; graft feeds images as [N, 3, S, S]",
+                    input.name,
+                    shape_text(d)
+                )));
+            }
+            fixed_batch = fixed(&d[0]);
+            let (h, w) = (fixed(&d[2]), fixed(&d[3]));
+            if h != w && h.is_some() && w.is_some() {
+                return Err(self.unfit(format!(
+                    "input `{}` is {}, not square; graft feeds square centre crops",
+                    input.name,
+                    shape_text(d)
+                )));
+            }
+            fixed_size = h.or(w);
+        }
+        let output = if self.output.is_empty() {
+            match info.outputs.as_slice() {
+                [one] => one,
+                outs => {
+                    return Err(self.unfit(format!(
+                        "it has {} outputs ({}); name the one with the features with --output",
+                        outs.len(),
+                        outs.iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+        } else {
+            info.output(&self.output).ok_or_else(|| {
+                self.unfit(format!(
+                    "it has no output `{}`; its outputs are {} (see `graft models inspect`)",
+                    self.output,
+                    info.outputs
+                        .iter()
+                        .map(|o| o.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?
+        };
+        let dims = output.dims.as_ref().ok_or_else(|| {
+            self.unfit(format!(
+                "output `{}` has no declared shape; graft needs to know whether it is [N, C] \
+                 or [N, C, H, W] (re-export it with shapes, e.g. from PyTorch's exporter)",
+                output.name
+            ))
+        })?;
+        let pooled = match dims.len() {
+            2 => true,
+            4 => false,
+            _ => {
+                return Err(self.unfit(format!(
+                    "output `{}` has shape {}; an encoder gives pooled features [N, C] or a \
+                     feature map [N, C, H, W]",
+                    output.name,
+                    shape_text(dims)
+                )))
+            }
+        };
+        let map_side = if pooled {
+            None
+        } else {
+            match (fixed(&dims[2]), fixed(&dims[3])) {
+                (Some(h), Some(w)) if h != w => {
+                    return Err(self.unfit(format!(
+                        "output `{}` is a {h}×{w} map; graft needs square maps (a square input \
+                         gives one in every common network)",
+                        output.name
+                    )))
+                }
+                (h, w) => h.or(w),
+            }
+        };
+        Ok(OnnxLayout {
+            input: input.name.clone(),
+            fixed_batch,
+            fixed_size,
+            output: output.name.clone(),
+            pooled,
+            channels: fixed(&dims[1]),
+            map_side,
+            opset: info.opset(),
+        })
+    }
+
+    /// The file's layout, read from its bytes.
+    pub fn layout(&self, bytes: &[u8]) -> Result<OnnxLayout, OnnxEncoderError> {
+        let info = read_model(bytes).map_err(|e| self.unfit(e.to_string()))?;
+        self.layout_of(&info)
+    }
+
+    /// Everything left open filled in from the file: the path made absolute, the output named,
+    /// the input size and resize set. Fails, naming the file, when the file cannot be an
+    /// encoder or contradicts the sizes given.
+    pub fn resolve(&self) -> Result<OnnxEncoder, OnnxEncoderError> {
+        let path = std::fs::canonicalize(&self.onnx).map_err(|source| OnnxEncoderError::Io {
+            path: self.onnx.clone(),
+            source,
+        })?;
+        let enc = OnnxEncoder {
+            onnx: path,
+            ..self.clone()
+        };
+        let layout = enc.layout(&enc.bytes()?)?;
+        let mut pre = enc.preprocess;
+        match (pre.size, layout.fixed_size) {
+            (0, Some(s)) => pre.size = s as u32,
+            (0, None) => pre.size = 224,
+            (given, Some(s)) if given as usize != s => {
+                return Err(enc.unfit(format!(
+                    "its input is fixed at {s}×{s}, not the --input-size {given} given"
+                )))
+            }
+            _ => {}
+        }
+        if pre.resize_shorter == 0 {
+            pre.resize_shorter = (f64::from(pre.size) * 256.0 / 224.0).round() as u32;
+        }
+        if pre.resize_shorter < pre.size {
+            return Err(enc.unfit(format!(
+                "--resize-shorter {} is below --input-size {}: the centre crop would not fit",
+                pre.resize_shorter, pre.size
+            )));
+        }
+        if pre.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(enc.unfit(format!(
+                "--std {:?} must be positive numbers",
+                pre.std
+            )));
+        }
+        Ok(OnnxEncoder {
+            output: layout.output,
+            preprocess: pre,
+            ..enc
+        })
+    }
+}
+
+fn shape_text(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(v) => v.to_string(),
+            Dim::Named(p) if p.is_empty() => "?".into(),
+            Dim::Named(p) => p.clone(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+impl Encoder {
+    /// The architecture graft knows, if it is one.
+    pub fn known(&self) -> Option<EncoderKind> {
+        match self {
+            Encoder::Known(k) => Some(*k),
+            Encoder::Onnx(_) => None,
+        }
+    }
+
+    pub fn onnx(&self) -> Option<&OnnxEncoder> {
+        match self {
+            Encoder::Known(_) => None,
+            Encoder::Onnx(o) => Some(o),
+        }
+    }
+
+    /// How images are prepared for it.
+    pub fn preprocess(&self) -> Preprocess {
+        match self {
+            Encoder::Known(k) => k.preprocess(),
+            Encoder::Onnx(o) => o.preprocess,
+        }
+    }
+
+    /// A short name for run folders: the known name, or the file's stem.
+    pub fn short_name(&self) -> String {
+        match self {
+            Encoder::Known(k) => k.name().to_string(),
+            Encoder::Onnx(o) => o.stem(),
+        }
+    }
+
+    /// Everything an ONNX file leaves open filled in ([`OnnxEncoder::resolve`]).
+    pub fn resolve(&self) -> Result<Encoder, OnnxEncoderError> {
+        match self {
+            Encoder::Known(k) => Ok(Encoder::Known(*k)),
+            Encoder::Onnx(o) => Ok(Encoder::Onnx(o.resolve()?)),
+        }
+    }
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::Known(EncoderKind::MobileNetV2)
+    }
+}
+
+impl From<EncoderKind> for Encoder {
+    fn from(k: EncoderKind) -> Encoder {
+        Encoder::Known(k)
+    }
+}
+
+impl PartialEq<EncoderKind> for Encoder {
+    fn eq(&self, other: &EncoderKind) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+/// `encoder == "mobilenet-v2"`: compares the name users type.
+impl PartialEq<&str> for Encoder {
+    fn eq(&self, other: &&str) -> bool {
+        self.known().is_some_and(|k| k == *other)
+    }
+}
+
+/// The known name, or the file's name.
+impl std::fmt::Display for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encoder::Known(k) => f.write_str(k.name()),
+            Encoder::Onnx(o) => match o.onnx.file_name() {
+                Some(n) => f.write_str(&n.to_string_lossy()),
+                None => write!(f, "{}", o.onnx.display()),
+            },
+        }
+    }
+}
+
+/// A path ending in `.onnx` is a file (resolved later); anything else a known name.
+impl std::str::FromStr for Encoder {
+    type Err = UnknownEncoder;
+
+    fn from_str(s: &str) -> Result<Encoder, UnknownEncoder> {
+        if is_onnx_path(s) {
+            return Ok(Encoder::Onnx(OnnxEncoder::unresolved(s)));
+        }
+        s.parse().map(Encoder::Known)
+    }
+}
+
+/// Whether `--encoder` names a file rather than an architecture.
+pub fn is_onnx_path(s: &str) -> bool {
+    Path::new(s)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// `--encoder NAME|FILE.onnx` on the command line: the names listed in `--help` and
+/// completions, a file parsed as one.
+#[cfg(feature = "clap")]
+mod cli {
+    use super::Encoder;
+    use crate::arch::EncoderKind;
+    use clap::builder::{PossibleValue, TypedValueParser, ValueParserFactory};
+
+    #[derive(Debug, Clone, Copy)]
+    pub struct EncoderParser;
+
+    impl TypedValueParser for EncoderParser {
+        type Value = Encoder;
+
+        fn parse_ref(
+            &self,
+            cmd: &clap::Command,
+            _arg: Option<&clap::Arg>,
+            value: &std::ffi::OsStr,
+        ) -> Result<Encoder, clap::Error> {
+            value
+                .to_string_lossy()
+                .parse()
+                .map_err(|e: crate::arch::UnknownEncoder| {
+                    clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
+                        .with_cmd(cmd)
+                })
+        }
+
+        fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+            Some(Box::new(
+                EncoderKind::ALL
+                    .into_iter()
+                    .map(|k| PossibleValue::new(k.name()))
+                    .chain([PossibleValue::new("FILE.onnx")]),
+            ))
+        }
+    }
+
+    impl ValueParserFactory for Encoder {
+        type Parser = EncoderParser;
+
+        fn value_parser() -> EncoderParser {
+            EncoderParser
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_names_and_files_parse_and_round_trip() {
+        let k: Encoder = "resnet18".parse().expect("name");
+        assert_eq!(k, EncoderKind::ResNet18);
+        assert_eq!(serde_json::to_string(&k).expect("json"), "\"resnet18\"");
+        let f: Encoder = "models/leaf net.ONNX".parse().expect("file");
+        assert_eq!(f.short_name(), "leaf net");
+        assert_eq!(f.to_string(), "leaf net.ONNX");
+        let json = serde_json::to_string(&f).expect("json");
+        let back: Encoder = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, f);
+        // Files written before ONNX encoders existed name the architecture alone.
+        let old: Encoder = serde_json::from_str("\"mobilenet-v2\"").expect("old");
+        assert_eq!(old, Encoder::Known(EncoderKind::MobileNetV2));
+        assert!("resnet19".parse::<Encoder>().is_err());
+    }
+}
