@@ -51,6 +51,11 @@ pub fn export_web(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(RunError::read(&run.class_info(), e)),
     };
+    // graft's graphs call their input "input"; a user's ONNX encoder keeps its own name.
+    let input = graft_model::onnx::read_model(&bytes)
+        .ok()
+        .and_then(|info| info.inputs.first().map(|i| i.name.clone()))
+        .unwrap_or_else(|| "input".into());
     let meta = graft_export::web::WebMeta {
         name: run.name(),
         encoder: model.meta.encoder.to_string(),
@@ -59,7 +64,7 @@ pub fn export_web(
         preprocess: model.meta.preprocess,
         threshold: req.threshold,
         top: req.top.clamp(1, model.meta.classes.len().max(1)),
-        input: "input".into(),
+        input,
         output: graft_export::PROBABILITIES.into(),
         precision: req.precision.name().into(),
         sha256: graft_data::hash::sha256_bytes(&bytes),

@@ -244,6 +244,16 @@ pub struct Explained {
     pub unreadable: Vec<(PathBuf, String)>,
 }
 
+/// Whether `r` was made with `config`'s method and layer (an attention head's own map is
+/// whatever the method asked).
+fn same_settings(r: &ExplainRecord, config: &ExplainConfig) -> bool {
+    let layer = match config.layer {
+        None => r.layer == "last",
+        Some(b) => r.layer.starts_with(&format!("block {b} ")),
+    };
+    layer && (r.method == "attention" || r.method == config.method.name())
+}
+
 /// Explain `req.items`, appending to `RUN/explain/<name>/explain.jsonl` and skipping the
 /// images already there.
 pub fn explain(req: &ExplainRequest<'_>, reporter: &dyn Reporter) -> Result<Explained, RunError> {
@@ -251,6 +261,15 @@ pub fn explain(req: &ExplainRequest<'_>, reporter: &dyn Reporter) -> Result<Expl
     std::fs::create_dir_all(&dir).map_err(|e| RunError::write(&dir, e))?;
     let log = dir.join(record::FILE);
     let mut records = record::resume(&log)?;
+    if let Some(r) = records.iter().find(|r| !same_settings(r, &req.config)) {
+        return Err(RunError::Invalid(format!(
+            "{} holds maps made with {} at the {} layer, not these settings; give another \
+             --name for a new set (or delete that folder)",
+            log.display(),
+            r.method,
+            r.layer
+        )));
+    }
     let done: HashSet<String> = records.iter().map(|r| r.path.clone()).collect();
     let resumed = records.len();
     let todo: Vec<&Item> = req
