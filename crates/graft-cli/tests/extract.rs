@@ -7,16 +7,12 @@ use common::{
 };
 use graft_data::preprocess::Preprocess;
 use graft_features::{ExtractOptions, Shard, Source};
-use graft_model::arch::EncoderKind;
 use graft_model::encoder::{EncoderError, EncoderOutput, ImageEncoder};
 
 /// Mean of each input channel: enough to fill a cache.
 struct ChannelMean;
 
 impl ImageEncoder for ChannelMean {
-    fn kind(&self) -> EncoderKind {
-        EncoderKind::MobileNetV2
-    }
     fn feature_dim(&self) -> usize {
         3
     }

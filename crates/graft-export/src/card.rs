@@ -160,7 +160,7 @@ mod tests {
                 classes: vec!["healthy".into(), "rust".into()],
                 feature_dim: 3,
                 locations: 1,
-                encoder: EncoderKind::MobileNetV2,
+                encoder: EncoderKind::MobileNetV2.into(),
                 weights: "w1".into(),
                 preprocess: Preprocess {
                     size: 224,

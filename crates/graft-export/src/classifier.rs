@@ -363,7 +363,11 @@ pub fn file_classifier_to_onnx(
             "{} gives pooled features, not a feature map: {} needs the map (train with \
              --output naming a [N, C, H, W] output)",
             enc.onnx.display(),
-            if extra == Extra::None { "an attention head" } else { "Grad-CAM" }
+            if extra == Extra::None {
+                "an attention head"
+            } else {
+                "Grad-CAM"
+            }
         ))));
     }
     head_graph(eg, &enc.stem(), model, extra)

@@ -28,7 +28,7 @@ fn model(head: HeadSpec, channels: usize, locations: usize, seed: u64) -> HeadMo
             classes: (0..classes).map(|c| format!("c{c}")).collect(),
             feature_dim: channels,
             locations: if head.spatial() { locations } else { 1 },
-            encoder: graft_model::arch::EncoderKind::MobileNetV2,
+            encoder: graft_model::arch::EncoderKind::MobileNetV2.into(),
             weights: "test".into(),
             preprocess: graft_data::preprocess::Preprocess {
                 size: SIZE,

@@ -13,8 +13,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use graft_data::preprocess::Preprocess;
-use graft_model::Encoder;
 use graft_model::encoder::ImageEncoder;
+use graft_model::Encoder;
 use rayon::prelude::*;
 
 use crate::format::{

@@ -184,7 +184,7 @@ fn a_different_cache_is_refused_unless_forced() {
     o.weights = "weights-v2".into();
     changes.push(o);
     let mut o = options();
-    o.encoder = graft_model::arch::EncoderKind::EfficientNetLite0;
+    o.encoder = graft_model::arch::EncoderKind::EfficientNetLite0.into();
     changes.push(o);
     let mut o = options();
     o.preprocess.mean = [0.4; 3];

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{EncoderKind, Preprocess, UnknownEncoder};
-use graft_data::preprocess::Filter;
 use crate::onnx::{read_model, Dim, ModelInfo};
+use graft_data::preprocess::Filter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -298,10 +298,7 @@ impl OnnxEncoder {
             )));
         }
         if pre.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(enc.unfit(format!(
-                "--std {:?} must be positive numbers",
-                pre.std
-            )));
+            return Err(enc.unfit(format!("--std {:?} must be positive numbers", pre.std)));
         }
         Ok(OnnxEncoder {
             output: layout.output,

@@ -1,6 +1,5 @@
 //! What every encoder backend (burn, ONNX Runtime) offers the rest of graft.
 
-
 /// Outputs of one forward pass over a batch of `n` images.
 #[derive(Debug, Clone, Default)]
 pub struct EncoderOutput {

@@ -4,14 +4,14 @@
 
 use std::sync::Once;
 
+use graft_export::FileGraph;
 use graft_model::arch::{spec_for, EncoderKind, NetSpec};
-use graft_model::{Encoder, OnnxEncoder};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
 use graft_model::ort_backend::{OnnxFileEncoder, OrtEncoder, OrtOptions};
 use graft_model::prefix::PrefixEncoder;
 use graft_model::weights::StateDict;
-use graft_export::FileGraph;
+use graft_model::{Encoder, OnnxEncoder};
 use graft_train::HeadModel;
 
 use crate::{notes, RunDir, RunError};
@@ -54,8 +54,14 @@ pub fn load_weights(kind: EncoderKind) -> Result<(NetSpec, StateDict), RunError>
 /// A run's encoder, loaded: one of graft's architectures with its weights, or a user's ONNX
 /// file (its bytes, checked to be the file the run's features came from).
 pub enum RunEncoder {
-    Graft { spec: NetSpec, weights: StateDict },
-    File { encoder: OnnxEncoder, bytes: Vec<u8> },
+    Graft {
+        spec: NetSpec,
+        weights: StateDict,
+    },
+    File {
+        encoder: OnnxEncoder,
+        bytes: Vec<u8>,
+    },
 }
 
 /// The encoder a trained run uses: its fine-tuned file when it has one (`model.json`'s

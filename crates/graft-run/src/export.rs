@@ -121,7 +121,10 @@ pub fn export(
             Some(m),
         )
     } else {
-        (encoder.classifier_onnx(&model, FileGraph::Classifier)?, None)
+        (
+            encoder.classifier_onnx(&model, FileGraph::Classifier)?,
+            None,
+        )
     };
 
     let mut session = session_from_onnx(&bytes, opts).context(

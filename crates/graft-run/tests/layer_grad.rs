@@ -33,7 +33,7 @@ fn block_gradients_match_finite_differences() {
             classes: (0..classes).map(|c| format!("c{c}")).collect(),
             feature_dim: spec.feature_dim,
             locations: 1,
-            encoder: EncoderKind::MobileNetV2,
+            encoder: EncoderKind::MobileNetV2.into(),
             weights: "test".into(),
             preprocess: spec.preprocess,
             train: TrainConfig::default(),

@@ -70,9 +70,6 @@ impl MeanStd {
 }
 
 impl ImageEncoder for MeanStd {
-    fn kind(&self) -> EncoderKind {
-        EncoderKind::MobileNetV2
-    }
     fn feature_dim(&self) -> usize {
         6
     }

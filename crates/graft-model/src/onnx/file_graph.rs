@@ -6,9 +6,11 @@ use super::export::check_name;
 use super::{batch, read_model, Attr, Dim, EncoderGraph, Graph, OnnxError};
 use crate::choice::OnnxEncoder;
 
-/// The graph of `enc`'s file `bytes` with "features" `[N, channels]` (its pooled output, or
-/// its map average-pooled) and, when `feature_map`, "feature_map" `[N, channels, s, s]` (`s`
-/// the map's side, `map_side`) as outputs. The file's own outputs stay.
+/// The graph of `enc`'s file `bytes` with its pooled output, or its map average-pooled, as
+/// the features a head reads ([`EncoderGraph::features`]; also the output "features"
+/// `[N, channels]` where the file leaves that name free) and, when `feature_map`,
+/// "feature_map" `[N, channels, s, s]` (`s` the map's side, `map_side`) as an output. The
+/// file's own outputs stay.
 pub fn file_encoder_graph(
     enc: &OnnxEncoder,
     bytes: Vec<u8>,
@@ -20,9 +22,17 @@ pub fn file_encoder_graph(
     let layout = enc
         .layout_of(&info)
         .map_err(|e| OnnxError::Spec(e.to_string()))?;
+    if layout.opset < 13 {
+        return Err(OnnxError::Spec(format!(
+            "{} uses opset {}; graft appends its head in opset 13 operators, so re-export it \
+             with opset 13 or newer",
+            enc.onnx.display(),
+            layout.opset
+        )));
+    }
     let mut g = Graph::extending("graft", &info.names);
     let out = layout.output.clone();
-    let (features, map, side) = if layout.pooled {
+    let (pooled, map, side) = if layout.pooled {
         if feature_map {
             return Err(OnnxError::Spec(format!(
                 "{}'s output `{out}` is pooled features: there is no feature map to explain \
@@ -38,17 +48,36 @@ pub fn file_encoder_graph(
                 enc.onnx.display()
             ))
         })?;
-        let pooled = g.node("GlobalAveragePool", &[&out], "graft.pooled", &[]);
-        let f = g.node("Flatten", &[&pooled], "features", &[("axis", Attr::Int(1))]);
+        let p = g.node("GlobalAveragePool", &[&out], "graft.pooled", &[]);
+        let f = g.node(
+            "Flatten",
+            &[&p],
+            "graft.features",
+            &[("axis", Attr::Int(1))],
+        );
         (f, out, side)
     };
-    if features != "features" {
-        // A pooled output under another name: "features" is what graft's graphs give.
-        let f = g.node("Identity", &[&features], "features", &[]);
-        check_name(&f, "features")?;
-    }
-    if info.output("features").is_none() {
-        g.output("features", &[batch(), Dim::Fixed(channels)]);
+    // "features" is the output drift monitoring reads. A file that already has a value of that
+    // name keeps it: as its output of the same width it is taken to be these features (graft's
+    // own encoder files are so), else the classifier goes without it.
+    if pooled != "features" {
+        if !info.names.contains("features") {
+            let f = g.node("Identity", &[&pooled], "features", &[]);
+            check_name(&f, "features")?;
+            g.output("features", &[batch(), Dim::Fixed(channels)]);
+        } else {
+            let same_width = info
+                .output("features")
+                .and_then(|o| o.dims.as_ref())
+                .is_some_and(|d| d.len() == 2 && d[1] == Dim::Fixed(channels));
+            if !same_width {
+                tracing::warn!(
+                    "{} has its own value `features`: the classifier gives no features output, \
+                     so `graft serve` records no drift for it",
+                    enc.onnx.display()
+                );
+            }
+        }
     }
     if feature_map {
         let fm = if map == "feature_map" {
@@ -72,7 +101,7 @@ pub fn file_encoder_graph(
     }
     Ok(EncoderGraph {
         graph: g,
-        features: "features".into(),
+        features: pooled,
         feature_map: map,
         feature_map_size: side,
         logits: None,

@@ -98,7 +98,10 @@ impl Explainer {
             RunEncoder::File { encoder, bytes } => {
                 // A user's file is explained at its output map, with the head's gradient alone.
                 if layer.is_some() {
-                    return Err(not_for_files(&encoder, "Grad-CAM at an earlier block (--layer)"));
+                    return Err(not_for_files(
+                        &encoder,
+                        "Grad-CAM at an earlier block (--layer)",
+                    ));
                 }
                 if sanity {
                     return Err(not_for_files(

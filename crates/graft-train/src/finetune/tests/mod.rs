@@ -24,7 +24,7 @@ fn model(spec: HeadSpec, classes: usize) -> HeadModel {
             classes: (0..classes).map(|c| format!("c{c}")).collect(),
             feature_dim: 6,
             locations: 1,
-            encoder: graft_model::arch::EncoderKind::MobileNetV2,
+            encoder: graft_model::arch::EncoderKind::MobileNetV2.into(),
             weights: "tiny".into(),
             preprocess: pre(),
             train: TrainConfig::default(),
