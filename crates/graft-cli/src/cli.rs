@@ -520,6 +520,7 @@ work on one cache. Point them at one shared folder, or at separate folders and g
 Examples:
   graft extract --data manifest.csv --encoder mobilenet-v2 --out features/
   graft extract --data photos/ --encoder efficientnet-lite0 --out features/ --spatial
+  graft extract --data photos/ --encoder leafnet.onnx --output stage4 --input-size 256 --out f/
   graft extract --data manifest.csv --encoder mobilenet-v2 --out part0/ --shard 0/2   # machine A
   graft extract --data manifest.csv --encoder mobilenet-v2 --out part1/ --shard 1/2   # machine B
   graft extract --merge --out features/ --from part0/ --from part1/";
@@ -659,12 +660,14 @@ Stages and their files in runs/NAME/:
 Examples:
   graft train photos/
   graft train photos/ --encoder efficientnet-lite0 --name leaves-lite0
+  graft train photos/ --encoder leafnet.onnx --output stage4   # your own network (ONNX)
   graft train --config graft.toml --epochs 20
   graft train --config runs/photos-mobilenet-v2/config.toml      # reproduce
 
 Config file (TOML; every key optional):
   data = \"photos\"
-  encoder = \"mobilenet-v2\"
+  encoder = \"mobilenet-v2\"     # or a file: encoder = \"leafnet.onnx\", or the table
+                               # [encoder] onnx = \"leafnet.onnx\"  output = \"stage4\"
   [split]   ratios = \"70/15/15\"  seed = 42
   [heads]   heads = [\"linear\", \"mlp\"]  lrs = [1e-3, 3e-3]  epochs = 10  balance = \"auto\"
   [eval]    split = \"test\"  latency = 50";
@@ -728,29 +731,30 @@ pub struct PipelineArgs {
     pub backend: Option<graft_run::Backend>,
 }
 
+const ONNX_FLAGS: &str = "ONNX encoder (--encoder FILE.onnx)";
+
 /// How to run your own ONNX feature extractor (`--encoder FILE.onnx`). graft feeds it
 /// float32 images `[N, 3, S, S]`, prepared as these flags say (they must match how the network
 /// was trained), and reads one output: pooled features `[N, C]`, or a feature map
 /// `[N, C, H, W]` that graft average-pools (and that Grad-CAM explains). `graft models inspect
 /// FILE.onnx` lists the file's outputs.
 #[derive(Debug, Args, Default, Clone)]
-#[command(next_help_heading = "ONNX encoder (--encoder FILE.onnx)")]
 pub struct OnnxArgs {
     /// The output with the features [default: the file's only output].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = ONNX_FLAGS, value_name = "NAME")]
     pub output: Option<String>,
     /// Side of the square centre crop the file takes [default: its fixed input size, else 224].
-    #[arg(long, value_name = "PIXELS")]
+    #[arg(long, help_heading = ONNX_FLAGS, value_name = "PIXELS")]
     pub input_size: Option<u32>,
     /// Shorter side images are resized to before the crop [default: input size × 256/224].
-    #[arg(long, value_name = "PIXELS")]
+    #[arg(long, help_heading = ONNX_FLAGS, value_name = "PIXELS")]
     pub resize_shorter: Option<u32>,
     /// Per-channel (R,G,B) mean subtracted from pixels scaled to 0–1 [default: ImageNet's,
     /// 0.485,0.456,0.406].
-    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
+    #[arg(long, help_heading = ONNX_FLAGS, value_name = "R,G,B", value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
     /// Per-channel (R,G,B) divisor after the mean [default: ImageNet's, 0.229,0.224,0.225].
-    #[arg(long, value_name = "R,G,B", value_delimiter = ',')]
+    #[arg(long, help_heading = ONNX_FLAGS, value_name = "R,G,B", value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
 }
 

@@ -13,9 +13,35 @@ use graft_data::preprocess::Filter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[serde(try_from = "Written")]
 pub enum Encoder {
     Known(EncoderKind),
     Onnx(OnnxEncoder),
+}
+
+/// An encoder as a file may give it: a name or a path to an `.onnx` file (the sizes and
+/// output left open), or the whole table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Written {
+    Text(String),
+    File(OnnxEncoder),
+}
+
+/// A name that is neither an encoder graft knows nor an `.onnx` file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}, or your own ONNX feature extractor as FILE.onnx")]
+pub struct NotAnEncoder(pub UnknownEncoder);
+
+impl TryFrom<Written> for Encoder {
+    type Error = NotAnEncoder;
+
+    fn try_from(w: Written) -> Result<Encoder, NotAnEncoder> {
+        match w {
+            Written::Text(s) => s.parse(),
+            Written::File(o) => Ok(Encoder::Onnx(o)),
+        }
+    }
 }
 
 /// A feature extractor in an ONNX file: one float image input `[N, 3, S, S]`, and `output`,
@@ -401,13 +427,13 @@ impl std::fmt::Display for Encoder {
 
 /// A path ending in `.onnx` is a file (resolved later); anything else a known name.
 impl std::str::FromStr for Encoder {
-    type Err = UnknownEncoder;
+    type Err = NotAnEncoder;
 
-    fn from_str(s: &str) -> Result<Encoder, UnknownEncoder> {
+    fn from_str(s: &str) -> Result<Encoder, NotAnEncoder> {
         if is_onnx_path(s) {
             return Ok(Encoder::Onnx(OnnxEncoder::unresolved(s)));
         }
-        s.parse().map(Encoder::Known)
+        s.parse().map(Encoder::Known).map_err(NotAnEncoder)
     }
 }
 
@@ -441,7 +467,7 @@ mod cli {
             value
                 .to_string_lossy()
                 .parse()
-                .map_err(|e: crate::arch::UnknownEncoder| {
+                .map_err(|e: super::NotAnEncoder| {
                     clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
                         .with_cmd(cmd)
                 })
@@ -484,6 +510,137 @@ mod tests {
         // Files written before ONNX encoders existed name the architecture alone.
         let old: Encoder = serde_json::from_str("\"mobilenet-v2\"").expect("old");
         assert_eq!(old, Encoder::Known(EncoderKind::MobileNetV2));
+        // A config file may name a file alone.
+        let short: Encoder = serde_json::from_str("\"nets/leaf.onnx\"").expect("path");
+        assert_eq!(
+            short,
+            Encoder::Onnx(OnnxEncoder::unresolved("nets/leaf.onnx"))
+        );
+        let bad = serde_json::from_str::<Encoder>("\"resnet19\"").expect_err("unknown");
+        assert!(bad.to_string().contains("resnet19"), "{bad}");
         assert!("resnet19".parse::<Encoder>().is_err());
+    }
+
+    /// A file with one input `input` and outputs of the given shapes (all from the input, by
+    /// Identity: only the declarations matter here).
+    fn file(input: &[Dim], outputs: &[(&str, Vec<Dim>)]) -> Vec<u8> {
+        let mut g = crate::onnx::Graph::new("t");
+        let x = g.input("input", input);
+        for (name, dims) in outputs {
+            let y = g.node("Identity", &[&x], name, &[]);
+            g.output(&y, dims);
+        }
+        g.to_model("test", "0")
+    }
+
+    fn n() -> Dim {
+        Dim::Named("N".into())
+    }
+
+    fn f(v: usize) -> Dim {
+        Dim::Fixed(v)
+    }
+
+    fn layout(bytes: &[u8], output: &str) -> Result<OnnxLayout, String> {
+        let mut enc = OnnxEncoder::unresolved("net.onnx");
+        enc.output = output.into();
+        enc.layout(bytes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_file_is_checked_for_what_an_encoder_must_be() {
+        let img = [n(), f(3), f(32), f(32)];
+        let two = file(
+            &img,
+            &[
+                ("map", vec![n(), f(8), f(4), f(4)]),
+                ("vec", vec![n(), f(8)]),
+                ("seq", vec![n(), f(8), f(16)]),
+            ],
+        );
+        let l = layout(&two, "map").expect("a map");
+        assert!(!l.pooled);
+        assert_eq!(
+            (l.channels, l.map_side, l.fixed_size),
+            (Some(8), Some(4), Some(32))
+        );
+        assert_eq!(l.input, "input");
+        assert!(layout(&two, "vec").expect("pooled").pooled);
+        let e = layout(&two, "").expect_err("three outputs, none named");
+        assert!(e.contains("map, vec, seq") && e.contains("--output"), "{e}");
+        let e = layout(&two, "seq").expect_err("rank 3");
+        assert!(
+            e.contains("[N, 8, 16]") && e.contains("[N, C, H, W]"),
+            "{e}"
+        );
+        let e = layout(&two, "nope").expect_err("no such output");
+        assert!(
+            e.contains("no output `nope`") && e.contains("map, vec, seq"),
+            "{e}"
+        );
+
+        let grey = file(&[n(), f(1), f(32), f(32)], &[("v", vec![n(), f(8)])]);
+        let e = layout(&grey, "").expect_err("one channel");
+        assert!(
+            e.contains("[N, 1, 32, 32]") && e.contains("[N, 3, S, S]"),
+            "{e}"
+        );
+        let wide = file(&[n(), f(3), f(32), f(48)], &[("v", vec![n(), f(8)])]);
+        assert!(layout(&wide, "")
+            .expect_err("not square")
+            .contains("not square"));
+        let oblong = file(&img, &[("m", vec![n(), f(8), f(4), f(6)])]);
+        assert!(layout(&oblong, "").expect_err("4×6 map").contains("4×6"));
+        let batch1 = file(&[f(1), f(3), f(32), f(32)], &[("v", vec![f(1), f(8)])]);
+        assert_eq!(layout(&batch1, "").expect("batch 1").fixed_batch, Some(1));
+    }
+
+    #[test]
+    fn resolving_takes_the_files_size_and_refuses_another() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("net.onnx");
+        std::fs::write(
+            &path,
+            file(&[n(), f(3), f(96), f(96)], &[("v", vec![n(), f(8)])]),
+        )
+        .expect("write");
+        let enc = OnnxEncoder::unresolved(&path).resolve().expect("resolves");
+        assert_eq!(enc.output, "v");
+        assert_eq!(enc.preprocess.size, 96);
+        assert_eq!(enc.preprocess.resize_shorter, 110, "96 × 256/224, rounded");
+        assert!(enc.onnx.is_absolute());
+        assert_eq!(
+            enc.resolve().expect("again"),
+            enc,
+            "resolving is idempotent"
+        );
+        let mut wrong = OnnxEncoder::unresolved(&path);
+        wrong.preprocess.size = 224;
+        let e = wrong.resolve().expect_err("fixed at 96").to_string();
+        assert!(e.contains("fixed at 96×96") && e.contains("224"), "{e}");
+        let mut small = OnnxEncoder::unresolved(&path);
+        small.preprocess.resize_shorter = 64;
+        let e = small.resolve().expect_err("crop does not fit").to_string();
+        assert!(e.contains("--resize-shorter 64"), "{e}");
+
+        // Open sizes: 224, and its resize.
+        std::fs::write(
+            &path,
+            file(&[n(), f(3), n(), n()], &[("v", vec![n(), f(8)])]),
+        )
+        .expect("write");
+        let enc = OnnxEncoder::unresolved(&path).resolve().expect("resolves");
+        assert_eq!(
+            (enc.preprocess.size, enc.preprocess.resize_shorter),
+            (224, 256)
+        );
+        let id = enc.id_of(&enc.bytes().expect("bytes"));
+        assert!(
+            id.starts_with("net-") && id.len() == "net-".len() + 12,
+            "{id}"
+        );
+        assert!(enc.bytes_checked(&id).is_ok());
+        let e = enc.bytes_checked("net-000000000000").expect_err("changed");
+        assert!(e.to_string().contains("changed since"), "{e}");
     }
 }

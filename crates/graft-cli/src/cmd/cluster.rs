@@ -73,6 +73,13 @@ fn extract(args: SlurmExtractArgs) -> anyhow::Result<()> {
         ThenArg::Train => Then::Train,
         ThenArg::None => Then::Nothing,
     };
+    if let graft_model::Encoder::Onnx(o) = &cfg.encoder {
+        anyhow::bail!(
+            "graft cluster extracts with graft's own encoders; {} is an ONNX file: run \
+             `graft train` with it on one machine, or `graft extract --shard i/N` on each",
+            o.onnx.display()
+        );
+    }
     // The tasks read the weights from the shared cache: fetch them once, here.
     graft_run::pipeline::ensure_weights(&cfg.encoder, &Terminal)?;
     let run = graft_run::pipeline::prepare_only(&cfg, &Terminal)?;

@@ -170,7 +170,43 @@ pub fn inspect(args: ModelInspectArgs) -> anyhow::Result<()> {
             );
         }
     }
+    as_encoder(path, &info);
     Ok(())
+}
+
+/// How the file can serve as `--encoder FILE.onnx`: each usable output, or why none is.
+fn as_encoder(path: &std::path::Path, info: &graft_model::onnx::ModelInfo) {
+    let mut usable = Vec::new();
+    let mut why = None;
+    for out in &info.outputs {
+        let mut enc = graft_model::OnnxEncoder::unresolved(path);
+        enc.output = out.name.clone();
+        match enc.layout_of(info) {
+            Ok(l) => usable.push((out.name.clone(), l)),
+            Err(e) => why = why.or(Some(e)),
+        }
+    }
+    println!();
+    if usable.is_empty() {
+        if let Some(e) = why {
+            println!("  not usable as an encoder: {e}");
+        }
+        return;
+    }
+    println!(
+        "  as an encoder: graft train DIR --encoder {} --output NAME",
+        path.display()
+    );
+    for (name, l) in usable {
+        let c = l.channels.map_or("C".into(), |c| c.to_string());
+        let what = if l.pooled {
+            format!("pooled features ({c} per image)")
+        } else {
+            let s = l.map_side.map_or("H×W".into(), |s| format!("{s}×{s}"));
+            format!("a {c}×{s} map: graft pools it; Grad-CAM and attention heads read it")
+        };
+        println!("    --output {name:<20} {what}");
+    }
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
