@@ -704,6 +704,10 @@ pub struct PipelineArgs {
     /// Train/val/test percentages [default: 70/15/15].
     #[arg(long, value_name = "TRAIN/VAL/TEST")]
     pub ratios: Option<String>,
+    /// A pre-split folder without val/: hold out this percentage of each train class as val
+    /// (`[split] val_from_train` in a config file).
+    #[arg(long, value_name = "PCT")]
+    pub val_from_train: Option<f64>,
     /// Seed for the split, initialisation and shuffling [default: 42].
     #[arg(long)]
     pub seed: Option<u64>,

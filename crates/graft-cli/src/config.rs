@@ -31,6 +31,9 @@ impl Resolve for Config {
         if let Some(v) = &args.ratios {
             c.split.ratios = v.clone();
         }
+        if let Some(v) = args.val_from_train {
+            c.split.val_from_train = Some(v);
+        }
         if let Some(v) = args.seed {
             c.split.seed = v;
             c.heads.seed = v;
@@ -127,5 +130,57 @@ mod tests {
         assert_eq!(c.heads.auto_lr, Some(Rule::Steepest));
         let e = "fast".parse::<crate::cli::LrArg>().expect_err("not a rate");
         assert!(e.contains("auto:valley"), "{e}");
+    }
+
+    #[test]
+    fn encoder_files_and_their_flags() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = tmp.path().join("graft.toml");
+        std::fs::write(&file, "encoder = \"nets/leaf.onnx\"\n").expect("write");
+        let args = PipelineArgs {
+            config: Some(file.clone()),
+            onnx: crate::cli::OnnxArgs {
+                output: Some("stage4".into()),
+                input_size: Some(256),
+                mean: Some(vec![0.5, 0.5, 0.5]),
+                ..Default::default()
+            },
+            val_from_train: Some(15.0),
+            ..PipelineArgs::default()
+        };
+        let c = Config::resolve(&args).expect("resolves");
+        let graft_model::Encoder::Onnx(o) = &c.encoder else {
+            panic!("a file: {:?}", c.encoder);
+        };
+        assert_eq!(
+            o.onnx,
+            tmp.path().join("nets/leaf.onnx"),
+            "relative to the file"
+        );
+        assert_eq!((o.output.as_str(), o.preprocess.size), ("stage4", 256));
+        assert_eq!(o.preprocess.mean, [0.5; 3]);
+        assert_eq!(
+            o.preprocess.std,
+            [0.229, 0.224, 0.225],
+            "ImageNet's by default"
+        );
+        assert_eq!(c.split.val_from_train, Some(15.0));
+        // Preprocessing flags belong to files; a named encoder's comes with its weights.
+        let named = PipelineArgs {
+            encoder: Some("mobilenet-v2".parse().expect("name")),
+            onnx: crate::cli::OnnxArgs {
+                std: Some(vec![0.5, 0.5]),
+                ..Default::default()
+            },
+            ..PipelineArgs::default()
+        };
+        let e = Config::resolve(&named).expect_err("not for a named encoder");
+        assert!(format!("{e:#}").contains("--encoder FILE.onnx"), "{e:#}");
+        let bad = PipelineArgs {
+            val_from_train: Some(150.0),
+            ..PipelineArgs::default()
+        };
+        let e = Config::resolve(&bad).expect_err("not a percentage");
+        assert!(format!("{e:#}").contains("--val-from-train"), "{e:#}");
     }
 }

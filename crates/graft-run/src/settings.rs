@@ -208,6 +208,14 @@ impl Settings {
         self.head_specs()?;
         self.balance()?;
         graft_data::split::parse_ratios(&self.split.ratios)?;
+        if let Some(p) = self.split.val_from_train {
+            if !(p > 0.0 && p < 100.0) {
+                return Err(RunError::Invalid(format!(
+                    "val_from_train must be a percentage between 0 and 100, got {p} \
+                     (--val-from-train, or [split] val_from_train)"
+                )));
+            }
+        }
         Ok(())
     }
 
