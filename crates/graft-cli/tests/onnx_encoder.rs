@@ -383,4 +383,10 @@ fn a_pytorch_exported_file_with_two_outputs_and_a_fixed_batch() {
         graft_in(&cache, cwd, &["predict", "--run", "runs/pooled", img]),
         &["tinynet.onnx changed", "put the original file back"],
     );
+    // Training again takes the new file: its features replace the old ones.
+    ok(train(&["--output", "embedding", "--name", "pooled"]));
+    let model = json(&pooled.join("model.json"));
+    let sha = graft_data::hash::sha256_bytes(&bytes);
+    assert_eq!(model["weights"], format!("tinynet-{}", &sha[..12]));
+    ok(graft_in(&cache, cwd, &["predict", "--run", "runs/pooled", img]));
 }

@@ -31,14 +31,6 @@ pub const FEATURE_MAP: &str = "feature_map";
 /// [`grad_cam_to_onnx`]'s map output, `[N, classes, h, w]`: each class's Grad-CAM map.
 pub const CAMS: &str = "cams";
 
-/// What a classifier graph gives besides "features" and "probabilities".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Extra {
-    None,
-    FeatureMap,
-    GradCam,
-}
-
 /// One dense layer in PyTorch's `[out, in]` layout.
 struct Dense {
     out: usize,
@@ -152,8 +144,14 @@ pub fn classifier_to_onnx_in(
     int8: Option<Int8<'_>>,
 ) -> Result<Vec<u8>, ExportError> {
     match int8 {
-        None => classifier_graph(spec, weights, model, None, Extra::None),
-        Some(q) => classifier_graph(spec, weights, model, Some(&mut q.marker()), Extra::None),
+        None => classifier_graph(spec, weights, model, None, ClassifierGraph::Probabilities),
+        Some(q) => classifier_graph(
+            spec,
+            weights,
+            model,
+            Some(&mut q.marker()),
+            ClassifierGraph::Probabilities,
+        ),
     }
 }
 
@@ -168,7 +166,7 @@ pub fn explainer_to_onnx(
     block: Option<usize>,
 ) -> Result<Vec<u8>, ExportError> {
     let Some(b) = block else {
-        return classifier_graph(spec, weights, model, None, Extra::FeatureMap);
+        return classifier_graph(spec, weights, model, None, ClassifierGraph::FeatureMap);
     };
     let Some(block) = spec.blocks.get(b) else {
         return Err(ExportError::Onnx(OnnxError::Spec(format!(
@@ -178,7 +176,13 @@ pub fn explainer_to_onnx(
     };
     let key = graft_model::onnx::block_output_key(block, b);
     let mut tap = BlockTap { key, found: false };
-    let bytes = classifier_graph(spec, weights, model, Some(&mut tap), Extra::FeatureMap)?;
+    let bytes = classifier_graph(
+        spec,
+        weights,
+        model,
+        Some(&mut tap),
+        ClassifierGraph::FeatureMap,
+    )?;
     if !tap.found {
         return Err(ExportError::Onnx(OnnxError::Spec(format!(
             "block {b}'s output `{}` is not in the graph",
@@ -237,7 +241,7 @@ pub fn grad_cam_to_onnx(
     weights: &StateDict,
     model: &HeadModel,
 ) -> Result<Vec<u8>, ExportError> {
-    classifier_graph(spec, weights, model, None, Extra::GradCam)
+    classifier_graph(spec, weights, model, None, ClassifierGraph::GradCam)
 }
 
 /// Grad-CAM for every class over `map` (`[N, C, h, w]`): the centred class targets back
@@ -302,7 +306,7 @@ fn classifier_graph(
     weights: &StateDict,
     model: &HeadModel,
     marker: Option<&mut dyn Marker>,
-    extra: Extra,
+    extra: ClassifierGraph,
 ) -> Result<Vec<u8>, ExportError> {
     if spec.feature_dim != model.meta.feature_dim {
         return Err(ExportError::Mismatch {
@@ -314,7 +318,7 @@ fn classifier_graph(
     let opts = ExportOptions {
         input_size: None,
         logits: false,
-        feature_map: extra == Extra::FeatureMap,
+        feature_map: extra == ClassifierGraph::FeatureMap,
     };
     let eg = match marker {
         None => encoder_graph(spec, weights, opts)?,
@@ -323,15 +327,14 @@ fn classifier_graph(
     head_graph(eg, spec.kind.name(), model, extra)
 }
 
-/// What a classifier graph over a user's ONNX encoder gives besides "features" and
-/// "probabilities" (graft's own encoder has a function for each).
+/// What a classifier graph gives besides "features" and "probabilities".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileGraph {
-    /// [`classifier_to_onnx`]'s outputs.
-    Classifier,
-    /// [`explainer_to_onnx`]'s, at the last map.
-    Explainer,
-    /// [`grad_cam_to_onnx`]'s.
+pub enum ClassifierGraph {
+    /// Nothing more: [`classifier_to_onnx`]'s graph.
+    Probabilities,
+    /// The last feature map, [`FEATURE_MAP`]: [`explainer_to_onnx`]'s graph at the last map.
+    FeatureMap,
+    /// Every class's Grad-CAM map, [`CAMS`]: [`grad_cam_to_onnx`]'s graph.
     GradCam,
 }
 
@@ -343,27 +346,22 @@ pub fn file_classifier_to_onnx(
     bytes: Vec<u8>,
     map_side: Option<usize>,
     model: &HeadModel,
-    what: FileGraph,
+    extra: ClassifierGraph,
 ) -> Result<Vec<u8>, ExportError> {
-    let extra = match what {
-        FileGraph::Classifier => Extra::None,
-        FileGraph::Explainer => Extra::FeatureMap,
-        FileGraph::GradCam => Extra::GradCam,
-    };
-    let needs_map = extra != Extra::None || model.meta.head.spatial();
+    let needs_map = extra != ClassifierGraph::Probabilities || model.meta.head.spatial();
     let eg = graft_model::onnx::file_encoder_graph(
         enc,
         bytes,
         model.meta.feature_dim,
         map_side,
-        extra == Extra::FeatureMap,
+        extra == ClassifierGraph::FeatureMap,
     )?;
     if needs_map && map_side.is_none() {
         return Err(ExportError::Onnx(OnnxError::Spec(format!(
             "{} gives pooled features, not a feature map: {} needs the map (train with \
              --output naming a [N, C, H, W] output)",
             enc.onnx.display(),
-            if extra == Extra::None {
+            if extra == ClassifierGraph::Probabilities {
                 "an attention head"
             } else {
                 "Grad-CAM"
@@ -378,13 +376,13 @@ fn head_graph(
     mut eg: graft_model::onnx::EncoderGraph,
     encoder: &str,
     model: &HeadModel,
-    extra: Extra,
+    extra: ClassifierGraph,
 ) -> Result<Vec<u8>, ExportError> {
     let side = eg.feature_map_size;
     let locations = side * side;
     let g = &mut eg.graph;
     let classes = model.meta.classes.len();
-    let cams = extra == Extra::GradCam;
+    let cams = extra == ClassifierGraph::GradCam;
     let (x, cam) = if model.meta.head.spatial() {
         if model.meta.locations != locations {
             return Err(ExportError::Locations {

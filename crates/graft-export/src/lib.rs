@@ -22,7 +22,7 @@ pub mod web;
 pub use check::{accuracy, AccuracyDrop, Agreement};
 pub use classifier::{
     classifier_to_onnx, classifier_to_onnx_in, explainer_to_onnx, file_classifier_to_onnx,
-    grad_cam_to_onnx, FileGraph, BLOCK_MAP, CAMS, FEATURE_MAP, PROBABILITIES,
+    grad_cam_to_onnx, ClassifierGraph, BLOCK_MAP, CAMS, FEATURE_MAP, PROBABILITIES,
 };
 pub use int8::{calibrate, Int8};
 pub use quant::{cpu_has_vnni, Calibration, WeightBits};

@@ -4,7 +4,7 @@
 
 use std::sync::Once;
 
-use graft_export::FileGraph;
+use graft_export::ClassifierGraph;
 use graft_model::arch::{spec_for, EncoderKind, NetSpec};
 use graft_model::burn_backend::BurnEncoder;
 use graft_model::encoder::ImageEncoder;
@@ -106,14 +106,20 @@ impl RunEncoder {
     /// The float classifier of `model` over this encoder as ONNX bytes: `what` says which
     /// outputs besides "features" and "probabilities" (graft-export's classifier, explainer
     /// at the last map, or Grad-CAM graph).
-    pub fn classifier_onnx(&self, model: &HeadModel, what: FileGraph) -> Result<Vec<u8>, RunError> {
+    pub fn classifier_onnx(
+        &self,
+        model: &HeadModel,
+        what: ClassifierGraph,
+    ) -> Result<Vec<u8>, RunError> {
         Ok(match self {
             RunEncoder::Graft { spec, weights } => match what {
-                FileGraph::Classifier => graft_export::classifier_to_onnx(spec, weights, model)?,
-                FileGraph::Explainer => {
+                ClassifierGraph::Probabilities => {
+                    graft_export::classifier_to_onnx(spec, weights, model)?
+                }
+                ClassifierGraph::FeatureMap => {
                     graft_export::explainer_to_onnx(spec, weights, model, None)?
                 }
-                FileGraph::GradCam => graft_export::grad_cam_to_onnx(spec, weights, model)?,
+                ClassifierGraph::GradCam => graft_export::grad_cam_to_onnx(spec, weights, model)?,
             },
             RunEncoder::File { encoder, bytes } => {
                 let side = file_map_side(encoder, bytes)?;
@@ -165,10 +171,7 @@ pub fn open_run_encoder(
     model: &HeadModel,
     backend: Backend,
 ) -> Result<Box<dyn ImageEncoder>, RunError> {
-    match load_run_encoder(run, model)? {
-        RunEncoder::Graft { spec, weights } => encoder_from(&spec, &weights, backend),
-        RunEncoder::File { encoder, bytes } => file_encoder(&encoder, &bytes, backend),
-    }
+    load_run_encoder(run, model)?.open(backend)
 }
 
 /// A ready encoder (weights found, verified and loaded; a file read and tried).

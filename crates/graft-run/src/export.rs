@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use graft_data::scan::Split;
 use graft_export::card::{Card, Quality};
 use graft_export::{
-    AccuracyDrop, Agreement, ExportRecord, ExportRecords, FileGraph, Int8, WeightBits,
+    AccuracyDrop, Agreement, ClassifierGraph, ExportRecord, ExportRecords, Int8, WeightBits,
 };
 use graft_model::ort_backend::{run_images, session_from_onnx, OrtOptions};
 use graft_train::HeadModel;
@@ -122,7 +122,7 @@ pub fn export(
         )
     } else {
         (
-            encoder.classifier_onnx(&model, FileGraph::Classifier)?,
+            encoder.classifier_onnx(&model, ClassifierGraph::Probabilities)?,
             None,
         )
     };
@@ -228,13 +228,14 @@ pub fn export(
 
 /// The run's float classifier as ONNX bytes (the run's encoder weights), not validated.
 pub fn float_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> {
-    crate::encoder::load_run_encoder(run, model)?.classifier_onnx(model, FileGraph::Classifier)
+    crate::encoder::load_run_encoder(run, model)?
+        .classifier_onnx(model, ClassifierGraph::Probabilities)
 }
 
 /// The run's float classifier with every class's Grad-CAM map as an output (graft-export's
 /// `grad_cam_to_onnx`), for `POST /explain`.
 pub fn grad_cam_onnx(run: &RunDir, model: &HeadModel) -> Result<Vec<u8>, RunError> {
-    crate::encoder::load_run_encoder(run, model)?.classifier_onnx(model, FileGraph::GradCam)
+    crate::encoder::load_run_encoder(run, model)?.classifier_onnx(model, ClassifierGraph::GradCam)
 }
 
 /// Decoded and preprocessed images (unreadable ones skipped) with their class index, if the

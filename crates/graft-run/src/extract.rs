@@ -128,6 +128,15 @@ pub fn cache_stale(features: &Path, manifest: &Path) -> bool {
             .any(|(item, row)| item.hash != row.hash || item.label != row.label)
 }
 
+/// True when the cache in `features` exists and was made by another encoder or other weights
+/// than `encoder`'s as they are now.
+pub fn other_weights(features: &Path, encoder: &Encoder) -> Result<bool, RunError> {
+    let Ok(header) = graft_features::format::read_header(features) else {
+        return Ok(false);
+    };
+    Ok(header.encoder != *encoder || header.weights != weights_id(encoder)?)
+}
+
 /// True when the cache in `features` exists and holds (or lacks) feature maps against `spatial`.
 pub fn spatial_changed(features: &Path, spatial: bool) -> bool {
     graft_features::format::read_header(features)

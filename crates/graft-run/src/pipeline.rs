@@ -10,7 +10,7 @@ use graft_train::HeadSpec;
 
 use crate::error::Context;
 use crate::evaluate::{evaluate, EvalRequest};
-use crate::extract::{cache_stale, extract, spatial_changed, ExtractRequest};
+use crate::extract::{cache_stale, extract, other_weights, spatial_changed, ExtractRequest};
 use crate::files::write_file;
 use crate::heads::{train_heads, HeadsRequest};
 use crate::prepare::prepare;
@@ -195,9 +195,12 @@ pub fn train(settings: &Settings, reporter: &dyn Reporter) -> Result<Trained, Ru
                     shard: graft_features::Shard::default(),
                     spatial,
                     backend: cfg.backend,
-                    // A new manifest means new images, and a new --spatial setting a new
-                    // layout: the old cache cannot be continued.
-                    force: cache_stale(&features, &manifest) || spatial_changed(&features, spatial),
+                    // A new manifest means new images, a new --spatial setting a new layout,
+                    // and other weights (a changed ONNX file, re-imported weights) other
+                    // features: the old cache cannot be continued.
+                    force: cache_stale(&features, &manifest)
+                        || spatial_changed(&features, spatial)
+                        || other_weights(&features, &cfg.encoder)?,
                 },
                 reporter,
             )?;

@@ -3,7 +3,7 @@
 //! perturbed images the quality metrics need.
 
 use crate::encoder::{file_map_side, not_for_files, RunEncoder};
-use graft_export::FileGraph;
+use graft_export::ClassifierGraph;
 use std::path::Path;
 
 use graft_data::preprocess::Preprocess;
@@ -118,7 +118,7 @@ impl Explainer {
                     ))
                 })?;
                 let file = RunEncoder::File { encoder, bytes };
-                let bytes = file.classifier_onnx(&model, FileGraph::Explainer)?;
+                let bytes = file.classifier_onnx(&model, ClassifierGraph::FeatureMap)?;
                 return Ok(Explainer {
                     side,
                     channels: model.meta.feature_dim,
