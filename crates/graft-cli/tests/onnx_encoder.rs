@@ -317,6 +317,37 @@ fn a_pytorch_exported_file_with_two_outputs_and_a_fixed_batch() {
         cwd,
         &["explain", "--run", "runs/map", img],
     ));
+    // The randomisation check re-draws the head alone (the file's blocks are not graft's).
+    ok(graft_in(
+        &cache,
+        cwd,
+        &[
+            "explain", "--run", "runs/map", "--sanity", "--name", "s", img,
+        ],
+    ));
+    let line =
+        std::fs::read_to_string(cwd.join("runs/map/explain/s/explain.jsonl")).expect("jsonl");
+    let rec: serde_json::Value =
+        serde_json::from_str(line.lines().next().expect("a line")).expect("a record");
+    assert!(rec["sanity_rank_correlation"].is_number(), "{rec}");
+    assert!(rec["sanity_cascade"].is_null(), "no encoder step: {rec}");
+    refused(
+        graft_in(
+            &cache,
+            cwd,
+            &[
+                "explain",
+                "--run",
+                "runs/pooled",
+                "--layer",
+                "1",
+                "--name",
+                "l",
+                img,
+            ],
+        ),
+        &["earlier block", "tinynet.onnx"],
+    );
     let o = ok(graft_in(&cache, cwd, &["export", "--run", "runs/map"]));
     assert!(stdout(&o).contains("same top-1"), "{}", stdout(&o));
 
@@ -388,5 +419,9 @@ fn a_pytorch_exported_file_with_two_outputs_and_a_fixed_batch() {
     let model = json(&pooled.join("model.json"));
     let sha = graft_data::hash::sha256_bytes(&bytes);
     assert_eq!(model["weights"], format!("tinynet-{}", &sha[..12]));
-    ok(graft_in(&cache, cwd, &["predict", "--run", "runs/pooled", img]));
+    ok(graft_in(
+        &cache,
+        cwd,
+        &["predict", "--run", "runs/pooled", img],
+    ));
 }

@@ -103,12 +103,6 @@ impl Explainer {
                         "Grad-CAM at an earlier block (--layer)",
                     ));
                 }
-                if sanity {
-                    return Err(not_for_files(
-                        &encoder,
-                        "the randomisation check (--sanity), which re-draws encoder blocks,",
-                    ));
-                }
                 let side = file_map_side(&encoder, &bytes)?.ok_or_else(|| {
                     RunError::Invalid(format!(
                         "{} gives pooled features, so there is no map to explain; train with \
@@ -122,7 +116,8 @@ impl Explainer {
                 return Ok(Explainer {
                     side,
                     channels: model.meta.feature_dim,
-                    sanity: None,
+                    // The file's blocks cannot be re-drawn: the head alone is.
+                    sanity: sanity.then(|| Sanity::head_only(&model)),
                     session: session_from_onnx(&bytes, opts)?,
                     pre: model.meta.preprocess,
                     model,

@@ -75,6 +75,17 @@ impl Sanity {
     }
 }
 
+impl Sanity {
+    /// The head alone drawn at random: the cascade of an encoder graft cannot re-draw (a
+    /// user's ONNX file).
+    pub fn head_only(model: &HeadModel) -> Sanity {
+        Sanity {
+            head: randomised_head(model),
+            steps: Vec::new(),
+        }
+    }
+}
+
 /// The model with a head of the same shape drawn at random (fixed seed): the cascade's first
 /// step, the layer nearest the output.
 pub(super) fn randomised_head(model: &HeadModel) -> HeadModel {
