@@ -26,6 +26,46 @@ pub struct Observation {
     pub embedding: Option<Vec<f32>>,
 }
 
+/// A prediction the exported web page made on a device, offline, and sent back later
+/// (`POST /feedback`): no image statistics or embedding, only the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldObservation {
+    /// When the device made it (its clock), ms since the Unix epoch.
+    pub made_ms: i64,
+    pub predicted: String,
+    pub probability: f64,
+    pub confident: bool,
+    /// SHA-256 of the ONNX file that made it.
+    pub sha256: String,
+}
+
+/// What the class and confidence checks read of an answer, served or made in the field.
+struct Answer<'a> {
+    predicted: &'a str,
+    probability: f64,
+    confident: bool,
+}
+
+impl<'a> From<&'a Observation> for Answer<'a> {
+    fn from(o: &'a Observation) -> Answer<'a> {
+        Answer {
+            predicted: &o.predicted,
+            probability: o.probability,
+            confident: o.confident,
+        }
+    }
+}
+
+impl<'a> From<&'a FieldObservation> for Answer<'a> {
+    fn from(o: &'a FieldObservation) -> Answer<'a> {
+        Answer {
+            predicted: &o.predicted,
+            probability: o.probability,
+            confident: o.confident,
+        }
+    }
+}
+
 /// When a check alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Thresholds {
@@ -66,7 +106,7 @@ impl Default for Thresholds {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
     pub name: String,
-    /// `input`, `embedding`, `classes`, `confidence` or `service`.
+    /// `input`, `embedding`, `classes`, `confidence`, `service` or `field`.
     pub kind: &'static str,
     /// The check's main number (PSI, p-value, share, milliseconds).
     pub value: f64,
@@ -79,6 +119,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub requests: usize,
+    /// Predictions the exported web page made offline and sent back ([`judge_field`]).
+    pub field_predictions: usize,
     pub reference_images: usize,
     pub thresholds: Thresholds,
     pub checks: Vec<Check>,
@@ -115,16 +157,88 @@ pub fn judge(
     t: &Thresholds,
 ) -> Report {
     let enough = traffic.len() >= t.min_requests;
+    let answers: Vec<Answer<'_>> = traffic.iter().map(Answer::from).collect();
     let mut checks = input_checks(reference, traffic, t, enough);
     checks.extend(embedding_check(reference, traffic, t, enough));
-    checks.push(class_check(reference, traffic, t, enough));
-    checks.extend(confidence_checks(reference, traffic, t, enough));
+    checks.push(class_check(reference, &answers, t, enough, Served));
+    checks.extend(confidence_checks(reference, &answers, t, enough, Served));
     checks.extend(service_checks(traffic, failures, t));
     Report {
         requests: traffic.len(),
+        field_predictions: 0,
         reference_images: reference.images.len(),
         thresholds: *t,
         checks,
+    }
+}
+
+/// Adds the checks of `field` (the web page's offline predictions) to `report`: the class mix
+/// and confidence, judged as served answers are, under their own names (`field_…`, kind
+/// `field`), and the share made by a model file other than the run's exports (`exported`,
+/// their SHA-256s): devices still on an old model, reported and not alerted on.
+pub fn judge_field(
+    report: &mut Report,
+    reference: &Reference,
+    field: &[FieldObservation],
+    exported: &[String],
+) {
+    report.field_predictions = field.len();
+    if field.is_empty() {
+        return;
+    }
+    let t = report.thresholds;
+    let enough = field.len() >= t.min_requests;
+    let answers: Vec<Answer<'_>> = field.iter().map(Answer::from).collect();
+    report
+        .checks
+        .push(class_check(reference, &answers, &t, enough, Field));
+    report
+        .checks
+        .extend(confidence_checks(reference, &answers, &t, enough, Field));
+    let other = field
+        .iter()
+        .filter(|f| !exported.contains(&f.sha256))
+        .count();
+    let share = other as f64 / field.len() as f64;
+    let files = field
+        .iter()
+        .map(|f| f.sha256.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    report.checks.push(Check {
+        name: "field_other_model".into(),
+        kind: "field",
+        value: share,
+        detail: format!(
+            "{other} of {} field predictions came from a model file other than the run's \
+             export ({files} files seen); those devices have not reloaded the page since",
+            field.len()
+        ),
+        alert: false,
+    });
+}
+
+/// Where answers come from: the check names and kinds differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    Served,
+    Field,
+}
+use Source::{Field, Served};
+
+impl Source {
+    fn name(self, check: &str) -> String {
+        match self {
+            Served => check.to_string(),
+            Field => format!("field_{check}"),
+        }
+    }
+
+    fn kind(self, served: &'static str) -> &'static str {
+        match self {
+            Served => served,
+            Field => "field",
+        }
     }
 }
 
@@ -206,12 +320,18 @@ fn embedding_check(
 }
 
 /// Predicted classes against the training prior.
-fn class_check(r: &Reference, traffic: &[Observation], t: &Thresholds, enough: bool) -> Check {
+fn class_check(
+    r: &Reference,
+    traffic: &[Answer<'_>],
+    t: &Thresholds,
+    enough: bool,
+    source: Source,
+) -> Check {
     let n = traffic.len().max(1) as f64;
     let classes: Vec<(&String, f64)> = r.class_prior.iter().map(|(c, &p)| (c, p)).collect();
     let observed: Vec<f64> = classes
         .iter()
-        .map(|(c, _)| traffic.iter().filter(|o| &o.predicted == *c).count() as f64)
+        .map(|(c, _)| traffic.iter().filter(|o| o.predicted == c.as_str()).count() as f64)
         .collect();
     let expected: Vec<f64> = classes.iter().map(|(_, p)| *p).collect();
     let (chi, df, p) = chi_squared(&observed, &expected);
@@ -228,8 +348,8 @@ fn class_check(r: &Reference, traffic: &[Observation], t: &Thresholds, enough: b
         })
         .unwrap_or_default();
     Check {
-        name: "class_mix".into(),
-        kind: "classes",
+        name: source.name("class_mix"),
+        kind: source.kind("classes"),
         value: p,
         detail: format!("chi-squared {chi:.1} on {df} df, p {p:.2e}{most}"),
         alert: enough && p < t.chi_p,
@@ -239,9 +359,10 @@ fn class_check(r: &Reference, traffic: &[Observation], t: &Thresholds, enough: b
 /// Mean confidence against validation's, and the share of low-confidence answers.
 fn confidence_checks(
     r: &Reference,
-    traffic: &[Observation],
+    traffic: &[Answer<'_>],
     t: &Thresholds,
     enough: bool,
+    source: Source,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let n = traffic.len().max(1) as f64;
@@ -249,8 +370,8 @@ fn confidence_checks(
     if let Some(val) = r.val_mean_confidence {
         let drop = (val - mean_conf) / val;
         checks.push(Check {
-            name: "mean_confidence".into(),
-            kind: "confidence",
+            name: source.name("mean_confidence"),
+            kind: source.kind("confidence"),
             value: mean_conf,
             detail: format!(
                 "{mean_conf:.3} vs {val:.3} on validation ({:+.1} %; alert below −{:.0} %)",
@@ -262,8 +383,8 @@ fn confidence_checks(
     }
     let low = traffic.iter().filter(|o| !o.confident).count() as f64 / n;
     checks.push(Check {
-        name: "low_confidence_rate".into(),
-        kind: "confidence",
+        name: source.name("low_confidence_rate"),
+        kind: source.kind("confidence"),
         value: low,
         detail: format!(
             "{:.1} % of answers below the threshold (alert above {:.0} %)",
@@ -382,5 +503,87 @@ mod tests {
         // Too few requests: reported, not alerted.
         let few = judge(&r, &traffic(0.6, false)[..10], &[], &t);
         assert_eq!(few.alerts().count(), 0);
+    }
+
+    fn field(
+        n: usize,
+        only_a: bool,
+        probability: f64,
+        sha: impl Fn(usize) -> String,
+    ) -> Vec<FieldObservation> {
+        (0..n)
+            .map(|i| FieldObservation {
+                made_ms: i as i64,
+                predicted: if only_a || i % 2 == 0 { "a" } else { "b" }.into(),
+                probability,
+                confident: probability >= 0.7,
+                sha256: sha(i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn field_predictions_are_judged_beside_served_ones_under_their_own_names() {
+        let t = Thresholds::default();
+        let r = reference();
+        let exported = vec!["new".to_string()];
+        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
+        judge_field(
+            &mut report,
+            &r,
+            &field(100, false, 0.9, |_| "new".into()),
+            &exported,
+        );
+        assert_eq!(report.field_predictions, 100);
+        assert_eq!(report.alerts().count(), 0, "{report:#?}");
+        let names: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.kind == "field")
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "field_class_mix",
+                "field_mean_confidence",
+                "field_low_confidence_rate",
+                "field_other_model"
+            ]
+        );
+        // Devices seeing one class with little confidence alert, on the field checks alone;
+        // a quarter of them on an older file is reported, not alerted.
+        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
+        let old = |i: usize| if i.is_multiple_of(4) { "old" } else { "new" }.to_string();
+        judge_field(&mut report, &r, &field(100, true, 0.5, old), &exported);
+        let alerts: Vec<&str> = report.alerts().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            alerts,
+            [
+                "field_class_mix",
+                "field_mean_confidence",
+                "field_low_confidence_rate"
+            ]
+        );
+        let stale = report
+            .checks
+            .iter()
+            .find(|c| c.name == "field_other_model")
+            .expect("check");
+        assert_eq!(stale.value, 0.25);
+        assert!(
+            stale.detail.contains("25 of 100") && stale.detail.contains("2 files"),
+            "{}",
+            stale.detail
+        );
+        // Too few: reported, never alerted.
+        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
+        judge_field(
+            &mut report,
+            &r,
+            &field(10, true, 0.5, |_| "new".into()),
+            &exported,
+        );
+        assert_eq!(report.alerts().count(), 0);
     }
 }

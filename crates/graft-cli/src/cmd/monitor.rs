@@ -2,9 +2,9 @@
 //! profile; exit status 1 when a check alerts.
 
 use anyhow::Context as _;
-use graft_run::monitor::{judge, Failed, Observation, Thresholds};
+use graft_run::monitor::{judge, judge_field, Failed, FieldObservation, Observation, Thresholds};
 use graft_run::monitor_compare::{compare, CompareThresholds, Scored};
-use graft_run::RunDir;
+use graft_run::{Precision, RunDir};
 use graft_serve::audit::Arm;
 
 use crate::cli::MonitorArgs;
@@ -51,7 +51,23 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
             status: f.status,
         })
         .collect();
-    let report = judge(&reference, &traffic, &failures, &Thresholds::default());
+    let mut report = judge(&reference, &traffic, &failures, &Thresholds::default());
+    // The web page's offline predictions, sent back by devices (`POST /feedback`).
+    let field: Vec<FieldObservation> = graft_serve::audit::field::read(&audit, args.window)?
+        .into_iter()
+        .map(|r| FieldObservation {
+            made_ms: r.prediction.made_ms,
+            predicted: r.prediction.predicted,
+            probability: f64::from(r.prediction.probability),
+            confident: r.prediction.confident,
+            sha256: r.prediction.sha256,
+        })
+        .collect();
+    let exported: Vec<String> = [Precision::Fp32, Precision::Int8]
+        .iter()
+        .filter_map(|&p| graft_data::hash::sha256_file(&dir.onnx(p)).ok())
+        .collect();
+    judge_field(&mut report, &reference, &field, &exported);
     let out = args
         .out
         .clone()
@@ -67,8 +83,16 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         say!(
-            "{} requests in {} against {} training images",
+            "{} requests{} in {} against {} training images",
             report.requests,
+            if report.field_predictions > 0 {
+                format!(
+                    " and {} predictions made offline by the web page",
+                    report.field_predictions
+                )
+            } else {
+                String::new()
+            },
             audit.display(),
             report.reference_images
         );

@@ -323,6 +323,38 @@ fn feedback_records_field_predictions_once_and_answers_bad_input_with_4xx_json()
     assert_eq!(rows[0]["client"], "phone-1");
     assert_eq!(rows[1]["predicted"], "green");
     assert_eq!(rows[1]["seq"], 2);
+    // graft monitor judges them beside the served traffic (none here), under their own names:
+    // both came from a file that is not the run's export.
+    let out = f.root.join("feedback-monitor.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["monitor", "--run"])
+        .arg(&f.run)
+        .args(["--audit", audit_arg, "--out"])
+        .arg(&out)
+        .env("GRAFT_CACHE", &f.cache)
+        .output()
+        .expect("graft monitor");
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("2 predictions made offline by the web page"),
+        "{}",
+        stdout(&o)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("report")).expect("JSON");
+    assert_eq!(report["field_predictions"], 2);
+    let checks = report["checks"].as_array().expect("checks");
+    let field: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["kind"] == "field")
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(field.contains(&"field_class_mix"), "{field:?}");
+    let stale = checks
+        .iter()
+        .find(|c| c["name"] == "field_other_model")
+        .expect("field_other_model");
+    assert_eq!(stale["value"], 1.0, "{stale}");
     // Bad input: 4xx JSON naming what is wrong.
     assert_error(&post(&a, &url, json, b"{not json"), 400, "bad_feedback");
     assert_error(
