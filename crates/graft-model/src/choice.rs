@@ -101,8 +101,6 @@ pub struct OnnxLayout {
     pub channels: Option<usize>,
     /// The map's side (H = W) when the file states it.
     pub map_side: Option<usize>,
-    /// The default domain's opset.
-    pub opset: i64,
 }
 
 fn fixed(d: &Dim) -> Option<usize> {
@@ -178,6 +176,15 @@ impl OnnxEncoder {
 
     /// The input and output graft uses in the file `bytes` (whose info is `info`), checked.
     pub fn layout_of(&self, info: &ModelInfo) -> Result<OnnxLayout, OnnxEncoderError> {
+        // Refused now rather than at export, after the extraction: the head graft appends to
+        // the file (export, serving, Grad-CAM) is written in opset 13 operators.
+        if info.opset() < 13 {
+            return Err(self.unfit(format!(
+                "it uses ONNX opset {}; graft needs 13 or newer (re-export it with \
+                 opset_version=13 or later)",
+                info.opset()
+            )));
+        }
         let [input] = info.inputs.as_slice() else {
             let names: Vec<&str> = info.inputs.iter().map(|i| i.name.as_str()).collect();
             return Err(self.unfit(format!(
@@ -280,7 +287,6 @@ impl OnnxEncoder {
             pooled,
             channels: fixed(&dims[1]),
             map_side,
-            opset: info.opset(),
         })
     }
 
@@ -593,6 +599,13 @@ mod tests {
         assert!(layout(&oblong, "").expect_err("4×6 map").contains("4×6"));
         let batch1 = file(&[f(1), f(3), f(32), f(32)], &[("v", vec![f(1), f(8)])]);
         assert_eq!(layout(&batch1, "").expect("batch 1").fixed_batch, Some(1));
+        // An opset older than the head graft appends.
+        let mut old = read_model(&batch1).expect("reads");
+        old.opsets = vec![(String::new(), 11)];
+        let e = OnnxEncoder::unresolved("net.onnx")
+            .layout_of(&old)
+            .expect_err("opset 11");
+        assert!(e.to_string().contains("opset 11"), "{e}");
     }
 
     #[test]

@@ -22,14 +22,6 @@ pub fn file_encoder_graph(
     let layout = enc
         .layout_of(&info)
         .map_err(|e| OnnxError::Spec(e.to_string()))?;
-    if layout.opset < 13 {
-        return Err(OnnxError::Spec(format!(
-            "{} uses opset {}; graft appends its head in opset 13 operators, so re-export it \
-             with opset 13 or newer",
-            enc.onnx.display(),
-            layout.opset
-        )));
-    }
     let mut g = Graph::extending("graft", &info.names);
     let out = layout.output.clone();
     let (pooled, map, side) = if layout.pooled {
