@@ -32,6 +32,7 @@ pub mod held_out;
 pub mod lr_find;
 pub mod monitor;
 pub mod monitor_compare;
+pub mod monitor_field;
 pub mod monitor_page;
 pub mod notes;
 pub mod paired;

@@ -26,38 +26,15 @@ pub struct Observation {
     pub embedding: Option<Vec<f32>>,
 }
 
-/// A prediction the exported web page made on a device, offline, and sent back later
-/// (`POST /feedback`): no image statistics or embedding, only the answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldObservation {
-    /// When the device made it (its clock), ms since the Unix epoch.
-    pub made_ms: i64,
-    pub predicted: String,
+/// What the class and confidence checks read of an answer, served or made in the field.
+pub(crate) struct Answer<'a> {
+    pub predicted: &'a str,
     pub probability: f64,
     pub confident: bool,
-    /// SHA-256 of the ONNX file that made it.
-    pub sha256: String,
-}
-
-/// What the class and confidence checks read of an answer, served or made in the field.
-struct Answer<'a> {
-    predicted: &'a str,
-    probability: f64,
-    confident: bool,
 }
 
 impl<'a> From<&'a Observation> for Answer<'a> {
     fn from(o: &'a Observation) -> Answer<'a> {
-        Answer {
-            predicted: &o.predicted,
-            probability: o.probability,
-            confident: o.confident,
-        }
-    }
-}
-
-impl<'a> From<&'a FieldObservation> for Answer<'a> {
-    fn from(o: &'a FieldObservation) -> Answer<'a> {
         Answer {
             predicted: &o.predicted,
             probability: o.probability,
@@ -119,7 +96,8 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub requests: usize,
-    /// Predictions the exported web page made offline and sent back ([`judge_field`]).
+    /// Predictions the exported web page made offline and sent back
+    /// ([`crate::monitor_field::judge_field`]).
     pub field_predictions: usize,
     pub reference_images: usize,
     pub thresholds: Thresholds,
@@ -172,72 +150,26 @@ pub fn judge(
     }
 }
 
-/// Adds the checks of `field` (the web page's offline predictions) to `report`: the class mix
-/// and confidence, judged as served answers are, under their own names (`field_…`, kind
-/// `field`), and the share made by a model file other than the run's exports (`exported`,
-/// their SHA-256s): devices still on an old model, reported and not alerted on.
-pub fn judge_field(
-    report: &mut Report,
-    reference: &Reference,
-    field: &[FieldObservation],
-    exported: &[String],
-) {
-    report.field_predictions = field.len();
-    if field.is_empty() {
-        return;
-    }
-    let t = report.thresholds;
-    let enough = field.len() >= t.min_requests;
-    let answers: Vec<Answer<'_>> = field.iter().map(Answer::from).collect();
-    report
-        .checks
-        .push(class_check(reference, &answers, &t, enough, Field));
-    report
-        .checks
-        .extend(confidence_checks(reference, &answers, &t, enough, Field));
-    let other = field
-        .iter()
-        .filter(|f| !exported.contains(&f.sha256))
-        .count();
-    let share = other as f64 / field.len() as f64;
-    let files = field
-        .iter()
-        .map(|f| f.sha256.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
-    report.checks.push(Check {
-        name: "field_other_model".into(),
-        kind: "field",
-        value: share,
-        detail: format!(
-            "{other} of {} field predictions came from a model file other than the run's \
-             export ({files} files seen); those devices have not reloaded the page since",
-            field.len()
-        ),
-        alert: false,
-    });
-}
-
 /// Where answers come from: the check names and kinds differ.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Source {
+pub(crate) enum Source {
     Served,
     Field,
 }
-use Source::{Field, Served};
+use Source::Served;
 
 impl Source {
     fn name(self, check: &str) -> String {
         match self {
             Served => check.to_string(),
-            Field => format!("field_{check}"),
+            Source::Field => format!("field_{check}"),
         }
     }
 
     fn kind(self, served: &'static str) -> &'static str {
         match self {
             Served => served,
-            Field => "field",
+            Source::Field => "field",
         }
     }
 }
@@ -320,7 +252,7 @@ fn embedding_check(
 }
 
 /// Predicted classes against the training prior.
-fn class_check(
+pub(crate) fn class_check(
     r: &Reference,
     traffic: &[Answer<'_>],
     t: &Thresholds,
@@ -357,7 +289,7 @@ fn class_check(
 }
 
 /// Mean confidence against validation's, and the share of low-confidence answers.
-fn confidence_checks(
+pub(crate) fn confidence_checks(
     r: &Reference,
     traffic: &[Answer<'_>],
     t: &Thresholds,
@@ -432,7 +364,7 @@ fn service_checks(traffic: &[Observation], failures: Failures<'_>, t: &Threshold
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
@@ -447,7 +379,7 @@ mod tests {
         }
     }
 
-    fn reference() -> Reference {
+    pub(crate) fn reference() -> Reference {
         Reference {
             images: (0..500)
                 .map(|i| stats(0.3 + 0.4 * i as f32 / 500.0))
@@ -459,7 +391,7 @@ mod tests {
         }
     }
 
-    fn traffic(scale: f32, only_a: bool) -> Vec<Observation> {
+    pub(crate) fn traffic(scale: f32, only_a: bool) -> Vec<Observation> {
         (0..200)
             .map(|i| Observation {
                 time_ms: i as i64 * 1000,
@@ -503,87 +435,5 @@ mod tests {
         // Too few requests: reported, not alerted.
         let few = judge(&r, &traffic(0.6, false)[..10], &[], &t);
         assert_eq!(few.alerts().count(), 0);
-    }
-
-    fn field(
-        n: usize,
-        only_a: bool,
-        probability: f64,
-        sha: impl Fn(usize) -> String,
-    ) -> Vec<FieldObservation> {
-        (0..n)
-            .map(|i| FieldObservation {
-                made_ms: i as i64,
-                predicted: if only_a || i % 2 == 0 { "a" } else { "b" }.into(),
-                probability,
-                confident: probability >= 0.7,
-                sha256: sha(i),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn field_predictions_are_judged_beside_served_ones_under_their_own_names() {
-        let t = Thresholds::default();
-        let r = reference();
-        let exported = vec!["new".to_string()];
-        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
-        judge_field(
-            &mut report,
-            &r,
-            &field(100, false, 0.9, |_| "new".into()),
-            &exported,
-        );
-        assert_eq!(report.field_predictions, 100);
-        assert_eq!(report.alerts().count(), 0, "{report:#?}");
-        let names: Vec<&str> = report
-            .checks
-            .iter()
-            .filter(|c| c.kind == "field")
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "field_class_mix",
-                "field_mean_confidence",
-                "field_low_confidence_rate",
-                "field_other_model"
-            ]
-        );
-        // Devices seeing one class with little confidence alert, on the field checks alone;
-        // a quarter of them on an older file is reported, not alerted.
-        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
-        let old = |i: usize| if i.is_multiple_of(4) { "old" } else { "new" }.to_string();
-        judge_field(&mut report, &r, &field(100, true, 0.5, old), &exported);
-        let alerts: Vec<&str> = report.alerts().map(|c| c.name.as_str()).collect();
-        assert_eq!(
-            alerts,
-            [
-                "field_class_mix",
-                "field_mean_confidence",
-                "field_low_confidence_rate"
-            ]
-        );
-        let stale = report
-            .checks
-            .iter()
-            .find(|c| c.name == "field_other_model")
-            .expect("check");
-        assert_eq!(stale.value, 0.25);
-        assert!(
-            stale.detail.contains("25 of 100") && stale.detail.contains("2 files"),
-            "{}",
-            stale.detail
-        );
-        // Too few: reported, never alerted.
-        let mut report = judge(&r, &traffic(1.0, false), &[], &t);
-        judge_field(
-            &mut report,
-            &r,
-            &field(10, true, 0.5, |_| "new".into()),
-            &exported,
-        );
-        assert_eq!(report.alerts().count(), 0);
     }
 }

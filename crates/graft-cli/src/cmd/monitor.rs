@@ -2,8 +2,9 @@
 //! profile; exit status 1 when a check alerts.
 
 use anyhow::Context as _;
-use graft_run::monitor::{judge, judge_field, Failed, FieldObservation, Observation, Thresholds};
+use graft_run::monitor::{judge, Failed, Observation, Thresholds};
 use graft_run::monitor_compare::{compare, CompareThresholds, Scored};
+use graft_run::monitor_field::{judge_field, FieldObservation};
 use graft_run::{Precision, RunDir};
 use graft_serve::audit::Arm;
 
