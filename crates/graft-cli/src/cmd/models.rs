@@ -128,23 +128,13 @@ pub fn import(args: ModelImportArgs) -> anyhow::Result<()> {
 }
 
 pub fn inspect(args: ModelInspectArgs) -> anyhow::Result<()> {
-    use graft_model::onnx::{read_model, Dim, ValueInfo};
+    use graft_model::onnx::{read_model, shape_text, ValueInfo};
     let path = &args.file;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let info = read_model(&bytes).with_context(|| format!("{}", path.display()))?;
     let shape = |v: &ValueInfo| match &v.dims {
         None => "shape not given".to_string(),
-        Some(d) => {
-            let d: Vec<String> = d
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => n.to_string(),
-                    Dim::Named(s) if s.is_empty() => "?".to_string(),
-                    Dim::Named(s) => s.clone(),
-                })
-                .collect();
-            format!("[{}]", d.join(", "))
-        }
+        Some(d) => shape_text(d),
     };
     // TensorProto.DataType numbers.
     let elem = |t: i64| match t {

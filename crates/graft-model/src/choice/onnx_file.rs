@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Preprocess;
-use crate::onnx::{read_model, Dim, ModelInfo};
+use crate::onnx::{read_model, shape_text, Dim, ModelInfo};
 use graft_data::preprocess::Filter;
 
 /// A feature extractor in an ONNX file: one float image input `[N, 3, S, S]`, and `output`,
@@ -303,18 +303,6 @@ impl OnnxEncoder {
             ..enc
         })
     }
-}
-
-fn shape_text(dims: &[Dim]) -> String {
-    let parts: Vec<String> = dims
-        .iter()
-        .map(|d| match d {
-            Dim::Fixed(v) => v.to_string(),
-            Dim::Named(p) if p.is_empty() => "?".into(),
-            Dim::Named(p) => p.clone(),
-        })
-        .collect();
-    format!("[{}]", parts.join(", "))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub use export::{
 };
 pub use file_graph::file_encoder_graph;
 pub use graph::{Attr, DataType, Dim, Graph, IR_VERSION, OPSET};
-pub use read::{read_model, ModelInfo, ValueInfo};
+pub use read::{read_model, shape_text, ModelInfo, ValueInfo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {

@@ -45,6 +45,20 @@ impl ModelInfo {
     }
 }
 
+/// `dims` as people read a shape: `[N, 3, 224, 224]`, a dimension the file leaves unnamed as
+/// `?`.
+pub fn shape_text(dims: &[Dim]) -> String {
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(v) => v.to_string(),
+            Dim::Named(p) if p.is_empty() => "?".into(),
+            Dim::Named(p) => p.clone(),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
 fn bad(detail: impl std::fmt::Display) -> OnnxError {
     OnnxError::Read(detail.to_string())
 }
