@@ -12,6 +12,8 @@ mod mobilenet_v3;
 mod read;
 mod resnet;
 mod spec;
+#[cfg(feature = "clap")]
+pub(crate) use spec::cli;
 
 pub use spec::{
     Act, Block, ConvBn, EncoderKind, Gate, Linear, MaxPool, NetSpec, Padding, Preprocess,

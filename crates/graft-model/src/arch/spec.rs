@@ -143,45 +143,67 @@ impl TryFrom<String> for EncoderKind {
 /// `--encoder NAME` on the command line: parsed like [`std::str::FromStr`] (with its message),
 /// the names listed in `--help` and completions.
 #[cfg(feature = "clap")]
-mod cli {
+pub(crate) mod cli {
     use super::EncoderKind;
     use clap::builder::{PossibleValue, TypedValueParser, ValueParserFactory};
 
-    #[derive(Debug, Clone, Copy)]
-    pub struct EncoderKindParser;
+    /// A value parsed by its [`std::str::FromStr`], whose error is clap's message, and whose
+    /// `--help` lists `names` (`--encoder` and `--arch`: an [`EncoderKind`], or graft's
+    /// `Encoder`, which also takes a file).
+    pub struct ByName<T> {
+        names: fn() -> Vec<&'static str>,
+        parsed: std::marker::PhantomData<fn() -> T>,
+    }
 
-    impl TypedValueParser for EncoderKindParser {
-        type Value = EncoderKind;
+    impl<T> ByName<T> {
+        pub fn new(names: fn() -> Vec<&'static str>) -> Self {
+            ByName {
+                names,
+                parsed: std::marker::PhantomData,
+            }
+        }
+    }
+
+    impl<T> Clone for ByName<T> {
+        fn clone(&self) -> Self {
+            ByName::new(self.names)
+        }
+    }
+
+    impl<T> TypedValueParser for ByName<T>
+    where
+        T: std::str::FromStr + Clone + Send + Sync + 'static,
+        T::Err: std::fmt::Display,
+    {
+        type Value = T;
 
         fn parse_ref(
             &self,
             cmd: &clap::Command,
             _arg: Option<&clap::Arg>,
             value: &std::ffi::OsStr,
-        ) -> Result<EncoderKind, clap::Error> {
-            value
-                .to_string_lossy()
-                .parse()
-                .map_err(|e: super::UnknownEncoder| {
-                    clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
-                        .with_cmd(cmd)
-                })
+        ) -> Result<T, clap::Error> {
+            value.to_string_lossy().parse().map_err(|e: T::Err| {
+                clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
+                    .with_cmd(cmd)
+            })
         }
 
         fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
-            Some(Box::new(
-                EncoderKind::ALL
-                    .into_iter()
-                    .map(|k| PossibleValue::new(k.name())),
-            ))
+            Some(Box::new((self.names)().into_iter().map(PossibleValue::new)))
         }
     }
 
-    impl ValueParserFactory for EncoderKind {
-        type Parser = EncoderKindParser;
+    /// The names users type, in `--help`'s order.
+    pub fn names() -> Vec<&'static str> {
+        EncoderKind::ALL.map(EncoderKind::name).to_vec()
+    }
 
-        fn value_parser() -> EncoderKindParser {
-            EncoderKindParser
+    impl ValueParserFactory for EncoderKind {
+        type Parser = ByName<EncoderKind>;
+
+        fn value_parser() -> ByName<EncoderKind> {
+            ByName::new(names)
         }
     }
 }

@@ -148,45 +148,20 @@ pub fn is_onnx_path(s: &str) -> bool {
 #[cfg(feature = "clap")]
 mod cli {
     use super::Encoder;
-    use crate::arch::EncoderKind;
-    use clap::builder::{PossibleValue, TypedValueParser, ValueParserFactory};
+    use crate::arch::cli::{names, ByName};
+    use clap::builder::ValueParserFactory;
 
-    #[derive(Debug, Clone, Copy)]
-    pub struct EncoderParser;
-
-    impl TypedValueParser for EncoderParser {
-        type Value = Encoder;
-
-        fn parse_ref(
-            &self,
-            cmd: &clap::Command,
-            _arg: Option<&clap::Arg>,
-            value: &std::ffi::OsStr,
-        ) -> Result<Encoder, clap::Error> {
-            value
-                .to_string_lossy()
-                .parse()
-                .map_err(|e: super::NotAnEncoder| {
-                    clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{e}\n"))
-                        .with_cmd(cmd)
-                })
-        }
-
-        fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
-            Some(Box::new(
-                EncoderKind::ALL
-                    .into_iter()
-                    .map(|k| PossibleValue::new(k.name()))
-                    .chain([PossibleValue::new("FILE.onnx")]),
-            ))
-        }
+    fn names_or_file() -> Vec<&'static str> {
+        let mut all = names();
+        all.push("FILE.onnx");
+        all
     }
 
     impl ValueParserFactory for Encoder {
-        type Parser = EncoderParser;
+        type Parser = ByName<Encoder>;
 
-        fn value_parser() -> EncoderParser {
-            EncoderParser
+        fn value_parser() -> ByName<Encoder> {
+            ByName::new(names_or_file)
         }
     }
 }
