@@ -79,7 +79,7 @@ struct Begun {
 /// Write the run's settings and run (or skip) audit + split, as `graft train` starts: the
 /// run folder `graft cluster` then extracts into with array tasks.
 pub fn prepare_only(settings: &Settings, reporter: &dyn Reporter) -> Result<RunDir, RunError> {
-    Ok(begin(settings, reporter)?.run)
+    Ok(begin(&settings.resolved()?, reporter)?.run)
 }
 
 /// Whether `settings`' heads read feature maps, so the cache must keep them.
@@ -87,8 +87,8 @@ pub fn spatial_needed(settings: &Settings) -> Result<bool, RunError> {
     Ok(settings.head_specs()?.iter().any(HeadSpec::spatial))
 }
 
+/// `settings` resolved ([`Settings::resolved`]) by the caller.
 fn begin(settings: &Settings, reporter: &dyn Reporter) -> Result<Begun, RunError> {
-    let settings = &settings.resolved()?;
     let (data, name) = target(settings)?;
     let cfg = settings;
     let run = RunDir::new(cfg.runs.join(&name));

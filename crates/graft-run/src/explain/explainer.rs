@@ -111,8 +111,14 @@ impl Explainer {
                         encoder.onnx.display()
                     ))
                 })?;
-                let file = RunEncoder::File { encoder, bytes };
-                let bytes = file.classifier_onnx(&model, ClassifierGraph::FeatureMap)?;
+                // The side found once: finding it may take a run of the file.
+                let bytes = graft_export::file_classifier_to_onnx(
+                    &encoder,
+                    bytes,
+                    Some(side),
+                    &model,
+                    ClassifierGraph::FeatureMap,
+                )?;
                 return Ok(Explainer {
                     side,
                     channels: model.meta.feature_dim,
