@@ -15,8 +15,21 @@ pub fn load_model(
     classes_info: Option<&Path>,
     precision: Precision,
 ) -> anyhow::Result<ServedModel> {
-    let model = HeadModel::load(run)
-        .with_context(|| format!("loading the model of run {}", run.display()))?;
+    served_model(run, &head_model(run)?, classes_info, precision)
+}
+
+/// The run's trained head and its metadata.
+pub fn head_model(run: &Path) -> anyhow::Result<HeadModel> {
+    HeadModel::load(run).with_context(|| format!("loading the model of run {}", run.display()))
+}
+
+/// [`load_model`] for the run's `model`, already loaded.
+pub fn served_model(
+    run: &Path,
+    model: &HeadModel,
+    classes_info: Option<&Path>,
+    precision: Precision,
+) -> anyhow::Result<ServedModel> {
     let dir = graft_run::RunDir::new(run);
     let file_name = precision.file_name();
     let file = dir.onnx(precision);
@@ -45,7 +58,7 @@ pub fn load_model(
             );
         }
         (
-            graft_run::export::float_onnx(&dir, &model)?,
+            graft_run::export::float_onnx(&dir, model)?,
             "built at start-up; `graft export` writes and validates model.onnx".to_string(),
         )
     };
@@ -78,10 +91,10 @@ pub fn load_model(
 /// or why there is none: the service then runs without the route.
 pub fn explainer(
     run: &Path,
+    model: &HeadModel,
 ) -> anyhow::Result<(graft_serve::Explainable, graft_serve::ExplainSettings)> {
-    let model = HeadModel::load(run)?;
     let dir = graft_run::RunDir::new(run);
-    let onnx = graft_run::export::grad_cam_onnx(&dir, &model)?;
+    let onnx = graft_run::export::grad_cam_onnx(&dir, model)?;
     let config = dir.config();
     let c = if config.is_file() {
         graft_run::explain::ExplainConfig::read(&config)?

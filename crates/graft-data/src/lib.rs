@@ -8,11 +8,13 @@
 //! - [`split`] writes a stratified, deterministic train/val/test manifest.
 //! - [`idx`] imports MNIST-format idx files.
 //! - [`atomic`] is the one atomic file write every crate uses.
+//! - [`class_info`] reads the per-class information (`classes.toml`) shown with predictions.
 
 pub mod analyze;
 pub mod atomic;
 pub mod audit;
 pub mod augment;
+pub mod class_info;
 pub mod decode;
 pub mod drift;
 pub mod embedding;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use graft_data::class_info::ClassInfo;
 use graft_train::HeadModel;
 
 use crate::{Context, Precision, RunDir, RunError};
@@ -47,7 +48,12 @@ pub fn export_web(
     let onnx = run.onnx(req.precision);
     let bytes = std::fs::read(&onnx).map_err(|e| RunError::read(&onnx, e))?;
     let class_info = match std::fs::read_to_string(run.class_info()) {
-        Ok(text) => class_info_json(&text, &run.class_info(), &model.meta.classes)?,
+        Ok(text) => ClassInfo::parse(&text, &run.class_info(), &model.meta.classes)
+            .map_err(|e| RunError::Settings {
+                path: e.path,
+                reason: e.why,
+            })?
+            .to_json(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
         Err(e) => return Err(RunError::read(&run.class_info(), e)),
     };
@@ -78,27 +84,4 @@ pub fn export_web(
         runtime: &req.runtime,
     };
     graft_export::web::write_web(req.out, &app).map_err(|e| RunError::Invalid(e.to_string()))
-}
-
-/// `classes.toml` (one table per class) as the JSON the page shows; a table for a class the
-/// model does not know is an error naming it.
-fn class_info_json(
-    text: &str,
-    path: &Path,
-    classes: &[String],
-) -> Result<serde_json::Map<String, serde_json::Value>, RunError> {
-    let bad = |reason: String| RunError::Settings {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-    let mut out = serde_json::Map::new();
-    for (class, fields) in table {
-        if !classes.contains(&class) {
-            return Err(bad(format!("[{class}] is not one of the model's classes")));
-        }
-        let v = serde_json::to_value(fields).map_err(|e| bad(e.to_string()))?;
-        out.insert(class, v);
-    }
-    Ok(out)
 }

@@ -16,7 +16,6 @@ mod advice;
 pub mod audit;
 pub mod batcher;
 pub mod canary;
-pub mod class_info;
 mod error;
 pub mod explain;
 mod feedback;
@@ -31,9 +30,9 @@ mod upload;
 
 pub use advice::uncertain_warning;
 pub use canary::Canary;
-pub use class_info::ClassInfo;
 pub use error::ApiError;
 pub use explain::ExplainSettings;
+pub use graft_data::class_info::ClassInfo;
 pub use server::{serve, Explainable, Registered, ServeOptions, ServedModel};
 
 /// Errors that stop the service from starting.
@@ -46,11 +45,8 @@ pub enum ServeError {
     },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
-    #[error("{path}: {why}")]
-    ClassInfo {
-        path: std::path::PathBuf,
-        why: String,
-    },
+    #[error(transparent)]
+    ClassInfo(#[from] graft_data::class_info::ClassInfoError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]

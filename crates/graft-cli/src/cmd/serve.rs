@@ -31,12 +31,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give --run DIR or --model NAME@ALIAS"),
     };
-    let mut served = crate::served::load_model(&run, args.classes_info.as_deref(), args.precision)?;
+    let model = crate::served::head_model(&run)?;
+    let mut served =
+        crate::served::served_model(&run, &model, args.classes_info.as_deref(), args.precision)?;
     if let Some(r) = &registered {
         served.name = format!("{}@{}", r.name, r.alias.as_deref().unwrap_or(&r.version));
     }
     served.registered = registered;
-    let explain = match crate::served::explainer(&run) {
+    let explain = match crate::served::explainer(&run, &model) {
         Ok((graph, settings)) => {
             served.explainer = Some(graph);
             Some(settings)

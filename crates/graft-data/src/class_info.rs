@@ -9,14 +9,21 @@
 //! ```
 //!
 //! One table per class, any keys. A table for a class the model does not know is an error
-//! (usually a typo that would otherwise silently show nothing).
+//! (usually a typo that would otherwise silently show nothing). `graft serve` shows it beside a
+//! prediction; `graft export --web` writes it into the page.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::ServeError;
+/// A `classes.toml` that cannot be read or does not fit the model.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {why}")]
+pub struct ClassInfoError {
+    pub path: PathBuf,
+    pub why: String,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ClassInfo {
@@ -25,8 +32,8 @@ pub struct ClassInfo {
 
 impl ClassInfo {
     /// Parse `text` (the contents of `path`) against the model's `classes`.
-    pub fn parse(text: &str, path: &Path, classes: &[String]) -> Result<ClassInfo, ServeError> {
-        let err = |why: String| ServeError::ClassInfo {
+    pub fn parse(text: &str, path: &Path, classes: &[String]) -> Result<ClassInfo, ClassInfoError> {
+        let err = |why: String| ClassInfoError {
             path: path.to_path_buf(),
             why,
         };
@@ -59,12 +66,20 @@ impl ClassInfo {
     }
 
     /// Read and parse a file.
-    pub fn load(path: &Path, classes: &[String]) -> Result<ClassInfo, ServeError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ServeError::ClassInfo {
+    pub fn load(path: &Path, classes: &[String]) -> Result<ClassInfo, ClassInfoError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ClassInfoError {
             path: path.to_path_buf(),
             why: e.to_string(),
         })?;
         Self::parse(&text, path, classes)
+    }
+
+    /// Every class's table as one JSON object (class name to its fields).
+    pub fn to_json(&self) -> Map<String, Value> {
+        self.by_class
+            .iter()
+            .map(|(c, m)| (c.clone(), Value::Object(m.clone())))
+            .collect()
     }
 
     pub fn get(&self, class: &str) -> Option<&Map<String, Value>> {
