@@ -5,7 +5,9 @@
 //! locations; Grad-CAM++ (Chattopadhay et al. 2018, closed form for an exponential score)
 //! weighs each location's positive gradient. When a pooled head reads the map's average, the
 //! gradient is `g_c / P` at every location ([`broadcast`]): no backward pass through the
-//! encoder is needed.
+//! encoder is needed. Integrated gradients (Sundararajan et al. 2017), taken at the map,
+//! weighs each location's activation by its own gradient averaged along a path
+//! ([`path_fractions`]): the caller averages the gradients and subtracts the path's start.
 
 /// Which map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,19 @@ pub enum CamKind {
     /// Layer-CAM (Jiang et al. 2021): each location's activation weighed by its own positive
     /// gradient, with no averaging over the map — what keeps earlier, finer maps sharp.
     LayerCam,
+    /// Integrated gradients at the map: `Σ_c g·a` per location, `g` the gradient averaged
+    /// along the path from a reference map and `a` the activation less the reference. Summed
+    /// over every location (before the ReLU) it approximates the score's change from the
+    /// reference (the method's completeness), so a location's value is its share of that change.
+    Integrated,
+}
+
+/// The points of the straight path from a reference map to the image's, as fractions of the
+/// way (`1/steps, 2/steps, …, 1`), at which integrated gradients averages the gradient (the
+/// right Riemann sum of Sundararajan et al.'s integral).
+pub fn path_fractions(steps: usize) -> impl Iterator<Item = f32> {
+    let n = steps.max(1);
+    (1..=n).map(move |k| k as f32 / n as f32)
 }
 
 /// The per-location gradient of a score whose gradient with respect to the map's spatial
@@ -33,14 +48,20 @@ pub fn class_activation(kind: CamKind, map: &[f32], grads: &[f32], locations: us
     if locations == 0 || map.len() != grads.len() || !map.len().is_multiple_of(locations) {
         return Vec::new();
     }
-    if kind == CamKind::LayerCam {
+    if matches!(kind, CamKind::LayerCam | CamKind::Integrated) {
+        // Layer-CAM keeps a location's positive gradient only; integrated gradients all of it.
+        let floor = if kind == CamKind::LayerCam {
+            0.0
+        } else {
+            f32::NEG_INFINITY
+        };
         let mut cam = vec![0f32; locations];
         for (plane, g) in map
             .chunks_exact(locations)
             .zip(grads.chunks_exact(locations))
         {
             for ((c, a), g) in cam.iter_mut().zip(plane).zip(g) {
-                *c += g.max(0.0) * a;
+                *c += g.max(floor) * a;
             }
         }
         cam.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -51,7 +72,7 @@ pub fn class_activation(kind: CamKind, map: &[f32], grads: &[f32], locations: us
         .zip(grads.chunks_exact(locations))
         .map(|(plane, g)| match kind {
             CamKind::GradCam => g.iter().sum::<f32>() / locations as f32,
-            CamKind::LayerCam => 0.0,
+            CamKind::LayerCam | CamKind::Integrated => 0.0,
             CamKind::GradCamPlusPlus => {
                 // α = g² / (2g² + Σ_q A_q·g³) per location; the weight is Σ_p α·relu(g).
                 let sum_a: f32 = plane.iter().sum();
@@ -250,6 +271,25 @@ mod tests {
         let grads = [2.0, -5.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0];
         let cam = class_activation(CamKind::LayerCam, &map, &grads, 4);
         assert_eq!(cam, vec![2.0, 0.0, 3.0, 0.0]);
+    }
+
+    #[test]
+    fn integrated_keeps_each_location_with_its_whole_gradient() {
+        let map = [1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 1.0];
+        let grads = [2.0, -5.0, 0.0, 0.0, 0.0, 0.0, 1.0, -1.0];
+        let cam = class_activation(CamKind::Integrated, &map, &grads, 4);
+        // Location 1: 2·(−5) < 0, cut by the ReLU; location 3: 1·(−1).
+        assert_eq!(cam, vec![2.0, 0.0, 3.0, 0.0]);
+        // With one gradient per channel everywhere (a pooled head at the last map) the map is
+        // Grad-CAM's.
+        let map = [0.5, -1.0, 2.0, 0.25, 1.0, 3.0, -0.5, 0.0];
+        let grads = broadcast(&[2.0, -1.0], 4);
+        assert_eq!(
+            class_activation(CamKind::Integrated, &map, &grads, 4),
+            class_activation(CamKind::GradCam, &map, &grads, 4)
+        );
+        let at: Vec<f32> = path_fractions(4).collect();
+        assert_eq!(at, vec![0.25, 0.5, 0.75, 1.0]);
     }
 
     #[test]

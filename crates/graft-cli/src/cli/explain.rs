@@ -15,8 +15,9 @@ Modes (one per call; each writes RUN/explain/<name>/explain.jsonl and PNG figure
                                                      (--save suspicious-only keeps only the latter)
   graft explain query RUN/explain/dir/explain.jsonl --suspicious
 
-Methods (--method): grad-cam (default), grad-cam++, layer-cam (sharper at an earlier --layer),
-score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
+Methods (--method): grad-cam (default), grad-cam++, layer-cam, integrated-gradients (the
+finest at an earlier --layer: each location's activation, less a blank image's, times its own
+gradient averaged over 8 points on the path from the blank image; 8 backward passes), score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
 model's probability on it weighs the channel; 64 more model runs per image), attention
 (attention heads always use it), random (a seeded random map: the floor the quality metrics of
 a real method must beat). --sanity checks a gradient method against models randomised from
@@ -102,10 +103,12 @@ pub struct ExplainRunArgs {
     /// Heatmap method [default: grad-cam, or [explain] method].
     #[arg(long, value_enum)]
     pub method: Option<graft_run::explain::Method>,
-    /// Grad-CAM at this encoder block's output instead of the last map: finer maps (14×14 or
+    /// The map at this encoder block's output instead of the last map: finer maps (14×14 or
     /// 28×28 instead of 7×7), through a backward pass of the blocks above it. The map is taken
     /// relative to a blank image's (zero padding lights a block's border cells whatever the
-    /// image). A block that does not exist is refused with the list of blocks and map sizes.
+    /// image). Grad-CAM's one weight per channel blurs where things are at an earlier block:
+    /// use --method integrated-gradients (or layer-cam) there. A block that does not exist is
+    /// refused with the list of blocks and map sizes.
     #[arg(long, value_name = "BLOCK")]
     pub layer: Option<usize>,
     /// Sanity check (Adebayo et al. 2018, cascading): also make every map from the model with

@@ -26,6 +26,10 @@ use crate::{RunDir, RunError};
 
 /// Perturbed images per ONNX Runtime call.
 const CHUNK: usize = 32;
+/// Points on integrated gradients' path. On the localisation test at MobileNetV2's block 13,
+/// 8 points put the peak on the patch for 143 of 150 images; 1 point (the gradient at the
+/// image alone) for 133.
+const IG_STEPS: usize = 8;
 
 pub struct Explainer {
     model: HeadModel,
@@ -270,11 +274,34 @@ impl Explainer {
         let (kind, method) = match method {
             Method::GradCamPlusPlus => (CamKind::GradCamPlusPlus, method),
             Method::LayerCam => (CamKind::LayerCam, method),
+            Method::IntegratedGradients => (CamKind::Integrated, method),
             _ => (CamKind::GradCam, Method::GradCam),
+        };
+        // Integrated gradients averages the gradient along the path from the reference; the
+        // others take it at the image alone (the path's last point).
+        let steps = if kind == CamKind::Integrated {
+            IG_STEPS
+        } else {
+            1
         };
         let targets: Vec<Vec<f32>> = classes.iter().map(|&c| model.centred(c)).collect();
         if let Some(layer) = layer {
-            let grads = layer.gradients(block, model, &targets)?;
+            let mut grads = vec![vec![0f32; block.len()]; targets.len()];
+            for at in cam::path_fractions(steps) {
+                let point = if at < 1.0 {
+                    layer.along_path(block, at)
+                } else {
+                    block.to_vec()
+                };
+                for (sum, g) in grads
+                    .iter_mut()
+                    .zip(layer.gradients(&point, model, &targets)?)
+                {
+                    sum.iter_mut()
+                        .zip(g)
+                        .for_each(|(s, g)| *s += g / steps as f32);
+                }
+            }
             let relative = layer.relative(block);
             let maps = grads
                 .iter()
@@ -293,10 +320,26 @@ impl Explainer {
             .zip(&model.standardizer.mean)
             .flat_map(|(plane, m)| plane.iter().map(move |a| a - m))
             .collect();
+        let mean = &model.standardizer.mean;
         let maps = targets
             .iter()
             .map(|t| {
-                let g = model.logit_gradient(&pooled, t).unwrap_or_default();
+                let mut g = vec![0f32; pooled.len()];
+                for at in cam::path_fractions(steps) {
+                    let point: Vec<f32> = if at < 1.0 {
+                        pooled
+                            .iter()
+                            .zip(mean)
+                            .map(|(p, m)| m + at * (p - m))
+                            .collect()
+                    } else {
+                        pooled.clone()
+                    };
+                    let step = model.logit_gradient(&point, t).unwrap_or_default();
+                    g.iter_mut()
+                        .zip(step)
+                        .for_each(|(s, d)| *s += d / steps as f32);
+                }
                 let grads = cam::broadcast(&g, locations);
                 cam::class_activation(kind, &centred, &grads, locations)
             })

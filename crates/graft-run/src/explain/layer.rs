@@ -1,8 +1,8 @@
-//! Grad-CAM at an earlier block (`--layer BLOCK`): finer maps (14×14 or 28×28 on MobileNetV2
-//! instead of 7×7) at the cost of a backward pass through the encoder's top blocks, which run
-//! again on burn with autodiff from the block's output. The class score's gradient with respect
-//! to the pooled features comes from the head (on the host); burn carries it from there back
-//! to the block.
+//! A map at an earlier block (`--layer BLOCK`; Grad-CAM, Layer-CAM, integrated gradients):
+//! finer maps (14×14 or 28×28 on MobileNetV2 instead of 7×7) at the cost of a backward pass
+//! through the encoder's top blocks, which run again on burn with autodiff from the block's
+//! output. The class score's gradient with respect to the pooled features comes from the head
+//! (on the host); burn carries it from there back to the block.
 
 use burn::module::Module as _;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -77,6 +77,15 @@ impl LayerGrad {
         map.iter()
             .zip(&self.reference)
             .map(|(a, r)| a - r)
+            .collect()
+    }
+
+    /// The point a fraction `at` of the way from the blank image's map to `map`: where
+    /// integrated gradients takes the gradient.
+    pub fn along_path(&self, map: &[f32], at: f32) -> Vec<f32> {
+        map.iter()
+            .zip(&self.reference)
+            .map(|(a, r)| r + at * (a - r))
             .collect()
     }
 

@@ -46,6 +46,13 @@ pub enum Method {
     /// Layer-CAM (Jiang et al. 2021): every location weighed by its own positive gradient;
     /// sharper than Grad-CAM at earlier blocks (`--layer`).
     LayerCam,
+    /// Integrated gradients (Sundararajan et al. 2017) at the map: each location's
+    /// activation, less a reference's, times its own gradient averaged along the straight path
+    /// from the reference (8 points). At an earlier block the reference is a blank image's map
+    /// and the path runs through the blocks above; at the last map it is the training mean and
+    /// the path runs through the head (a linear head gives Grad-CAM's map). The finest of the
+    /// gradient methods at an earlier block (`--layer`); 8 backward passes there.
+    IntegratedGradients,
     /// Score-CAM (Wang et al. 2020), gradient-free: the most active channels each mask the
     /// image, and the model's probability on each masked image weighs its channel. A
     /// cross-check of the gradient methods; costs `score_cam_channels` model runs per image.
@@ -62,6 +69,7 @@ impl Method {
             Method::GradCam => "grad-cam",
             Method::GradCamPlusPlus => "grad-cam++",
             Method::LayerCam => "layer-cam",
+            Method::IntegratedGradients => "integrated-gradients",
             Method::ScoreCam => "score-cam",
             Method::Attention => "attention",
             Method::Random => "random",
