@@ -6,7 +6,10 @@ the time). Per image, batch 1, as a user explains one photo at a time: PIL decod
 torchvision evaluation transform, then
   1. pytorch-grad-cam's GradCAM at the last feature map (features[-1]), predicted class;
   2. the same at an earlier block (features[BLOCK], graft's --layer BLOCK);
-  3. 1 plus the quality tests graft computes: the hottest 20 % of pixels hidden, then kept
+  3. when captum is installed, its LayerIntegratedGradients at that block (8 points, right
+     Riemann sum, the blank image as baseline), summed over channels: graft's
+     --method integrated-gradients --layer BLOCK;
+  4. 1 plus the quality tests graft computes: the hottest 20 % of pixels hidden, then kept
      alone, and deletion and insertion curves of STEPS + 1 points each (pixels blacked out
      hottest first; revealed hottest first onto a blurred copy), all perturbed images scored
      in one batch, the areas under the curves.
@@ -121,6 +124,13 @@ def main():
     last = GradCAM(model=model, target_layers=[model.features[-1]])
     block = GradCAM(model=model, target_layers=[model.features[a.block]])
     times = {"grad_cam_last": [], "grad_cam_block": [], "grad_cam_quality": []}
+    try:
+        from captum.attr import LayerIntegratedGradients
+
+        integrated = LayerIntegratedGradients(model, model.features[a.block])
+        times["ig_block"] = []
+    except ImportError:
+        integrated = None
     aucs = []
     # The first image warms up the allocator and kernels; it is not timed.
     for i, path in enumerate([paths[0]] + paths):
@@ -131,6 +141,15 @@ def main():
         x = load(path)
         block(input_tensor=x, targets=None)
         t2 = time.perf_counter()
+        if integrated is not None:
+            x = load(path)
+            with torch.inference_mode():
+                cls = int(model(x).argmax(1))
+            attr = integrated.attribute(
+                x, baselines=torch.zeros_like(x), target=cls, n_steps=8, method="riemann_right"
+            )
+            attr.sum(1).clamp(min=0).detach()
+        t_ig = time.perf_counter()
         x = load(path)
         heat = last(input_tensor=x, targets=None)[0]
         cls = int(last.outputs.argmax(1))
@@ -140,7 +159,9 @@ def main():
             continue
         times["grad_cam_last"].append((t1 - t0) * 1000)
         times["grad_cam_block"].append((t2 - t1) * 1000)
-        times["grad_cam_quality"].append((t3 - t2) * 1000)
+        times["grad_cam_quality"].append((t3 - t_ig) * 1000)
+        if integrated is not None:
+            times["ig_block"].append((t_ig - t2) * 1000)
         aucs.append(auc)
     out = {k: statistics.median(v) for k, v in times.items()}
     out.update(

@@ -631,7 +631,17 @@ fn every_mode_on_the_demo_run_with_query_resume_and_quality_against_random() {
     let bench: Value =
         serde_json::from_slice(&std::fs::read(cwd.join("bench.json")).expect("bench.json"))
             .expect("JSON");
-    for case in ["grad_cam_last", "grad_cam_block", "grad_cam_quality"] {
+    assert!(
+        stdout(&o).contains("Integrated grads, block 13"),
+        "{}",
+        stdout(&o)
+    );
+    for case in [
+        "grad_cam_last",
+        "grad_cam_block",
+        "grad_cam_quality",
+        "ig_block",
+    ] {
         let ms = bench[case]["graft_ms"].as_f64().unwrap_or(0.0);
         assert!(ms > 0.0, "{case}: {bench}");
     }

@@ -1,5 +1,6 @@
 //! `graft bench explain`: milliseconds per image of graft explain's Grad-CAM (last map, an
-//! earlier block, with the quality tests) against pytorch-grad-cam in the same run.
+//! earlier block, with the quality tests) against pytorch-grad-cam in the same run, and of
+//! integrated gradients at the block against captum's (when the reference has it).
 
 use std::process::Command;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use graft_data::scan::Split;
 use graft_eval::percentile;
 use graft_model::arch::EncoderKind;
 use graft_run::explain::{
-    folder_images, split_items, ExplainConfig, Explainer, Item, Save, Target,
+    folder_images, split_items, ExplainConfig, Explainer, Item, Method, Save, Target,
 };
 use graft_run::RunDir;
 use graft_train::HeadModel;
@@ -21,10 +22,11 @@ use crate::cli::BenchExplainArgs;
 const TORCH_SCRIPT: &str = include_str!("../../../../../scripts/bench/torch_explain.py");
 
 /// What both sides time, in the reference's JSON keys, with a label.
-const CASES: [(&str, &str); 3] = [
+const CASES: [(&str, &str); 4] = [
     ("grad_cam_last", "Grad-CAM, last map"),
     ("grad_cam_block", "Grad-CAM, block"),
     ("grad_cam_quality", "Grad-CAM + quality tests"),
+    ("ig_block", "Integrated grads, block"),
 ];
 
 pub fn explain(args: BenchExplainArgs) -> anyhow::Result<()> {
@@ -71,6 +73,13 @@ pub fn explain(args: BenchExplainArgs) -> anyhow::Result<()> {
         last.explain(&[item], &config, &Target::Predicted, &mut unreadable)
             .map(drop)
     })?);
+    let integrated = ExplainConfig {
+        method: Method::IntegratedGradients,
+        ..config.clone()
+    };
+    graft.push(median_ms(&items, |item| {
+        block.maps(&[item], &integrated).map(drop)
+    })?);
 
     let reference = if args.reference.no_reference {
         None
@@ -101,7 +110,7 @@ pub fn explain(args: BenchExplainArgs) -> anyhow::Result<()> {
         "ms per image", "graft", "pytorch", "ratio"
     );
     for ((key, label), g) in CASES.iter().zip(&graft) {
-        let label = if *key == "grad_cam_block" {
+        let label = if key.ends_with("_block") {
             format!("{label} {}", args.layer)
         } else {
             label.to_string()
