@@ -32,6 +32,14 @@ pub fn path_fractions(steps: usize) -> impl Iterator<Item = f32> {
     (1..=n).map(move |k| k as f32 / n as f32)
 }
 
+/// The point a fraction `at` of the way from `from` to `to` (`to` itself, exactly, at 1).
+pub fn path_point(from: &[f32], to: &[f32], at: f32) -> Vec<f32> {
+    if at >= 1.0 {
+        return to.to_vec();
+    }
+    from.iter().zip(to).map(|(f, t)| f + at * (t - f)).collect()
+}
+
 /// The per-location gradient of a score whose gradient with respect to the map's spatial
 /// average is `pooled` (`C` values): `g_c / P` everywhere.
 pub fn broadcast(pooled: &[f32], locations: usize) -> Vec<f32> {
@@ -290,6 +298,9 @@ mod tests {
         );
         let at: Vec<f32> = path_fractions(4).collect();
         assert_eq!(at, vec![0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(path_point(&[1.0, -2.0], &[3.0, 2.0], 0.25), vec![1.5, -1.0]);
+        let odd = [0.1f32, 0.7];
+        assert_eq!(path_point(&[0.3, 0.9], &odd, 1.0), odd.to_vec());
     }
 
     #[test]

@@ -288,11 +288,7 @@ impl Explainer {
         if let Some(layer) = layer {
             let mut grads = vec![vec![0f32; block.len()]; targets.len()];
             for at in cam::path_fractions(steps) {
-                let point = if at < 1.0 {
-                    layer.along_path(block, at)
-                } else {
-                    block.to_vec()
-                };
+                let point = layer.along_path(block, at);
                 for (sum, g) in grads
                     .iter_mut()
                     .zip(layer.gradients(&point, model, &targets)?)
@@ -324,22 +320,17 @@ impl Explainer {
         let maps = targets
             .iter()
             .map(|t| {
-                let mut g = vec![0f32; pooled.len()];
-                for at in cam::path_fractions(steps) {
-                    let point: Vec<f32> = if at < 1.0 {
-                        pooled
-                            .iter()
-                            .zip(mean)
-                            .map(|(p, m)| m + at * (p - m))
-                            .collect()
-                    } else {
-                        pooled.clone()
-                    };
-                    let step = model.logit_gradient(&point, t).unwrap_or_default();
-                    g.iter_mut()
-                        .zip(step)
-                        .for_each(|(s, d)| *s += d / steps as f32);
-                }
+                // No gradient (features of another width) gives no map, as before the path.
+                let g = cam::path_fractions(steps)
+                    .try_fold(vec![0f32; pooled.len()], |mut g, at| {
+                        let point = cam::path_point(mean, &pooled, at);
+                        let step = model.logit_gradient(&point, t)?;
+                        g.iter_mut()
+                            .zip(step)
+                            .for_each(|(s, d)| *s += d / steps as f32);
+                        Some(g)
+                    })
+                    .unwrap_or_default();
                 let grads = cam::broadcast(&g, locations);
                 cam::class_activation(kind, &centred, &grads, locations)
             })

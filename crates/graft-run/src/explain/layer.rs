@@ -83,10 +83,7 @@ impl LayerGrad {
     /// The point a fraction `at` of the way from the blank image's map to `map`: where
     /// integrated gradients takes the gradient.
     pub fn along_path(&self, map: &[f32], at: f32) -> Vec<f32> {
-        map.iter()
-            .zip(&self.reference)
-            .map(|(a, r)| r + at * (a - r))
-            .collect()
+        graft_eval::explain::cam::path_point(&self.reference, map, at)
     }
 
     /// The block's map for one preprocessed image (`C × H × W`) and, for each of `targets`
