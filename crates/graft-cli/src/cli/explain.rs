@@ -17,7 +17,8 @@ Modes (one per call; each writes RUN/explain/<name>/explain.jsonl and PNG figure
 
 Methods (--method): grad-cam (default), grad-cam++, layer-cam, integrated-gradients (the
 finest at an earlier --layer: each location's activation, less a blank image's, times its own
-gradient averaged over 8 points on the path from the blank image; 8 backward passes), score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
+gradient averaged over 8 points on the path from the blank image; 8 backward passes),
+score-cam (gradient-free cross-check: the 64 most active channels each mask the image and the
 model's probability on it weighs the channel; 64 more model runs per image), attention
 (attention heads always use it), random (a seeded random map: the floor the quality metrics of
 a real method must beat). --sanity checks a gradient method against models randomised from
